@@ -1,0 +1,503 @@
+"""Find photos, their grades and their fruit groups in the layouts users bring.
+
+Three layouts load without editing:
+
+* ``labels-csv``: a folder of photos plus a label CSV (the AI CUP format);
+* ``class-folders``: one folder per grade, grade order given best-first;
+* ``unlabelled``: a flat folder of photos, for prediction.
+
+This module only finds files and reads text; it never decodes a photo.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError, listing, plural
+from .csvfile import find_column, read_rows
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+DEFAULT_GRADES = ("A", "B", "C")
+# Grade orders recognised without --grades (best first).
+KNOWN_GRADE_ORDERS = (
+    ("A", "B", "C"),
+    ("Extra_Class", "Class_I", "Class_II"),
+)
+# "等級A" is how the competition's CSV spells grade A.
+LABEL_PREFIXES = ("等級", "grade_", "grade ", "grade")
+SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
+IMAGE_COLUMNS = ("image_id", "image", "filename", "file", "path", "photo", "img")
+LABEL_COLUMNS = ("label", "grade", "class", "等級")
+GROUP_COLUMNS = ("group", "group_id", "fruit_id", "fruit", "groups")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Photos with (optional) grades and fruit groups, in a fixed order.
+
+    ``labels[i]`` is the index of photo ``i``'s grade in ``grades`` (0 = best).
+    ``notices`` holds what was found and not fatal (e.g. photos with no CSV row).
+    """
+
+    root: Path
+    layout: str
+    image_ids: tuple[str, ...]
+    paths: tuple[Path, ...]
+    grades: tuple[str, ...]
+    labels: np.ndarray | None = None
+    groups: tuple[str, ...] | None = None
+    notices: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+    def grade_counts(self) -> dict[str, int]:
+        """Photos per grade, in grade order (all zero when unlabelled)."""
+        counts = np.bincount(self.labels, minlength=len(self.grades)) if self.labelled else None
+        return {g: int(counts[i]) if counts is not None else 0 for i, g in enumerate(self.grades)}
+
+    def group_array(self) -> np.ndarray:
+        """Group of every photo; a photo with no known group is its own group."""
+        return np.asarray(self.groups if self.groups is not None else self.image_ids, dtype=object)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> Dataset:
+        """The photos at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=int)
+        return replace(
+            self,
+            image_ids=tuple(self.image_ids[i] for i in idx),
+            paths=tuple(self.paths[i] for i in idx),
+            labels=None if self.labels is None else self.labels[idx],
+            groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
+        )
+
+    def without(self, image_ids: Sequence[str]) -> Dataset:
+        """The dataset less the named photos (used by ``--skip-bad``)."""
+        drop = set(image_ids)
+        return self.subset([i for i, name in enumerate(self.image_ids) if name not in drop])
+
+
+class _Problems:
+    """Collects every problem so the user sees them all in one message."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def raise_if_any(self, advice: str = "") -> None:
+        if self.items:
+            lines = "\n".join(f"  - {item}" for item in self.items)
+            tail = f"\n{advice}" if advice else ""
+            raise DatasetError(f"Cannot load {self.what}:\n{lines}{tail}")
+
+
+def load_dataset(
+    data: str | Path,
+    labels: str | Path | None = None,
+    groups: str | Path | None = None,
+    grades: Sequence[str] | None = None,
+    allow_single_grade: bool = False,
+) -> Dataset:
+    """Load a dataset in any supported layout.
+
+    Parameters
+    ----------
+    data : folder of photos (with ``labels``), of grade folders, or of unlabelled photos.
+    labels : label CSV (``image_id,label``; header optional; UTF-8, BOM or Big5).
+    groups : CSV mapping photos to fruits (``image,group`` or ``image,...,fruit_id``).
+    grades : grade names best-first; needed for class folders with unfamiliar names.
+    allow_single_grade : accept a labelled set holding a single grade (e.g. to evaluate).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        Naming every missing photo, unknown label, duplicate or unreadable file.
+    """
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root} does not exist. DATA must be a folder of photos.")
+    if not root.is_dir():
+        hint = (
+            f" To use it as labels: mangograde ... {root.parent} --labels {root}"
+            if (root.suffix.lower() == ".csv")
+            else ""
+        )
+        raise DatasetError(f"{root} is a file; DATA must be a folder of photos.{hint}")
+    grade_names = tuple(grades) if grades else None
+    if grade_names is not None:
+        _check_grade_names(grade_names)
+    if labels is not None:
+        dataset = _from_label_csv(root, Path(labels).expanduser(), grade_names)
+    else:
+        dataset = _from_folder(root, grade_names)
+    if dataset.labelled and not allow_single_grade:
+        present = [g for g, n in dataset.grade_counts().items() if n]
+        if len(present) < 2:
+            raise DatasetError(
+                f"Only grade {present[0]} found among {plural(len(dataset), 'photo')} in {root}: "
+                "grading needs photos of at least two grades. Check the labels or --grades."
+            )
+    if groups is not None:
+        dataset = attach_groups(dataset, Path(groups).expanduser())
+    return dataset
+
+
+def _check_grade_names(grades: tuple[str, ...]) -> None:
+    repeated = [g for g, n in Counter(grades).items() if n > 1]
+    if repeated or len(grades) < 2 or any(not g for g in grades):
+        raise DatasetError(
+            f"--grades {','.join(grades)} is not a list of two or more distinct names, "
+            "best first (e.g. --grades A,B,C)."
+        )
+
+
+def _scan(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    """Photos and other (non-hidden, non-system) files under ``folder``, sorted."""
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    photos, others = [], []
+    for path in entries:
+        rel_parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in rel_parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in PHOTO_SUFFIXES:
+            photos.append(path)
+        elif path.name.lower() not in SYSTEM_FILES:
+            others.append(path)
+    return sorted(photos), sorted(others)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _ignored_notice(others: list[Path], root: Path) -> list[str]:
+    if not others:
+        return []
+    names = [_rel(p, root) for p in others]
+    return [
+        f"{plural(len(names), 'file')} ignored, not a supported photo type "
+        f"({', '.join(PHOTO_SUFFIXES)}): {listing(names)}"
+    ]
+
+
+def _from_folder(root: Path, grades: tuple[str, ...] | None) -> Dataset:
+    top_photos, top_others = _scan(root, recursive=False)
+    class_dirs = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        photos, others = _scan(sub, recursive=True)
+        if photos:
+            class_dirs[sub.name] = (photos, others)
+    csvs = sorted(p.name for p in root.glob("*.csv"))
+    if top_photos and class_dirs:
+        raise DatasetError(
+            f"{root} holds photos both directly inside it and in subfolders "
+            f"({listing(sorted(class_dirs))}). Use one layout: grade subfolders, or one folder "
+            "of photos with a label CSV (--labels)."
+        )
+    if class_dirs:
+        return _from_class_folders(root, class_dirs, top_others, grades, csvs)
+    if top_photos:
+        notices = _ignored_notice([p for p in top_others if p.suffix.lower() != ".csv"], root)
+        if csvs:
+            notices.append(
+                f"No labels given, so the photos are unlabelled; found {listing(csvs)}: "
+                "pass one with --labels to use its grades."
+            )
+        return Dataset(
+            root=root,
+            layout="unlabelled",
+            image_ids=tuple(_rel(p, root) for p in top_photos),
+            paths=tuple(top_photos),
+            grades=grades or DEFAULT_GRADES,
+            notices=tuple(notices),
+        )
+    hint = (
+        f" Found {listing(csvs)}: pass the photo folder as DATA and the CSV with --labels."
+        if (csvs)
+        else ""
+    )
+    raise DatasetError(
+        f"No photos found in {root} (looked for {', '.join(PHOTO_SUFFIXES)}, also in "
+        f"subfolders).{hint}"
+    )
+
+
+def _known_order(names: set[str]) -> tuple[str, ...] | None:
+    for order in KNOWN_GRADE_ORDERS:
+        by_lower = {n.lower(): n for n in names}
+        if set(by_lower) == {g.lower() for g in order}:
+            return tuple(by_lower[g.lower()] for g in order)
+    return None
+
+
+def _from_class_folders(
+    root: Path,
+    class_dirs: dict[str, tuple[list[Path], list[Path]]],
+    top_others: list[Path],
+    grades: tuple[str, ...] | None,
+    csvs: list[str],
+) -> Dataset:
+    names = sorted(class_dirs)
+    if grades is None:
+        grades = _known_order(set(names))
+        if grades is None:
+            hint = ""
+            if csvs:
+                first = names[0]
+                hint = (
+                    f" If {listing(csvs)} hold the grades instead, run e.g. "
+                    f"`mangograde data inspect {root / first} --labels {root / csvs[0]}`."
+                )
+            raise DatasetError(
+                f"{root} has subfolders {listing(names)}. If they are grades, give their order "
+                f"best-first, e.g. --grades {','.join(names)}.{hint}"
+            )
+    problems = _Problems(f"the grade folders in {root}")
+    for grade in grades:
+        if grade not in class_dirs:
+            problems.add(f"no folder of photos for grade {grade!r} (found {listing(names)})")
+    for name in names:
+        if name not in grades:
+            problems.add(
+                f"folder {name!r} is not one of the grades {', '.join(grades)}: add it to "
+                "--grades or move it out of DATA"
+            )
+    problems.raise_if_any()
+    paths, labels, others = [], [], list(top_others)
+    for index, grade in enumerate(grades):
+        photos, extra = class_dirs[grade]
+        paths += photos
+        labels += [index] * len(photos)
+        others += extra
+    notices = _ignored_notice([p for p in others if p.suffix.lower() != ".csv"], root)
+    return Dataset(
+        root=root,
+        layout="class-folders",
+        image_ids=tuple(_rel(p, root) for p in paths),
+        paths=tuple(paths),
+        grades=tuple(grades),
+        labels=np.asarray(labels, dtype=np.int64),
+        notices=tuple(notices),
+    )
+
+
+def _has_photo_suffix(name: str) -> bool:
+    return name.lower().endswith(PHOTO_SUFFIXES)
+
+
+def normalise_label(text: str) -> str:
+    """``'等級A'`` -> ``'a'``; compare the result with lower-cased grade names."""
+    label = text.strip()
+    lowered = label.lower()
+    for prefix in LABEL_PREFIXES:
+        if lowered.startswith(prefix) and len(label) > len(prefix):
+            label = label[len(prefix) :].strip()
+            break
+    return label.lower()
+
+
+def _split_header(
+    rows: list[tuple[int, list[str]]], is_data: bool, columns: tuple[tuple[str, ...], ...]
+) -> tuple[list[tuple[int, list[str]]], list[int | None]]:
+    """Drop a header row if there is one and find the named columns in it."""
+    if is_data:
+        return rows, [None] * len(columns)
+    header = rows[0][1]
+    return rows[1:], [find_column(header, names) for names in columns]
+
+
+class _PhotoIndex:
+    """Looks photos up by relative path, file name or file name without extension."""
+
+    def __init__(self, root: Path, photos: list[Path]) -> None:
+        self.root = root
+        self.by_rel = {_rel(p, root): p for p in photos}
+        self.by_name: dict[str, list[Path]] = defaultdict(list)
+        self.by_stem: dict[str, list[Path]] = defaultdict(list)
+        for p in photos:
+            self.by_name[p.name].append(p)
+            self.by_stem[p.stem].append(p)
+
+    def find(self, image_id: str) -> list[Path]:
+        key = image_id.replace("\\", "/").lstrip("./")
+        if key in self.by_rel:
+            return [self.by_rel[key]]
+        name = key.rsplit("/", 1)[-1]
+        return self.by_name.get(name) or self.by_stem.get(name, [])
+
+
+def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) -> Dataset:
+    if not csv_path.is_file():
+        raise DatasetError(f"Label file {csv_path} does not exist.")
+    grades = grades or DEFAULT_GRADES
+    grade_of = {g.lower(): i for i, g in enumerate(grades)}
+    grade_of.update({normalise_label(g): i for i, g in enumerate(grades)})
+    rows = read_rows(csv_path)
+    if not rows:
+        raise DatasetError(f"Label file {csv_path} has no rows. Expected lines image_id,label.")
+    first = rows[0][1]
+    first_is_data = _has_photo_suffix(first[0]) or (
+        len(first) > 1 and normalise_label(first[1]) in grade_of
+    )
+    rows, (image_col, label_col) = _split_header(
+        rows, first_is_data, (IMAGE_COLUMNS, LABEL_COLUMNS)
+    )
+    image_col = 0 if image_col is None else image_col
+    label_col = 1 if label_col is None else label_col
+    photos, others = _scan(root, recursive=True)
+    index = _PhotoIndex(root, photos)
+    problems = _Problems(f"the labels in {csv_path} for photos in {root}")
+    short, missing, unknown, ambiguous = [], [], defaultdict(list), []
+    first_row_of: dict[Path, int] = {}
+    duplicates = []
+    paths, labels = [], []
+    for line, cells in rows:
+        if len(cells) <= max(image_col, label_col):
+            short.append(line)
+            continue
+        image_id, raw_label = cells[image_col], cells[label_col]
+        label = grade_of.get(normalise_label(raw_label))
+        if label is None:
+            unknown[raw_label].append(line)
+        found = index.find(image_id)
+        if not found:
+            missing.append(f"row {line} {image_id}")
+            continue
+        if len(found) > 1:
+            ambiguous.append(f"row {line} {image_id} ({listing([_rel(p, root) for p in found])})")
+            continue
+        path = found[0]
+        if path in first_row_of:
+            duplicates.append(f"{image_id} (rows {first_row_of[path]} and {line})")
+            continue
+        first_row_of[path] = line
+        if label is not None:
+            paths.append(path)
+            labels.append(label)
+    if short:
+        problems.add(
+            f"{plural(len(short), 'row')} with fewer than {max(image_col, label_col) + 1} "
+            f"columns (lines {listing([str(n) for n in short])}); expected image_id,label"
+        )
+    if missing:
+        problems.add(
+            f"{plural(len(missing), 'row')} name photos that are not in {root}: {listing(missing)}"
+        )
+    if ambiguous:
+        problems.add(
+            f"{plural(len(ambiguous), 'row')} match more than one photo: "
+            f"{listing(ambiguous)}; give the path relative to {root}"
+        )
+    if duplicates:
+        problems.add(
+            f"{plural(len(duplicates), 'photo')} listed more than once: {listing(duplicates)}"
+        )
+    for raw_label, lines in unknown.items():
+        problems.add(
+            f"unknown label {raw_label!r} in {plural(len(lines), 'row')} "
+            f"(lines {listing([str(n) for n in lines])}); expected one of {', '.join(grades)}"
+            f" (a prefix such as 等級 is fine). Other grade names: give them with --grades"
+        )
+    problems.raise_if_any()
+    if not paths:
+        raise DatasetError(f"Label file {csv_path} lists no photos.")
+    unlisted = [_rel(p, root) for p in photos if p not in first_row_of]
+    notices = _ignored_notice([p for p in others if p.resolve() != csv_path.resolve()], root)
+    if unlisted:
+        notices.append(
+            f"{plural(len(unlisted), 'photo')} in {root} with no row in {csv_path.name}, "
+            f"left out: {listing(unlisted)}"
+        )
+    return Dataset(
+        root=root,
+        layout="labels-csv",
+        image_ids=tuple(_rel(p, root) for p in paths),
+        paths=tuple(paths),
+        grades=grades,
+        labels=np.asarray(labels, dtype=np.int64),
+        notices=tuple(notices),
+    )
+
+
+def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
+    """Give every photo its fruit group from ``groups_csv``.
+
+    Every photo must have a group (a split that guesses could leak one fruit into two
+    folds); rows for photos outside the dataset are reported and ignored.
+    """
+    if not groups_csv.is_file():
+        raise DatasetError(f"Groups file {groups_csv} does not exist.")
+    rows = read_rows(groups_csv)
+    if not rows:
+        raise DatasetError(f"Groups file {groups_csv} has no rows. Expected lines image,group.")
+    first_is_data = _has_photo_suffix(rows[0][1][0])
+    rows, (image_col, group_col) = _split_header(
+        rows, first_is_data, (IMAGE_COLUMNS, GROUP_COLUMNS)
+    )
+    image_col = 0 if image_col is None else image_col
+    if group_col is None:
+        width = len(rows[0][1]) if rows else 0
+        if first_is_data or width == 2:
+            group_col = 1
+        else:
+            raise DatasetError(
+                f"Cannot tell which column of {groups_csv} holds the group: name it 'group' "
+                f"(recognised: {', '.join(GROUP_COLUMNS)})."
+            )
+    problems = _Problems(f"the groups in {groups_csv}")
+    index = _PhotoIndex(dataset.root, list(dataset.paths))
+    group_of: dict[Path, tuple[str, int]] = {}
+    outside, conflicts, short = [], [], []
+    for line, cells in rows:
+        if len(cells) <= max(image_col, group_col) or not cells[group_col]:
+            short.append(str(line))
+            continue
+        found = index.find(cells[image_col])
+        if len(found) != 1:
+            outside.append(cells[image_col])
+            continue
+        group = cells[group_col]
+        earlier = group_of.get(found[0])
+        if earlier and earlier[0] != group:
+            conflicts.append(f"{cells[image_col]} (rows {earlier[1]} and {line})")
+        group_of.setdefault(found[0], (group, line))
+    if short:
+        problems.add(f"{plural(len(short), 'row')} with no group (lines {listing(short)})")
+    if conflicts:
+        problems.add(f"photos given two different groups: {listing(conflicts)}")
+    no_group = [
+        name for name, p in zip(dataset.image_ids, dataset.paths, strict=True) if p not in group_of
+    ]
+    if no_group:
+        problems.add(
+            f"{plural(len(no_group), 'photo')} of the dataset have no group: {listing(no_group)}; "
+            "add a row for each"
+        )
+    problems.raise_if_any()
+    notices = list(dataset.notices)
+    if outside:
+        notices.append(
+            f"{plural(len(outside), 'row')} of {groups_csv.name} name photos not in this "
+            f"dataset (ignored): {listing(outside)}"
+        )
+    return replace(
+        dataset,
+        groups=tuple(group_of[p][0] for p in dataset.paths),
+        notices=tuple(notices),
+    )

@@ -1,0 +1,25 @@
+"""Decoding, orientation, resize/crop and the decoded-photo cache."""
+
+from .cache import CACHE_ENV, ImageCache, default_cache_dir
+from .decode import BadImage, ImageDecodeError, decode, open_photo, photo_size, to_rgb
+from .geometry import Geometry, Resize, ResizeCenterCrop
+from .loader import LoadedImages, bad_images_message, load_dataset_images, load_images
+
+__all__ = [
+    "CACHE_ENV",
+    "BadImage",
+    "Geometry",
+    "ImageCache",
+    "ImageDecodeError",
+    "LoadedImages",
+    "Resize",
+    "ResizeCenterCrop",
+    "bad_images_message",
+    "decode",
+    "default_cache_dir",
+    "load_dataset_images",
+    "load_images",
+    "open_photo",
+    "photo_size",
+    "to_rgb",
+]

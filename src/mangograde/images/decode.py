@@ -1,0 +1,132 @@
+"""Decode any photo a phone or scanner makes into upright RGB uint8.
+
+Large JPEGs are decoded at a reduced scale (libjpeg's DCT scaling via ``Image.draft``)
+when the target is much smaller: a 12 MP photo resized to 256 px needs an eighth of
+the pixels, and skipping them is most of the cost of a classical pipeline.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .geometry import Geometry
+
+# Photos between Pillow's warning and error limits are fine; above the error limit they
+# are reported as bad. The warning itself would only clutter the output.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+READABLE = "JPEG, PNG, WebP, BMP or TIFF"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+class ImageDecodeError(Exception):
+    """A photo that cannot be decoded; ``reason`` is worded for the user."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """A photo that could not be decoded, and why."""
+
+    path: Path
+    reason: str
+
+
+def _unreadable_reason(path: Path) -> str:
+    head = path.read_bytes()[:64]
+    if b"ftypheic" in head or b"ftypheix" in head or b"ftypmif1" in head:
+        return f"HEIC/HEIF photo: convert it to JPEG first (readable: {READABLE})"
+    if head and all(32 <= b < 127 or b in b"\r\n\t" for b in head):
+        return f"a text file, not a photo (readable: {READABLE})"
+    return f"not a photo format mangograde can read (readable: {READABLE})"
+
+
+def open_photo(path: str | Path) -> Image.Image:
+    """Open a photo lazily (header only), turning Pillow's errors into a clear reason."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read the file ({exc.strerror})") from exc
+    if size == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(
+            path, f"too large to decode safely: {exc} Resize it, or skip it with --skip-bad"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(path, _unreadable_reason(path)) from exc
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read the file ({exc})") from exc
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB uint8 from CMYK, grayscale, palette, alpha, 16-bit or float images."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(image, dtype=np.float32) / 257.0  # 65535 -> 255
+        return Image.fromarray(np.clip(gray + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)).convert(
+            "RGB"
+        )
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
+    """Decode ``path`` to an upright ``(H, W, 3)`` uint8 array, resized by ``geometry``.
+
+    Raises
+    ------
+    ImageDecodeError
+        For an empty, truncated, unsupported or oversized file; ``reason`` says which.
+    """
+    path = Path(path)
+    image = open_photo(path)
+    try:
+        with image:
+            if geometry is not None and image.format == "JPEG":
+                want = geometry.decode_size
+                if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
+                    want = want[::-1]
+                image.draft("RGB", want)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = to_rgb(image)
+            if geometry is not None:
+                image = geometry.apply(image)
+            return np.asarray(image, dtype=np.uint8)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, f"too large to decode safely: {exc}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(path, f"truncated or corrupt photo ({exc})") from exc
+
+
+def photo_size(path: str | Path) -> tuple[int, int]:
+    """Upright (width, height) from the header alone, without decoding pixels."""
+    with open_photo(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
+            return height, width
+        return width, height

@@ -1,0 +1,70 @@
+"""The study's two geometries: resize to N x N, and resize then centre-crop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Resize to ``size`` x ``size`` (aspect not kept, bilinear, as the study's cv2 did)."""
+
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"resize size must be positive, got {self.size}")
+
+    @property
+    def key(self) -> str:
+        return f"resize{self.size}"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 3)
+
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        """Smallest decoded size that loses nothing for this geometry."""
+        return (self.size, self.size)
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        return image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+
+
+@dataclass(frozen=True)
+class ResizeCenterCrop:
+    """Resize to ``resize`` x ``resize`` then keep the central ``crop`` x ``crop``.
+
+    The study's CNN input: the fruit is nearly always centred, so the crop drops the
+    crate edges and hands at the border.
+    """
+
+    resize: int = 256
+    crop: int = 224
+
+    def __post_init__(self) -> None:
+        if not 0 < self.crop <= self.resize:
+            raise ValueError(f"crop {self.crop} must be positive and at most resize {self.resize}")
+
+    @property
+    def key(self) -> str:
+        return f"resize{self.resize}-crop{self.crop}"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.crop, self.crop, 3)
+
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        return (self.resize, self.resize)
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        image = image.resize((self.resize, self.resize), Image.Resampling.BILINEAR)
+        left = (self.resize - self.crop) // 2
+        return image.crop((left, left, left + self.crop, left + self.crop))
+
+
+Geometry = Resize | ResizeCenterCrop

@@ -1,0 +1,124 @@
+"""Load many photos through the cache, in parallel, collecting every bad file."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import BadImagesError, listing, plural
+from ..progress import track
+from .cache import ImageCache
+from .decode import BadImage, ImageDecodeError, decode
+from .geometry import Geometry
+
+
+@dataclass
+class LoadedImages:
+    """Decoded photos: ``arrays[j]`` is the photo at input position ``kept[j]``."""
+
+    arrays: np.ndarray
+    kept: np.ndarray
+    bad: list[BadImage] = field(default_factory=list)
+    seconds: float = 0.0
+    cache_hits: int = 0
+    notices: list[str] = field(default_factory=list)
+
+
+def bad_images_message(bad: Sequence[BadImage]) -> str:
+    lines = "\n".join(f"  - {b.path}: {b.reason}" for b in bad)
+    return (
+        f"{plural(len(bad), 'photo')} cannot be read:\n{lines}\n"
+        "Fix or remove them, or pass --skip-bad to leave them out (each one is listed)."
+    )
+
+
+def default_workers() -> int:
+    # Pillow releases the GIL while decoding and resizing, so threads scale with cores.
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def load_images(
+    paths: Sequence[str | Path],
+    geometry: Geometry,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> LoadedImages:
+    """Decode ``paths`` with ``geometry`` into one ``(n, H, W, 3)`` uint8 array.
+
+    Raises
+    ------
+    BadImagesError
+        Listing every unreadable photo, unless ``skip_bad`` is set; then they are
+        returned in ``bad`` and left out of ``arrays``.
+    """
+    start = time.perf_counter()
+    out = np.empty((len(paths), *geometry.shape), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    bad: list[BadImage] = []
+    hits = 0
+
+    def one(i: int) -> bool:
+        path = Path(paths[i])
+        key = None
+        if cache is not None:
+            try:
+                key = cache.key(path, geometry.key)
+            except OSError:
+                key = None  # unreadable path: decode() reports it
+            cached = cache.get(key, geometry.shape) if key else None
+            if cached is not None:
+                out[i] = cached
+                return True
+        out[i] = decode(path, geometry)
+        if cache is not None and key:
+            cache.put(key, out[i])
+        return False
+
+    def guarded(i: int) -> tuple[int, bool | BadImage]:
+        try:
+            return i, one(i)
+        except ImageDecodeError as exc:
+            return i, BadImage(exc.path, exc.reason)
+
+    n_workers = workers or default_workers()
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        results = pool.map(guarded, range(len(paths)))
+        for i, result in track(results, len(paths), "Decoding photos", progress):
+            if isinstance(result, BadImage):
+                bad.append(result)
+            else:
+                ok[i] = True
+                hits += int(result)
+    if bad and not skip_bad:
+        raise BadImagesError(bad_images_message(bad), bad)
+    kept = np.flatnonzero(ok)
+    notices = [cache.write_error] if cache is not None and cache.write_error else []
+    if bad:
+        notices.append(
+            f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): "
+            f"{listing([f'{b.path.name} ({b.reason})' for b in bad])}"
+        )
+    arrays = out if len(kept) == len(paths) else out[kept]
+    return LoadedImages(arrays, kept, bad, time.perf_counter() - start, hits, notices)
+
+
+def load_dataset_images(
+    dataset: Dataset,
+    geometry: Geometry,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> tuple[Dataset, LoadedImages]:
+    """Decode a dataset's photos; the returned dataset holds only the photos kept."""
+    loaded = load_images(dataset.paths, geometry, cache, skip_bad, workers, progress)
+    return dataset.subset(loaded.kept), loaded
