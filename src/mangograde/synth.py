@@ -87,7 +87,7 @@ def make_fruit(rng: np.random.Generator, grade: int) -> Fruit:
     """Draw one fruit's shape, colours and marks for ``grade`` (0 = A)."""
     fruit = Fruit(
         grade=grade,
-        half_length=rng.uniform(0.26, 0.36),
+        half_length=rng.uniform(0.36, 0.44),
         aspect=rng.uniform(0.62, 0.8),
         bulge=rng.uniform(-0.2, 0.2),
         deep=rng.uniform([120, 20, 40], [170, 45, 70]).astype(np.float32),
@@ -95,7 +95,7 @@ def make_fruit(rng: np.random.Generator, grade: int) -> Fruit:
     )
     borderline = rng.random() < BORDERLINE_RATE
     if grade == 1:
-        if rng.random() < 0.5:
+        if rng.random() < 0.65:
             # Uneven colour: a broad green-yellow flush over part of the fruit.
             flush = _patches(
                 rng, "blemish", 1, (0.45, 0.75), (0.35, 0.7) if not borderline else (0.12, 0.2)
@@ -104,13 +104,13 @@ def make_fruit(rng: np.random.Generator, grade: int) -> Fruit:
             fruit.patches.append(flush)
         else:
             fruit.patches += _patches(
-                rng, "blemish", 1, (0.07, 0.13), (0.7, 0.95) if not borderline else (0.2, 0.35)
+                rng, "blemish", 1, (0.1, 0.16), (0.75, 0.95) if not borderline else (0.2, 0.35)
             )
     elif grade == 2:
         kind = rng.choice(["spots", "anthracnose", "rot"])
         if kind == "spots":
-            n = int(rng.integers(2, 4)) if borderline else int(rng.integers(8, 26))
-            fruit.patches += _patches(rng, "spot", n, (0.025, 0.06), (0.8, 1.0))
+            n = int(rng.integers(2, 4)) if borderline else int(rng.integers(15, 35))
+            fruit.patches += _patches(rng, "spot", n, (0.03, 0.07), (0.8, 1.0))
         elif kind == "anthracnose":
             fruit.patches += _patches(
                 rng, "patch", int(rng.integers(2, 5)), (0.12, 0.25), (0.75, 0.95)
@@ -202,7 +202,7 @@ def render(fruit: Fruit, rng: np.random.Generator, size: int) -> np.ndarray:
     skin = skin * shade[:, None] + highlight[:, None]
     edge = np.clip((1 - np.sqrt(r2)) * a / 1.5, 0, 1)[:, None]  # ~1.5 px antialiased rim
     img[body] = img[body] * (1 - edge) + skin * edge
-    img *= rng.uniform(0.75, 1.2) * rng.uniform(0.92, 1.08, size=3)  # exposure, white balance
+    img *= rng.uniform(0.85, 1.12) * rng.uniform(0.95, 1.05, size=3)  # exposure, white balance
     img += 4 * rng.standard_normal(size=img.shape, dtype=np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 

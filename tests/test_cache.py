@@ -1,0 +1,144 @@
+"""The decoded-photo cache: hits, invalidation, corruption and concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mangograde.images import ImageCache, Resize, decode, load_images
+from mangograde.images import loader as loader_module
+
+from .helpers import write_photo
+
+
+def count_decodes(monkeypatch) -> list[Path]:
+    calls: list[Path] = []
+    real = loader_module.decode
+
+    def counting(path, geometry=None):
+        calls.append(Path(path))
+        return real(path, geometry)
+
+    monkeypatch.setattr(loader_module, "decode", counting)
+    return calls
+
+
+def photos(folder: Path, n: int = 5) -> list[Path]:
+    return [write_photo(folder / f"p{i}.jpg", seed=i) for i in range(n)]
+
+
+def cache_files(cache: ImageCache) -> list[Path]:
+    return sorted(cache.root.rglob("*.mgc"))
+
+
+def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
+    paths = photos(tmp_path / "p")
+    cache = ImageCache(tmp_path / "cache")
+    calls = count_decodes(monkeypatch)
+    first = load_images(paths, Resize(16), cache)
+    assert len(calls) == 5 and first.cache_hits == 0
+    second = load_images(paths, Resize(16), cache)
+    assert len(calls) == 5 and second.cache_hits == 5
+    assert np.array_equal(first.arrays, second.arrays)
+    assert len(cache_files(cache)) == 5
+
+
+def test_default_location_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MANGOGRADE_CACHE_DIR", str(tmp_path / "elsewhere"))
+    load_images(photos(tmp_path / "p", 1), Resize(8), ImageCache())
+    assert len(list((tmp_path / "elsewhere").rglob("*.mgc"))) == 1
+
+
+def test_changed_photo_or_geometry_misses(tmp_path, monkeypatch):
+    paths = photos(tmp_path / "p", 2)
+    cache = ImageCache(tmp_path / "cache")
+    before = load_images(paths, Resize(16), cache).arrays
+    write_photo(paths[0], seed=99)
+    stat = paths[0].stat()
+    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    calls = count_decodes(monkeypatch)
+    after = load_images(paths, Resize(16), cache).arrays
+    assert calls == [paths[0]]
+    assert not np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert np.array_equal(after[0], decode(paths[0], Resize(16)))
+    load_images(paths, Resize(12), cache)
+    assert len(calls) == 3
+
+
+def test_corrupt_cache_file_is_rebuilt_not_trusted(tmp_path, monkeypatch):
+    paths = photos(tmp_path / "p", 3)
+    cache = ImageCache(tmp_path / "cache")
+    good = load_images(paths, Resize(16), cache).arrays
+    files = cache_files(cache)
+    files[0].write_bytes(files[0].read_bytes()[:-10])  # truncated
+    damaged = bytearray(files[1].read_bytes())
+    damaged[-1] ^= 0xFF  # one flipped pixel: only the checksum can tell
+    files[1].write_bytes(bytes(damaged))
+    files[2].write_bytes(b"garbage")
+    calls = count_decodes(monkeypatch)
+    again = load_images(paths, Resize(16), cache).arrays
+    assert len(calls) == 3
+    assert np.array_equal(good, again)
+    assert load_images(paths, Resize(16), cache).cache_hits == 3  # repaired
+
+
+def test_unwritable_cache_is_reported_not_fatal(tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    loaded = load_images(photos(tmp_path / "p", 2), Resize(8), ImageCache(blocker))
+    assert loaded.arrays.shape == (2, 8, 8, 3)
+    assert "cannot write the image cache" in loaded.notices[0]
+
+
+def _hammer(cache_root: str, photo: str, rounds: int) -> None:
+    cache = ImageCache(cache_root)
+    key = cache.key(Path(photo), "shared")
+    pixels = decode(photo, Resize(32))
+    for _ in range(rounds):
+        cache.put(key, pixels)
+
+
+def _load_all(cache_root: str, paths: list[str]) -> None:
+    load_images(paths, Resize(24), ImageCache(cache_root), workers=2)
+
+
+def test_concurrent_writers_never_leave_a_torn_entry(tmp_path):
+    photo = str(write_photo(tmp_path / "one.jpg", size=(64, 64)))
+    cache = ImageCache(tmp_path / "cache")
+    key = cache.key(Path(photo), "shared")
+    expected = decode(photo, Resize(32))
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_hammer, args=(str(cache.root), photo, 300)) for _ in range(3)]
+    for w in writers:
+        w.start()
+    seen = 0
+    while any(w.is_alive() for w in writers):
+        got = cache.get(key, expected.shape)
+        if got is not None:
+            seen += 1
+            assert np.array_equal(got, expected)
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert seen > 0
+    assert np.array_equal(cache.get(key, expected.shape), expected)
+    assert not list(cache.root.rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_two_runs_loading_the_same_photos_at_once(tmp_path):
+    paths = [str(p) for p in photos(tmp_path / "p", 20)]
+    root = str(tmp_path / "cache")
+    ctx = multiprocessing.get_context("spawn")
+    runs = [ctx.Process(target=_load_all, args=(root, paths)) for _ in range(2)]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join()
+        assert r.exitcode == 0
+    loaded = load_images(paths, Resize(24), ImageCache(root))
+    assert loaded.cache_hits == 20
+    for i, path in enumerate(paths):
+        assert np.array_equal(loaded.arrays[i], decode(path, Resize(24)))

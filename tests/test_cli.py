@@ -1,0 +1,120 @@
+"""The command line, driven through typer's CliRunner."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mangograde.cli import app
+from mangograde.synth import synthesize
+
+from .helpers import SHARED_DATA, needs_shared_data, write_csv, write_photo
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("cli") / "s", n=30, size=48, seed=0)
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["data"], ["data", "inspect"], ["synth"], ["demo"]], ids=" ".join
+)
+def test_help_reads_well(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output.splitlines()) > 5
+
+
+def test_inspect_reports_grades_groups_and_sizes(synth_root):
+    result = run(
+        "data", "inspect", synth_root / "train", "--labels", synth_root / "train.csv",
+        "--groups", synth_root / "groups.csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "labels-csv" in result.output
+    assert "Groups:" in result.output and "photos per group" in result.output
+    assert "48x48" in result.output
+    assert "Unreadable photos: none" in result.output
+
+
+def test_inspect_class_folders_with_grade_order(class_folders):
+    result = run("data", "inspect", class_folders, "--grades", "Extra_Class,Class_I,Class_II")
+    assert result.exit_code == 0, result.output
+    assert "class-folders" in result.output and "Extra_Class" in result.output
+
+
+def test_inspect_finds_duplicates(photo_folder):
+    (photo_folder / "copy.jpg").write_bytes((photo_folder / "a1.jpg").read_bytes())
+    result = run("data", "inspect", photo_folder)
+    assert result.exit_code == 0, result.output
+    assert "a1.jpg = copy.jpg" in result.output
+
+
+def test_bad_photo_fails_unless_skipped(photo_folder, tmp_path):
+    (photo_folder / "broken.jpg").write_bytes(b"")
+    labels = write_csv(tmp_path / "l.csv", "a1.jpg,A\nb1.jpg,B\nbroken.jpg,C\nc1.jpg,C\n")
+    failed = run("data", "inspect", photo_folder, "--labels", labels)
+    assert failed.exit_code == 1
+    assert "broken.jpg" in failed.output and "empty file" in failed.output
+    assert "Traceback" not in failed.output
+    skipped = run("data", "inspect", photo_folder, "--labels", labels, "--skip-bad")
+    assert skipped.exit_code == 0 and "broken.jpg" in skipped.output
+
+
+def test_user_errors_are_one_message_and_nonzero(tmp_path):
+    result = run("data", "inspect", tmp_path / "missing")
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "does not exist" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_exception(tmp_path):
+    result = run("--debug", "data", "inspect", tmp_path / "missing")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_unknown_label_names_row_and_value(photo_folder, tmp_path):
+    labels = write_csv(tmp_path / "l.csv", "a1.jpg,A\nb1.jpg,Z\n")
+    result = run("data", "inspect", photo_folder, "--labels", labels)
+    assert result.exit_code == 1 and "unknown label 'Z'" in result.output
+
+
+def test_synth_command_writes_the_layout(tmp_path):
+    result = run("synth", tmp_path / "out", "--n", "20", "--size", "40", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").rglob("*.jpg"))) == 20
+    assert (tmp_path / "out" / "train.csv").is_file() and (
+        tmp_path / "out" / "groups.csv"
+    ).is_file()
+
+
+def test_demo_runs_at_a_tiny_size(tmp_path):
+    result = run("demo", "--out", tmp_path / "demo", "--n", "24", "--size", "40")
+    assert result.exit_code == 0, result.output
+    assert "Photos per grade" in result.output
+
+
+def test_skipped_unsupported_file_is_mentioned(tmp_path):
+    write_photo(tmp_path / "d" / "x.jpg", seed=1)
+    (tmp_path / "d" / "y.heic").write_bytes(b"\0")
+    result = run("data", "inspect", tmp_path / "d")
+    assert result.exit_code == 0 and "y.heic" in result.output
+
+
+@needs_shared_data
+def test_inspect_the_real_aicup_sample():
+    root = SHARED_DATA / "aicup-sample"
+    result = run("data", "inspect", root / "sample_image", "--labels", root / "Sample_Label.csv")
+    assert result.exit_code == 0, result.output
+    for grade, count in [("A", 16), ("B", 39), ("C", 39)]:
+        assert any(
+            line.split("│")[1:3] == [f" {grade:<5} ", f" {count:<6} "]
+            for line in result.output.splitlines()
+            if "│" in line
+        ), result.output
