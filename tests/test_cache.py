@@ -34,6 +34,10 @@ def cache_files(cache: ImageCache) -> list[Path]:
     return sorted(cache.root.rglob("*.mgc"))
 
 
+def pack_files(cache: ImageCache) -> list[Path]:
+    return sorted(cache.root.rglob("*.mgp"))
+
+
 def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
     paths = photos(tmp_path / "p")
     cache = ImageCache(tmp_path / "cache")
@@ -43,7 +47,19 @@ def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
     second = load_images(paths, Resize(16), cache)
     assert len(calls) == 5 and second.cache_hits == 5
     assert np.array_equal(first.arrays, second.arrays)
-    assert len(cache_files(cache)) == 5
+    assert len(cache_files(cache)) == 5 and len(pack_files(cache)) == 1
+    subset = load_images(paths[1:4], Resize(16), cache)  # another list: per-photo entries
+    assert len(calls) == 5 and subset.cache_hits == 3
+    assert np.array_equal(subset.arrays, first.arrays[1:4])
+
+
+def test_a_warm_pack_can_be_modified_without_touching_the_cache(tmp_path):
+    paths = photos(tmp_path / "p", 3)
+    cache = ImageCache(tmp_path / "cache")
+    first = load_images(paths, Resize(16), cache).arrays.copy()
+    warm = load_images(paths, Resize(16), cache).arrays
+    warm[:] = 0
+    assert np.array_equal(load_images(paths, Resize(16), cache).arrays, first)
 
 
 def test_default_location_follows_the_environment(tmp_path, monkeypatch):
@@ -66,6 +82,7 @@ def test_changed_photo_or_geometry_misses(tmp_path, monkeypatch):
     assert np.array_equal(after[0], decode(paths[0], Resize(16)))
     load_images(paths, Resize(12), cache)
     assert len(calls) == 3
+    assert len(pack_files(cache)) == 2  # one per geometry; the changed photo's pack replaced
 
 
 def test_corrupt_cache_file_is_rebuilt_not_trusted(tmp_path, monkeypatch):
@@ -78,11 +95,28 @@ def test_corrupt_cache_file_is_rebuilt_not_trusted(tmp_path, monkeypatch):
     damaged[-1] ^= 0xFF  # one flipped pixel: only the checksum can tell
     files[1].write_bytes(bytes(damaged))
     files[2].write_bytes(b"garbage")
+    pack_files(cache)[0].unlink()
     calls = count_decodes(monkeypatch)
     again = load_images(paths, Resize(16), cache).arrays
     assert len(calls) == 3
     assert np.array_equal(good, again)
-    assert load_images(paths, Resize(16), cache).cache_hits == 3  # repaired
+    assert load_images(paths[:2], Resize(16), cache).cache_hits == 2  # entries repaired
+
+
+def test_corrupt_pack_falls_back_to_entries_and_is_rewritten(tmp_path, monkeypatch):
+    paths = photos(tmp_path / "p", 3)
+    cache = ImageCache(tmp_path / "cache")
+    good = load_images(paths, Resize(16), cache).arrays
+    (pack,) = pack_files(cache)
+    damaged = bytearray(pack.read_bytes())
+    damaged[-5] ^= 0x01
+    pack.write_bytes(bytes(damaged))
+    calls = count_decodes(monkeypatch)
+    again = load_images(paths, Resize(16), cache)
+    assert calls == [] and again.cache_hits == 3 and np.array_equal(again.arrays, good)
+    assert pack.read_bytes() != bytes(damaged)  # rebuilt
+    pack.write_bytes(bytes(damaged[:100]))  # truncated
+    assert np.array_equal(load_images(paths, Resize(16), cache).arrays, good)
 
 
 def test_unwritable_cache_is_reported_not_fatal(tmp_path):

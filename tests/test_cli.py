@@ -118,3 +118,14 @@ def test_inspect_the_real_aicup_sample():
             for line in result.output.splitlines()
             if "│" in line
         ), result.output
+
+
+def test_prepare_fills_the_cache_named_by_flag(synth_root, tmp_path):
+    args = ["data", "prepare", synth_root / "dev", "--labels", synth_root / "dev.csv"]
+    first = run(*args, "--size", "32", "--crop", "24", "--cache-dir", tmp_path / "c")
+    assert first.exit_code == 0, first.output
+    assert "resize32-crop24" in first.output and "(0 already cached)" in first.output
+    n_photos = len(list((synth_root / "dev").glob("*.jpg")))
+    assert len(list((tmp_path / "c").rglob("*.mgc"))) == n_photos
+    second = run(*args, "--size", "32", "--crop", "24", "--cache-dir", tmp_path / "c")
+    assert f"({n_photos} already cached)" in second.output

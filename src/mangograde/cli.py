@@ -15,6 +15,7 @@ from rich.table import Table
 from . import __version__
 from .data import Dataset, load_dataset
 from .errors import MangogradeError, listing, plural
+from .images import ImageCache, Resize, ResizeCenterCrop, load_dataset_images
 from .inspection import Inspection, inspect_dataset
 from .synth import synthesize
 
@@ -169,6 +170,43 @@ def data_inspect(
             f"{plural(len(report.bad), 'photo')} cannot be read (listed above). Fix or "
             "remove them, or pass --skip-bad to leave them out."
         )
+
+
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Where decoded photos are cached (default: $MANGOGRADE_CACHE_DIR or "
+        "~/.cache/mangograde).",
+    ),
+]
+
+
+@data_app.command("prepare")
+@user_errors
+def data_prepare(
+    data: Annotated[Path, typer.Argument(help="Folder of photos, or of grade folders.")],
+    size: Annotated[int, typer.Option("--size", help="Resize photos to SIZE x SIZE.")] = 256,
+    crop: Annotated[
+        int | None, typer.Option("--crop", help="Then keep the central CROP x CROP.")
+    ] = None,
+    labels: LabelsOpt = None,
+    groups: GroupsOpt = None,
+    grades: GradesOpt = None,
+    skip_bad: SkipBadOpt = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Decode and resize every photo once into the cache, so training starts at once."""
+    dataset = load_dataset(data, labels=labels, groups=groups, grades=parse_grades(grades))
+    geometry = Resize(size) if crop is None else ResizeCenterCrop(size, crop)
+    cache = ImageCache(cache_dir)
+    kept, loaded = load_dataset_images(dataset, geometry, cache, skip_bad=skip_bad)
+    out.print(
+        f"{len(kept)} photos ready at {geometry.key} in {loaded.seconds:.1f} s "
+        f"({loaded.cache_hits} already cached) in {cache.root}"
+    )
+    for notice in loaded.notices:
+        out.print(f"[yellow]Note:[/] {notice}", soft_wrap=True)
 
 
 @app.command("synth")

@@ -11,6 +11,7 @@ This module only finds files and reads text; it never decodes a photo.
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -169,20 +170,24 @@ def _check_grade_names(grades: tuple[str, ...]) -> None:
 
 def _scan(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     """Photos and other (non-hidden, non-system) files under ``folder``, sorted."""
-    entries = folder.rglob("*") if recursive else folder.iterdir()
     photos, others = [], []
-    for path in entries:
-        rel_parts = path.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel_parts) or not path.is_file():
-            continue
-        if path.suffix.lower() in PHOTO_SUFFIXES:
-            photos.append(path)
-        elif path.name.lower() not in SYSTEM_FILES:
-            others.append(path)
-    return sorted(photos), sorted(others)
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        for name in files:
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(PHOTO_SUFFIXES):
+                photos.append(Path(current, name))
+            elif name.lower() not in SYSTEM_FILES:
+                others.append(Path(current, name))
+    return sorted(photos, key=os.fspath), sorted(others, key=os.fspath)
 
 
 def _rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with forward slashes (string slicing: pathlib is slow)."""
+    text, prefix = str(path), str(root) + os.sep
+    if text.startswith(prefix):
+        return text[len(prefix) :].replace(os.sep, "/")
     return path.relative_to(root).as_posix()
 
 
@@ -325,14 +330,14 @@ def _split_header(
 class _PhotoIndex:
     """Looks photos up by relative path, file name or file name without extension."""
 
-    def __init__(self, root: Path, photos: list[Path]) -> None:
-        self.root = root
-        self.by_rel = {_rel(p, root): p for p in photos}
+    def __init__(self, rel_ids: Sequence[str], photos: Sequence[Path]) -> None:
+        self.by_rel = dict(zip(rel_ids, photos, strict=True))
         self.by_name: dict[str, list[Path]] = defaultdict(list)
         self.by_stem: dict[str, list[Path]] = defaultdict(list)
-        for p in photos:
-            self.by_name[p.name].append(p)
-            self.by_stem[p.stem].append(p)
+        for rel, p in self.by_rel.items():
+            name = rel.rsplit("/", 1)[-1]
+            self.by_name[name].append(p)
+            self.by_stem[name.rsplit(".", 1)[0]].append(p)
 
     def find(self, image_id: str) -> list[Path]:
         key = image_id.replace("\\", "/").lstrip("./")
@@ -361,7 +366,7 @@ def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) 
     image_col = 0 if image_col is None else image_col
     label_col = 1 if label_col is None else label_col
     photos, others = _scan(root, recursive=True)
-    index = _PhotoIndex(root, photos)
+    index = _PhotoIndex([_rel(p, root) for p in photos], photos)
     problems = _Problems(f"the labels in {csv_path} for photos in {root}")
     short, missing, unknown, ambiguous = [], [], defaultdict(list), []
     first_row_of: dict[Path, int] = {}
@@ -461,7 +466,7 @@ def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
                 f"(recognised: {', '.join(GROUP_COLUMNS)})."
             )
     problems = _Problems(f"the groups in {groups_csv}")
-    index = _PhotoIndex(dataset.root, list(dataset.paths))
+    index = _PhotoIndex(dataset.image_ids, dataset.paths)
     group_of: dict[Path, tuple[str, int]] = {}
     outside, conflicts, short = [], [], []
     for line, cells in rows:

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import DatasetError
 
@@ -54,6 +53,8 @@ def kfold(
             f"--cv {k}: grade index {thin} has fewer than {k} photos, so some folds would "
             "have none. Use fewer folds or add photos."
         )
+    from sklearn.model_selection import StratifiedGroupKFold  # slow import, needed only here
+
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class" is checked above

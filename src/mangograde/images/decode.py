@@ -110,7 +110,7 @@ def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
                     want = want[::-1]
                 image.draft("RGB", want)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
             image = to_rgb(image)
             if geometry is not None:
                 image = geometry.apply(image)

@@ -44,6 +44,20 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _cache_keys(
+    paths: Sequence[str | Path], geometry: Geometry, cache: ImageCache | None
+) -> list[str | None]:
+    """Each photo's cache key; None without a cache or for a file that cannot be read
+    (``decode`` then reports it)."""
+    keys: list[str | None] = []
+    for path in paths:
+        try:
+            keys.append(cache.key(path, geometry.key) if cache is not None else None)
+        except OSError:
+            keys.append(None)
+    return keys
+
+
 def load_images(
     paths: Sequence[str | Path],
     geometry: Geometry,
@@ -61,25 +75,23 @@ def load_images(
         returned in ``bad`` and left out of ``arrays``.
     """
     start = time.perf_counter()
+    keys = _cache_keys(paths, geometry, cache)
+    if cache is not None and paths and all(keys):
+        packed = cache.get_pack(paths, keys, geometry.key, geometry.shape)
+        if packed is not None:
+            seconds = time.perf_counter() - start
+            return LoadedImages(packed, np.arange(len(paths)), [], seconds, len(paths))
     out = np.empty((len(paths), *geometry.shape), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     bad: list[BadImage] = []
     hits = 0
 
     def one(i: int) -> bool:
-        path = Path(paths[i])
-        key = None
-        if cache is not None:
-            try:
-                key = cache.key(path, geometry.key)
-            except OSError:
-                key = None  # unreadable path: decode() reports it
-            cached = cache.get(key, geometry.shape) if key else None
-            if cached is not None:
-                out[i] = cached
-                return True
-        out[i] = decode(path, geometry)
-        if cache is not None and key:
+        key = keys[i]
+        if key and cache.get(key, geometry.shape, out=out[i]) is not None:
+            return True
+        out[i] = decode(paths[i], geometry)
+        if key:
             cache.put(key, out[i])
         return False
 
@@ -107,6 +119,8 @@ def load_images(
             f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): "
             f"{listing([f'{b.path.name} ({b.reason})' for b in bad])}"
         )
+    if cache is not None and paths and not bad and all(keys):  # the pack was missing or bad
+        cache.put_pack(paths, keys, geometry.key, out)
     arrays = out if len(kept) == len(paths) else out[kept]
     return LoadedImages(arrays, kept, bad, time.perf_counter() - start, hits, notices)
 
