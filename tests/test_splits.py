@@ -99,3 +99,14 @@ def test_train_val_test_parts_are_disjoint_and_cover():
 def test_holdout_rejects_bad_fractions():
     with pytest.raises(DatasetError, match="between 0 and 1"):
         holdout(np.array([0, 1, 0, 1]), 1.5)
+
+
+def test_holdout_takes_small_and_large_groups_alike():
+    y, groups = grouped_labels(n_groups=300, seed=2)
+    kept, held = holdout(y, 0.2, groups, seed=0)
+    sizes = {g: groups.count(g) for g in set(groups)}
+
+    def mean_size(idx):
+        return np.mean([sizes[g] for g in {groups[i] for i in idx}])
+
+    assert abs(mean_size(held) - mean_size(kept)) < 0.5

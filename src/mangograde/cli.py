@@ -132,8 +132,9 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
             )
     else:
         out.print("Groups: none given; every photo counts as its own fruit (--groups CSV).")
-    duplicates = listing([" = ".join(d) for d in report.duplicates], 5) or "none"
-    out.print(f"Duplicate photos (same content): {len(report.duplicates)}: {duplicates}")
+    duplicates = listing([" = ".join(d) for d in report.duplicates], 5)
+    out.print(f"Duplicate photos (same content): {len(report.duplicates) or 'none'}", end="")
+    out.print(f": {duplicates}" if duplicates else "")
     if report.conflicting_duplicates:
         shown = listing([" = ".join(d) for d in report.conflicting_duplicates], 5)
         out.print(f"[yellow]Warning:[/] identical photos with different grades: {shown}")

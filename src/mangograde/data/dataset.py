@@ -66,10 +66,6 @@ class Dataset:
         counts = np.bincount(self.labels, minlength=len(self.grades)) if self.labelled else None
         return {g: int(counts[i]) if counts is not None else 0 for i, g in enumerate(self.grades)}
 
-    def group_array(self) -> np.ndarray:
-        """Group of every photo; a photo with no known group is its own group."""
-        return np.asarray(self.groups if self.groups is not None else self.image_ids, dtype=object)
-
     def subset(self, indices: Sequence[int] | np.ndarray) -> Dataset:
         """The photos at ``indices``, in that order."""
         idx = np.asarray(indices, dtype=int)
@@ -80,11 +76,6 @@ class Dataset:
             labels=None if self.labels is None else self.labels[idx],
             groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
         )
-
-    def without(self, image_ids: Sequence[str]) -> Dataset:
-        """The dataset less the named photos (used by ``--skip-bad``)."""
-        drop = set(image_ids)
-        return self.subset([i for i, name in enumerate(self.image_ids) if name not in drop])
 
 
 class _Problems:
@@ -499,7 +490,7 @@ def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
     if outside:
         notices.append(
             f"{plural(len(outside), 'row')} of {groups_csv.name} name photos not in this "
-            f"dataset (ignored): {listing(outside)}"
+            f"dataset (ignored), e.g. {listing(outside, 3)}"
         )
     return replace(
         dataset,

@@ -77,8 +77,8 @@ def holdout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split into (kept, held out) with about ``fraction`` of every grade held out.
 
-    Groups are shuffled with the seed, then taken largest first; a group joins the
-    held-out part when that brings every grade's count closer to its target.
+    Groups are shuffled with the seed and taken in turn; a group joins the held-out
+    part when that brings the grades' counts closer to their targets.
     """
     y = np.asarray(labels)
     if not 0.0 < fraction < 1.0:
@@ -88,8 +88,9 @@ def holdout(
     unique_codes = np.unique(codes)
     per_group = np.zeros((len(unique_codes), n_grades), dtype=np.int64)
     np.add.at(per_group, (np.searchsorted(unique_codes, codes), y), 1)
+    # Random order, not largest first: the held-out part must get its fair share of
+    # single-photo and many-photo fruits alike.
     order = np.random.default_rng(seed).permutation(len(unique_codes))
-    order = order[np.argsort(-per_group[order].sum(axis=1), kind="stable")]
     target = fraction * per_group.sum(axis=0)
     held = np.zeros(n_grades)
     chosen = np.zeros(len(unique_codes), dtype=bool)
