@@ -129,3 +129,12 @@ def test_prepare_fills_the_cache_named_by_flag(synth_root, tmp_path):
     assert len(list((tmp_path / "c").rglob("*.mgc"))) == n_photos
     second = run(*args, "--size", "32", "--crop", "24", "--cache-dir", tmp_path / "c")
     assert f"({n_photos} already cached)" in second.output
+
+
+def test_names_with_brackets_are_printed_as_they_are(tmp_path):
+    folder = tmp_path / "crate [red] 2"
+    write_photo(folder / "[b]mango.jpg", seed=1)
+    (folder / "[b]broken.jpg").write_bytes(b"")
+    result = run("data", "inspect", folder)
+    assert result.exit_code == 1
+    assert "crate [red] 2" in result.output and "[b]broken.jpg" in result.output

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -45,7 +46,7 @@ def user_errors(command: F) -> F:
         except MangogradeError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -102,12 +103,12 @@ def parse_grades(grades: str | None) -> tuple[str, ...] | None:
 
 def _print_inspection(report: Inspection, skip_bad: bool) -> None:
     ds = report.dataset
-    out.print(f"[bold]{ds.root}[/]  layout: [cyan]{ds.layout}[/]  photos: {len(ds)}")
+    out.print(f"[bold]{escape(str(ds.root))}[/]  layout: [cyan]{ds.layout}[/]  photos: {len(ds)}")
     if ds.labelled:
         table = Table("grade", "photos", "share", title="Photos per grade")
         counts = ds.grade_counts()
         for grade, n in counts.items():
-            table.add_row(grade, str(n), f"{n / max(len(ds), 1):.1%}")
+            table.add_row(escape(grade), str(n), f"{n / max(len(ds), 1):.1%}")
         out.print(table)
     if report.sizes:
         widths = np.array([w for (w, _), n in report.sizes.items() for _ in range(n)])
@@ -120,7 +121,7 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
         )
     if report.groups:
         g = report.groups
-        per_grade = ", ".join(f"{k} {v}" for k, v in g.per_grade.items())
+        per_grade = escape(", ".join(f"{k} {v}" for k, v in g.per_grade.items()))
         lo, med, hi = g.photos_per_group
         out.print(
             f"Groups: {g.n_groups} ({per_grade}); photos per group {lo}-{hi} (median {med:g})"
@@ -128,23 +129,23 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
         if g.mixed:
             out.print(
                 f"[yellow]Warning:[/] {plural(len(g.mixed), 'group')} hold photos of more than "
-                f"one grade: {listing(g.mixed)}"
+                f"one grade: {escape(listing(g.mixed))}"
             )
     else:
         out.print("Groups: none given; every photo counts as its own fruit (--groups CSV).")
     duplicates = listing([" = ".join(d) for d in report.duplicates], 5)
     out.print(f"Duplicate photos (same content): {len(report.duplicates) or 'none'}", end="")
-    out.print(f": {duplicates}" if duplicates else "")
+    out.print(f": {escape(duplicates)}" if duplicates else "")
     if report.conflicting_duplicates:
         shown = listing([" = ".join(d) for d in report.conflicting_duplicates], 5)
-        out.print(f"[yellow]Warning:[/] identical photos with different grades: {shown}")
+        out.print(f"[yellow]Warning:[/] identical photos with different grades: {escape(shown)}")
     for notice in ds.notices:
-        out.print(f"[yellow]Note:[/] {notice}", soft_wrap=True)
+        out.print(f"[yellow]Note:[/] {escape(notice)}", soft_wrap=True)
     if report.bad:
         colour = "yellow" if skip_bad else "red"
         out.print(f"[{colour}]Unreadable photos: {len(report.bad)}[/]")
         for bad in report.bad:
-            out.print(f"  {bad.path}: {bad.reason}", highlight=False, soft_wrap=True)
+            out.print(escape(f"  {bad.path}: {bad.reason}"), highlight=False, soft_wrap=True)
     else:
         out.print("Unreadable photos: none")
 
@@ -204,10 +205,10 @@ def data_prepare(
     kept, loaded = load_dataset_images(dataset, geometry, cache, skip_bad=skip_bad)
     out.print(
         f"{len(kept)} photos ready at {geometry.key} in {loaded.seconds:.1f} s "
-        f"({loaded.cache_hits} already cached) in {cache.root}"
+        f"({loaded.cache_hits} already cached) in {escape(str(cache.root))}"
     )
     for notice in loaded.notices:
-        out.print(f"[yellow]Note:[/] {notice}", soft_wrap=True)
+        out.print(f"[yellow]Note:[/] {escape(notice)}", soft_wrap=True)
 
 
 @app.command("synth")
@@ -220,7 +221,10 @@ def synth_command(
 ) -> None:
     """Draw synthetic mango photos in the competition layout (train/, dev/, CSVs)."""
     synthesize(out_dir, n=n, size=size, seed=seed)
-    out.print(f"Wrote {n} photos to {out_dir}: train/ + train.csv, dev/ + dev.csv, groups.csv")
+    out.print(
+        f"Wrote {n} photos to {escape(str(out_dir))}: "
+        "train/ + train.csv, dev/ + dev.csv, groups.csv"
+    )
 
 
 def demo_dataset(root: Path) -> Dataset:
@@ -240,7 +244,7 @@ def demo_command(
     """Run the whole job on built-in synthetic photos: draw them, then inspect them."""
     data_dir = out_dir / "data"
     synthesize(data_dir, n=n, size=size, seed=seed)
-    out.print(f"Drew {n} synthetic mango photos in {data_dir}")
+    out.print(f"Drew {n} synthetic mango photos in {escape(str(data_dir))}")
     _print_inspection(inspect_dataset(demo_dataset(data_dir)), skip_bad=False)
 
 
