@@ -148,8 +148,10 @@ def test_concurrent_writers_never_leave_a_torn_entry(tmp_path):
     writers = [ctx.Process(target=_hammer, args=(str(cache.root), photo, 300)) for _ in range(3)]
     for w in writers:
         w.start()
-    seen = 0
+    seen, sizes = 0, set()
     while any(w.is_alive() for w in writers):
+        for entry in cache.root.rglob("*.mgc"):
+            sizes.add(len(entry.read_bytes()))  # raw bytes: a torn write would show here
         got = cache.get(key, expected.shape)
         if got is not None:
             seen += 1
@@ -159,6 +161,8 @@ def test_concurrent_writers_never_leave_a_torn_entry(tmp_path):
         assert w.exitcode == 0
     assert seen > 0
     assert np.array_equal(cache.get(key, expected.shape), expected)
+    (entry,) = cache.root.rglob("*.mgc")
+    assert sizes == {entry.stat().st_size}, "a reader saw a partly written entry"
     assert not list(cache.root.rglob(".tmp-*")), "temporary files left behind"
 
 

@@ -131,3 +131,43 @@ def test_load_images_lists_every_bad_file_or_skips_them(tmp_path):
     assert "Skipped 2 bad photos" in loaded.notices[0]
     expected = np.asarray(noisy(1).resize((8, 8), Image.BILINEAR))
     assert np.abs(loaded.arrays[1].astype(int) - expected).mean() < 20
+
+
+def test_other_formats_are_refused_by_name(tmp_path):
+    solid((1, 2, 3)).save(tmp_path / "anim.jpg", format="GIF")
+    with pytest.raises(ImageDecodeError, match="a GIF image, which mangograde does not read"):
+        decode(tmp_path / "anim.jpg")
+
+
+def test_phone_jpeg_with_multi_picture_block_uses_reduced_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "phone.jpg"
+    noisy(1, (800, 600)).save(path, format="MPO", save_all=True, append_images=[noisy(2)])
+    assert Image.open(path).format == "MPO"
+    requested = []
+    original = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(
+        JpegImagePlugin.JpegImageFile,
+        "draft",
+        lambda self, mode, size: requested.append(size) or original(self, mode, size),
+    )
+    assert decode(path, Resize(64)).shape == (64, 64, 3)
+    assert requested == [(64, 64)]
+
+
+def test_truncated_png_is_a_bad_photo_even_for_its_size(tmp_path):
+    noisy(3, (64, 64)).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        photo_size(tmp_path / "cut.png")
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        decode(tmp_path / "cut.png")
+
+
+def test_skip_bad_lists_every_skipped_file(tmp_path):
+    write_photo(tmp_path / "good.jpg")
+    bad = [tmp_path / f"bad{i:02d}.jpg" for i in range(12)]
+    for path in bad:
+        path.write_bytes(b"")
+    loaded = load_images([tmp_path / "good.jpg", *bad], Resize(8), skip_bad=True)
+    assert all(str(path) in loaded.notices[0] for path in bad)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import PIL
 
 CACHE_ENV = "MANGOGRADE_CACHE_DIR"
 FORMAT_VERSION = 2
@@ -63,10 +64,11 @@ class ImageCache:
         self.write_error: str | None = None
 
     def key(self, path: str | Path, geometry_key: str) -> str:
+        """Names one photo version at one geometry; another Pillow may decode differently."""
         stat = os.stat(path)
         return _digest(
-            f"{FORMAT_VERSION}|{os.path.abspath(path)}|{stat.st_ino}|{stat.st_size}|"
-            f"{stat.st_mtime_ns}|{geometry_key}"
+            f"{FORMAT_VERSION}|{PIL.__version__}|{os.path.abspath(path)}|{stat.st_ino}|"
+            f"{stat.st_size}|{stat.st_mtime_ns}|{geometry_key}"
         )
 
     def _file(self, key: str) -> Path:
@@ -145,7 +147,7 @@ class ImageCache:
             return
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(header)

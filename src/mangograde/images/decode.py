@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from .geometry import Geometry
 
@@ -21,6 +21,10 @@ from .geometry import Geometry
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 READABLE = "JPEG, PNG, WebP, BMP or TIFF"
+# Pillow opens other formats too (GIF, PSD, EPS through Ghostscript...): refused here.
+# Phone JPEGs with a multi-picture block open as MPO; some Pillow versions list MPO apart.
+Image.init()  # registers every plugin, so ``formats=`` can name WebP and TIFF
+FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF") if f in Image.OPEN)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
@@ -43,7 +47,13 @@ class BadImage:
 
 
 def _unreadable_reason(path: Path) -> str:
-    head = path.read_bytes()[:64]
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    try:
+        with Image.open(path) as other:  # identifies the format; decodes nothing
+            return f"a {other.format} image, which mangograde does not read (use {READABLE})"
+    except Exception:
+        pass
     if b"ftypheic" in head or b"ftypheix" in head or b"ftypmif1" in head:
         return f"HEIC/HEIF photo: convert it to JPEG first (readable: {READABLE})"
     if head and all(32 <= b < 127 or b in b"\r\n\t" for b in head):
@@ -61,15 +71,15 @@ def open_photo(path: str | Path) -> Image.Image:
     if size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:
-        return Image.open(path)
+        return Image.open(path, formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(
             path, f"too large to decode safely: {exc} Resize it, or skip it with --skip-bad"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(path, _unreadable_reason(path)) from exc
-    except OSError as exc:
-        raise ImageDecodeError(path, f"cannot read the file ({exc})") from exc
+    except Exception as exc:  # a malformed header can raise nearly anything in a plugin
+        raise ImageDecodeError(path, f"truncated or corrupt photo ({exc})") from exc
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -104,7 +114,7 @@ def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
     image = open_photo(path)
     try:
         with image:
-            if geometry is not None and image.format == "JPEG":
+            if geometry is not None and isinstance(image, JpegImagePlugin.JpegImageFile):
                 want = geometry.decode_size
                 if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
                     want = want[::-1]
@@ -119,14 +129,16 @@ def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(path, f"too large to decode safely: {exc}") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # Pillow's decoders raise many types on damaged data
         raise ImageDecodeError(path, f"truncated or corrupt photo ({exc})") from exc
 
 
 def photo_size(path: str | Path) -> tuple[int, int]:
-    """Upright (width, height) from the header alone, without decoding pixels."""
+    """Upright (width, height), reading as little of the file as the format allows."""
     with open_photo(path) as image:
-        width, height = image.size
-        if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
-            return height, width
-        return width, height
+        try:
+            width, height = image.size
+            rotated = image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS
+        except Exception as exc:  # PNG keeps EXIF after the pixels: a cut file fails here
+            raise ImageDecodeError(Path(path), f"truncated or corrupt photo ({exc})") from exc
+        return (height, width) if rotated else (width, height)

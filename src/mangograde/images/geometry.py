@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ..errors import SettingsError
+
 
 @dataclass(frozen=True)
 class Resize:
@@ -15,7 +17,7 @@ class Resize:
 
     def __post_init__(self) -> None:
         if self.size < 1:
-            raise ValueError(f"resize size must be positive, got {self.size}")
+            raise SettingsError(f"The resize size must be at least 1 pixel, got {self.size}.")
 
     @property
     def key(self) -> str:
@@ -47,7 +49,10 @@ class ResizeCenterCrop:
 
     def __post_init__(self) -> None:
         if not 0 < self.crop <= self.resize:
-            raise ValueError(f"crop {self.crop} must be positive and at most resize {self.resize}")
+            raise SettingsError(
+                f"The crop ({self.crop}) must be at least 1 pixel and at most the resize size "
+                f"({self.resize})."
+            )
 
     @property
     def key(self) -> str:

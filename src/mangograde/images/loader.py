@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Dataset
-from ..errors import BadImagesError, listing, plural
+from ..errors import BadImagesError, plural
 from ..progress import track
 from .cache import ImageCache
 from .decode import BadImage, ImageDecodeError, decode
@@ -115,10 +115,8 @@ def load_images(
     kept = np.flatnonzero(ok)
     notices = [cache.write_error] if cache is not None and cache.write_error else []
     if bad:
-        notices.append(
-            f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): "
-            f"{listing([f'{b.path.name} ({b.reason})' for b in bad])}"
-        )
+        every = "; ".join(f"{b.path} ({b.reason})" for b in bad)
+        notices.append(f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): {every}")
     if cache is not None and paths and not bad and all(keys):  # the pack was missing or bad
         cache.put_pack(paths, keys, geometry.key, out)
     arrays = out if len(kept) == len(paths) else out[kept]
