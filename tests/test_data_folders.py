@@ -130,3 +130,31 @@ def test_real_class_folders_load_with_170_fruit_groups():
     ds = load_dataset(root, groups=root / "fruit_groups.csv")
     assert len(ds) == 600 and len(set(ds.groups)) == 170
     assert ds.grades == ("Extra_Class", "Class_I", "Class_II")
+
+
+def test_groups_without_header_or_extensions(class_folders, tmp_path):
+    ds = load_dataset(class_folders)
+    text = "".join(f"{name.rsplit('.', 1)[0]},f{i}\n" for i, name in enumerate(ds.image_ids))
+    assert attach_groups(ds, write_csv(tmp_path / "g.csv", text)).groups[0] == "f0"
+
+
+def test_groups_join_grade_folder_and_bare_file_names(tmp_path):
+    for g, grade in enumerate(["A", "B", "C"]):
+        for i in range(2):
+            write_photo(tmp_path / "d" / grade / f"img_{i}.jpg", seed=10 * g + i)
+    rows = "".join(f"img_{i}.jpg,{g},{g}{i}\n" for g in "ABC" for i in range(2))
+    ds = load_dataset(
+        tmp_path / "d", groups=write_csv(tmp_path / "g.csv", "image,grade_folder,fruit\n" + rows)
+    )
+    assert ds.groups == ("A0", "A1", "B0", "B1", "C0", "C1")
+    ambiguous = write_csv(tmp_path / "h.csv", "image,group\nimg_0.jpg,y\n")
+    with pytest.raises(DatasetError, match="match more than one photo: row 2 img_0.jpg"):
+        load_dataset(tmp_path / "d", groups=ambiguous)
+
+
+def test_empty_grade_folder_is_named(tmp_path):
+    write_photo(tmp_path / "d" / "A" / "x.jpg", seed=1)
+    write_photo(tmp_path / "d" / "B" / "y.jpg", seed=2)
+    (tmp_path / "d" / "C").mkdir()
+    with pytest.raises(DatasetError, match="the folder of grade 'C' holds no photos"):
+        load_dataset(tmp_path / "d")

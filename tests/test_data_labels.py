@@ -110,3 +110,28 @@ def test_same_file_name_in_two_subfolders_is_ambiguous(tmp_path):
     text = "x.jpg,A\ntwo/y.jpg,B\n"
     with pytest.raises(DatasetError, match="more than one photo"):
         load_dataset(tmp_path / "d", labels=write_csv(tmp_path / "l.csv", text))
+
+
+def test_first_row_with_unknown_label_is_data_not_a_header(photo_folder, tmp_path):
+    text = "a1,D\nb1,B\nc1,C\n"
+    with pytest.raises(DatasetError, match="unknown label 'D' in 1 row"):
+        load_dataset(photo_folder, labels=write_csv(tmp_path / "l.csv", text))
+
+
+def test_header_with_unfamiliar_names_is_still_a_header(photo_folder, tmp_path):
+    text = "picture,quality\na1.jpg,A\nc1.jpg,C\n"
+    ds = load_dataset(photo_folder, labels=write_csv(tmp_path / "l.csv", text))
+    assert ds.image_ids == ("a1.jpg", "c1.jpg")
+
+
+def test_ids_match_whatever_their_case(photo_folder, tmp_path):
+    text = "A1.JPG,A\nB1,B\n"
+    ds = load_dataset(photo_folder, labels=write_csv(tmp_path / "l.csv", text))
+    assert ds.image_ids == ("a1.jpg", "b1.jpg")
+
+
+def test_row_naming_a_file_of_unsupported_type_says_so(photo_folder, tmp_path):
+    (photo_folder / "d1.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    text = "a1.jpg,A\nd1.heic,B\n"
+    with pytest.raises(DatasetError, match=r"type mangograde does not read .*row 2 d1\.heic"):
+        load_dataset(photo_folder, labels=write_csv(tmp_path / "l.csv", text))

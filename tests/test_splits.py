@@ -9,6 +9,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from mangograde.data import fold_of_each, holdout, kfold, train_val_test
 from mangograde.errors import DatasetError
 
+PINNED_FOLDS = [0, 0, 1, 1, 2, 2, 2, 2, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
+
 
 def grouped_labels(n_groups: int = 60, seed: int = 1) -> tuple[np.ndarray, list[str]]:
     """Groups of 1-4 photos, each group of one grade, grades unbalanced."""
@@ -64,12 +66,29 @@ def test_kfold_without_groups_treats_photos_alone():
 
 def test_kfold_refuses_impossible_requests():
     y = np.array([0, 0, 1, 1, 1, 1])
-    with pytest.raises(DatasetError, match="fewer than 3 photos"):
-        kfold(y, 3)
+    with pytest.raises(DatasetError, match="grade A has 2"):
+        kfold(y, 3, grades=["A", "B"])
     with pytest.raises(DatasetError, match="more folds than there are fruit groups"):
         kfold(y, 3, groups=["a", "a", "a", "b", "b", "b"])
     with pytest.raises(DatasetError, match="at least 2 folds"):
         kfold(y, 1)
+
+
+def test_kfold_counts_fruits_not_photos_per_grade():
+    # Grade C: five photos of one fruit. Five folds cannot all test a C fruit.
+    y = np.array([0] * 10 + [1] * 10 + [2] * 5)
+    groups = [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)] + ["c0"] * 5
+    with pytest.raises(DatasetError, match="grade C has 1"):
+        kfold(y, 5, groups, grades=["A", "B", "C"])
+
+
+def test_kfold_folds_are_pinned():
+    # Same seed, same folds on any machine and any supported scikit-learn: if this
+    # changes, every recorded cross-validation result changes with it.
+    y = np.array([0, 1, 2] * 8)
+    groups = [f"fruit{i // 2}" for i in range(24)]
+    folds = fold_of_each(kfold(y, 3, groups, seed=0), len(y)).tolist()
+    assert folds == PINNED_FOLDS
 
 
 def test_holdout_fraction_groups_and_strata():
@@ -110,3 +129,8 @@ def test_holdout_takes_small_and_large_groups_alike():
         return np.mean([sizes[g] for g in {groups[i] for i in idx}])
 
     assert abs(mean_size(held) - mean_size(kept)) < 0.5
+
+
+def test_train_val_test_rejects_fractions_that_do_not_fit():
+    with pytest.raises(DatasetError, match=r"Validation \(0.6\) and test \(0.5\)"):
+        train_val_test(np.array([0, 1] * 10), 0.6, 0.5)

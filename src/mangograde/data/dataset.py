@@ -35,6 +35,8 @@ SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
 IMAGE_COLUMNS = ("image_id", "image", "filename", "file", "path", "photo", "img")
 LABEL_COLUMNS = ("label", "grade", "class", "等級")
 GROUP_COLUMNS = ("group", "group_id", "fruit_id", "fruit", "groups")
+FOLDER_COLUMNS = ("grade_folder", "folder", "class_folder", "subfolder")
+KNOWN_COLUMNS = frozenset(IMAGE_COLUMNS + LABEL_COLUMNS + GROUP_COLUMNS + FOLDER_COLUMNS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,7 +173,8 @@ def _scan(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
                 photos.append(Path(current, name))
             elif name.lower() not in SYSTEM_FILES:
                 others.append(Path(current, name))
-    return sorted(photos, key=os.fspath), sorted(others, key=os.fspath)
+    # Sorted by the id a user sees, so the order (and so every split) is the same on any OS.
+    return sorted(photos, key=lambda p: _rel(p, folder)), sorted(others, key=os.fspath)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -194,11 +197,13 @@ def _ignored_notice(others: list[Path], root: Path) -> list[str]:
 
 def _from_folder(root: Path, grades: tuple[str, ...] | None) -> Dataset:
     top_photos, top_others = _scan(root, recursive=False)
-    class_dirs = {}
+    class_dirs, empty_dirs = {}, []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         photos, others = _scan(sub, recursive=True)
         if photos:
             class_dirs[sub.name] = (photos, others)
+        else:
+            empty_dirs.append(sub.name)
     csvs = sorted(p.name for p in root.glob("*.csv"))
     if top_photos and class_dirs:
         raise DatasetError(
@@ -207,7 +212,7 @@ def _from_folder(root: Path, grades: tuple[str, ...] | None) -> Dataset:
             "of photos with a label CSV (--labels)."
         )
     if class_dirs:
-        return _from_class_folders(root, class_dirs, top_others, grades, csvs)
+        return _from_class_folders(root, class_dirs, empty_dirs, top_others, grades, csvs)
     if top_photos:
         notices = _ignored_notice([p for p in top_others if p.suffix.lower() != ".csv"], root)
         if csvs:
@@ -245,28 +250,31 @@ def _known_order(names: set[str]) -> tuple[str, ...] | None:
 def _from_class_folders(
     root: Path,
     class_dirs: dict[str, tuple[list[Path], list[Path]]],
+    empty_dirs: list[str],
     top_others: list[Path],
     grades: tuple[str, ...] | None,
     csvs: list[str],
 ) -> Dataset:
     names = sorted(class_dirs)
     if grades is None:
-        grades = _known_order(set(names))
+        grades = _known_order(set(names)) or _known_order(set(names) | set(empty_dirs))
         if grades is None:
             hint = ""
             if csvs:
-                first = names[0]
                 hint = (
                     f" If {listing(csvs)} hold the grades instead, run e.g. "
-                    f"`mangograde data inspect {root / first} --labels {root / csvs[0]}`."
+                    f"`mangograde data inspect {root / names[0]} --labels {root / csvs[0]}`."
                 )
+            shown = names + [f"{name} (empty)" for name in empty_dirs]
             raise DatasetError(
-                f"{root} has subfolders {listing(names)}. If they are grades, give their order "
+                f"{root} has subfolders {listing(shown)}. If they are grades, give their order "
                 f"best-first, e.g. --grades {','.join(names)}.{hint}"
             )
     problems = _Problems(f"the grade folders in {root}")
     for grade in grades:
-        if grade not in class_dirs:
+        if grade in empty_dirs:
+            problems.add(f"the folder of grade {grade!r} holds no photos")
+        elif grade not in class_dirs:
             problems.add(f"no folder of photos for grade {grade!r} (found {listing(names)})")
     for name in names:
         if name not in grades:
@@ -309,33 +317,46 @@ def normalise_label(text: str) -> str:
 
 
 def _split_header(
-    rows: list[tuple[int, list[str]]], is_data: bool, columns: tuple[tuple[str, ...], ...]
-) -> tuple[list[tuple[int, list[str]]], list[int | None]]:
-    """Drop a header row if there is one and find the named columns in it."""
-    if is_data:
-        return rows, [None] * len(columns)
-    header = rows[0][1]
-    return rows[1:], [find_column(header, names) for names in columns]
+    rows: list[tuple[int, list[str]]],
+    index: _PhotoIndex,
+    columns: tuple[tuple[str, ...], ...],
+    is_data: bool = False,
+) -> tuple[list[tuple[int, list[str]]], list[int | None], bool]:
+    """Drop the header row if there is one and find the named columns in it.
+
+    The first row is a header when it names a known column, or when its first cell can
+    name no photo (no photo of that name, no photo suffix) and ``is_data`` does not say
+    otherwise (a known grade in the label column). Returns (rows, columns, had_header).
+    """
+    first = rows[0][1]
+    named = {cell.lower() for cell in first} & KNOWN_COLUMNS
+    cannot_be_data = not index.find(first[0]) and not _has_photo_suffix(first[0])
+    if not named and (is_data or not cannot_be_data):
+        return rows, [None] * len(columns), False
+    return rows[1:], [find_column(first, names) for names in columns], True
 
 
 class _PhotoIndex:
     """Looks photos up by relative path, file name or file name without extension."""
 
     def __init__(self, rel_ids: Sequence[str], photos: Sequence[Path]) -> None:
-        self.by_rel = dict(zip(rel_ids, photos, strict=True))
-        self.by_name: dict[str, list[Path]] = defaultdict(list)
-        self.by_stem: dict[str, list[Path]] = defaultdict(list)
-        for rel, p in self.by_rel.items():
+        # Exact spellings first, then the same ignoring case ("IMG_1.JPG" for "img_1.jpg").
+        self.tables: list[dict[str, list[Path]]] = [defaultdict(list) for _ in range(6)]
+        for rel, path in zip(rel_ids, photos, strict=True):
             name = rel.rsplit("/", 1)[-1]
-            self.by_name[name].append(p)
-            self.by_stem[name.rsplit(".", 1)[0]].append(p)
+            for offset, text in ((0, rel), (1, name), (2, name.rsplit(".", 1)[0])):
+                self.tables[offset][text].append(path)
+                self.tables[offset + 3][text.lower()].append(path)
 
     def find(self, image_id: str) -> list[Path]:
-        key = image_id.replace("\\", "/").lstrip("./")
-        if key in self.by_rel:
-            return [self.by_rel[key]]
+        key = image_id.replace("\\", "/").removeprefix("./")
         name = key.rsplit("/", 1)[-1]
-        return self.by_name.get(name) or self.by_stem.get(name, [])
+        for i, table in enumerate(self.tables):
+            text = (key, name, name)[i % 3]
+            found = table.get(text if i < 3 else text.lower())
+            if found:
+                return found
+        return []
 
 
 def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) -> Dataset:
@@ -347,19 +368,20 @@ def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) 
     rows = read_rows(csv_path)
     if not rows:
         raise DatasetError(f"Label file {csv_path} has no rows. Expected lines image_id,label.")
+    photos, others = _scan(root, recursive=True)
+    index = _PhotoIndex([_rel(p, root) for p in photos], photos)
+    unreadable = _PhotoIndex([_rel(p, root) for p in others], others)
     first = rows[0][1]
-    first_is_data = _has_photo_suffix(first[0]) or (
-        len(first) > 1 and normalise_label(first[1]) in grade_of
-    )
-    rows, (image_col, label_col) = _split_header(
-        rows, first_is_data, (IMAGE_COLUMNS, LABEL_COLUMNS)
+    rows, (image_col, label_col), _ = _split_header(
+        rows,
+        index,
+        (IMAGE_COLUMNS, LABEL_COLUMNS),
+        is_data=len(first) > 1 and normalise_label(first[1]) in grade_of,
     )
     image_col = 0 if image_col is None else image_col
     label_col = 1 if label_col is None else label_col
-    photos, others = _scan(root, recursive=True)
-    index = _PhotoIndex([_rel(p, root) for p in photos], photos)
     problems = _Problems(f"the labels in {csv_path} for photos in {root}")
-    short, missing, unknown, ambiguous = [], [], defaultdict(list), []
+    short, missing, unknown, ambiguous, unsupported = [], [], defaultdict(list), [], []
     first_row_of: dict[Path, int] = {}
     duplicates = []
     paths, labels = [], []
@@ -373,7 +395,8 @@ def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) 
             unknown[raw_label].append(line)
         found = index.find(image_id)
         if not found:
-            missing.append(f"row {line} {image_id}")
+            wrong_type = unreadable.find(image_id)
+            (unsupported if wrong_type else missing).append(f"row {line} {image_id}")
             continue
         if len(found) > 1:
             ambiguous.append(f"row {line} {image_id} ({listing([_rel(p, root) for p in found])})")
@@ -394,6 +417,11 @@ def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) 
     if missing:
         problems.add(
             f"{plural(len(missing), 'row')} name photos that are not in {root}: {listing(missing)}"
+        )
+    if unsupported:
+        problems.add(
+            f"{plural(len(unsupported), 'row')} name files of a type mangograde does not read "
+            f"({', '.join(PHOTO_SUFFIXES)}): {listing(unsupported)}; convert them to JPEG"
         )
     if ambiguous:
         problems.add(
@@ -442,31 +470,35 @@ def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
     rows = read_rows(groups_csv)
     if not rows:
         raise DatasetError(f"Groups file {groups_csv} has no rows. Expected lines image,group.")
-    first_is_data = _has_photo_suffix(rows[0][1][0])
-    rows, (image_col, group_col) = _split_header(
-        rows, first_is_data, (IMAGE_COLUMNS, GROUP_COLUMNS)
+    index = _PhotoIndex(dataset.image_ids, dataset.paths)
+    width = len(rows[0][1])
+    rows, (image_col, group_col, folder_col), had_header = _split_header(
+        rows, index, (IMAGE_COLUMNS, GROUP_COLUMNS, FOLDER_COLUMNS)
     )
     image_col = 0 if image_col is None else image_col
     if group_col is None:
-        width = len(rows[0][1]) if rows else 0
-        if first_is_data or width == 2:
-            group_col = 1
-        else:
+        if had_header and width != 2:
             raise DatasetError(
                 f"Cannot tell which column of {groups_csv} holds the group: name it 'group' "
                 f"(recognised: {', '.join(GROUP_COLUMNS)})."
             )
+        group_col = 1
     problems = _Problems(f"the groups in {groups_csv}")
-    index = _PhotoIndex(dataset.image_ids, dataset.paths)
     group_of: dict[Path, tuple[str, int]] = {}
-    outside, conflicts, short = [], [], []
+    outside, conflicts, short, ambiguous = [], [], [], []
     for line, cells in rows:
         if len(cells) <= max(image_col, group_col) or not cells[group_col]:
             short.append(str(line))
             continue
-        found = index.find(cells[image_col])
-        if len(found) != 1:
-            outside.append(cells[image_col])
+        image_id = cells[image_col]
+        if folder_col is not None and "/" not in image_id and cells[folder_col]:
+            image_id = f"{cells[folder_col]}/{image_id}"  # e.g. grade_folder + bare file name
+        found = index.find(image_id)
+        if len(found) > 1:
+            ambiguous.append(f"row {line} {image_id}")
+            continue
+        if not found:
+            outside.append(image_id)
             continue
         group = cells[group_col]
         earlier = group_of.get(found[0])
@@ -477,6 +509,11 @@ def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
         problems.add(f"{plural(len(short), 'row')} with no group (lines {listing(short)})")
     if conflicts:
         problems.add(f"photos given two different groups: {listing(conflicts)}")
+    if ambiguous:
+        problems.add(
+            f"{plural(len(ambiguous), 'row')} match more than one photo: {listing(ambiguous)}; "
+            "give the path relative to DATA (or a grade_folder column)"
+        )
     no_group = [
         name for name, p in zip(dataset.image_ids, dataset.paths, strict=True) if p not in group_of
     ]

@@ -29,12 +29,14 @@ def kfold(
     k: int,
     groups: Sequence[str] | None = None,
     seed: int = 0,
+    grades: Sequence[str] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` stratified (train, test) index pairs; groups stay whole.
 
     The folds are those of scikit-learn's ``StratifiedGroupKFold(k, shuffle=True,
-    random_state=seed)`` on photos in dataset order, so a plain scikit-learn script
-    using the same order and seed scores the same folds.
+    random_state=seed)`` (scikit-learn 1.8 or later, whose shuffling stratifies) on
+    photos in dataset order, so a plain scikit-learn script using the same order and
+    seed scores the same folds. ``grades`` only names grades in error messages.
     """
     y = np.asarray(labels)
     codes = _groups_or_singletons(y, groups)
@@ -46,18 +48,23 @@ def kfold(
             f"--cv {k} asks for more folds than there are fruit groups ({n_groups}). "
             "Use fewer folds."
         )
-    counts = np.bincount(y)
-    thin = [int(i) for i in np.flatnonzero((counts > 0) & (counts < k))]
+    thin = []
+    for grade in np.unique(y):
+        n_fruit = len(np.unique(codes[y == grade]))
+        if n_fruit < k:
+            name = grades[grade] if grades is not None else f"index {grade}"
+            thin.append(f"grade {name} has {n_fruit} (fruit groups or photos)")
     if thin:
         raise DatasetError(
-            f"--cv {k}: grade index {thin} has fewer than {k} photos, so some folds would "
-            "have none. Use fewer folds or add photos."
+            f"--cv {k} needs at least {k} fruits of every grade, or some folds would test "
+            f"none of it: {'; '.join(thin)}. Use fewer folds or add photos."
         )
     from sklearn.model_selection import StratifiedGroupKFold  # slow import, needed only here
 
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "least populated class" is checked above
+        # scikit-learn warns about thin classes in photos, not groups: checked above instead.
+        warnings.simplefilter("ignore", UserWarning)
         return [(tr, te) for tr, te in splitter.split(np.zeros(len(y)), y, codes)]
 
 
@@ -116,6 +123,11 @@ def train_val_test(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of train, validation and (possibly empty) test parts, each stratified."""
+    if val_fraction <= 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise DatasetError(
+            f"Validation ({val_fraction}) and test ({test_fraction}) fractions must be "
+            "positive (test may be 0) and add up to less than 1."
+        )
     y = np.asarray(labels)
     rest, test = (np.arange(len(y)), np.array([], dtype=np.int64))
     if test_fraction > 0:
