@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mangograde.cli import app
+from mangograde.errors import DatasetError
 from mangograde.synth import synthesize
 
 from .helpers import SHARED_DATA, needs_shared_data, write_csv, write_photo
@@ -15,6 +16,15 @@ runner = CliRunner()
 
 def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_failure(result, *phrases: str) -> None:
+    """Exit status 1 through typer.Exit, the message on the output, no exception escaping."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Error:" in result.output
+    for phrase in phrases:
+        assert phrase in result.output, result.output
 
 
 @pytest.fixture(scope="module")
@@ -60,29 +70,25 @@ def test_bad_photo_fails_unless_skipped(photo_folder, tmp_path):
     (photo_folder / "broken.jpg").write_bytes(b"")
     labels = write_csv(tmp_path / "l.csv", "a1.jpg,A\nb1.jpg,B\nbroken.jpg,C\nc1.jpg,C\n")
     failed = run("data", "inspect", photo_folder, "--labels", labels)
-    assert failed.exit_code == 1
-    assert "broken.jpg" in failed.output and "empty file" in failed.output
-    assert "Traceback" not in failed.output
+    assert_clean_failure(failed, "broken.jpg", "empty file")
     skipped = run("data", "inspect", photo_folder, "--labels", labels, "--skip-bad")
     assert skipped.exit_code == 0 and "broken.jpg" in skipped.output
 
 
 def test_user_errors_are_one_message_and_nonzero(tmp_path):
-    result = run("data", "inspect", tmp_path / "missing")
-    assert result.exit_code == 1
-    assert "Error:" in result.output and "does not exist" in result.output
-    assert "Traceback" not in result.output
+    assert_clean_failure(run("data", "inspect", tmp_path / "missing"), "does not exist")
 
 
 def test_debug_shows_the_exception(tmp_path):
     result = run("--debug", "data", "inspect", tmp_path / "missing")
-    assert result.exit_code != 0 and result.exception is not None
+    assert isinstance(result.exception, DatasetError)
 
 
 def test_unknown_label_names_row_and_value(photo_folder, tmp_path):
     labels = write_csv(tmp_path / "l.csv", "a1.jpg,A\nb1.jpg,Z\n")
-    result = run("data", "inspect", photo_folder, "--labels", labels)
-    assert result.exit_code == 1 and "unknown label 'Z'" in result.output
+    assert_clean_failure(
+        run("data", "inspect", photo_folder, "--labels", labels), "unknown label 'Z'"
+    )
 
 
 def test_synth_command_writes_the_layout(tmp_path):
@@ -135,6 +141,20 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path):
     folder = tmp_path / "crate [red] 2"
     write_photo(folder / "[b]mango.jpg", seed=1)
     (folder / "[b]broken.jpg").write_bytes(b"")
-    result = run("data", "inspect", folder)
-    assert result.exit_code == 1
-    assert "crate [red] 2" in result.output and "[b]broken.jpg" in result.output
+    assert_clean_failure(run("data", "inspect", folder), "crate [red] 2", "[b]broken.jpg")
+
+
+def test_truncated_png_is_reported_not_a_traceback(tmp_path):
+    write_photo(tmp_path / "d" / "whole.png", size=(64, 64))
+    data = (tmp_path / "d" / "whole.png").read_bytes()
+    (tmp_path / "d" / "cut.png").write_bytes(data[: len(data) // 2])
+    assert_clean_failure(run("data", "inspect", tmp_path / "d"), "cut.png", "truncated")
+
+
+def test_bad_settings_are_one_message(photo_folder, tmp_path):
+    assert_clean_failure(run("data", "prepare", photo_folder, "--size", "0"), "at least 1 pixel")
+    assert_clean_failure(
+        run("data", "prepare", photo_folder, "--size", "64", "--crop", "100"), "crop (100)"
+    )
+    (tmp_path / "afile").write_text("x")
+    assert_clean_failure(run("synth", tmp_path / "afile", "--n", "20"), "is a file")

@@ -20,6 +20,10 @@ class DatasetError(MangogradeError):
     """The photos, labels or groups could not be read as a dataset."""
 
 
+class SettingsError(MangogradeError):
+    """A setting (size, fraction, number of folds...) outside what makes sense."""
+
+
 class BadImagesError(MangogradeError):
     """One or more photos could not be decoded."""
 

@@ -240,6 +240,8 @@ def synthesize(
     if size < 32:
         raise MangogradeError(f"--size {size} is too small: at least 32 pixels.")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MangogradeError(f"{out} is a file; give a folder to write the photos into.")
     master = np.random.default_rng(seed)
     shots: list[tuple[int, int]] = []  # (fruit, grade) per photo
     fruits: list[Fruit] = []
@@ -253,8 +255,11 @@ def synthesize(
     _, dev = holdout(labels, dev_fraction, groups, seed)
     in_dev = np.zeros(n, dtype=bool)
     in_dev[dev] = True
-    for part in ("train", "dev"):
-        (out / part).mkdir(parents=True, exist_ok=True)
+    try:
+        for part in ("train", "dev"):
+            (out / part).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MangogradeError(f"Cannot create {out / part}: {exc.strerror or exc}.") from exc
     rows: dict[str, list[tuple[str, str]]] = {"train": [], "dev": []}
     group_rows = []
     jobs = []
