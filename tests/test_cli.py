@@ -158,3 +158,17 @@ def test_bad_settings_are_one_message(photo_folder, tmp_path):
     )
     (tmp_path / "afile").write_text("x")
     assert_clean_failure(run("synth", tmp_path / "afile", "--n", "20"), "is a file")
+
+
+def test_cache_command_shows_and_clears(synth_root, tmp_path):
+    cache = ["--cache-dir", tmp_path / "c"]
+    run("data", "prepare", synth_root / "dev", "--labels", synth_root / "dev.csv", *cache)
+    n_photos = len(list((synth_root / "dev").glob("*.jpg")))
+    shown = run("data", "cache", *cache)
+    assert shown.exit_code == 0 and f"{n_photos} photo entries, 1 dataset packs" in shown.output
+    (tmp_path / "c" / "ab").mkdir(exist_ok=True)
+    (tmp_path / "c" / "ab" / ".tmp-left.part").write_bytes(b"x" * 10)  # a killed writer's
+    cleared = run("data", "cache", "--clear", *cache)
+    assert cleared.exit_code == 0 and "MiB freed" in cleared.output
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]
+    assert "0 photo entries, 0 dataset packs" in run("data", "cache", *cache).output

@@ -30,8 +30,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long paths stay whole, for copying
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -46,7 +46,7 @@ def user_errors(command: F) -> F:
         except MangogradeError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -140,12 +140,12 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
         shown = listing([" = ".join(d) for d in report.conflicting_duplicates], 5)
         out.print(f"[yellow]Warning:[/] identical photos with different grades: {escape(shown)}")
     for notice in ds.notices:
-        out.print(f"[yellow]Note:[/] {escape(notice)}", soft_wrap=True)
+        out.print(f"[yellow]Note:[/] {escape(notice)}")
     if report.bad:
         colour = "yellow" if skip_bad else "red"
         out.print(f"[{colour}]Unreadable photos: {len(report.bad)}[/]")
         for bad in report.bad:
-            out.print(escape(f"  {bad.path}: {bad.reason}"), highlight=False, soft_wrap=True)
+            out.print(escape(f"  {bad.path}: {bad.reason}"), highlight=False)
     else:
         out.print("Unreadable photos: none")
 
@@ -208,7 +208,26 @@ def data_prepare(
         f"({loaded.cache_hits} already cached) in {escape(str(cache.root))}"
     )
     for notice in loaded.notices:
-        out.print(f"[yellow]Note:[/] {escape(notice)}", soft_wrap=True)
+        out.print(f"[yellow]Note:[/] {escape(notice)}")
+
+
+@data_app.command("cache")
+@user_errors
+def data_cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete everything in the cache.")] = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Show where decoded photos are cached and how much space they take, or clear it."""
+    cache = ImageCache(cache_dir)
+    if clear:
+        freed = cache.clear()
+        out.print(f"Cleared {escape(str(cache.root))}: {freed / 2**20:.1f} MiB freed")
+        return
+    entries, packs, size = cache.usage()
+    out.print(
+        f"{escape(str(cache.root))}: {entries} photo entries, {packs} dataset packs, "
+        f"{size / 2**20:.1f} MiB"
+    )
 
 
 @app.command("synth")

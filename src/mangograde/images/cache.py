@@ -141,6 +141,25 @@ class ImageCache:
         header = _PACK_HEADER.pack(_PACK_MAGIC, *data.shape, checksum(data), keys_digest)
         self._write(self._pack_file(paths, geometry_key), header, data)
 
+    def usage(self) -> tuple[int, int, int]:
+        """(photo entries, packs, bytes) on disk."""
+        entries = packs = size = 0
+        for file in self.root.rglob("*") if self.root.is_dir() else ():
+            if file.suffix in (".mgc", ".mgp"):
+                entries += file.suffix == ".mgc"
+                packs += file.suffix == ".mgp"
+                size += file.stat().st_size
+        return entries, packs, size
+
+    def clear(self) -> int:
+        """Delete every entry, pack and leftover temporary file; returns bytes freed."""
+        freed = 0
+        for file in list(self.root.rglob("*")) if self.root.is_dir() else ():
+            if file.is_file() and (file.suffix in (".mgc", ".mgp", ".part")):
+                freed += file.stat().st_size
+                file.unlink(missing_ok=True)
+        return freed
+
     def _write(self, target: Path, header: bytes, data: np.ndarray) -> None:
         """Write atomically: a temporary file in the same folder, renamed into place."""
         if self.write_error is not None:
