@@ -68,6 +68,10 @@ def load_images(
 ) -> LoadedImages:
     """Decode ``paths`` with ``geometry`` into one ``(n, H, W, 3)`` uint8 array.
 
+    With a cache, a list of photos loaded before comes back as one memory-mapped pack.
+    Every distinct list gets its own pack, so load a whole dataset once and index the
+    array for folds, rather than loading each fold's photos.
+
     Raises
     ------
     BadImagesError
