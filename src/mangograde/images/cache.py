@@ -56,6 +56,11 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _keys_digest(keys: Sequence[str]) -> bytes:
+    """Which photo versions a pack holds, as stored in its header."""
+    return hashlib.sha256("\n".join(keys).encode()).digest()
+
+
 class ImageCache:
     """Decoded photos on disk; see the module docstring for the guarantees."""
 
@@ -121,10 +126,9 @@ class ImageCache:
             size_ok = file.stat().st_size == _PACK_HEADER.size + n * h * w * c
         except (OSError, struct.error):
             return None
-        keys_digest = hashlib.sha256("\n".join(keys).encode()).digest()
         if magic != _PACK_MAGIC or (n, h, w, c) != (len(keys), *shape) or not size_ok:
             return None
-        if digest != keys_digest or n == 0:
+        if n == 0 or digest != _keys_digest(keys):
             return None
         try:
             arrays = np.memmap(file, np.uint8, "c", _PACK_HEADER.size, (n, h, w, c))
@@ -137,27 +141,26 @@ class ImageCache:
     ) -> None:
         """Store a whole list of photos as one pack (see ``get_pack``)."""
         data = np.ascontiguousarray(arrays, dtype=np.uint8)
-        keys_digest = hashlib.sha256("\n".join(keys).encode()).digest()
-        header = _PACK_HEADER.pack(_PACK_MAGIC, *data.shape, checksum(data), keys_digest)
+        header = _PACK_HEADER.pack(_PACK_MAGIC, *data.shape, checksum(data), _keys_digest(keys))
         self._write(self._pack_file(paths, geometry_key), header, data)
+
+    def _files(self, suffixes: tuple[str, ...]) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [f for f in self.root.rglob("*") if f.suffix in suffixes and f.is_file()]
 
     def usage(self) -> tuple[int, int, int]:
         """(photo entries, packs, bytes) on disk."""
-        entries = packs = size = 0
-        for file in self.root.rglob("*") if self.root.is_dir() else ():
-            if file.suffix in (".mgc", ".mgp"):
-                entries += file.suffix == ".mgc"
-                packs += file.suffix == ".mgp"
-                size += file.stat().st_size
-        return entries, packs, size
+        files = self._files((".mgc", ".mgp"))
+        entries = sum(f.suffix == ".mgc" for f in files)
+        return entries, len(files) - entries, sum(f.stat().st_size for f in files)
 
     def clear(self) -> int:
         """Delete every entry, pack and leftover temporary file; returns bytes freed."""
         freed = 0
-        for file in list(self.root.rglob("*")) if self.root.is_dir() else ():
-            if file.is_file() and (file.suffix in (".mgc", ".mgp", ".part")):
-                freed += file.stat().st_size
-                file.unlink(missing_ok=True)
+        for file in self._files((".mgc", ".mgp", ".part")):
+            freed += file.stat().st_size
+            file.unlink(missing_ok=True)
         return freed
 
     def _write(self, target: Path, header: bytes, data: np.ndarray) -> None:

@@ -80,7 +80,8 @@ def load_images(
     """
     start = time.perf_counter()
     keys = _cache_keys(paths, geometry, cache)
-    if cache is not None and paths and all(keys):
+    packable = cache is not None and len(paths) > 0 and all(keys)
+    if packable:
         packed = cache.get_pack(paths, keys, geometry.key, geometry.shape)
         if packed is not None:
             seconds = time.perf_counter() - start
@@ -121,7 +122,7 @@ def load_images(
     if bad:
         every = "; ".join(f"{b.path} ({b.reason})" for b in bad)
         notices.append(f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): {every}")
-    if cache is not None and paths and not bad and all(keys):  # the pack was missing or bad
+    if packable and not bad:  # the pack was missing or damaged
         cache.put_pack(paths, keys, geometry.key, out)
     arrays = out if len(kept) == len(paths) else out[kept]
     return LoadedImages(arrays, kept, bad, time.perf_counter() - start, hits, notices)
