@@ -269,3 +269,6 @@ def demo_command(
 
 def main() -> None:
     app()
+
+
+from . import cli_models  # noqa: E402,F401  (registers train, presets, search, sweep, tsne)

@@ -1,0 +1,184 @@
+"""Saving and loading a trained model as a bundle that cannot run code from the file.
+
+A bundle is a folder: ``bundle.json`` (settings, grade order, preprocessing, library
+versions, and the SHA-256 of each stored file) and ``model.skops``. The model is read
+with ``skops.io`` and only the types in ``TRUSTED`` are rebuilt; anything else, or a
+file whose checksum does not match, is refused before it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from ..errors import MangogradeError
+
+FORMAT = "mangograde-bundle"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.skops"
+MANIFEST = "bundle.json"
+
+# Types a classical bundle may hold, beyond what skops trusts by default.
+TRUSTED = [
+    "mangograde.models.classical.PhotoClassifier",
+    "mangograde.models.classical.ReducedForest",
+    "mangograde.models.forest.GroupForestClassifier",
+    "mangograde.models.svm.GramPCA",
+    "mangograde.models.svm.PCASVC",
+    "mangograde.features.pixels.PixelVectors",
+    "mangograde.features.polar.PolarWarp",
+    "mangograde.features.colour.ColourTexture",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.svm._classes.SVC",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.feature_selection._from_model.SelectFromModel",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "numpy.dtype",
+    "numpy.float32",
+    "numpy.float64",
+    "numpy.int64",
+    "builtins.tuple",
+]
+
+
+class BundleError(MangogradeError):
+    """A bundle is missing, damaged, changed or holds something not trusted."""
+
+
+@dataclass
+class Bundle:
+    model: Any
+    manifest: dict[str, Any]
+
+    @property
+    def grades(self) -> tuple[str, ...]:
+        return tuple(self.manifest["grades"])
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.manifest["settings"]
+
+
+def library_versions() -> dict[str, str]:
+    names = ("numpy", "scikit-learn", "scipy", "skops", "pillow", "mangograde")
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except Exception:  # noqa: BLE001 - a missing distribution is just not recorded
+            continue
+    return found
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_bundle(
+    model: Any,
+    folder: str | Path,
+    settings: dict[str, Any],
+    grades: tuple[str, ...],
+    preprocessing: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and what is needed to use it into ``folder``; returns the folder."""
+    import skops.io
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = skops.io.dumps(model)
+    _write_atomic(folder / MODEL_FILE, data)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "grades": list(grades),
+        "settings": settings,
+        "preprocessing": preprocessing,
+        "versions": library_versions(),
+        "files": {MODEL_FILE: _sha256(data)},
+        **(extra or {}),
+    }
+    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return folder
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BundleError(
+            f"{folder} is not a mangograde model bundle: {MANIFEST} is missing. "
+            "Pass a run folder's model/ (or fold-N/) folder written by `mangograde train`."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is damaged (not valid JSON: {exc}); retrain.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a mangograde bundle manifest.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{path} has bundle format {manifest.get('format_version')!r}; this mangograde "
+            f"reads format {FORMAT_VERSION}. Use the mangograde version that wrote it."
+        )
+    return manifest
+
+
+def load_bundle(folder: str | Path) -> Bundle:
+    """Load a bundle, refusing a changed file or any type outside ``TRUSTED``."""
+    import skops.io
+
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    path = folder / MODEL_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"Cannot read {path}: {exc.strerror}.") from None
+    if _sha256(data) != manifest.get("files", {}).get(MODEL_FILE):
+        raise BundleError(
+            f"{path} does not match the checksum in {MANIFEST}: it was changed or damaged "
+            "after it was saved. Refusing to load it; retrain or get the bundle again."
+        )
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
+        raise BundleError(f"{path} is not a readable skops model file ({exc}).") from None
+    foreign = sorted(set(untrusted) - set(TRUSTED))
+    if foreign:
+        raise BundleError(
+            f"{path} holds types mangograde does not trust: {', '.join(foreign)}. "
+            "Refusing to load it, as that could run code from the file."
+        )
+    try:
+        model = skops.io.loads(data, trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{path} could not be rebuilt ({type(exc).__name__}: {exc}).") from None
+    return Bundle(model, manifest)

@@ -1,0 +1,189 @@
+"""Photo-level classical models: features, flip/rotate expansion, then a classifier."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.feature_selection import SelectFromModel
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import SettingsError
+from ..features.expand import expand_features, expansion_ops
+from ..features.pixels import PixelVectors, check_images
+from ..features.polar import PolarWarp
+from .forest import GroupForestClassifier
+from .svm import GramPCA, PCASVC
+
+
+def _accepts_groups(estimator: BaseEstimator) -> bool:
+    return "groups" in inspect.signature(estimator.fit).parameters
+
+
+class PhotoClassifier(ClassifierMixin, BaseEstimator):
+    """Grade ``(n, H, W, 3)`` uint8 photos: ``features`` -> ``classifier``.
+
+    Training photos are first expanded by flips / rotations (``expand``); each copy keeps
+    its photo's group (or, without groups, its photo), so a classifier that takes
+    ``groups`` (the forest) never treats siblings as independent.
+
+    Parameters
+    ----------
+    features : transformer
+        Photos in, 2-D feature matrix out (e.g. :class:`PixelVectors`).
+    classifier : classifier
+        Any scikit-learn classifier with ``predict_proba``.
+    expand : {"none", "flip", "rotate", "flip-rotate"}
+    """
+
+    def __init__(
+        self,
+        features: TransformerMixin | None = None,
+        classifier: ClassifierMixin | None = None,
+        expand: str = "none",
+    ) -> None:
+        self.features = features
+        self.classifier = classifier
+        self.expand = expand
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray | None = None,
+        *,
+        vectors: np.ndarray | None = None,
+    ) -> PhotoClassifier:
+        """Fit on photos ``X``; ``vectors`` may hold their features, already computed by
+        :meth:`feature_vectors` (cross-validation then transforms each photo once)."""
+        images = check_images(X, "training photos")
+        y = np.asarray(y)
+        expansion_ops(self.expand)
+        self.features_ = clone(self.features if self.features is not None else PixelVectors())
+        self.features_.fit(images[:1], y[:1])
+        if vectors is not None and self.expand != "none":
+            raise ValueError("Precomputed vectors cannot be expanded; pass photos only.")
+        if vectors is not None:
+            source = np.arange(len(images))
+        else:
+            vectors, source = expand_features(images, self.expand, self.features_.transform)
+        self.classifier_ = clone(self.classifier or PCASVC())
+        extra: dict[str, Any] = {}
+        if _accepts_groups(self.classifier_):
+            owners = np.asarray(groups) if groups is not None else np.arange(len(images))
+            extra["groups"] = owners[source]
+        self.classifier_.fit(vectors, y[source], **extra)
+        self.classes_ = self.classifier_.classes_
+        return self
+
+    def feature_vectors(self, X: np.ndarray) -> np.ndarray | None:
+        """Features of photos ``X`` for :meth:`fit`'s ``vectors``; None when this model
+        expands its training photos (features must then be computed per copy)."""
+        if self.expand != "none":
+            return None
+        features = clone(self.features if self.features is not None else PixelVectors())
+        return features.fit(X[:1]).transform(check_images(X, "photos"))
+
+    def transform_photos(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        return self.features_.transform(check_images(X, "photos"))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.classifier_.predict_proba(self.transform_photos(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classifier_.predict(self.transform_photos(X))
+
+
+class ReducedForest(ClassifierMixin, BaseEstimator):
+    """A :class:`GroupForestClassifier` on all features, on PCA components, or on the
+    features a first forest rated above ``selection_scaling`` x the median importance.
+
+    Parameters
+    ----------
+    forest : GroupForestClassifier
+    selection_scaling : float or None
+        SelectFromModel threshold ``scaling * median`` (study: 1.0-2.0).
+    n_components : int or None
+        PCA components before the forest (instead of selection).
+    """
+
+    def __init__(
+        self,
+        forest: GroupForestClassifier | None = None,
+        selection_scaling: float | None = None,
+        n_components: int | None = None,
+    ) -> None:
+        self.forest = forest
+        self.selection_scaling = selection_scaling
+        self.n_components = n_components
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> ReducedForest:
+        forest = self.forest if self.forest is not None else GroupForestClassifier()
+        if self.selection_scaling is not None and self.n_components is not None:
+            raise SettingsError("Use either selection_scaling or n_components, not both.")
+        if self.n_components is not None:
+            self.reducer_ = GramPCA(self.n_components, random_state=forest.random_state).fit(X)
+        elif self.selection_scaling is not None:
+            first = clone(forest).set_params(oob_score=False).fit(X, y, groups)
+            threshold = f"{float(self.selection_scaling)}*median"
+            self.reducer_ = SelectFromModel(first, threshold=threshold, prefit=True)
+        else:
+            self.reducer_ = None
+        reduced = self.reducer_.transform(X) if self.reducer_ is not None else X
+        self.n_features_used_ = reduced.shape[1]
+        self.forest_ = clone(forest).fit(reduced, y, groups)
+        self.classes_ = self.forest_.classes_
+        return self
+
+    def _reduce(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        return self.reducer_.transform(X) if self.reducer_ is not None else X
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.forest_.predict_proba(self._reduce(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.forest_.predict(self._reduce(X))
+
+
+def pixel_features(settings: dict[str, Any]) -> TransformerMixin:
+    """The ``features`` section as a transformer (photos arrive at ``size`` x ``size``)."""
+    kind = settings["kind"]
+    if kind == "pixels":
+        if settings["polar"]:
+            warp = PolarWarp(settings["size"], half=settings["polar_half"])
+            return Pipeline([("polar", warp), ("pixels", PixelVectors())])
+        return PixelVectors(size=settings["size"])
+    if kind == "colour-texture":
+        from ..features.colour import ColourTexture
+
+        return ColourTexture()
+    raise SettingsError(f"Unknown features.kind {kind!r}. Valid kinds: pixels, colour-texture.")
+
+
+def build_classifier(model: str, params: dict[str, Any], seed: int) -> ClassifierMixin:
+    """The classifier a run's ``model`` and ``params`` describe."""
+    params = dict(params)
+    try:
+        if model == "svm":
+            return PCASVC(**params, random_state=seed)
+        if model == "rf":
+            selection = params.pop("selection_scaling", None)
+            n_components = params.pop("n_components", None)
+            forest = GroupForestClassifier(**params, random_state=seed)
+            if selection is None and n_components is None:
+                return forest
+            return ReducedForest(forest, selection, n_components)
+    except TypeError as exc:
+        raise SettingsError(f"Invalid settings for --model {model}: {exc}") from None
+    raise SettingsError(f"{model!r} is not a classical model (svm, rf).")
+
+
+def build_photo_classifier(settings: dict[str, Any]) -> PhotoClassifier:
+    features = settings["features"]
+    classifier = build_classifier(settings["model"], settings["params"], settings["seed"])
+    return PhotoClassifier(pixel_features(features), classifier, features["expand"])

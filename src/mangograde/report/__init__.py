@@ -1,0 +1,1 @@
+"""Figures and reports drawn from saved results (never fits or predicts)."""

@@ -1,0 +1,108 @@
+"""Plots of search grids, parameter sweeps and t-SNE maps, written as PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GRADE_COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#1565c0", "#6a1b9a")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def search_heatmap(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """One heatmap of mean accuracy (C down, gamma across) per number of PCA components."""
+    plt = _pyplot()
+    panels = sorted({r["n_components"] for r in rows})
+    cs = sorted({r["C"] for r in rows})
+    gammas = sorted({str(r["gamma"]) for r in rows}, key=_gamma_order)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.4), squeeze=False)
+    for ax, n in zip(axes[0], panels, strict=True):
+        grid = np.full((len(cs), len(gammas)), np.nan)
+        for r in rows:
+            if r["n_components"] == n:
+                grid[cs.index(r["C"]), gammas.index(str(r["gamma"]))] = r["accuracy"]
+        image = ax.imshow(grid, vmin=np.nanmin(grid) if np.isfinite(grid).any() else 0, vmax=1)
+        image.set_cmap("viridis")
+        for (i, j), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(gammas)), gammas, rotation=45)
+        ax.set_yticks(range(len(cs)), [f"{c:g}" for c in cs])
+        ax.set_xlabel("gamma")
+        ax.set_ylabel("C")
+        ax.set_title(f"PCA {n}")
+    fig.suptitle(title or "Grouped cross-validation accuracy")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _gamma_order(value: str) -> tuple[int, float]:
+    try:
+        return (1, float(value))
+    except ValueError:
+        return (0, 0.0)
+
+
+def sweep_plot(
+    rows: Sequence[dict[str, Any]], param: str, path: str | Path, title: str = ""
+) -> Path:
+    """CV accuracy and the raw / honest OOB scores against the swept parameter."""
+    plt = _pyplot()
+    labels = [str(r["value"]) for r in rows]
+    numeric = all(isinstance(r["value"], (int, float)) for r in rows)
+    x = [r["value"] for r in rows] if numeric else list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, name, style in (
+        ("cv_accuracy", "grouped CV accuracy", "o-"),
+        ("oob_raw", "OOB, raw (siblings leak)", "s--"),
+        ("oob_honest", "OOB, honest (by group)", "^-"),
+    ):
+        values = [r.get(key) for r in rows]
+        if any(v is not None and np.isfinite(v) for v in values):
+            ax.plot(x, [np.nan if v is None else v for v in values], style, label=name)
+    if not numeric:
+        ax.set_xticks(x, labels)
+    ax.set_xlabel(param)
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or f"Random forest: accuracy against {param}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def tsne_plot(
+    coords: np.ndarray, labels: np.ndarray, grades: Sequence[str], path: str | Path, title: str
+) -> Path:
+    """Scatter of 2-D or 3-D t-SNE coordinates, one colour per grade."""
+    plt = _pyplot()
+    three = coords.shape[1] == 3
+    fig = plt.figure(figsize=(6.5, 5.5))
+    ax = fig.add_subplot(projection="3d" if three else None)
+    for index, grade in enumerate(grades):
+        mine = labels == index
+        colour = GRADE_COLOURS[index % len(GRADE_COLOURS)]
+        ax.scatter(*coords[mine].T, s=12, color=colour, label=f"{grade} ({mine.sum()})")
+    ax.legend(title="grade")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path

@@ -1,0 +1,244 @@
+"""``mangograde train``: split a dataset, fit one model per fold, and write the run folder.
+
+A run folder holds ``config.yaml`` (the resolved settings), ``model/`` (one bundle, or
+``fold-N/`` bundles with --cv), ``predictions.csv`` (every held-out photo),
+``metrics.json``, ``timing.json`` and, when photos were skipped, ``skipped.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import dump
+from .data import Dataset
+from .data.splits import holdout, kfold
+from .errors import DatasetError, SettingsError
+from .images import ImageCache, Resize, load_dataset_images
+from .images.geometry import Geometry
+from .images.loader import LoadedImages
+from .models.bundle import library_versions, save_bundle
+from .progress import track
+
+ModelFactory = Callable[[dict[str, Any]], Any]
+
+
+def _classical(settings: dict[str, Any]) -> Any:
+    from .models.classical import build_photo_classifier
+
+    return build_photo_classifier(settings)
+
+
+# model name -> (builds an unfitted estimator from settings, the photos' geometry)
+MODEL_FACTORIES: dict[str, ModelFactory] = {"svm": _classical, "rf": _classical}
+
+
+def geometry_for(settings: dict[str, Any]) -> Geometry:
+    return Resize(settings["features"]["size"])
+
+
+def geometry_record(geometry: Geometry) -> dict[str, Any]:
+    if isinstance(geometry, Resize):
+        return {"kind": "resize", "size": geometry.size}
+    return {"kind": "resize-center-crop", "resize": geometry.resize, "crop": geometry.crop}
+
+
+def build_model(settings: dict[str, Any]) -> Any:
+    model = settings["model"]
+    if model not in MODEL_FACTORIES:
+        raise SettingsError(
+            f"Model {model!r} cannot be trained by this version of mangograde. "
+            f"Available: {', '.join(sorted(MODEL_FACTORIES))}."
+        )
+    return MODEL_FACTORIES[model](settings)
+
+
+def splits_for(
+    settings: dict[str, Any], dataset: Dataset
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """--cv K folds, or one --val-fraction hold-out; groups always stay whole."""
+    split, seed = settings["split"], settings["seed"]
+    if split.get("val_fraction"):
+        return [holdout(dataset.labels, split["val_fraction"], dataset.groups, seed)]
+    if not split.get("cv"):
+        raise SettingsError("Choose --cv K (K >= 2) or --val-fraction F to hold photos out.")
+    return kfold(dataset.labels, int(split["cv"]), dataset.groups, seed, dataset.grades)
+
+
+def load_for(
+    settings: dict[str, Any],
+    dataset: Dataset,
+    cache: ImageCache | None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> tuple[Dataset, LoadedImages]:
+    """Decode every photo once, at the model's geometry; folds index this one array."""
+    if not dataset.labelled:
+        raise DatasetError(
+            f"{dataset.root} has no grades: training needs a label CSV (--labels) or "
+            "class folders."
+        )
+    return load_dataset_images(dataset, geometry_for(settings), cache, skip_bad, None, progress)
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict[str, Any]
+    timing: dict[str, Any]
+
+
+def fold_extras(model: Any) -> dict[str, float]:
+    """OOB scores a forest reports, wherever it sits inside the model."""
+    inner = getattr(model, "classifier_", model)
+    inner = getattr(inner, "forest_", inner)
+    found = {}
+    for name, key in (("oob_score_", "oob_raw"), ("honest_oob_score_", "oob_honest")):
+        if hasattr(inner, name):
+            found[key] = float(getattr(inner, name))
+    return found
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SettingsError(
+            f"{out} already exists and is not empty. Choose another --out, or pass "
+            "--overwrite to replace the run in it."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_predictions(
+    path: Path, dataset: Dataset, folds: np.ndarray, proba: np.ndarray, predicted: np.ndarray
+) -> None:
+    held = np.flatnonzero(folds >= 0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["image", "group", "fold", "true", "predicted", *(f"p_{g}" for g in dataset.grades)]
+        )
+        for i in held:
+            group = dataset.groups[i] if dataset.groups is not None else ""
+            writer.writerow(
+                [
+                    dataset.image_ids[i],
+                    group,
+                    int(folds[i]),
+                    dataset.grades[dataset.labels[i]],
+                    dataset.grades[predicted[i]],
+                    *(f"{p:.6f}" for p in proba[i]),
+                ]
+            )
+
+
+def _write_skipped(path: Path, loaded: LoadedImages) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        for bad in loaded.bad:
+            writer.writerow([str(bad.path), bad.reason])
+
+
+def train_run(
+    settings: dict[str, Any],
+    dataset: Dataset,
+    out: str | Path,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    data_record: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train ``settings`` on ``dataset`` and write the run folder ``out``."""
+    out = Path(out)
+    build_model(settings)  # bad settings fail before any photo is decoded
+    prepare_out(out, overwrite)
+    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
+    images, labels = loaded.arrays, kept.labels
+    groups = np.asarray(kept.groups) if kept.groups is not None else None
+    splits = splits_for(settings, kept)
+    folds = np.full(len(kept), -1, dtype=np.int64)
+    proba = np.zeros((len(kept), len(kept.grades)))
+    predicted = np.zeros(len(kept), dtype=np.int64)
+    accuracies, extras, fit_seconds, predict_seconds = [], [], [], []
+    geometry = geometry_for(settings)
+    # Features that do not depend on the training photos are computed once, not per fold.
+    start = time.perf_counter()
+    vectors = getattr(build_model(settings), "feature_vectors", lambda _: None)(images)
+    features_seconds = time.perf_counter() - start
+    for number, (train, test) in enumerate(
+        track(splits, len(splits), "Training folds", progress and len(splits) > 1)
+    ):
+        model = build_model(settings)
+        start = time.perf_counter()
+        fold_groups = groups[train] if groups is not None else None
+        if vectors is None:
+            model.fit(images[train], labels[train], fold_groups)
+        else:
+            model.fit(images[train], labels[train], fold_groups, vectors=vectors[train])
+        fit_seconds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        if vectors is None:
+            fold_proba, fold_pred = model.predict_proba(images[test]), model.predict(images[test])
+        else:
+            inner = model.classifier_
+            fold_proba, fold_pred = inner.predict_proba(vectors[test]), inner.predict(vectors[test])
+        predict_seconds.append(time.perf_counter() - start)
+        folds[test], proba[test], predicted[test] = number, fold_proba, fold_pred
+        accuracies.append(float(np.mean(fold_pred == labels[test])))
+        extras.append(fold_extras(model))
+        folder = out / "model" / (f"fold-{number}" if len(splits) > 1 else "")
+        save_bundle(
+            model,
+            folder,
+            settings,
+            kept.grades,
+            {"geometry": geometry_record(geometry), "features": settings["features"]},
+            {"fold": number, "n_train": int(len(train)), "n_held_out": int(len(test))},
+        )
+    metrics: dict[str, Any] = {
+        "accuracy": float(np.mean(accuracies)),
+        "accuracy_std": float(np.std(accuracies)),
+        "accuracy_folds": accuracies,
+        "n_images": len(kept),
+        "n_held_out": int(np.sum(folds >= 0)),
+        "n_folds": len(splits),
+        "grades": list(kept.grades),
+        "n_skipped": len(loaded.bad),
+    }
+    for key in ("oob_raw", "oob_honest"):
+        values = [e[key] for e in extras if key in e]
+        if values:
+            metrics[key] = float(np.mean(values))
+            metrics[f"{key}_folds"] = values
+    # End to end (features + model) on the last fold's photos, decoding excluded.
+    start = time.perf_counter()
+    model.predict_proba(images[test])
+    per_photo_ms = 1000 * (time.perf_counter() - start) / max(1, len(test))
+    timing = {
+        "decode_s": loaded.seconds,
+        "features_s": features_seconds,
+        "decode_cache_hits": loaded.cache_hits,
+        "fit_s": float(np.sum(fit_seconds)),
+        "fit_folds_s": fit_seconds,
+        "predict_s": float(np.sum(predict_seconds)),
+        "predict_per_photo_ms": per_photo_ms,
+    }
+    resolved = {**settings, "data": data_record or {"root": str(dataset.root)}}
+    resolved["mangograde"] = __version__
+    (out / "config.yaml").write_text(dump(resolved), encoding="utf-8")
+    _write_predictions(out / "predictions.csv", kept, folds, proba, predicted)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    timing["versions"] = library_versions()
+    (out / "timing.json").write_text(json.dumps(timing, indent=2), encoding="utf-8")
+    if loaded.bad:
+        _write_skipped(out / "skipped.csv", loaded)
+    return RunResult(out, metrics, timing)

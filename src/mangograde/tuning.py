@@ -1,0 +1,212 @@
+"""Group-aware grid search (``mangograde search``), one-parameter sweeps
+(``mangograde sweep``) and t-SNE maps (``mangograde tsne``)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset
+from .errors import SettingsError
+from .images import ImageCache
+from .models.classical import pixel_features
+from .models.svm import GramPCA, PCASVC
+from .progress import track
+from .report.figures import search_heatmap, sweep_plot, tsne_plot
+from .training import build_model, fold_extras, load_for, splits_for
+
+SWEEPABLE = (
+    "n_estimators",
+    "max_features",
+    "min_samples_leaf",
+    "min_samples_split",
+    "max_depth",
+    "max_samples",
+    "selection_scaling",
+    "n_components",
+)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _grid(settings: dict[str, Any]) -> dict[str, list[Any]]:
+    grid = {key: list(values) for key, values in settings.get("search", {}).items()}
+    if not grid:
+        raise SettingsError("The settings hold no search grid (a `search:` section).")
+    unknown = sorted(set(grid) - {"C", "gamma", "n_components"})
+    if unknown:
+        raise SettingsError(
+            f"The SVM search varies C, gamma and n_components; {', '.join(unknown)} cannot be "
+            "searched. Use `mangograde sweep` for a single other parameter."
+        )
+    for key in ("C", "gamma", "n_components"):
+        grid.setdefault(key, [settings["params"][key]])
+    return grid
+
+
+def svm_search(
+    settings: dict[str, Any],
+    dataset: Dataset,
+    out: str | Path,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Accuracy of every (n_components, C, gamma) of the grid on the run's folds.
+
+    Each fold's PCA is fitted once with the largest number of components: the first
+    ``k`` of an exact PCA are the PCA with ``k`` components, so smaller grids reuse them.
+    Writes ``search.csv`` and ``search.png`` into ``out``.
+    """
+    if settings["model"] != "svm":
+        raise SettingsError("`mangograde search` tunes the SVM (--model svm); use `sweep`.")
+    grid = _grid(settings)
+    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
+    vectors = pixel_features(settings["features"]).fit(loaded.arrays[:1]).transform(loaded.arrays)
+    splits = splits_for(settings, kept)
+    labels = kept.labels
+    combos = list(itertools.product(grid["n_components"], grid["C"], grid["gamma"]))
+    scores = np.zeros((len(combos), len(splits)))
+    params = settings["params"]
+    for f, (train, test) in enumerate(track(splits, len(splits), "Searching folds", progress)):
+        largest = max(grid["n_components"])
+        pca = GramPCA(largest, params["whiten"], random_state=settings["seed"])
+        reduced_train = pca.fit_transform(vectors[train])
+        reduced_test = pca.transform(vectors[test])
+        for row, (n, c, gamma) in enumerate(combos):
+            k = min(n, pca.n_components_)
+            svc = PCASVC(kernel=params["kernel"]).fit_svc(reduced_train[:, :k], labels[train], c, gamma)
+            scores[row, f] = np.mean(svc.predict(reduced_test[:, :k]) == labels[test])
+    rows = [
+        {
+            "n_components": n,
+            "C": c,
+            "gamma": gamma,
+            "accuracy": float(scores[i].mean()),
+            "accuracy_std": float(scores[i].std()),
+            **{f"fold_{f}": float(s) for f, s in enumerate(scores[i])},
+        }
+        for i, (n, c, gamma) in enumerate(combos)
+    ]
+    out = Path(out)
+    _write_csv(out / "search.csv", rows)
+    search_heatmap(rows, out / "search.png", f"SVM grid search, {len(splits)}-fold by group")
+    return rows
+
+
+def parse_values(text: str) -> list[Any]:
+    """``"100,200"`` -> [100, 200]; ``"sqrt,0.1"`` -> ["sqrt", 0.1]; ``none`` -> None."""
+    import yaml
+
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        value = yaml.safe_load(part)
+        values.append(None if isinstance(value, str) and value.lower() == "none" else value)
+    if not values:
+        raise SettingsError(f"--values needs a comma-separated list, got {text!r}.")
+    return values
+
+
+def forest_sweep(
+    settings: dict[str, Any],
+    dataset: Dataset,
+    param: str,
+    values: Sequence[Any],
+    out: str | Path,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Grouped CV accuracy and raw / honest OOB of the forest for each value of ``param``.
+
+    Writes ``sweep.csv`` and ``sweep.png`` (the study's figures 12-17) into ``out``.
+    """
+    if settings["model"] != "rf":
+        raise SettingsError("`mangograde sweep` varies a forest parameter (--model rf).")
+    if param not in SWEEPABLE:
+        raise SettingsError(f"Cannot sweep {param!r}. Sweepable: {', '.join(SWEEPABLE)}.")
+    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
+    images, labels = loaded.arrays, kept.labels
+    groups = np.asarray(kept.groups) if kept.groups is not None else None
+    splits = splits_for(settings, kept)
+    rows = []
+    for value in track(values, len(values), f"Sweeping {param}", progress):
+        trial = copy.deepcopy(settings)
+        trial["params"][param] = value
+        trial["params"]["oob_score"] = True
+        accuracies, oobs = [], []
+        for train, test in splits:
+            model = build_model(trial)
+            model.fit(images[train], labels[train], None if groups is None else groups[train])
+            accuracies.append(float(np.mean(model.predict(images[test]) == labels[test])))
+            oobs.append(fold_extras(model))
+        rows.append(
+            {
+                "value": value,
+                "cv_accuracy": float(np.mean(accuracies)),
+                "cv_std": float(np.std(accuracies)),
+                "oob_raw": float(np.mean([o["oob_raw"] for o in oobs])),
+                "oob_honest": float(np.mean([o["oob_honest"] for o in oobs])),
+            }
+        )
+    out = Path(out)
+    _write_csv(out / "sweep.csv", rows)
+    sweep_plot(rows, param, out / "sweep.png")
+    return rows
+
+
+def tsne_map(
+    settings: dict[str, Any],
+    dataset: Dataset,
+    out: str | Path,
+    dimensions: int = 2,
+    pca_components: int | None = 50,
+    perplexity: float = 30.0,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> tuple[Path, np.ndarray]:
+    """t-SNE of the pixel (or PCA) features, coloured by grade, as a PNG (+ a CSV beside it)."""
+    from sklearn.manifold import TSNE
+
+    if dimensions not in (2, 3):
+        raise SettingsError(f"t-SNE draws 2 or 3 dimensions, not {dimensions}.")
+    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
+    if len(kept) < 5:
+        raise SettingsError(f"t-SNE needs at least 5 photos; {dataset.root} has {len(kept)}.")
+    vectors = pixel_features(settings["features"]).fit(loaded.arrays[:1]).transform(loaded.arrays)
+    if pca_components:
+        vectors = GramPCA(min(pca_components, len(kept) - 1)).fit_transform(vectors)
+    tsne = TSNE(
+        dimensions,
+        perplexity=min(perplexity, (len(kept) - 1) / 3),
+        init="pca",
+        random_state=settings["seed"],
+    )
+    coords = tsne.fit_transform(vectors.astype(np.float64))
+    out = Path(out)
+    what = f"PCA {pca_components} of " if pca_components else ""
+    title = f"t-SNE of {what}{settings['features']['kind']} ({len(kept)} photos)"
+    tsne_plot(coords, kept.labels, kept.grades, out, title)
+    rows = [
+        {"image": i, "grade": kept.grades[g], **{f"t{d}": float(c[d]) for d in range(dimensions)}}
+        for i, g, c in zip(kept.image_ids, kept.labels, coords, strict=True)
+    ]
+    _write_csv(out.with_suffix(".csv"), rows)
+    return out, coords
