@@ -75,9 +75,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rf-study": {
         "model": "rf",
         "description": "The study's forest: 128 x 128 RGB pixels, every photo flipped and rotated "
-        "(x8), 1,000 trees; bootstrap by fruit so the honest OOB can be computed.",
+        "(x8), 1,000 trees, raw and honest OOB. Each tree draws half the fruits (bootstrap by "
+        "fruit) and tries 30 pixels per split, to stay fast on 8x the rows.",
         "features": {"size": 128, "expand": "flip-rotate"},
-        "params": {"n_estimators": 1000},
+        "params": {
+            "n_estimators": 1000,
+            "max_samples": 0.5,
+            "max_features": 30,
+            "min_samples_leaf": 3,
+            "oob_score": True,
+        },
     },
 }
 
@@ -168,7 +175,9 @@ def _qualify(settings: dict[str, Any], flat: Mapping[str, Any]) -> dict[str, Any
         if key in settings or isinstance(value, Mapping):
             qualified[key] = value
             continue
-        owners = [s for s, v in settings.items() if isinstance(v, dict) and key in v]
+        owners = [
+            s for s, v in settings.items() if isinstance(v, dict) and key in v and s != "search"
+        ]
         if len(owners) != 1:
             where = f"several sections ({', '.join(owners)})" if owners else "no section"
             raise SettingsError(
@@ -212,7 +221,9 @@ def resolve(
         raise SettingsError(f"Name a model (--model {'|'.join(MODELS)}) or a preset (--preset).")
     model = named[0]
     if model not in _DEFAULTS:
-        raise SettingsError(f"Unknown model {model!r}. Valid models: {', '.join(sorted(_DEFAULTS))}.")
+        raise SettingsError(
+            f"Unknown model {model!r}. Valid models: {', '.join(sorted(_DEFAULTS))}."
+        )
     if chosen.get("model", model) != model:
         raise SettingsError(
             f"Preset {preset_name!r} is for --model {chosen['model']}, not {model}."

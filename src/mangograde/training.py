@@ -61,9 +61,7 @@ def build_model(settings: dict[str, Any]) -> Any:
     return MODEL_FACTORIES[model](settings)
 
 
-def splits_for(
-    settings: dict[str, Any], dataset: Dataset
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def splits_for(settings: dict[str, Any], dataset: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
     """--cv K folds, or one --val-fraction hold-out; groups always stay whole."""
     split, seed = settings["split"], settings["seed"]
     if split.get("val_fraction"):
@@ -83,8 +81,7 @@ def load_for(
     """Decode every photo once, at the model's geometry; folds index this one array."""
     if not dataset.labelled:
         raise DatasetError(
-            f"{dataset.root} has no grades: training needs a label CSV (--labels) or "
-            "class folders."
+            f"{dataset.root} has no grades: training needs a label CSV (--labels) or class folders."
         )
     return load_dataset_images(dataset, geometry_for(settings), cache, skip_bad, None, progress)
 

@@ -16,7 +16,7 @@ from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
 from .models.classical import pixel_features
-from .models.svm import GramPCA, PCASVC
+from .models.svm import PCASVC, GramPCA
 from .progress import track
 from .report.figures import search_heatmap, sweep_plot, tsne_plot
 from .training import build_model, fold_extras, load_for, splits_for
@@ -88,7 +88,9 @@ def svm_search(
         reduced_test = pca.transform(vectors[test])
         for row, (n, c, gamma) in enumerate(combos):
             k = min(n, pca.n_components_)
-            svc = PCASVC(kernel=params["kernel"]).fit_svc(reduced_train[:, :k], labels[train], c, gamma)
+            svc = PCASVC(kernel=params["kernel"]).fit_svc(
+                reduced_train[:, :k], labels[train], c, gamma
+            )
             scores[row, f] = np.mean(svc.predict(reduced_test[:, :k]) == labels[test])
     rows = [
         {

@@ -10,227 +10,308 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..errors import SettingsError
 from .pixels import check_images
 
-_LBP_BINS = 10  # uniform LBP with 8 neighbours: 0-8 plus "non-uniform"
-
-
 # sRGB 0-255 to linear light, as a lookup table
-_LINEAR = np.where(
-    np.arange(256) / 255 > 0.04045,
-    ((np.arange(256) / 255 + 0.055) / 1.055) ** 2.4,
-    np.arange(256) / 255 / 12.92,
-).astype(np.float32)
+_V = np.arange(256) / 255
+_LINEAR = np.where(_V > 0.04045, ((_V + 0.055) / 1.055) ** 2.4, _V / 12.92).astype(np.float32)
 # linear RGB to XYZ (D65), each row divided by the white point
 _XYZ = (
     np.array(
-        [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169],
-         [0.019334, 0.119193, 0.950227]]
+        [
+            [0.412453, 0.357580, 0.180423],
+            [0.212671, 0.715160, 0.072169],
+            [0.019334, 0.119193, 0.950227],
+        ]
     )  # fmt: skip
     / np.array([[0.950456], [1.0], [1.088754]])
 ).astype(np.float32)
+# the Lab companding function f(t) on a fine grid of t in [0, 1.2]
+_F_STEPS = 8192
+_T = np.linspace(0, 1.2, _F_STEPS + 1)
+_F = np.where(_T > 0.008856, np.cbrt(_T), 7.787 * _T + 16 / 116).astype(np.float32)
+
+# in-plane neighbourhoods, so that a stack of photos is processed photo by photo
+_CROSS = np.zeros((3, 3, 3), bool)
+_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+_SQUARE = np.zeros((3, 3, 3), bool)
+_SQUARE[1] = True
+
+# edges for "how much darker (or lighter) than the neighbourhood", in Lab units
+_LOCAL_EDGES = np.array([2, 4, 6, 8, 12, 16, 24, 32], np.float32)
 
 
-def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue (0-1), saturation and value of float RGB in 0-1."""
-    mx = rgb.max(-1)
-    delta = mx - rgb.min(-1)
-    safe = np.where(delta > 0, delta, 1.0)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hue = np.where(mx == r, (g - b) / safe % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
-    hue = np.where(delta > 0, hue / 6.0, 0.0)
-    sat = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0)
-    return hue, sat, mx
+def _lab(images: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) of uint8 sRGB ``(..., 3)``, float32."""
+    xyz = _LINEAR[images] @ _XYZ.T
+    f = _F[np.clip(xyz * (_F_STEPS / 1.2), 0, _F_STEPS).astype(np.int32)]
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return np.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], -1)
 
 
-def _lab_f(t: np.ndarray) -> np.ndarray:
-    return np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
-
-
-def _lab(image: np.ndarray) -> np.ndarray:
-    """CIE Lab (D65) of uint8 sRGB, any leading shape."""
-    f = _lab_f(_LINEAR[image] @ _XYZ.T)
-    return np.stack(
-        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1
+def _hue_sat(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue (0-1), saturation and value (0-1) of uint8 RGB ``(..., 3)``, float32."""
+    r, g, b = (images[..., k].astype(np.float32) for k in range(3))
+    mx = np.maximum(np.maximum(r, g), b)
+    delta = mx - np.minimum(np.minimum(r, g), b)
+    safe = np.maximum(delta, 1.0)
+    hue = np.where(
+        mx == r, (g - b) / safe, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)
     )
+    hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0).astype(np.float32)
+    return hue, delta / np.maximum(mx, 1.0), mx / 255.0
 
 
-def _fruit_mask(sat: np.ndarray, val: np.ndarray, threshold: float) -> np.ndarray:
-    """Saturated (or dark) pixels, largest blob, holes filled, edge eroded a little."""
-    mask = (sat > threshold) | (val < 0.25)
-    mask = ndimage.binary_opening(mask, iterations=2)
-    labels, n = ndimage.label(mask)
-    if n > 1:
+def _fruit_masks(sat: np.ndarray, val: np.ndarray, threshold: float) -> np.ndarray:
+    """Per photo: saturated or dark pixels, largest blob, holes filled, edge eroded a little."""
+    n, h, w = sat.shape
+    mask = ndimage.binary_opening((sat > threshold) | (val < 0.25), _SQUARE, iterations=2)
+    labels, count = ndimage.label(mask, _CROSS)
+    if count:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
-        mask = labels == sizes.argmax()
-    mask = ndimage.binary_fill_holes(mask)
-    eroded = ndimage.binary_erosion(mask, iterations=3)
-    if eroded.sum() < 0.02 * mask.size:  # no fruit found: fall back on a centre disc
-        h, w = mask.shape
-        yy, xx = np.ogrid[:h, :w]
-        eroded = ((yy - h / 2) / (0.35 * h)) ** 2 + ((xx - w / 2) / (0.35 * w)) ** 2 < 1
-    return eroded
+        # largest blob of each photo: the photo's label with the most pixels
+        blob = sizes[labels]
+        mask = blob == blob.reshape(n, -1).max(1)[:, None, None]
+        mask &= labels > 0
+    # pad with empty photos so that the stack's first and last photos are not "border"
+    padded = np.pad(mask, ((1, 1), (0, 0), (0, 0)))
+    mask = ndimage.binary_fill_holes(padded, _CROSS)[1:-1]
+    mask = ndimage.binary_erosion(mask, _SQUARE, iterations=3)
+    # no fruit found: fall back on a centre disc
+    yy, xx = np.ogrid[:h, :w]
+    disc = ((yy - h / 2) / (0.35 * h)) ** 2 + ((xx - w / 2) / (0.35 * w)) ** 2 < 1
+    empty = mask.reshape(n, -1).sum(1) < 0.02 * h * w
+    mask[empty] = disc
+    return mask
 
 
 def _lbp(gray: np.ndarray) -> np.ndarray:
-    """Rotation-invariant uniform LBP codes (8 neighbours, radius 1), 0-9."""
-    c = gray[1:-1, 1:-1]
+    """Rotation-invariant uniform LBP codes (8 neighbours, radius 1), 0-9, of ``(n, H, W)``."""
+    c = gray[:, 1:-1, 1:-1]
+    _, h, w = gray.shape
     offsets = [(0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1)]
-    h, w = gray.shape
-    bits = np.stack([gray[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c for dy, dx in offsets])
-    ones = bits.sum(0)
-    transitions = (bits != np.roll(bits, 1, axis=0)).sum(0)
-    codes = np.where(transitions <= 2, ones, 9)
-    return np.pad(codes, 1, constant_values=9)
+    bits = [gray[:, 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] >= c for dy, dx in offsets]
+    ones = sum(b.astype(np.uint8) for b in bits)
+    transitions = sum((bits[k] != bits[k - 1]).astype(np.uint8) for k in range(8))
+    codes = np.where(transitions <= 2, ones, 9).astype(np.uint8)
+    return np.pad(codes, ((0, 0), (1, 1), (1, 1)), constant_values=9)
 
 
-def _hist(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
-    counts, _ = np.histogram(values, bins=bins, range=(lo, hi))
-    return counts / max(len(values), 1)
+class _Pooler:
+    """Per-photo (and per-ring) histograms and means of masked pixels, one bincount each."""
+
+    def __init__(self, mask: np.ndarray, rings: int) -> None:
+        n, h, w = mask.shape
+        self.n, self.rings = n, rings
+        self.where = np.nonzero(mask.ravel())[0]
+        photo = self.where // (h * w)
+        self.photo = photo
+        self.count = np.maximum(np.bincount(photo, minlength=n), 1).astype(np.float64)
+        # ring of each fruit pixel: distance from the fruit's centre over its largest distance
+        yy = (self.where // w) % h
+        xx = self.where % w
+        cy = np.bincount(photo, yy, n) / self.count
+        cx = np.bincount(photo, xx, n) / self.count
+        dist = np.hypot(yy - cy[photo], xx - cx[photo])
+        far = np.zeros(n * h * w)
+        far[self.where] = dist
+        far = far.reshape(n, -1).max(1)
+        ring = np.minimum((dist / np.maximum(far[photo], 1.0) * rings).astype(np.int64), rings - 1)
+        self.cell = photo * rings + ring
+        self.cell_count = np.maximum(np.bincount(self.cell, minlength=n * rings), 1).reshape(n, -1)
+
+    def pick(self, values: np.ndarray) -> np.ndarray:
+        return values.ravel()[self.where]
+
+    def hist(self, values: np.ndarray, edges: np.ndarray, by_ring: bool = False) -> np.ndarray:
+        """Share of each photo's (or ring's) fruit pixels in each bin, ``(n, cells * bins)``."""
+        bins = np.searchsorted(edges, self.pick(values), side="right")
+        k = len(edges) + 1
+        cells, count = (
+            (self.cell, self.cell_count) if by_ring else (self.photo, self.count[:, None])
+        )
+        counts = np.bincount(cells * k + bins, minlength=count.size * k)
+        return (counts.reshape(self.n, -1, k) / count[..., None]).reshape(self.n, -1)
+
+    def tails(self, values: np.ndarray, edges: np.ndarray, by_ring: bool = False) -> np.ndarray:
+        """Share of pixels above each of ``edges`` and below each of ``-edges``."""
+        both = np.r_[-edges[::-1], edges]
+        hist = self.hist(values, both, by_ring).reshape(self.n, -1, len(both) + 1)
+        below = np.cumsum(hist, -1)[..., : len(edges)]  # below -edges[::-1]
+        above = np.cumsum(hist[..., ::-1], -1)[..., : len(edges)]  # above edges[::-1]
+        return np.concatenate([below, above], -1).reshape(self.n, -1)
+
+    def moments(self, values: np.ndarray) -> np.ndarray:
+        """Mean and standard deviation over each photo's fruit pixels."""
+        v = self.pick(values).astype(np.float64)
+        mean = np.bincount(self.photo, v, self.n) / self.count
+        sq = np.bincount(self.photo, v * v, self.n) / self.count
+        return np.column_stack([mean, np.sqrt(np.maximum(sq - mean**2, 0))])
+
+    def ring_means(self, values: np.ndarray) -> np.ndarray:
+        sums = np.bincount(self.cell, self.pick(values), self.n * self.rings)
+        return sums.reshape(self.n, -1) / self.cell_count
 
 
 class ColourTexture(TransformerMixin, BaseEstimator):
     """Colour, blemish and texture features of the fruit in ``(n, H, W, 3)`` uint8 photos.
 
-    Each photo is resized to ``size`` x ``size``; the fruit is found as the largest
-    saturated blob (the background is pale); then, inside it: hue / saturation / value and
-    Lab histograms, per-channel statistics, the fraction of dark and of locally dark pixels
-    (blemishes) at several thresholds, overall and in ``rings`` rings from the centre out,
-    a uniform local-binary-pattern histogram and gradient statistics, and a few shape
-    numbers. Pure numpy and scipy; deterministic; no state is learnt in ``fit``.
+    Each photo is resized to ``size`` x ``size`` and the fruit found as the largest
+    saturated blob (the background is pale). Inside the fruit it measures: colour
+    histograms and moments (hue, saturation, Lab); for Lab's L, a and b, how far each
+    pixel lies below or above its neighbourhood's mean at each scale of ``scales``
+    (the share of pixels past 2, 4, ..., 32 Lab units: dark spots, rot, uneven colour),
+    those for L also in ``rings`` rings from the centre out; the largest dark spot; a
+    uniform local-binary-pattern histogram; gradient-magnitude histogram; and the fruit's
+    area and elongation. Numpy and scipy only, whole batches at a time; deterministic;
+    nothing is learnt in ``fit``.
 
     Parameters
     ----------
     size : int
-        Side, in pixels, that photos are resized to before the features are taken.
+        Side, in pixels, that photos are resized to first.
     bins : int
         Bins of each colour histogram.
     rings : int
-        Concentric rings (by distance from the fruit's centre) for the blemish fractions.
+        Concentric rings (by distance from the fruit's centre) for the dark-spot shares.
+    scales : tuple of float
+        Gaussian sigmas, in pixels at ``size``, of the neighbourhoods that each pixel is
+        compared with.
     saturation : float
         Saturation (0-1) above which a pixel counts as fruit, not background.
-    blur : float
-        Gaussian sigma, in pixels at ``size``, of the local background that "locally dark"
-        pixels are compared with.
+    batch : int
+        Photos processed together (bounds the memory: about 0.2 MB per photo at 128).
 
     Examples
     --------
     >>> import numpy as np
     >>> photos = np.full((2, 64, 64, 3), 230, np.uint8)
     >>> photos[:, 16:48, 16:48] = (200, 180, 40)
-    >>> ColourTexture(size=64).fit_transform(photos).shape[0]
-    2
+    >>> features = ColourTexture(size=64).fit_transform(photos)
+    >>> features.shape[0], features.dtype
+    (2, dtype('float32'))
     """
 
     def __init__(
         self,
         size: int = 128,
-        bins: int = 16,
+        bins: int = 12,
         rings: int = 3,
+        scales: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0),
         saturation: float = 0.2,
-        blur: float = 4.0,
+        batch: int = 100,
     ) -> None:
         self.size = size
         self.bins = bins
         self.rings = rings
+        self.scales = scales
         self.saturation = saturation
-        self.blur = blur
+        self.batch = batch
 
     def fit(self, X: np.ndarray, y: object = None) -> ColourTexture:
         check_images(X)
         if self.size < 16:
             raise SettingsError(f"size must be at least 16 pixels, got {self.size}.")
-        if self.bins < 2 or self.rings < 1:
-            raise SettingsError("bins must be at least 2 and rings at least 1.")
+        if self.bins < 2 or self.rings < 1 or self.batch < 1:
+            raise SettingsError("bins must be at least 2, and rings and batch at least 1.")
+        if not self.scales or min(self.scales) <= 0:
+            raise SettingsError(f"scales must be positive sigmas, got {self.scales}.")
         if not 0 < self.saturation < 1:
             raise SettingsError(f"saturation must lie in (0, 1), got {self.saturation}.")
-        self.n_features_out_ = self._one(np.zeros((self.size, self.size, 3), np.uint8)).size
+        probe = np.zeros((1, self.size, self.size, 3), np.uint8)
+        self.feature_names_ = [name for name, _ in self._parts(probe)]
+        self.n_features_out_ = self._features(probe).shape[1]
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         images = check_images(X)
-        return np.stack([self._one(image) for image in images]).astype(np.float32)
+        chunks = [
+            self._features(images[i : i + self.batch]) for i in range(0, len(images), self.batch)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.n_features_out_), np.float32)
 
-    def _one(self, image: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.ravel(f) for _, f in self._parts(image)])
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        return np.hstack([f for _, f in self._parts(images)]).astype(np.float32)
 
-    def _parts(self, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
-        if image.shape[:2] != (self.size, self.size):
-            image = np.asarray(
-                Image.fromarray(image).resize((self.size, self.size), Image.Resampling.BILINEAR)
+    def _parts(self, images: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Named feature blocks, each ``(n, k)``."""
+        s = self.size
+        if images.shape[1:3] != (s, s):
+            resample = Image.Resampling.BILINEAR
+            images = np.stack(
+                [np.asarray(Image.fromarray(x).resize((s, s), resample)) for x in images]
             )
-        hue, sat, val = _hsv(image.astype(np.float32) / 255.0)
-        mask = _fruit_mask(sat, val, self.saturation)
-        if not mask.any():
-            mask[self.size // 2, self.size // 2] = True
-        lab = _lab(image)
-        gray = lab[..., 0]
+        hue, sat, val = _hue_sat(images)
+        mask = _fruit_masks(sat, val, self.saturation)
+        lab = _lab(images)
+        pool = _Pooler(mask, self.rings)
         parts: list[tuple[str, np.ndarray]] = []
 
-        # colour histograms and statistics inside the fruit
-        h, s, v = hue[mask], sat[mask], val[mask]
-        L, a, b = lab[mask].T
-        parts.append(("hist_hsv", np.stack([
-            _hist(h, self.bins, 0.0, 0.35), _hist(s, self.bins, 0, 1), _hist(v, self.bins, 0, 1)
-        ])))  # fmt: skip
-        parts.append(("hist_lab", np.stack([
-            _hist(L, self.bins, 0, 100), _hist(a, self.bins, -40, 40), _hist(b, self.bins, 0, 100)
-        ])))  # fmt: skip
-        channels = np.stack([h, s, v, L, a, b])
-        parts.append(("stats", np.r_[channels.mean(1), channels.std(1)]))
-        parts.append(("pct", np.percentile(channels, [5, 25, 50, 75, 95], axis=1)))
+        # colour inside the fruit
+        edges = np.linspace(0, 1, self.bins + 1)[1:-1]
+        parts.append(("hue", pool.hist(hue, edges * 0.35)))
+        parts.append(("sat", pool.hist(sat, edges)))
+        parts.append(("L", pool.hist(lab[..., 0], edges * 100)))
+        parts.append(("a", pool.hist(lab[..., 1], edges * 80 - 40)))
+        parts.append(("b", pool.hist(lab[..., 2], edges * 100)))
+        channels = (hue, sat, lab[..., 0], lab[..., 1], lab[..., 2])
+        parts.append(("moments", np.hstack([pool.moments(c) for c in channels])))
+        parts.append(("ring_colour", np.hstack([pool.ring_means(lab[..., k]) for k in range(3)])))
 
-        # rings from the centre out
-        yy, xx = np.nonzero(mask)
-        dist = np.hypot(yy - yy.mean(), xx - xx.mean())
-        ring = np.minimum((dist / max(dist.max(), 1.0) * self.rings).astype(int), self.rings - 1)
-        count = np.maximum(np.bincount(ring, minlength=self.rings), 1)
+        # blemishes: each pixel against its neighbourhood's mean, fruit pixels only
+        weight = mask.astype(np.float32)
+        gray = lab[..., 0]
+        for sigma in self.scales:
+            blur = (0, sigma, sigma)
+            den = np.maximum(ndimage.gaussian_filter(weight, blur, truncate=2.5), 1e-3)
+            for k, name in enumerate("Lab"):
+                channel = lab[..., k]
+                local = ndimage.gaussian_filter(channel * weight, blur, truncate=2.5) / den
+                local -= channel  # positive: darker (or less red / yellow) than around it
+                parts.append((f"local_{name}_{sigma:g}", pool.tails(local, _LOCAL_EDGES)))
+                if k == 0:
+                    parts.append((f"moments_L_{sigma:g}", pool.moments(local)))
+                    tails = pool.tails(local, _LOCAL_EDGES[1::2], by_ring=True)
+                    parts.append((f"rings_L_{sigma:g}", tails))
+                    if sigma == self.scales[len(self.scales) // 2]:
+                        spots = _spots((local > 8.0) & mask, pool.count)
+        # dark relative to the whole fruit's median lightness
+        median = np.array([np.median(g[m]) for g, m in zip(gray, mask, strict=True)])
+        rel = gray / np.maximum(median, 1.0)[:, None, None]
+        dark = pool.hist(rel, np.array([0.5, 0.6, 0.7, 0.8, 0.9]))
+        parts.append(("dark", np.cumsum(dark, 1)[:, :5]))
+        parts.append(("spots", spots))
 
-        def by_ring(values: np.ndarray) -> np.ndarray:
-            # mean of each row of ``values`` over the whole fruit and in each ring
-            per = np.stack([np.bincount(ring, w, self.rings) for w in values]) / count
-            return np.column_stack([values.mean(1), per])
-
-        parts.append(("ring_colour", by_ring(np.stack([L, a, b]))))
-
-        # blemishes: dark relative to the fruit, and dark relative to the neighbourhood
-        median_l = max(float(np.median(L)), 1.0)
-        rel = L / median_l
-        blurred = _masked_blur(gray, mask, self.blur)
-        local = (blurred - gray)[mask]
-        dark_t = np.array([0.5, 0.6, 0.7, 0.8])
-        local_t = np.array([4.0, 8.0, 12.0, 18.0])
-        parts.append(("dark", by_ring((rel[None] < dark_t[:, None]).astype(float))))
-        parts.append(("local", by_ring((local[None] > local_t[:, None]).astype(float))))
-        parts.append(("local_pct", np.percentile(local, [50, 90, 95, 99])))
-        # size of the largest dark spot, as a share of the fruit
-        spots = np.zeros_like(mask)
-        spots[mask] = (local > 8.0) | (rel < 0.6)
-        labels, n_spots = ndimage.label(spots)
-        sizes = np.bincount(labels.ravel())[1:] if n_spots else np.zeros(1)
-        parts.append(("spots", np.array([sizes.max() / L.size, n_spots / 10, (sizes > 4).sum() / 10])))
-
-        # texture: LBP histogram and gradient magnitude inside the fruit
-        codes = _lbp(gray)[mask]
-        parts.append(("lbp", np.bincount(codes, minlength=_LBP_BINS)[:_LBP_BINS] / codes.size))
-        gy, gx = np.gradient(gray)
-        grad = np.hypot(gx, gy)[mask]
-        parts.append(("grad", np.r_[grad.mean(), grad.std(), np.percentile(grad, [50, 90, 99])]))
+        # texture
+        codes = _lbp(gray)
+        parts.append(("lbp", pool.hist(codes, np.arange(1, 10) - 0.5)))
+        gy, gx = np.gradient(gray, axis=(1, 2))
+        parts.append(("grad", pool.hist(np.hypot(gx, gy), np.array([1, 2, 3, 4, 6, 8, 12, 16]))))
 
         # shape
-        parts.append(("shape", np.array([mask.mean(), _aspect(yy, xx)])))
+        parts.append(("shape", _shape(mask, pool.count)))
         return parts
 
 
-def _masked_blur(gray: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian mean of ``gray`` over the mask only (so the background does not leak in)."""
-    m = mask.astype(np.float32)
-    num = ndimage.gaussian_filter(gray * m, sigma)
-    den = ndimage.gaussian_filter(m, sigma)
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), gray)
+def _spots(spots: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Largest spot and the number of spots (over 4 pixels) per photo."""
+    n = len(spots)
+    labels, count = ndimage.label(spots, _CROSS)
+    if not count:
+        return np.zeros((n, 2))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = sizes[labels].reshape(n, -1).max(1)
+    owner = np.zeros(count + 1, np.int64)
+    owner[labels.ravel()] = np.arange(n).repeat(spots[0].size)
+    many = np.bincount(owner[1:][sizes[1:] > 4], minlength=n)
+    return np.column_stack([largest / area, many / 10])
 
 
-def _aspect(yy: np.ndarray, xx: np.ndarray) -> float:
-    if yy.size < 3:
-        return 1.0
-    evals = np.linalg.eigvalsh(np.cov(np.stack([yy, xx]).astype(float)))
-    return float(np.sqrt(evals[0] / max(evals[1], 1e-9)))
+def _shape(mask: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Fruit area (share of the photo) and elongation (minor over major axis)."""
+    out = np.zeros((len(mask), 2))
+    for i, m in enumerate(mask):
+        yy, xx = np.nonzero(m)
+        evals = np.linalg.eigvalsh(np.cov(np.stack([yy, xx]).astype(float)))
+        out[i] = area[i] / m.size, np.sqrt(evals[0] / max(evals[1], 1e-9))
+    return out

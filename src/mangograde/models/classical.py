@@ -16,7 +16,7 @@ from ..features.expand import expand_features, expansion_ops
 from ..features.pixels import PixelVectors, check_images
 from ..features.polar import PolarWarp
 from .forest import GroupForestClassifier
-from .svm import GramPCA, PCASVC
+from .svm import PCASVC, GramPCA
 
 
 def _accepts_groups(estimator: BaseEstimator) -> bool:

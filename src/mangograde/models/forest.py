@@ -54,7 +54,8 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
     ----------
     n_estimators : int
         Number of trees.
-    max_features, min_samples_leaf, min_samples_split, max_depth, class_weight
+    max_features, min_samples_leaf, min_samples_split, min_weight_fraction_leaf, max_depth,
+    class_weight
         As in :class:`sklearn.ensemble.RandomForestClassifier`.
     max_samples : int, float or None
         Groups drawn per tree: a count, a fraction of the groups, or None for all of them.
@@ -94,6 +95,7 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
         max_features: str | int | float | None = "sqrt",
         min_samples_leaf: int | float = 1,
         min_samples_split: int | float = 2,
+        min_weight_fraction_leaf: float = 0.0,
         max_depth: int | None = None,
         max_samples: int | float | None = None,
         splitter: str = "best",
@@ -107,6 +109,7 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
         self.max_features = max_features
         self.min_samples_leaf = min_samples_leaf
         self.min_samples_split = min_samples_split
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
         self.max_depth = max_depth
         self.max_samples = max_samples
         self.splitter = splitter
@@ -147,6 +150,11 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
             _, codes = np.unique(groups, return_inverse=True)
             n_groups = int(codes.max()) + 1
         draws = self._draws(n_groups)
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict):  # the trees see class codes, not labels
+            class_weight = {
+                code: class_weight.get(label, 1.0) for code, label in enumerate(self.classes_)
+            }
         seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, self.n_estimators)
         y_codes = y_codes.astype(np.float64)
 
@@ -159,9 +167,10 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
                 max_features=self.max_features,
                 min_samples_leaf=self.min_samples_leaf,
                 min_samples_split=self.min_samples_split,
+                min_weight_fraction_leaf=self.min_weight_fraction_leaf,
                 max_depth=self.max_depth,
                 splitter=self.splitter,
-                class_weight=self.class_weight,
+                class_weight=class_weight,
                 random_state=seed,
             )
             tree.fit(X, y_codes, sample_weight=weights, check_input=False)
@@ -207,6 +216,7 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
         return total / len(self.estimators_)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     @property

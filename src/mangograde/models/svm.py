@@ -163,12 +163,15 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         return self.pca_.transform(X).astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.svc_.predict(self._reduced(X))
+        reduced = self._reduced(X)
+        return self.svc_.predict(reduced)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if not self.probability:
             raise AttributeError("predict_proba needs probability=True.")
-        return self.calibrated_.predict_proba(self._reduced(X))
+        reduced = self._reduced(X)
+        return self.calibrated_.predict_proba(reduced)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return self.svc_.decision_function(self._reduced(X))
+        reduced = self._reduced(X)
+        return self.svc_.decision_function(reduced)

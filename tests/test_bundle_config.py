@@ -1,0 +1,113 @@
+"""Safe model bundles, and settings: presets < file < --set < flags."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import skops.io
+
+from mangograde import config
+from mangograde.errors import SettingsError
+from mangograde.models.bundle import BundleError, load_bundle, save_bundle
+from mangograde.models.classical import build_photo_classifier
+
+
+class Payload:
+    """Stands for a foreign object whose loading could run code."""
+
+    def __init__(self) -> None:
+        self.command = "rm -rf ~"
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (18, 12, 12, 3), dtype=np.uint8)
+    y = np.repeat([0, 1, 2], 6)
+    settings = config.resolve(preset_name="rf-study", assignments=["size=12", "n_estimators=5"])
+    model = build_photo_classifier(settings).fit(images, y)
+    folder = save_bundle(model, tmp_path / "model", settings, ("A", "B", "C"), {"size": 12})
+    return folder, model, images
+
+
+def test_bundle_round_trip_predicts_the_same_and_records_what_it_needs(bundle_dir):
+    folder, model, images = bundle_dir
+    bundle = load_bundle(folder)
+    np.testing.assert_array_equal(bundle.model.predict_proba(images), model.predict_proba(images))
+    assert bundle.grades == ("A", "B", "C")
+    assert bundle.settings["preset"] == "rf-study"
+    assert {"numpy", "scikit-learn", "python"} <= set(bundle.manifest["versions"])
+
+
+def test_a_changed_model_file_is_refused(bundle_dir):
+    folder, _, _ = bundle_dir
+    data = bytearray((folder / "model.skops").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.skops").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum"):
+        load_bundle(folder)
+
+
+def test_a_file_holding_untrusted_types_is_refused_even_with_a_matching_checksum(bundle_dir):
+    folder, _, _ = bundle_dir
+    # A consistent but foreign bundle: an object type mangograde never saves.
+    foreign = skops.io.dumps(Payload())
+    (folder / "model.skops").write_bytes(foreign)
+    manifest = json.loads((folder / "bundle.json").read_text())
+    import hashlib
+
+    manifest["files"]["model.skops"] = hashlib.sha256(foreign).hexdigest()
+    (folder / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="does not trust.*Payload"):
+        load_bundle(folder)
+
+
+def test_a_folder_without_a_manifest_is_named_in_the_error(tmp_path):
+    with pytest.raises(BundleError, match="bundle.json is missing"):
+        load_bundle(tmp_path)
+
+
+def test_settings_precedence_preset_file_set_flags(tmp_path):
+    file = tmp_path / "s.yaml"
+    file.write_text("params:\n  C: 3\n  n_components: 50\nfeatures:\n  size: 64\n")
+    settings = config.resolve(
+        preset_name="svm-study",
+        file=file,
+        assignments=["C=4", "features.polar=false"],
+        overrides={"split": {"cv": 3, "val_fraction": None}, "seed": 7},
+    )
+    assert settings["params"]["C"] == 4.0  # --set beats the file
+    assert settings["params"]["n_components"] == 50  # the file beats the preset
+    assert settings["params"]["kernel"] == "rbf"  # the preset / defaults remain
+    assert settings["features"] == {**settings["features"], "size": 64, "polar": False}
+    assert settings["split"]["cv"] == 3 and settings["seed"] == 7
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"preset_name": "svm-studdy"}, "Valid presets: rf-study"),
+        ({"preset_name": "svm-study", "assignments": ["params.Cee=2"]}, "Valid here: C,"),
+        ({"preset_name": "svm-study", "assignments": ["params.C=high"]}, "must be float"),
+        ({"preset_name": "svm-study", "assignments": ["novalue"]}, "key=value"),
+        ({"model": "rf", "preset_name": "svm-study"}, "is for --model svm"),
+        ({}, "Name a model"),
+    ],
+)
+def test_bad_settings_say_what_is_valid(kwargs, message):
+    with pytest.raises(SettingsError, match=message):
+        config.resolve(**kwargs)
+
+
+def test_presets_cover_the_study_recipes():
+    svm = config.resolve(preset_name="svm-study")
+    assert svm["features"] | {"kind": "pixels"} == {
+        "kind": "pixels", "size": 192, "polar": True, "polar_half": True, "expand": "none"
+    }  # fmt: skip
+    assert (svm["params"]["n_components"], svm["params"]["C"]) == (200, 1.5)
+    assert svm["search"]["gamma"] == [1e-6, 1e-5, 1e-4, 1e-3]
+    rf = config.resolve(model="rf")
+    assert rf["preset"] == "rf-study" and rf["params"]["n_estimators"] == 1000
+    assert (rf["features"]["size"], rf["features"]["expand"]) == (128, "flip-rotate")
