@@ -39,6 +39,17 @@ def test_bundle_round_trip_predicts_the_same_and_records_what_it_needs(bundle_di
     assert bundle.grades == ("A", "B", "C")
     assert bundle.settings["preset"] == "rf-study"
     assert {"numpy", "scikit-learn", "python"} <= set(bundle.manifest["versions"])
+    assert bundle.notices == []
+
+
+def test_a_bundle_from_other_library_versions_loads_with_a_notice(bundle_dir):
+    folder, model, images = bundle_dir
+    manifest = json.loads((folder / "bundle.json").read_text())
+    manifest["versions"]["scikit-learn"] = "1.8.0"
+    (folder / "bundle.json").write_text(json.dumps(manifest))
+    bundle = load_bundle(folder)
+    assert "scikit-learn 1.8.0" in bundle.notices[0]
+    np.testing.assert_array_equal(bundle.model.predict(images), model.predict(images))
 
 
 def test_a_changed_model_file_is_refused(bundle_dir):

@@ -125,3 +125,33 @@ def test_photo_classifiers_fit_predict_and_give_probabilities(preset, overrides)
         forest = model.classifier_
         assert forest.n_features_in_ == 16 * 16 * 3
         assert len(model.classifier_.oob_decision_function_) == 8 * len(y)  # x8 copies
+
+
+def test_flip_rotate_copies_as_permutations_train_the_same_forest_as_stored_copies():
+    from mangograde.features.expand import expand_images, pixel_permutations
+
+    images, y = tiny_photos(n_per=5, size=6)
+    groups = np.arange(len(y)) // 2
+    expanded, source = expand_images(images, "flip-rotate")
+    flat = expanded.reshape(len(expanded), -1)
+    stored = GroupForestClassifier(8, oob_score=True, random_state=1)
+    stored.fit(flat, y[source], groups[source])
+    virtual = GroupForestClassifier(8, oob_score=True, random_state=1)
+    perms = pixel_permutations((6, 6, 3), "flip-rotate")
+    virtual.fit(images.reshape(len(images), -1), y, groups, feature_permutations=perms)
+    np.testing.assert_array_equal(virtual.tree_feature_, stored.tree_feature_)
+    np.testing.assert_array_equal(virtual.predict_proba(flat), stored.predict_proba(flat))
+    assert virtual.honest_oob_score_ == stored.honest_oob_score_
+
+
+def test_forest_splits_uint8_pixels_exactly_and_bins_other_numbers():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (60, 4)).astype(np.uint8)
+    y = (X[:, 2] > 100).astype(int)
+    forest = GroupForestClassifier(1, max_features=None, max_samples=1.0, random_state=0)
+    forest.fit(X, y)
+    root = forest.tree_threshold_[0]
+    assert forest.tree_feature_[0] == 2
+    assert X[y == 0, 2].max() <= root < X[y == 1, 2].min()
+    as_float = GroupForestClassifier(5, random_state=0).fit(X.astype(np.float64) / 7, y)
+    assert as_float.score(X.astype(np.float64) / 7, y) > 0.95

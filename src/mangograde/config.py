@@ -27,6 +27,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "params": {
             "n_components": 200,
             "whiten": False,
+            "solver": "auto",
             "kernel": "rbf",
             "C": 1.0,
             "gamma": "scale",
@@ -43,7 +44,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
             "min_samples_split": 2,
             "max_depth": None,
             "max_samples": None,
-            "splitter": "best",
             "class_weight": None,
             "oob_score": False,
             "selection_scaling": None,
@@ -116,8 +116,18 @@ def register_defaults(model: str, defaults: Mapping[str, Mapping[str, Any]]) -> 
     _DEFAULTS[model] = copy.deepcopy(dict(defaults))
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> None:
-    """Merge ``override`` into ``base`` in place; keys must already exist in ``base``."""
+def _merge(
+    base: dict[str, Any],
+    override: Mapping[str, Any],
+    where: str,
+    reference: Mapping[str, Any] | None = None,
+) -> None:
+    """Merge ``override`` into ``base`` in place; keys must already exist in ``base``.
+
+    Values are checked against the types in ``reference`` (the model's defaults), so a
+    preset's ``max_features: 30`` can still be overridden by ``sqrt``.
+    """
+    reference = base if reference is None else reference
     for key, value in override.items():
         if key not in base:
             valid = ", ".join(sorted(base))
@@ -125,9 +135,9 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> Non
         if isinstance(base[key], dict) and key != "search":
             if not isinstance(value, Mapping):
                 raise SettingsError(f"Setting {key!r} in {where} must be a mapping of settings.")
-            _merge(base[key], value, f"{where} > {key}")
+            _merge(base[key], value, f"{where} > {key}", reference.get(key, base[key]))
         else:
-            base[key] = _coerce(base[key], value, f"{where}: {key}")
+            base[key] = _coerce(reference.get(key, base[key]), value, f"{where}: {key}")
 
 
 def _coerce(default: Any, value: Any, where: str) -> Any:
@@ -233,13 +243,14 @@ def resolve(
         chosen = preset(preset_name)
     settings: dict[str, Any] = {"model": model, "preset": preset_name, "seed": 0}
     settings.update(copy.deepcopy(_DEFAULTS[model]))
+    reference = copy.deepcopy(settings)
     chosen.pop("model", None)
     chosen.pop("description", None)
-    _merge(settings, chosen, f"preset {preset_name}")
+    _merge(settings, chosen, f"preset {preset_name}", reference)
     from_file.pop("model", None)
-    _merge(settings, _qualify(settings, from_file), f"settings file {file}")
-    _merge(settings, _qualify(settings, parse_assignments(assignments)), "--set")
-    _merge(settings, _qualify(settings, dict(overrides or {})), "the command line")
+    _merge(settings, _qualify(settings, from_file), f"settings file {file}", reference)
+    _merge(settings, _qualify(settings, parse_assignments(assignments)), "--set", reference)
+    _merge(settings, _qualify(settings, dict(overrides or {})), "the command line", reference)
     return settings
 
 

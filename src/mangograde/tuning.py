@@ -83,7 +83,7 @@ def svm_search(
     params = settings["params"]
     for f, (train, test) in enumerate(track(splits, len(splits), "Searching folds", progress)):
         largest = max(grid["n_components"])
-        pca = GramPCA(largest, params["whiten"], random_state=settings["seed"])
+        pca = GramPCA(largest, params["whiten"], params["solver"], random_state=settings["seed"])
         reduced_train = pca.fit_transform(vectors[train])
         reduced_test = pca.transform(vectors[test])
         for row, (n, c, gamma) in enumerate(combos):

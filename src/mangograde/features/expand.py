@@ -83,3 +83,16 @@ def expand_features(
             done = first if (k, start) == (0, 0) else transform(op(images[start:stop]))
             out[k * n + start : k * n + stop] = done
     return out, np.tile(np.arange(n), len(ops))
+
+
+def pixel_permutations(shape: tuple[int, int, int], mode: str) -> np.ndarray:
+    """For pixel vectors of photos of ``shape``, the feature permutation of each copy.
+
+    Copy ``k`` of a photo's vector ``v`` is ``v[perms[k]]``: what a model that accepts
+    permutations (the forest) needs instead of the expanded photos themselves.
+    """
+    ops = expansion_ops(mode)
+    if len(ops) > 2 and shape[0] != shape[1]:
+        raise SettingsError(f"Rotating needs square photos; these are {shape[0]} x {shape[1]}.")
+    index = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(1, *shape)
+    return np.stack([op(index).reshape(-1) for op in ops])

@@ -39,9 +39,9 @@ class PixelVectors(TransformerMixin, BaseEstimator):
     ----------
     size : int or None
         Resize to ``size`` x ``size`` first; None keeps the photos' own size.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64", "uint8"}
         float32 halves the memory of the study's 110,592-wide vectors and every
-        scikit-learn model here accepts it.
+        scikit-learn model here accepts it; uint8 (the forest's input) quarters it.
 
     Examples
     --------
@@ -56,8 +56,8 @@ class PixelVectors(TransformerMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: object = None) -> PixelVectors:
         images = check_images(X)
-        if self.dtype not in ("float32", "float64"):
-            raise SettingsError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        if self.dtype not in ("float32", "float64", "uint8"):
+            raise SettingsError(f"dtype must be float32, float64 or uint8, got {self.dtype!r}.")
         if self.size is not None and self.size < 1:
             raise SettingsError(f"size must be a positive number of pixels, got {self.size}.")
         self.image_shape_ = (self.size, self.size, 3) if self.size else images.shape[1:]

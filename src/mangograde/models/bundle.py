@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -42,8 +42,6 @@ TRUSTED = [
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",
-    "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.tree._tree.Tree",
     "sklearn.feature_selection._from_model.SelectFromModel",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.linear_model._logistic.LogisticRegression",
@@ -64,6 +62,7 @@ class BundleError(MangogradeError):
 class Bundle:
     model: Any
     manifest: dict[str, Any]
+    notices: list[str] = field(default_factory=list)
 
     @property
     def grades(self) -> tuple[str, ...]:
@@ -181,4 +180,15 @@ def load_bundle(folder: str | Path) -> Bundle:
         model = skops.io.loads(data, trusted=untrusted)
     except Exception as exc:  # noqa: BLE001
         raise BundleError(f"{path} could not be rebuilt ({type(exc).__name__}: {exc}).") from None
-    return Bundle(model, manifest)
+    return Bundle(model, manifest, _version_notices(manifest))
+
+
+def _version_notices(manifest: dict[str, Any]) -> list[str]:
+    """Libraries whose version differs from the one that saved the bundle."""
+    saved, now = manifest.get("versions", {}), library_versions()
+    return [
+        f"The bundle was saved with {name} {saved[name]}; this is {now[name]}. Its "
+        "predictions should match, but check them on a few known photos."
+        for name in ("scikit-learn", "numpy", "skops")
+        if name in saved and name in now and saved[name] != now[name]
+    ]

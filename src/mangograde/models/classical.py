@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import SettingsError
-from ..features.expand import expand_features, expansion_ops
+from ..features.expand import expand_features, expansion_ops, pixel_permutations
 from ..features.pixels import PixelVectors, check_images
 from ..features.polar import PolarWarp
 from .forest import GroupForestClassifier
@@ -64,20 +64,29 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
         expansion_ops(self.expand)
         self.features_ = clone(self.features if self.features is not None else PixelVectors())
         self.features_.fit(images[:1], y[:1])
+        self.classifier_ = clone(self.classifier or PCASVC())
         if vectors is not None and self.expand != "none":
             raise ValueError("Precomputed vectors cannot be expanded; pass photos only.")
+        extra: dict[str, Any] = {}
         if vectors is not None:
             source = np.arange(len(images))
+        elif self._permutes_pixels():
+            # The forest sees flipped / rotated copies as pixel permutations: none is stored.
+            vectors, source = self.features_.transform(images), np.arange(len(images))
+            shape = self.features_.image_shape_
+            extra["feature_permutations"] = pixel_permutations(shape, self.expand)
         else:
             vectors, source = expand_features(images, self.expand, self.features_.transform)
-        self.classifier_ = clone(self.classifier or PCASVC())
-        extra: dict[str, Any] = {}
         if _accepts_groups(self.classifier_):
             owners = np.asarray(groups) if groups is not None else np.arange(len(images))
             extra["groups"] = owners[source]
         self.classifier_.fit(vectors, y[source], **extra)
         self.classes_ = self.classifier_.classes_
         return self
+
+    def _permutes_pixels(self) -> bool:
+        accepts = "feature_permutations" in inspect.signature(self.classifier_.fit).parameters
+        return self.expand != "none" and accepts and isinstance(self.features_, PixelVectors)
 
     def feature_vectors(self, X: np.ndarray) -> np.ndarray | None:
         """Features of photos ``X`` for :meth:`fit`'s ``vectors``; None when this model
@@ -150,14 +159,14 @@ class ReducedForest(ClassifierMixin, BaseEstimator):
         return self.forest_.predict(self._reduce(X))
 
 
-def pixel_features(settings: dict[str, Any]) -> TransformerMixin:
+def pixel_features(settings: dict[str, Any], dtype: str = "float32") -> TransformerMixin:
     """The ``features`` section as a transformer (photos arrive at ``size`` x ``size``)."""
     kind = settings["kind"]
     if kind == "pixels":
         if settings["polar"]:
             warp = PolarWarp(settings["size"], half=settings["polar_half"])
-            return Pipeline([("polar", warp), ("pixels", PixelVectors())])
-        return PixelVectors(size=settings["size"])
+            return Pipeline([("polar", warp), ("pixels", PixelVectors(dtype=dtype))])
+        return PixelVectors(size=settings["size"], dtype=dtype)
     if kind == "colour-texture":
         from ..features.colour import ColourTexture
 
@@ -186,4 +195,6 @@ def build_classifier(model: str, params: dict[str, Any], seed: int) -> Classifie
 def build_photo_classifier(settings: dict[str, Any]) -> PhotoClassifier:
     features = settings["features"]
     classifier = build_classifier(settings["model"], settings["params"], settings["seed"])
-    return PhotoClassifier(pixel_features(features), classifier, features["expand"])
+    # The forest splits 8-bit pixels exactly and needs a quarter of float32's memory.
+    dtype = "uint8" if settings["model"] == "rf" else "float32"
+    return PhotoClassifier(pixel_features(features, dtype), classifier, features["expand"])

@@ -28,21 +28,26 @@ class GramPCA(TransformerMixin, BaseEstimator):
         warning, and ``n_components_`` says how many were kept.
     whiten : bool
         Scale components to unit variance.
+    solver : {"auto", "gram", "randomized"}
+        "auto" uses the Gram matrix for fewer than ``gram_limit`` rows that are fewer than
+        the features, and scikit-learn's randomized SVD otherwise.
     gram_limit : int
-        Largest number of rows decomposed through the Gram matrix.
+        Largest number of rows "auto" decomposes through the Gram matrix.
     random_state : int or None
-        Used by the randomized fallback only.
+        Used by the randomized solver only.
     """
 
     def __init__(
         self,
         n_components: int = 200,
         whiten: bool = False,
+        solver: str = "auto",
         gram_limit: int = 4000,
         random_state: int | None = None,
     ) -> None:
         self.n_components = n_components
         self.whiten = whiten
+        self.solver = solver
         self.gram_limit = gram_limit
         self.random_state = random_state
 
@@ -60,7 +65,10 @@ class GramPCA(TransformerMixin, BaseEstimator):
             )
             k = limit
         self.n_components_ = k
-        if n > self.gram_limit or n > d:
+        if self.solver not in ("auto", "gram", "randomized"):
+            raise ValueError(f"solver must be auto, gram or randomized, got {self.solver!r}.")
+        gram = self.solver == "gram" or (self.solver == "auto" and n <= min(d, self.gram_limit))
+        if not gram:
             pca = PCA(k, whiten=False, svd_solver="randomized", random_state=self.random_state)
             pca.fit(X)
             self.mean_ = pca.mean_.astype(X.dtype)
@@ -94,8 +102,8 @@ class PCASVC(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components, whiten
-        PCA settings (study: 200, no whitening).
+    n_components, whiten, solver
+        PCA settings (study: 200, no whitening, randomized; see :class:`GramPCA`).
     kernel : {"rbf", "linear"}
     C : float
     gamma : "scale" or float
@@ -117,6 +125,7 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         self,
         n_components: int = 200,
         whiten: bool = False,
+        solver: str = "auto",
         kernel: str = "rbf",
         C: float = 1.0,
         gamma: str | float = "scale",
@@ -125,6 +134,7 @@ class PCASVC(ClassifierMixin, BaseEstimator):
     ) -> None:
         self.n_components = n_components
         self.whiten = whiten
+        self.solver = solver
         self.kernel = kernel
         self.C = C
         self.gamma = gamma
@@ -135,7 +145,9 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
         if self.kernel not in ("rbf", "linear"):
             raise ValueError(f"kernel must be 'rbf' or 'linear', got {self.kernel!r}.")
-        self.pca_ = GramPCA(self.n_components, self.whiten, random_state=self.random_state)
+        self.pca_ = GramPCA(
+            self.n_components, self.whiten, self.solver, random_state=self.random_state
+        )
         reduced = self.pca_.fit_transform(X)
         self.svc_ = self.fit_svc(reduced, y, self.C, self.gamma)
         self.classes_ = self.svc_.classes_
