@@ -247,8 +247,8 @@ def build_tree(
             f = features[visited]
             visited += 1
             gain, thr, constant = _best_split_on(
-                XT, perms, base_of, op_of, y, w, samples, start, end, f, hist, count, counts, node_weight,
-                min_leaf, min_weight, values, order, scratch,
+                XT, perms, base_of, op_of, y, w, samples, start, end, f, hist, count, counts,
+                node_weight, min_leaf, min_weight, values, order, scratch,
             )  # fmt: skip
             if constant:
                 continue
