@@ -34,6 +34,31 @@ def _gini(counts: np.ndarray, total: float) -> float:
     return 1.0 - s
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _split_gain(
+    left: np.ndarray,
+    node_counts: np.ndarray,
+    w_left: float,
+    node_weight: float,
+    n_left: int,
+    n_node: int,
+    min_leaf: int,
+    min_weight: float,
+) -> float:
+    """Gini proxy of a split, larger is purer (as scikit-learn's); -1 when not allowed."""
+    w_right = node_weight - w_left
+    if n_left < min_leaf or n_node - n_left < min_leaf:
+        return -1.0
+    if w_left < min_weight or w_right < min_weight or w_left <= 0.0 or w_right <= 0.0:
+        return -1.0
+    sl, sr = 0.0, 0.0
+    for k in range(node_counts.shape[0]):
+        sl += left[k] * left[k]
+        r = node_counts[k] - left[k]
+        sr += r * r
+    return sl / w_left + sr / w_right
+
+
 @njit(cache=True, nogil=True)
 def _best_split_sorted(
     XT: np.ndarray,
@@ -55,7 +80,6 @@ def _best_split_sorted(
 ) -> tuple[float, int, bool]:
     """:func:`_best_split_on` for a small node: sort its values instead of binning them."""
     n_node = end - start
-    n_classes = node_counts.shape[0]
     order = order_buffer
     for i in range(n_node):
         s = samples[start + i]
@@ -77,18 +101,9 @@ def _best_split_sorted(
         v = values[i]
         if v == values[i + 1]:
             continue
-        n_left = i + 1
-        w_right = node_weight - w_left
-        if n_left < min_leaf or n_node - n_left < min_leaf:
-            continue
-        if w_left < min_weight or w_right < min_weight or w_left <= 0.0 or w_right <= 0.0:
-            continue
-        sl, sr = 0.0, 0.0
-        for k in range(n_classes):
-            sl += left[k] * left[k]
-            r = node_counts[k] - left[k]
-            sr += r * r
-        gain = sl / w_left + sr / w_right
+        gain = _split_gain(
+            left, node_counts, w_left, node_weight, i + 1, n_node, min_leaf, min_weight
+        )
         if gain > best_gain:
             best_gain, best_thr = gain, v
     return best_gain, best_thr, False
@@ -158,18 +173,9 @@ def _best_split_on(
         for k in range(n_classes):
             left[k] += hist[v, k]
             w_left += hist[v, k]
-        n_right = n_node - n_left
-        w_right = node_weight - w_left
-        if n_left < min_leaf or n_right < min_leaf:
-            continue
-        if w_left < min_weight or w_right < min_weight or w_left <= 0.0 or w_right <= 0.0:
-            continue
-        sl, sr = 0.0, 0.0
-        for k in range(n_classes):
-            sl += left[k] * left[k]
-            r = node_counts[k] - left[k]
-            sr += r * r
-        gain = sl / w_left + sr / w_right  # larger is purer (Gini proxy, as scikit-learn)
+        gain = _split_gain(
+            left, node_counts, w_left, node_weight, n_left, n_node, min_leaf, min_weight
+        )
         if gain > best_gain:
             best_gain, best_thr = gain, v
     return best_gain, best_thr, False
