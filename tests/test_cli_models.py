@@ -16,6 +16,7 @@ from .test_cli import assert_clean_failure, run
 
 TINY_RF = ["--set", "features.size=16", "--set", "n_estimators=12"]
 TINY_SVM = ["--set", "features.size=32", "--set", "n_components=8"]
+TINY_COLOUR = ["--set", "features.size=32", "--set", "n_estimators=10"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,9 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize(("model", "tiny"), [("rf", TINY_RF), ("svm", TINY_SVM)])
+@pytest.mark.parametrize(
+    ("model", "tiny"), [("rf", TINY_RF), ("svm", TINY_SVM), ("colour", TINY_COLOUR)]
+)
 def test_train_writes_a_complete_run_folder(synth_data, tmp_path, model, tiny):
     out = tmp_path / "run"
     result = run("train", *synth_data, "--model", model, "--cv", "2", *tiny, "--out", out)

@@ -29,7 +29,7 @@ app.add_typer(presets_app, name="presets")
 
 DataArg = Annotated[Path, typer.Argument(help="Folder of photos, or of grade folders.")]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="svm | rf (default: the preset's model).")
+    str | None, typer.Option("--model", help="svm | rf | colour (default: the preset's model).")
 ]
 PresetOpt = Annotated[
     str | None,

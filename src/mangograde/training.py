@@ -37,8 +37,12 @@ def _classical(settings: dict[str, Any]) -> Any:
     return build_photo_classifier(settings)
 
 
-# model name -> (builds an unfitted estimator from settings, the photos' geometry)
-MODEL_FACTORIES: dict[str, ModelFactory] = {"svm": _classical, "rf": _classical}
+# model name -> builds an unfitted estimator from settings
+MODEL_FACTORIES: dict[str, ModelFactory] = {
+    "svm": _classical,
+    "rf": _classical,
+    "colour": _classical,
+}
 
 
 def geometry_for(settings: dict[str, Any]) -> Geometry:

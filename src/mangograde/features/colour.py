@@ -176,8 +176,9 @@ class ColourTexture(TransformerMixin, BaseEstimator):
     (the share of pixels past 2, 4, ..., 32 Lab units: dark spots, rot, uneven colour),
     those for L also in ``rings`` rings from the centre out; the largest dark spot; a
     uniform local-binary-pattern histogram; gradient-magnitude histogram; and the fruit's
-    area and elongation. Numpy and scipy only, whole batches at a time; deterministic;
-    nothing is learnt in ``fit``.
+    area and elongation: 328 features with the defaults. Numpy and scipy only (no
+    scikit-image), whole batches at a time; deterministic; nothing is learnt in ``fit``.
+    About 10 ms a photo at ``size=128`` on one core.
 
     Parameters
     ----------
@@ -188,8 +189,9 @@ class ColourTexture(TransformerMixin, BaseEstimator):
     rings : int
         Concentric rings (by distance from the fruit's centre) for the dark-spot shares.
     scales : tuple of float
-        Gaussian sigmas, in pixels at ``size``, of the neighbourhoods that each pixel is
-        compared with.
+        Sizes, in pixels at ``size``, of the neighbourhoods that each pixel is compared
+        with, as Gaussian sigmas; each is a box about 3.5 sigma wide (fast at any width).
+        The middle one also finds the spots (over 8 Lab units darker).
     saturation : float
         Saturation (0-1) above which a pixel counts as fruit, not background.
     batch : int
