@@ -6,7 +6,7 @@ photos instead of a sort (small nodes are sorted). Features are stored feature-m
 (``XT[feature, photo]``), so a node reads each candidate feature from one short column.
 
 Training rows are virtual: row ``s`` is photo ``base_of[s]`` seen through copy
-``op_of[s]``, whose feature ``f`` is the photo's feature ``perms[op_of[s], f]``. A flip or
+``op_of[s]``, whose feature ``f`` is the photo's feature ``perms[f, op_of[s]]``. A flip or
 a rotation only permutes pixels, so the x8 flip/rotate expansion costs no memory and the
 photos stay small enough to be read from the processor's cache.
 
@@ -60,56 +60,6 @@ def _split_gain(
 
 
 @njit(cache=True, nogil=True)
-def _best_split_sorted(
-    XT: np.ndarray,
-    rows_f: np.ndarray,
-    base_of: np.ndarray,
-    op_of: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    samples: np.ndarray,
-    start: int,
-    end: int,
-    node_counts: np.ndarray,
-    node_weight: float,
-    min_leaf: int,
-    min_weight: float,
-    values: np.ndarray,
-    order_buffer: np.ndarray,
-    left: np.ndarray,
-) -> tuple[float, int, bool]:
-    """:func:`_best_split_on` for a small node: sort its values instead of binning them."""
-    n_node = end - start
-    order = order_buffer
-    for i in range(n_node):
-        s = samples[start + i]
-        v = XT[rows_f[op_of[s]], base_of[s]]
-        j = i  # insertion sort: faster than argsort on nodes this small
-        while j > 0 and values[j - 1] > v:
-            values[j] = values[j - 1]
-            order[j] = order[j - 1]
-            j -= 1
-        values[j] = v
-        order[j] = i
-    left[:] = 0.0
-    w_left = 0.0
-    best_gain, best_thr = -1.0, 0
-    for i in range(n_node - 1):
-        s = samples[start + order[i]]
-        left[y[s]] += w[s]
-        w_left += w[s]
-        v = values[i]
-        if v == values[i + 1]:
-            continue
-        gain = _split_gain(
-            left, node_counts, w_left, node_weight, i + 1, n_node, min_leaf, min_weight
-        )
-        if gain > best_gain:
-            best_gain, best_thr = gain, v
-    return best_gain, best_thr, False
-
-
-@njit(cache=True, nogil=True)
 def _best_split_on(
     XT: np.ndarray,
     perms: np.ndarray,
@@ -127,46 +77,54 @@ def _best_split_on(
     node_weight: float,
     min_leaf: int,
     min_weight: float,
+    distinct: np.ndarray,
     values: np.ndarray,
-    order_buffer: np.ndarray,
     left: np.ndarray,
 ) -> tuple[float, int, bool]:
-    """Best (proxy gain, threshold) of feature ``f``; the flag says it is constant.
+    """Best (Gini proxy gain, threshold) of feature ``f``; the flag says it is constant.
 
-    ``values`` and ``left`` are scratch buffers (allocating per call costs more than
-    the work on a small node)."""
+    One pass fills a 256-bin histogram and lists the distinct values; thresholds are then
+    tried in value order, over the listed values when there are few of them (small
+    nodes), otherwise over the bins. Only the bins used are cleared afterwards, so a
+    small node costs in proportion to its photos, not to 256 bins. ``hist`` and ``count``
+    are all zero on entry and on return; ``distinct`` and ``left`` are scratch space.
+    """
     n_classes = hist.shape[1]
-    rows_f = perms[:, f]
+    rows_f = perms[f]
+    n_node = end - start
+    # Gather first: independent loads the processor can overlap.
+    for i in range(n_node):
+        s = samples[start + i]
+        values[i] = XT[rows_f[op_of[s]], base_of[s]]
     lo, hi = 255, 0
-    for i in range(start, end):
-        s = samples[i]
-        v = XT[rows_f[op_of[s]], base_of[s]]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
+    for i in range(n_node):
+        lo = min(lo, values[i])
+        hi = max(hi, values[i])
     if lo == hi:
         return -1.0, 0, True
-    n_node = end - start
-    if n_node <= 48:  # few photos: sorting them beats clearing and scanning 256 bins
-        return _best_split_sorted(
-            XT, rows_f, base_of, op_of, y, w, samples, start, end, node_counts, node_weight,
-            min_leaf, min_weight, values, order_buffer, left,
-        )  # fmt: skip
-    for v in range(lo, hi + 1):
-        count[v] = 0
-        for k in range(n_classes):
-            hist[v, k] = 0.0
-    for i in range(start, end):
-        s = samples[i]
-        v = XT[rows_f[op_of[s]], base_of[s]]
-        hist[v, y[s]] += w[s]
+    for i in range(n_node):
+        s = samples[start + i]
+        v = values[i]
         count[v] += 1
-    left[:] = 0.0
-    n_left = 0
-    w_left = 0.0
+        hist[v, y[s]] += w[s]
+    listed = n_node * n_node < 4 * (hi - lo)
+    n_distinct = 0
+    if listed:  # few photos: sort their distinct values rather than scan the bins
+        for i in range(n_node):
+            v = values[i]
+            if count[v] > 0 and (n_distinct == 0 or v not in distinct[:n_distinct]):
+                j = n_distinct
+                while j > 0 and distinct[j - 1] > v:
+                    distinct[j] = distinct[j - 1]
+                    j -= 1
+                distinct[j] = v
+                n_distinct += 1
     best_gain, best_thr = -1.0, 0
-    for v in range(lo, hi):
+    left[:] = 0.0
+    n_left, w_left = 0, 0.0
+    n_steps = n_distinct - 1 if listed else hi - lo
+    for step in range(n_steps):
+        v = distinct[step] if listed else lo + step
         if count[v] == 0:
             continue
         n_left += count[v]
@@ -178,6 +136,15 @@ def _best_split_on(
         )
         if gain > best_gain:
             best_gain, best_thr = gain, v
+    if listed or n_node < hi - lo:
+        for i in range(n_node):
+            v = values[i]
+            count[v] = 0
+            for k in range(n_classes):
+                hist[v, k] = 0.0
+    else:
+        count[lo : hi + 1] = 0
+        hist[lo : hi + 1] = 0.0
     return best_gain, best_thr, False
 
 
@@ -199,7 +166,7 @@ def build_tree(
 ):
     """Grow one tree on the rows with ``w > 0``; returns its node arrays."""
     np.random.seed(seed)  # noqa: NPY002 - Numba's per-thread generator, seeded per tree
-    n_features = perms.shape[1]
+    n_features = perms.shape[0]
     samples = np.flatnonzero(w > 0).astype(np.int64)
     n = samples.shape[0]
     capacity = 2 * n + 1
@@ -217,8 +184,9 @@ def build_tree(
     features = np.arange(n_features)
     hist = np.zeros((256, n_classes))
     count = np.zeros(256, np.int64)
+    distinct = np.empty(256, np.int64)
     values = np.empty(n, np.int64)
-    order = np.empty(n, np.int64)
+    spill = np.empty(n, np.int64)
     scratch = np.zeros(n_classes)
     # Stack of (start, end, depth, node).
     stack = np.zeros((capacity, 4), np.int64)
@@ -254,7 +222,7 @@ def build_tree(
             visited += 1
             gain, thr, constant = _best_split_on(
                 XT, perms, base_of, op_of, y, w, samples, start, end, f, hist, count, counts,
-                node_weight, min_leaf, min_weight, values, order, scratch,
+                node_weight, min_leaf, min_weight, distinct, values, scratch,
             )  # fmt: skip
             if constant:
                 continue
@@ -263,15 +231,19 @@ def build_tree(
                 best_gain, best_f, best_thr = gain, f, thr
         if best_f < 0:
             continue
-        rows_f = perms[:, best_f]
-        i, j = start, end - 1
-        while i <= j:  # partition: left part x <= thr
-            s = samples[i]
+        rows_f = perms[best_f]
+        # Stable partition (left part x <= thr): each node keeps its rows in memory order,
+        # so reading a feature's values walks forward through it.
+        i, n_right = start, 0
+        for p in range(start, end):
+            s = samples[p]
             if XT[rows_f[op_of[s]], base_of[s]] <= best_thr:
+                samples[i] = s
                 i += 1
             else:
-                samples[i], samples[j] = samples[j], samples[i]
-                j -= 1
+                spill[n_right] = s
+                n_right += 1
+        samples[i:end] = spill[:n_right]
         feature[node], threshold[node] = best_f, best_thr
         left[node], right[node] = n_nodes, n_nodes + 1
         stack[top] = (i, end, depth + 1, n_nodes + 1)
@@ -319,7 +291,7 @@ def oob_votes(
         node = 0
         while feature[offset + node] >= 0:
             at = offset + node
-            if XT[perms[op_of[r], feature[at]], base_of[r]] <= threshold[at]:
+            if XT[perms[feature[at], op_of[r]], base_of[r]] <= threshold[at]:
                 node = left[at]
             else:
                 node = right[at]

@@ -260,6 +260,7 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
         )
         class_weights = self._class_weights(y_codes)[y_codes]  # balanced over all copies
         XT = np.ascontiguousarray(X.T)  # feature-major: one short row per feature
+        perms_t = np.ascontiguousarray(perms.T)  # a feature's copies side by side
         seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, self.n_estimators)
         k = len(self.classes_)
         raw, honest = np.zeros((n, k)), np.zeros((n, k))
@@ -271,7 +272,7 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
             if not weights.any():
                 weights[rng.integers(n)] = 1.0
             tree = _trees.build_tree(
-                XT, perms, base_of, op_of, y_codes, weights * class_weights, *settings,
+                XT, perms_t, base_of, op_of, y_codes, weights * class_weights, *settings,
                 int(seeds[t]),
             )  # fmt: skip
             trees[t] = tree
@@ -282,7 +283,7 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
             grown = pool.map(grow, range(self.n_estimators))
             for t, in_bag in track(grown, self.n_estimators, "Growing trees", self.progress):
                 if self.oob_score:
-                    rows = (XT, perms, base_of, op_of)
+                    rows = (XT, perms_t, base_of, op_of)
                     self._add_oob(trees[t], rows, in_bag, codes, raw, honest)
         self._store(trees)
         if self.oob_score:
