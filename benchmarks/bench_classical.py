@@ -25,7 +25,12 @@ from pathlib import Path
 from _common import data_dir, machine
 
 BASELINE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "baseline_classic.py"
-PLAIN_OF = {"svm-study": "pca200+svc", "svm-raw": "pca200+svc", "rf-study": "rf1000"}
+PLAIN_OF = {
+    "svm-study": "pca200+svc",
+    "svm-raw": "pca200+svc",
+    "rf-study": "rf1000",
+    "colour-texture": "rf1000",
+}
 
 
 def plain_recipes(data: Path) -> dict[str, dict[str, float]]:
@@ -108,4 +113,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--memory"]:
         memory(int(sys.argv[2]))
     else:
-        speed_and_accuracy(sys.argv[1:] or ["svm-study", "svm-raw", "rf-study"])
+        speed_and_accuracy(sys.argv[1:] or ["svm-study", "svm-raw", "rf-study", "colour-texture"])

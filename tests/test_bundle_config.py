@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
-import skops.io
 
 from mangograde import config
 from mangograde.errors import SettingsError
 from mangograde.models.bundle import BundleError, load_bundle, save_bundle
 from mangograde.models.classical import build_photo_classifier
-
-
-class Payload:
-    """Stands for a foreign object whose loading could run code."""
-
-    def __init__(self) -> None:
-        self.command = "rm -rf ~"
 
 
 @pytest.fixture
@@ -54,25 +47,30 @@ def test_a_bundle_from_other_library_versions_loads_with_a_notice(bundle_dir):
 
 def test_a_changed_model_file_is_refused(bundle_dir):
     folder, _, _ = bundle_dir
-    data = bytearray((folder / "model.skops").read_bytes())
+    data = bytearray((folder / "arrays.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (folder / "model.skops").write_bytes(bytes(data))
+    (folder / "arrays.npz").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="checksum"):
         load_bundle(folder)
 
 
-def test_a_file_holding_untrusted_types_is_refused_even_with_a_matching_checksum(bundle_dir):
+@pytest.mark.parametrize("foreign", ["os.system", "builtins.eval", "tests.helpers.Payload"])
+def test_a_file_naming_other_types_is_refused_even_with_a_matching_checksum(bundle_dir, foreign):
     folder, _, _ = bundle_dir
-    # A consistent but foreign bundle: an object type mangograde never saves.
-    foreign = skops.io.dumps(Payload())
-    (folder / "model.skops").write_bytes(foreign)
+    tree = json.loads((folder / "model.json").read_text())
+    tree["root"]["state"]["dict"][0][1] = {"object": foreign, "state": {"dict": []}}
+    data = json.dumps(tree).encode()
+    (folder / "model.json").write_bytes(data)
     manifest = json.loads((folder / "bundle.json").read_text())
-    import hashlib
-
-    manifest["files"]["model.skops"] = hashlib.sha256(foreign).hexdigest()
+    manifest["files"]["model.json"] = hashlib.sha256(data).hexdigest()
     (folder / "bundle.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="does not trust.*Payload"):
+    with pytest.raises(BundleError, match=f"names the type {foreign}, which is not allowed"):
         load_bundle(folder)
+
+
+def test_saving_an_unknown_type_is_refused_by_name(tmp_path):
+    with pytest.raises(BundleError, match="Cannot save an object of type builtins.object"):
+        save_bundle(object(), tmp_path / "m", {}, ("A",), {})
 
 
 def test_a_folder_without_a_manifest_is_named_in_the_error(tmp_path):
@@ -99,7 +97,7 @@ def test_settings_precedence_preset_file_set_flags(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"preset_name": "svm-studdy"}, "Valid presets: rf-study"),
+        ({"preset_name": "svm-studdy"}, "Valid presets: colour-texture, rf-study"),
         ({"preset_name": "svm-study", "assignments": ["params.Cee=2"]}, "Valid here: C,"),
         ({"preset_name": "svm-study", "assignments": ["params.C=high"]}, "must be float"),
         ({"preset_name": "svm-study", "assignments": ["novalue"]}, "key=value"),

@@ -1,9 +1,10 @@
 """Saving and loading a trained model as a bundle that cannot run code from the file.
 
 A bundle is a folder: ``bundle.json`` (settings, grade order, preprocessing, library
-versions, and the SHA-256 of each stored file) and ``model.skops``. The model is read
-with ``skops.io`` and only the types in ``TRUSTED`` are rebuilt; anything else, or a
-file whose checksum does not match, is refused before it is read.
+versions, and the SHA-256 of each stored file), ``model.json`` and ``arrays.npz`` (see
+:mod:`mangograde.models.state`: only allowed classes are rebuilt, no pickle). A file
+whose checksum does not match, or that names any other type, is refused before anything
+in it is used.
 """
 
 from __future__ import annotations
@@ -20,40 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MangogradeError
+from . import state
 
 FORMAT = "mangograde-bundle"
 FORMAT_VERSION = 1
-MODEL_FILE = "model.skops"
+MODEL_FILE = "model.json"
+ARRAYS_FILE = "arrays.npz"
 MANIFEST = "bundle.json"
-
-# Types a classical bundle may hold, beyond what skops trusts by default.
-TRUSTED = [
-    "mangograde.models.classical.PhotoClassifier",
-    "mangograde.models.classical.ReducedForest",
-    "mangograde.models.forest.GroupForestClassifier",
-    "mangograde.models.svm.GramPCA",
-    "mangograde.models.svm.PCASVC",
-    "mangograde.features.pixels.PixelVectors",
-    "mangograde.features.polar.PolarWarp",
-    "mangograde.features.colour.ColourTexture",
-    "sklearn.pipeline.Pipeline",
-    "sklearn.svm._classes.SVC",
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.model_selection._split.StratifiedKFold",
-    "sklearn.feature_selection._from_model.SelectFromModel",
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.ensemble._voting.VotingClassifier",
-    "sklearn.preprocessing._label.LabelEncoder",
-    "sklearn.utils._bunch.Bunch",
-    "numpy.dtype",
-    "numpy.float32",
-    "numpy.float64",
-    "numpy.int64",
-    "builtins.tuple",
-]
 
 
 class BundleError(MangogradeError):
@@ -76,7 +50,7 @@ class Bundle:
 
 
 def library_versions() -> dict[str, str]:
-    names = ("numpy", "scikit-learn", "scipy", "skops", "pillow", "mangograde")
+    names = ("numpy", "scikit-learn", "scipy", "numba", "pillow", "mangograde")
     found = {"python": platform.python_version()}
     for name in names:
         try:
@@ -110,12 +84,14 @@ def save_bundle(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` and what is needed to use it into ``folder``; returns the folder."""
-    import skops.io
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data = skops.io.dumps(model)
-    _write_atomic(folder / MODEL_FILE, data)
+    try:
+        tree, arrays = state.dumps(model)
+    except state.StateError as exc:
+        raise BundleError(str(exc)) from None
+    _write_atomic(folder / ARRAYS_FILE, arrays)
+    _write_atomic(folder / MODEL_FILE, tree)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -124,7 +100,7 @@ def save_bundle(
         "settings": settings,
         "preprocessing": preprocessing,
         "versions": library_versions(),
-        "files": {MODEL_FILE: _sha256(data)},
+        "files": {MODEL_FILE: _sha256(tree), ARRAYS_FILE: _sha256(arrays)},
         **(extra or {}),
     }
     _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
@@ -153,35 +129,28 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def load_bundle(folder: str | Path) -> Bundle:
-    """Load a bundle, refusing a changed file or any type outside ``TRUSTED``."""
-    import skops.io
-
+    """Load a bundle, refusing a changed file or any type that is not allowed."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
-    path = folder / MODEL_FILE
+    data = {}
+    for name in (MODEL_FILE, ARRAYS_FILE):
+        path = folder / name
+        try:
+            data[name] = path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"Cannot read {path}: {exc.strerror}.") from None
+        if _sha256(data[name]) != manifest.get("files", {}).get(name):
+            raise BundleError(
+                f"{path} does not match the checksum in {MANIFEST}: it was changed or damaged "
+                "after it was saved. Refusing to load it; retrain or get the bundle again."
+            )
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"Cannot read {path}: {exc.strerror}.") from None
-    if _sha256(data) != manifest.get("files", {}).get(MODEL_FILE):
+        model = state.loads(data[MODEL_FILE], data[ARRAYS_FILE])
+    except state.StateError as exc:
         raise BundleError(
-            f"{path} does not match the checksum in {MANIFEST}: it was changed or damaged "
-            "after it was saved. Refusing to load it; retrain or get the bundle again."
-        )
-    try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
-        raise BundleError(f"{path} is not a readable skops model file ({exc}).") from None
-    foreign = sorted(set(untrusted) - set(TRUSTED))
-    if foreign:
-        raise BundleError(
-            f"{path} holds types mangograde does not trust: {', '.join(foreign)}. "
-            "Refusing to load it, as that could run code from the file."
-        )
-    try:
-        model = skops.io.loads(data, trusted=untrusted)
-    except Exception as exc:  # noqa: BLE001
-        raise BundleError(f"{path} could not be rebuilt ({type(exc).__name__}: {exc}).") from None
+            f"Refusing to load {folder / MODEL_FILE}: {exc}. A mangograde bundle holds only "
+            "its own model types and scikit-learn's, so this one is foreign or tampered with."
+        ) from None
     return Bundle(model, manifest, _version_notices(manifest))
 
 
@@ -191,6 +160,6 @@ def _version_notices(manifest: dict[str, Any]) -> list[str]:
     return [
         f"The bundle was saved with {name} {saved[name]}; this is {now[name]}. Its "
         "predictions should match, but check them on a few known photos."
-        for name in ("scikit-learn", "numpy", "skops")
+        for name in ("scikit-learn", "numpy")
         if name in saved and name in now and saved[name] != now[name]
     ]
