@@ -88,10 +88,21 @@ def test_train_refuses_bad_settings_before_decoding(synth_data, tmp_path):
 
 def test_train_will_not_overwrite_a_run_unless_asked(synth_data, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "metrics.json").write_text("{}")
-    result = run("train", *synth_data, "--model", "rf", *TINY_RF, "--out", out)
-    assert_clean_failure(result, "--overwrite")
+    args = ["train", *synth_data, "--model", "rf", "--cv", "2", *TINY_RF, "--out", out]
+    assert run(*args).exit_code == 0
+    assert_clean_failure(run(*args), "--overwrite")
+    (out / "model" / "fold-1" / "stale.bin").write_text("old")
+    assert run(*args, "--cv", "3", "--overwrite").exit_code == 0
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["fold-0", "fold-1", "fold-2"]
+    assert not (out / "model" / "fold-1" / "stale.bin").exists()
+
+
+def test_overwrite_never_empties_a_folder_that_holds_no_run(synth_data, tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    result = run("train", *synth_data, "--model", "rf", *TINY_RF, "--out", tmp_path,
+                 "--overwrite")  # fmt: skip
+    assert_clean_failure(result, "no config.yaml")
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
 def test_train_lists_skipped_photos_in_the_run(synth_data, tmp_path):

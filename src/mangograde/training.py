@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,12 +109,26 @@ def fold_extras(model: Any) -> dict[str, float]:
     return found
 
 
+RUN_FILES = ("config.yaml", "predictions.csv", "metrics.json", "timing.json", "skipped.csv")
+
+
 def prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SettingsError(
-            f"{out} already exists and is not empty. Choose another --out, or pass "
-            "--overwrite to replace the run in it."
-        )
+    """Create the run folder; with ``overwrite``, clear a previous run from it (only a run:
+    a folder without its config.yaml is never emptied)."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SettingsError(
+                f"{out} already exists and is not empty. Choose another --out, or pass "
+                "--overwrite to replace the run in it."
+            )
+        if not (out / "config.yaml").is_file():
+            raise SettingsError(
+                f"{out} is not empty and holds no mangograde run (no config.yaml): refusing "
+                "to overwrite it. Choose another --out."
+            )
+        shutil.rmtree(out / "model", ignore_errors=True)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
