@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import sparse
+from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..errors import SettingsError
@@ -13,8 +13,8 @@ from .pixels import check_images, resize_images
 
 
 @functools.lru_cache(maxsize=8)
-def _sampling(height: int, width: int, size: int, rows: int) -> sparse.csr_matrix:
-    """Bilinear sampling of a polar grid as a sparse (rows * size, height * width) matrix.
+def _sampling(height: int, width: int, size: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear sampling of a polar grid: four source pixels and weights per output pixel.
 
     Output row ``i`` is radius ``i / size`` of the half-diagonal (so every pixel of the
     photo is covered); column ``j`` is angle ``2 pi j / size``. Points outside the photo
@@ -26,17 +26,25 @@ def _sampling(height: int, width: int, size: int, rows: int) -> sparse.csr_matri
     x = ((width - 1) / 2 + radius[:, None] * np.cos(angle)[None, :]).ravel()
     y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
     fy, fx = y - y0, x - x0
-    out_index = np.arange(len(y))
-    matrix = sparse.csr_matrix((len(y), height * width), dtype=np.float32)
+    indices, weights = [], []
     for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
                       (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):  # fmt: skip
         yy, xx = y0 + dy, x0 + dx
-        inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width) & (w > 0)
-        matrix = matrix + sparse.csr_matrix(
-            (w[inside].astype(np.float32), (out_index[inside], (yy * width + xx)[inside])),
-            shape=matrix.shape,
-        )
-    return matrix
+        inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+        indices.append(np.where(inside, yy * width + xx, 0))
+        weights.append(np.where(inside, w, 0.0).astype(np.float32))
+    return np.stack(indices), np.stack(weights)
+
+
+@njit(cache=True, nogil=True)
+def _warp(flat: np.ndarray, indices: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    for photo in range(flat.shape[0]):
+        for p in range(indices.shape[1]):
+            for c in range(3):
+                value = 0.0
+                for corner in range(4):
+                    value += weights[corner, p] * flat[photo, indices[corner, p], c]
+                out[photo, p, c] = min(255, int(value + 0.5))
 
 
 def polar_warp(images: np.ndarray, size: int, half: bool = False) -> np.ndarray:
@@ -48,12 +56,10 @@ def polar_warp(images: np.ndarray, size: int, half: bool = False) -> np.ndarray:
     images = check_images(images)
     n, height, width, _ = images.shape
     rows = size // 2 if half else size
-    matrix = _sampling(height, width, size, rows)
-    # One sparse product warps every photo: pixels down, (photo, channel) across.
-    columns = images.transpose(1, 2, 0, 3).reshape(height * width, n * 3).astype(np.float32)
-    warped = matrix @ columns
-    warped = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
-    return warped.reshape(rows, size, n, 3).transpose(2, 0, 1, 3).copy()
+    indices, weights = _sampling(height, width, size, rows)
+    out = np.empty((n, rows * size, 3), dtype=np.uint8)
+    _warp(np.ascontiguousarray(images).reshape(n, height * width, 3), indices, weights, out)
+    return out.reshape(n, rows, size, 3)
 
 
 class PolarWarp(TransformerMixin, BaseEstimator):

@@ -7,11 +7,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.ensemble import VotingClassifier
-from sklearn.feature_selection import SelectFromModel
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import SettingsError
@@ -140,6 +136,8 @@ class ReducedForest(ClassifierMixin, BaseEstimator):
         if self.n_components is not None:
             self.reducer_ = GramPCA(self.n_components, random_state=forest.random_state).fit(X)
         elif self.selection_scaling is not None:
+            from sklearn.feature_selection import SelectFromModel  # slow import, rarely needed
+
             first = clone(forest).set_params(oob_score=False).fit(X, y, groups)
             threshold = f"{float(self.selection_scaling)}*median"
             self.reducer_ = SelectFromModel(first, threshold=threshold, prefit=True)
@@ -179,12 +177,17 @@ def pixel_features(settings: dict[str, Any], dtype: str = "float32") -> Transfor
 
 def colour_vote(
     C: float = 0.1, n_estimators: int = 500, n_jobs: int | None = -1, random_state: int = 0
-) -> VotingClassifier:
+) -> ClassifierMixin:
     """Soft vote of a scaled logistic regression and a forest, for colour-texture features
     (91.5% fruit-grouped 5-fold accuracy on mango-grading, benchmarks/RESULTS.md).
 
     The forest is :class:`GroupForestClassifier`: as accurate here as scikit-learn's extra
     trees, and its bundle is 3 MB of arrays instead of 35 MB of tree objects."""
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     logistic = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     trees = GroupForestClassifier(n_estimators, n_jobs=n_jobs, random_state=random_state)
     return VotingClassifier([("logistic", logistic), ("trees", trees)], voting="soft")

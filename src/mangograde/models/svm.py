@@ -91,7 +91,7 @@ class GramPCA(TransformerMixin, BaseEstimator):
     def transform(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        projected = (X - self.mean_) @ self.components_.T
+        projected = X @ self.components_.T - self.mean_ @ self.components_.T  # no centred copy
         if self.whiten:
             projected /= np.sqrt(self.explained_variance_).astype(projected.dtype)
         return projected
