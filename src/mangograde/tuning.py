@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import itertools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,14 +81,18 @@ def svm_search(
     labels = kept.labels
     combos = list(itertools.product(grid["n_components"], grid["C"], grid["gamma"]))
     scores = np.zeros((len(combos), len(splits)))
+    used = np.zeros(len(combos), dtype=np.int64)
     params = settings["params"]
     for f, (train, test) in enumerate(track(splits, len(splits), "Searching folds", progress)):
         largest = max(grid["n_components"])
         pca = GramPCA(largest, params["whiten"], params["solver"], random_state=settings["seed"])
-        reduced_train = pca.fit_transform(vectors[train])
+        with warnings.catch_warnings():  # too many components: n_components_used says so
+            warnings.simplefilter("ignore", UserWarning)
+            reduced_train = pca.fit_transform(vectors[train])
         reduced_test = pca.transform(vectors[test])
         for row, (n, c, gamma) in enumerate(combos):
             k = min(n, pca.n_components_)
+            used[row] = max(used[row], k)
             svc = PCASVC(kernel=params["kernel"]).fit_svc(
                 reduced_train[:, :k], labels[train], c, gamma
             )
@@ -95,6 +100,7 @@ def svm_search(
     rows = [
         {
             "n_components": n,
+            "n_components_used": int(used[i]),
             "C": c,
             "gamma": gamma,
             "accuracy": float(scores[i].mean()),

@@ -26,7 +26,7 @@ def search_heatmap(rows: Sequence[dict[str, Any]], path: str | Path, title: str 
     panels = sorted({r["n_components"] for r in rows})
     cs = sorted({r["C"] for r in rows})
     gammas = sorted({str(r["gamma"]) for r in rows}, key=_gamma_order)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.9), squeeze=False)
     for ax, n in zip(axes[0], panels, strict=True):
         grid = np.full((len(cs), len(gammas)), np.nan)
         for r in rows:
@@ -41,7 +41,8 @@ def search_heatmap(rows: Sequence[dict[str, Any]], path: str | Path, title: str 
         ax.set_yticks(range(len(cs)), [f"{c:g}" for c in cs])
         ax.set_xlabel("gamma")
         ax.set_ylabel("C")
-        ax.set_title(f"PCA {n}")
+        kept = max(r.get("n_components_used", n) for r in rows if r["n_components"] == n)
+        ax.set_title(f"PCA {n}" if kept == n else f"PCA {n} (data allow {kept})")
     fig.suptitle(title or "Grouped cross-validation accuracy")
     fig.tight_layout()
     return _save(fig, path)
