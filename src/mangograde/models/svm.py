@@ -11,6 +11,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
@@ -52,6 +53,19 @@ class GramPCA(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: object = None) -> GramPCA:
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
+        """Fit, and return the training rows' components (free from the Gram route)."""
+        projected = self._fit(X)
+        if projected is None:
+            return self.transform(X)
+        if self.whiten:
+            projected /= np.sqrt(self.explained_variance_).astype(projected.dtype)
+        return projected
+
+    def _fit(self, X: np.ndarray) -> np.ndarray | None:
         X = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=2)
         n, d = X.shape
         limit = min(n - 1, d) if n <= d else min(n, d)
@@ -74,7 +88,7 @@ class GramPCA(TransformerMixin, BaseEstimator):
             self.mean_ = pca.mean_.astype(X.dtype)
             self.components_ = pca.components_.astype(X.dtype)
             self.explained_variance_ = pca.explained_variance_
-            return self
+            return None
         self.mean_ = X.mean(axis=0)
         centred = X - self.mean_
         gram = (centred @ centred.T).astype(np.float64)
@@ -86,7 +100,8 @@ class GramPCA(TransformerMixin, BaseEstimator):
         signs = np.sign(components[np.arange(k), np.argmax(np.abs(components), axis=1)])
         self.components_ = components * signs[:, None].astype(X.dtype)
         self.explained_variance_ = singular**2 / (n - 1)
-        return self
+        # The training rows' coordinates are U * s (with the same signs).
+        return (eigenvectors[:, order] * (singular * signs)).astype(X.dtype)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
@@ -143,15 +158,21 @@ class PCASVC(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> PCASVC:
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
+        check_classification_targets(y)
         if self.kernel not in ("rbf", "linear"):
             raise ValueError(f"kernel must be 'rbf' or 'linear', got {self.kernel!r}.")
         self.pca_ = GramPCA(
             self.n_components, self.whiten, self.solver, random_state=self.random_state
         )
         reduced = self.pca_.fit_transform(X)
-        self.svc_ = self.fit_svc(reduced, y, self.C, self.gamma)
+        if self.probability:
+            self.calibrated_ = self._calibrate(reduced, y)
+            # With ensemble=False its one SVC was fitted on all rows: it is ours.
+            self.svc_ = self.calibrated_.calibrated_classifiers_[0].estimator
+        else:
+            self.calibrated_ = None
+            self.svc_ = self.fit_svc(reduced, y, self.C, self.gamma)
         self.classes_ = self.svc_.classes_
-        self.calibrated_ = self._calibrate(reduced, y) if self.probability else None
         return self
 
     def fit_svc(self, reduced: np.ndarray, y: np.ndarray, C: float, gamma: str | float) -> SVC:
