@@ -113,7 +113,7 @@ def test_bad_settings_say_what_is_valid(kwargs, message):
 def test_presets_cover_the_study_recipes():
     svm = config.resolve(preset_name="svm-study")
     assert svm["features"] | {"kind": "pixels"} == {
-        "kind": "pixels", "size": 192, "polar": True, "polar_half": True, "expand": "none"
+        "kind": "pixels", "size": 192, "polar": True, "polar_half": False, "expand": "none"
     }  # fmt: skip
     assert (svm["params"]["n_components"], svm["params"]["C"]) == (200, 1.5)
     assert svm["search"]["gamma"] == [1e-6, 1e-5, 1e-4, 1e-3]

@@ -55,9 +55,11 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
         groups: np.ndarray | None = None,
         *,
         vectors: np.ndarray | None = None,
+        gram: np.ndarray | None = None,
     ) -> PhotoClassifier:
         """Fit on photos ``X``; ``vectors`` may hold their features, already computed by
-        :meth:`feature_vectors` (cross-validation then transforms each photo once)."""
+        :meth:`feature_vectors` (cross-validation then transforms each photo once), and
+        ``gram`` their Gram matrix, for a classifier that takes one (PCA + SVC)."""
         images = check_images(X, "training photos")
         y = np.asarray(y)
         expansion_ops(self.expand)
@@ -76,6 +78,8 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
             extra["feature_permutations"] = pixel_permutations(shape, self.expand)
         else:
             vectors, source = expand_features(images, self.expand, self.features_.transform)
+        if gram is not None and "gram" in inspect.signature(self.classifier_.fit).parameters:
+            extra["gram"] = gram
         if _accepts_groups(self.classifier_):
             owners = np.asarray(groups) if groups is not None else np.arange(len(images))
             extra["groups"] = owners[source]

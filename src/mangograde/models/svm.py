@@ -52,20 +52,25 @@ class GramPCA(TransformerMixin, BaseEstimator):
         self.gram_limit = gram_limit
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: object = None) -> GramPCA:
-        self._fit(X)
+    def fit(self, X: np.ndarray, y: object = None, gram: np.ndarray | None = None) -> GramPCA:
+        """Fit on ``X``. ``gram`` may hold ``(X - c) @ (X - c).T`` for any constant row
+        ``c`` (cross-validation computes it once for all photos and passes each fold's
+        block); centring removes ``c``, so the result is that of ``X`` alone."""
+        self._fit(X, gram)
         return self
 
-    def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
+    def fit_transform(
+        self, X: np.ndarray, y: object = None, gram: np.ndarray | None = None
+    ) -> np.ndarray:
         """Fit, and return the training rows' components (free from the Gram route)."""
-        projected = self._fit(X)
+        projected = self._fit(X, gram)
         if projected is None:
             return self.transform(X)
         if self.whiten:
             projected /= np.sqrt(self.explained_variance_).astype(projected.dtype)
         return projected
 
-    def _fit(self, X: np.ndarray) -> np.ndarray | None:
+    def _fit(self, X: np.ndarray, gram: np.ndarray | None = None) -> np.ndarray | None:
         X = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=2)
         n, d = X.shape
         limit = min(n - 1, d) if n <= d else min(n, d)
@@ -81,8 +86,8 @@ class GramPCA(TransformerMixin, BaseEstimator):
         self.n_components_ = k
         if self.solver not in ("auto", "gram", "randomized"):
             raise ValueError(f"solver must be auto, gram or randomized, got {self.solver!r}.")
-        gram = self.solver == "gram" or (self.solver == "auto" and n <= min(d, self.gram_limit))
-        if not gram:
+        use_gram = self.solver == "gram" or (self.solver == "auto" and n <= min(d, self.gram_limit))
+        if not use_gram:
             pca = PCA(k, whiten=False, svd_solver="randomized", random_state=self.random_state)
             pca.fit(X)
             self.mean_ = pca.mean_.astype(X.dtype)
@@ -90,13 +95,22 @@ class GramPCA(TransformerMixin, BaseEstimator):
             self.explained_variance_ = pca.explained_variance_
             return None
         self.mean_ = X.mean(axis=0)
-        centred = X - self.mean_
-        gram = (centred @ centred.T).astype(np.float64)
+        if gram is None:
+            centred = X - self.mean_
+            gram = centred @ centred.T
+        elif np.shape(gram) != (n, n):
+            raise ValueError(f"gram must be {n} x {n} for {n} rows, got {np.shape(gram)}.")
+        gram = np.asarray(gram, dtype=np.float64)
+        row_means = gram.mean(axis=1)
+        gram = gram - row_means[:, None] - row_means[None, :] + row_means.mean()
         eigenvalues, eigenvectors = eigh(gram, subset_by_index=[n - k, n - 1])
         order = np.argsort(eigenvalues)[::-1]
         singular = np.sqrt(np.clip(eigenvalues[order], 1e-12, None))
-        # Right singular vectors V = X^T U / s, row by row.
-        components = (eigenvectors[:, order] / singular).T.astype(X.dtype) @ centred
+        # Right singular vectors V = (X - mean)^T U / s, without a centred copy of X.
+        weights = (eigenvectors[:, order] / singular).T.astype(X.dtype)
+        components = weights @ X
+        for row, total in zip(components, weights.sum(axis=1), strict=True):
+            row -= total * self.mean_  # one row at a time: no k x d temporary
         signs = np.sign(components[np.arange(k), np.argmax(np.abs(components), axis=1)])
         self.components_ = components * signs[:, None].astype(X.dtype)
         self.explained_variance_ = singular**2 / (n - 1)
@@ -156,7 +170,8 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         self.probability = probability
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> PCASVC:
+    def fit(self, X: np.ndarray, y: np.ndarray, gram: np.ndarray | None = None) -> PCASVC:
+        """Fit PCA then the SVC; ``gram``: see :meth:`GramPCA.fit`."""
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
         check_classification_targets(y)
         if self.kernel not in ("rbf", "linear"):
@@ -164,7 +179,7 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         self.pca_ = GramPCA(
             self.n_components, self.whiten, self.solver, random_state=self.random_state
         )
-        reduced = self.pca_.fit_transform(X)
+        reduced = self.pca_.fit_transform(X, gram=gram)
         if self.probability:
             self.calibrated_ = self._calibrate(reduced, y)
             # With ensemble=False its one SVC was fitted on all rows: it is ours.
