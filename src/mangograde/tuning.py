@@ -17,7 +17,7 @@ from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
 from .models.classical import pixel_features
-from .models.svm import PCASVC, GramPCA
+from .models.svm import GramPCA, fit_svc
 from .progress import track
 from .report.figures import search_heatmap, sweep_plot, tsne_plot
 from .training import build_model, fold_extras, load_for, splits_for
@@ -93,9 +93,7 @@ def svm_search(
         for row, (n, c, gamma) in enumerate(combos):
             k = min(n, pca.n_components_)
             used[row] = max(used[row], k)
-            svc = PCASVC(kernel=params["kernel"]).fit_svc(
-                reduced_train[:, :k], labels[train], c, gamma
-            )
+            svc = fit_svc(reduced_train[:, :k], labels[train], params["kernel"], c, gamma)
             scores[row, f] = np.mean(svc.predict(reduced_test[:, :k]) == labels[test])
     rows = [
         {

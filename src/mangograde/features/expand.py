@@ -58,15 +58,12 @@ def expand_features(
     images: np.ndarray,
     mode: str,
     transform: Callable[[np.ndarray], np.ndarray],
-    dtype: type | None = None,
     chunk: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``transform`` of every expanded copy, written into one preallocated array.
 
     The expanded photos are never held all at once, so ``rf-study`` on 6,400 photos
     (51,200 x 49,152 float32, 10 GB) needs about one copy of that matrix, not two.
-    With ``dtype``, the transform's output is cast while it is copied in (a transform may
-    then return uint8 and skip a float copy).
     """
     images = check_images(images)
     ops = expansion_ops(mode)
@@ -76,7 +73,7 @@ def expand_features(
             f"Rotating needs square photos; these are {images.shape[1]} x {images.shape[2]}."
         )
     first = transform(ops[0](images[:chunk]))
-    out = np.empty((n * len(ops), first.shape[1]), dtype=dtype or first.dtype)
+    out = np.empty((n * len(ops), first.shape[1]), dtype=first.dtype)
     for k, op in enumerate(ops):
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)

@@ -186,14 +186,9 @@ class PCASVC(ClassifierMixin, BaseEstimator):
             self.svc_ = self.calibrated_.calibrated_classifiers_[0].estimator
         else:
             self.calibrated_ = None
-            self.svc_ = self.fit_svc(reduced, y, self.C, self.gamma)
+            self.svc_ = fit_svc(reduced, y, self.kernel, self.C, self.gamma)
         self.classes_ = self.svc_.classes_
         return self
-
-    def fit_svc(self, reduced: np.ndarray, y: np.ndarray, C: float, gamma: str | float) -> SVC:
-        """The SVC on already reduced features (a grid search reuses one PCA for many C)."""
-        svc = SVC(kernel=self.kernel, C=C, gamma=gamma)
-        return svc.fit(reduced.astype(np.float64), y)
 
     def _calibrate(self, reduced: np.ndarray, y: np.ndarray) -> CalibratedClassifierCV:
         """Platt scaling of the SVC's scores, fitted on internal cross-validation."""
@@ -223,3 +218,8 @@ class PCASVC(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         reduced = self._reduced(X)
         return self.svc_.decision_function(reduced)
+
+
+def fit_svc(reduced: np.ndarray, y: np.ndarray, kernel: str, C: float, gamma: str | float) -> SVC:
+    """An SVC on already reduced features (a grid search reuses one PCA for many C)."""
+    return SVC(kernel=kernel, C=C, gamma=gamma).fit(reduced.astype(np.float64), y)
