@@ -179,6 +179,38 @@ def _write_skipped(path: Path, loaded: LoadedImages) -> None:
             writer.writerow([str(bad.path), bad.reason])
 
 
+def _fit_and_predict(
+    model: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray | None,
+    vectors: np.ndarray | None,
+    gram: np.ndarray | None,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Fit one fold and grade its held-out photos: (probabilities, grades, fit s, predict s).
+
+    With ``vectors`` (features computed once for every photo) the model gets its fold's
+    rows, and ``gram``'s block when there is one, instead of recomputing them.
+    """
+    start = time.perf_counter()
+    fold_groups = groups[train] if groups is not None else None
+    if vectors is None:
+        model.fit(images[train], labels[train], fold_groups)
+    else:
+        block = None if gram is None else gram[np.ix_(train, train)]
+        model.fit(images[train], labels[train], fold_groups, vectors=vectors[train], gram=block)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    if vectors is None:
+        proba, predicted = model.predict_proba(images[test]), model.predict(images[test])
+    else:
+        inner = model.classifier_
+        proba, predicted = inner.predict_proba(vectors[test]), inner.predict(vectors[test])
+    return proba, predicted, fit_seconds, time.perf_counter() - start
+
+
 def train_run(
     settings: dict[str, Any],
     dataset: Dataset,
@@ -211,21 +243,10 @@ def train_run(
         track(splits, len(splits), "Training folds", progress and len(splits) > 1)
     ):
         model = build_model(settings)
-        start = time.perf_counter()
-        fold_groups = groups[train] if groups is not None else None
-        if vectors is None:
-            model.fit(images[train], labels[train], fold_groups)
-        else:
-            block = None if gram is None else gram[np.ix_(train, train)]
-            model.fit(images[train], labels[train], fold_groups, vectors=vectors[train], gram=block)
-        fit_seconds.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        if vectors is None:
-            fold_proba, fold_pred = model.predict_proba(images[test]), model.predict(images[test])
-        else:
-            inner = model.classifier_
-            fold_proba, fold_pred = inner.predict_proba(vectors[test]), inner.predict(vectors[test])
-        predict_seconds.append(time.perf_counter() - start)
+        fold = _fit_and_predict(model, images, labels, groups, vectors, gram, train, test)
+        fold_proba, fold_pred, fit_s, predict_s = fold
+        fit_seconds.append(fit_s)
+        predict_seconds.append(predict_s)
         folds[test], proba[test], predicted[test] = number, fold_proba, fold_pred
         accuracies.append(float(np.mean(fold_pred == labels[test])))
         extras.append(fold_extras(model))
