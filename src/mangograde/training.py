@@ -179,15 +179,15 @@ def _write_skipped(path: Path, loaded: LoadedImages) -> None:
             writer.writerow([str(bad.path), bad.reason])
 
 
-def _fit_and_predict(
+def fit_and_predict(
     model: Any,
     images: np.ndarray,
     labels: np.ndarray,
     groups: np.ndarray | None,
-    vectors: np.ndarray | None,
-    gram: np.ndarray | None,
     train: np.ndarray,
     test: np.ndarray,
+    vectors: np.ndarray | None = None,
+    gram: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Fit one fold and grade its held-out photos: (probabilities, grades, fit s, predict s).
 
@@ -243,7 +243,7 @@ def train_run(
         track(splits, len(splits), "Training folds", progress and len(splits) > 1)
     ):
         model = build_model(settings)
-        fold = _fit_and_predict(model, images, labels, groups, vectors, gram, train, test)
+        fold = fit_and_predict(model, images, labels, groups, train, test, vectors, gram)
         fold_proba, fold_pred, fit_s, predict_s = fold
         fit_seconds.append(fit_s)
         predict_seconds.append(predict_s)

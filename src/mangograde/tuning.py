@@ -16,11 +16,11 @@ import numpy as np
 from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
-from .models.classical import pixel_features
+from .models.classical import features_of, pixel_features
 from .models.svm import GramPCA, fit_svc
 from .progress import track
 from .report.figures import search_heatmap, sweep_plot, tsne_plot
-from .training import build_model, fold_extras, load_for, splits_for
+from .training import build_model, fit_and_predict, fold_extras, load_for, splits_for
 
 SWEEPABLE = (
     "n_estimators",
@@ -76,7 +76,7 @@ def svm_search(
         raise SettingsError("`mangograde search` tunes the SVM (--model svm); use `sweep`.")
     grid = _grid(settings)
     kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
-    vectors = pixel_features(settings["features"]).fit(loaded.arrays[:1]).transform(loaded.arrays)
+    vectors = features_of(pixel_features(settings["features"]), loaded.arrays)
     splits = splits_for(settings, kept)
     labels = kept.labels
     combos = list(itertools.product(grid["n_components"], grid["C"], grid["gamma"]))
@@ -159,8 +159,8 @@ def forest_sweep(
         accuracies, oobs = [], []
         for train, test in splits:
             model = build_model(trial)
-            model.fit(images[train], labels[train], None if groups is None else groups[train])
-            accuracies.append(float(np.mean(model.predict(images[test]) == labels[test])))
+            _, predicted, _, _ = fit_and_predict(model, images, labels, groups, train, test)
+            accuracies.append(float(np.mean(predicted == labels[test])))
             oobs.append(fold_extras(model))
         rows.append(
             {
@@ -196,7 +196,7 @@ def tsne_map(
     kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
     if len(kept) < 5:
         raise SettingsError(f"t-SNE needs at least 5 photos; {dataset.root} has {len(kept)}.")
-    vectors = pixel_features(settings["features"]).fit(loaded.arrays[:1]).transform(loaded.arrays)
+    vectors = features_of(pixel_features(settings["features"]), loaded.arrays)
     if pca_components:
         vectors = GramPCA(min(pca_components, len(kept) - 1)).fit_transform(vectors)
     tsne = TSNE(

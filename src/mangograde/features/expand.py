@@ -29,6 +29,14 @@ EXPANSIONS: dict[str, list[Op]] = {
 }
 
 
+def _ops_for(shape: tuple[int, ...], mode: str) -> list[Op]:
+    """The operations of ``mode`` for photos of ``shape`` (height, width, ...)."""
+    ops = expansion_ops(mode)
+    if len(ops) > 2 and shape[0] != shape[1]:
+        raise SettingsError(f"Rotating needs square photos; these are {shape[0]} x {shape[1]}.")
+    return ops
+
+
 def expansion_ops(mode: str) -> list[Op]:
     """The copies a mode makes: x1 none, x2 horizontal flip, x4 rotations, x8 both."""
     if mode not in EXPANSIONS:
@@ -45,11 +53,7 @@ def expand_images(images: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray
     applied to every photo, so ``source = tile(arange(n), n_ops)``.
     """
     images = check_images(images)
-    ops = expansion_ops(mode)
-    if len(ops) > 2 and images.shape[1] != images.shape[2]:
-        raise SettingsError(
-            f"Rotating needs square photos; these are {images.shape[1]} x {images.shape[2]}."
-        )
+    ops = _ops_for(images.shape[1:], mode)
     expanded = np.concatenate([op(images) for op in ops])
     return expanded, np.tile(np.arange(len(images)), len(ops))
 
@@ -66,12 +70,8 @@ def expand_features(
     (51,200 x 49,152 float32, 10 GB) needs about one copy of that matrix, not two.
     """
     images = check_images(images)
-    ops = expansion_ops(mode)
+    ops = _ops_for(images.shape[1:], mode)
     n = len(images)
-    if len(ops) > 2 and images.shape[1] != images.shape[2]:
-        raise SettingsError(
-            f"Rotating needs square photos; these are {images.shape[1]} x {images.shape[2]}."
-        )
     first = transform(ops[0](images[:chunk]))
     out = np.empty((n * len(ops), first.shape[1]), dtype=first.dtype)
     for k, op in enumerate(ops):
@@ -88,8 +88,6 @@ def pixel_permutations(shape: tuple[int, int, int], mode: str) -> np.ndarray:
     Copy ``k`` of a photo's vector ``v`` is ``v[perms[k]]``: what a model that accepts
     permutations (the forest) needs instead of the expanded photos themselves.
     """
-    ops = expansion_ops(mode)
-    if len(ops) > 2 and shape[0] != shape[1]:
-        raise SettingsError(f"Rotating needs square photos; these are {shape[0]} x {shape[1]}.")
+    ops = _ops_for(shape, mode)
     index = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(1, *shape)
     return np.stack([op(index).reshape(-1) for op in ops])

@@ -18,8 +18,8 @@ from .forest import GroupForestClassifier
 from .svm import PCASVC, GramPCA
 
 
-def _accepts_groups(estimator: BaseEstimator) -> bool:
-    return "groups" in inspect.signature(estimator.fit).parameters
+def _fit_takes(estimator: BaseEstimator, name: str) -> bool:
+    return name in inspect.signature(estimator.fit).parameters
 
 
 class PhotoClassifier(ClassifierMixin, BaseEstimator):
@@ -78,9 +78,9 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
             extra["feature_permutations"] = pixel_permutations(shape, self.expand)
         else:
             vectors, source = expand_features(images, self.expand, self.features_.transform)
-        if gram is not None and "gram" in inspect.signature(self.classifier_.fit).parameters:
+        if gram is not None and _fit_takes(self.classifier_, "gram"):
             extra["gram"] = gram
-        if _accepts_groups(self.classifier_):
+        if _fit_takes(self.classifier_, "groups"):
             owners = np.asarray(groups) if groups is not None else np.arange(len(images))
             extra["groups"] = owners[source]
         self.classifier_.fit(vectors, y[source], **extra)
@@ -88,7 +88,7 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _permutes_pixels(self) -> bool:
-        accepts = "feature_permutations" in inspect.signature(self.classifier_.fit).parameters
+        accepts = _fit_takes(self.classifier_, "feature_permutations")
         return self.expand != "none" and accepts and isinstance(self.features_, PixelVectors)
 
     def feature_vectors(self, X: np.ndarray) -> np.ndarray | None:
@@ -96,8 +96,7 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
         expands its training photos (features must then be computed per copy)."""
         if self.expand != "none":
             return None
-        features = clone(self.features if self.features is not None else PixelVectors())
-        return features.fit(X[:1]).transform(check_images(X, "photos"))
+        return features_of(self.features if self.features is not None else PixelVectors(), X)
 
     def transform_photos(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
@@ -162,6 +161,12 @@ class ReducedForest(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.forest_.predict(self._reduce(X))
+
+
+def features_of(features: TransformerMixin, photos: np.ndarray) -> np.ndarray:
+    """Every photo's features (the transformers here learn nothing from the photos)."""
+    photos = check_images(photos, "photos")
+    return clone(features).fit(photos[:1]).transform(photos)
 
 
 def pixel_features(settings: dict[str, Any], dtype: str = "float32") -> TransformerMixin:
