@@ -73,3 +73,10 @@ class ResizeCenterCrop:
 
 
 Geometry = Resize | ResizeCenterCrop
+
+
+def resize_for(size: int) -> int:
+    """The CNN's decode size for input ``size``: the study resizes to 256 and crops 224."""
+    if size < 1:
+        raise SettingsError(f"The CNN input size must be at least 1 pixel, got {size}.")
+    return round(size * 256 / 224)
