@@ -25,6 +25,8 @@ ALLOWED = frozenset(
         "mangograde.models.forest.GroupForestClassifier",
         "mangograde.models.svm.GramPCA",
         "mangograde.models.svm.PCASVC",
+        "mangograde.models.cnn_estimator.CNNClassifier",
+        "mangograde.models.blend.FoldEnsemble",
         "mangograde.features.pixels.PixelVectors",
         "mangograde.features.polar.PolarWarp",
         "mangograde.features.colour.ColourTexture",

@@ -1,0 +1,99 @@
+"""Blending: k models trained on k different fruit-grouped train/validation splits.
+
+The study trained 5 CNNs on different splits and took a uniform vote (+0.4% on test).
+``FoldEnsemble`` does that for any estimator; ``voting="mean"`` averages probabilities.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ..data.splits import kfold
+from ..errors import SettingsError
+
+VOTINGS = ("vote", "mean")
+
+
+class FoldEnsemble(ClassifierMixin, BaseEstimator):
+    """Train ``n_models`` clones of ``estimator``, model i without fold i of the photos.
+
+    Fold i is model i's validation set (``eval_set``, when its ``fit`` takes one).
+    Folds keep fruits (``groups``) whole. A ``checkpoint_dir`` parameter of the
+    estimator gets one ``member-i`` folder per model.
+
+    Parameters
+    ----------
+    estimator : classifier with ``predict_proba``
+    n_models : int
+        At least 2.
+    voting : {"vote", "mean"}
+        ``vote``: each model votes for its grade; ``predict_proba`` is the share of votes
+        and ties go to the grade with the higher mean probability. ``mean``: averaged
+        probabilities.
+    seed : int
+        Seed of the folds.
+    """
+
+    def __init__(
+        self, estimator: Any, n_models: int = 5, voting: str = "vote", seed: int = 0
+    ) -> None:
+        self.estimator = estimator
+        self.n_models = n_models
+        self.voting = voting
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> FoldEnsemble:
+        if self.voting not in VOTINGS:
+            raise SettingsError(f"Unknown voting {self.voting!r}. Valid: {', '.join(VOTINGS)}.")
+        if self.n_models < 2:
+            raise SettingsError(f"Blending needs at least 2 models, got {self.n_models}.")
+        y = np.asarray(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        splits = kfold(codes, self.n_models, groups, self.seed)
+        takes = inspect.signature(self.estimator.fit).parameters
+        base_dir = self.estimator.get_params().get("checkpoint_dir")
+        self.estimators_ = []
+        for number, (train, val) in enumerate(splits):
+            member = clone(self.estimator)
+            if base_dir is not None:
+                member.set_params(checkpoint_dir=Path(base_dir) / f"member-{number}")
+            kwargs: dict[str, Any] = {}
+            if "groups" in takes and groups is not None:
+                kwargs["groups"] = np.asarray(groups)[train]
+            if "eval_set" in takes:
+                kwargs["eval_set"] = (X[val], y[val])
+            self.estimators_.append(member.fit(X[train], y[train], **kwargs))
+        return self
+
+    def member_probabilities(self, X: np.ndarray) -> np.ndarray:
+        """``(n_models, n_photos, n_grades)``, each model's columns in ``classes_`` order."""
+        check_is_fitted(self, "estimators_")
+        stacked = []
+        for member in self.estimators_:
+            proba = np.zeros((len(X), len(self.classes_)))
+            columns = np.searchsorted(self.classes_, member.classes_)
+            proba[:, columns] = member.predict_proba(X)
+            stacked.append(proba)
+        return np.stack(stacked)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        members = self.member_probabilities(X)
+        if self.voting == "mean":
+            return members.mean(axis=0)
+        votes = np.eye(len(self.classes_))[members.argmax(axis=2)]  # (models, photos, grades)
+        return votes.mean(axis=0)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        members = self.member_probabilities(X)
+        mean = members.mean(axis=0)
+        if self.voting == "mean":
+            return self.classes_[mean.argmax(axis=1)]
+        shares = np.eye(len(self.classes_))[members.argmax(axis=2)].mean(axis=0)
+        # Mean probabilities only break ties between equal vote shares (all < 1 apart).
+        return self.classes_[(shares * len(self.estimators_) + mean / 2).argmax(axis=1)]

@@ -1,0 +1,544 @@
+"""``CNNClassifier``: train a CNN on uint8 photos as a scikit-learn estimator.
+
+The loop is the torchvision reference's, as flat stages: ``_train_one_epoch``,
+``_evaluate``, then a checkpoint. Each epoch's checkpoint holds the weights, the
+optimiser and every random state, so a killed run resumed from it ends with the same
+weights as a run never stopped (same seed, same device and threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..data.splits import holdout
+from ..errors import SettingsError
+from ..features.pixels import check_images
+from ..progress import Bar
+from ..transforms import BatchAugment, eval_batch, resize_batch, train_transforms
+from .cnn import build_network
+
+CHECKPOINT = "checkpoint.pt"
+CHANNELS_LAST = torch.channels_last  # about 25% faster convolutions on a CPU
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+AUGMENTS = ("batch", "per-photo", "none")
+# Settings that do not change what is learned; a resumed run may differ in these.
+_RUNTIME = ("device", "threads", "checkpoint_dir", "resume", "progress")
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise SettingsError(f"Unknown device {device!r}: use auto, cpu, cuda or mps.") from None
+
+
+def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in network.state_dict().items()}
+
+
+@torch.no_grad()
+def _average_into(average: torch.nn.Module, network: torch.nn.Module, decay: float) -> None:
+    """One step of the weights' moving average; BatchNorm's running statistics too."""
+    for mine, theirs in zip(
+        average.state_dict().values(), network.state_dict().values(), strict=True
+    ):
+        if mine.is_floating_point():
+            mine.mul_(decay).add_(theirs, alpha=1 - decay)
+        else:
+            mine.copy_(theirs)
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """Grade ``(n, H, W, 3)`` uint8 photos with a CNN trained from scratch.
+
+    Photos are resized once to ``size * 256 / 224`` and centre-cropped to ``size``
+    (the study's 256 -> 224). Training augments them with the study's flips, rotation,
+    perspective and colour jitter.
+
+    Parameters
+    ----------
+    architecture : str
+        A registered network (``study-cnn``, ``fast-cnn``).
+    size : int
+        Input size in pixels, a multiple of 32.
+    order, activation, pooling, dropout, dense_layers, width, stem_stride
+        Architecture options (each network takes those it knows; ``stem_stride`` 2 makes
+        the study's first convolution stride 2, a quarter of its multiply-adds).
+    optimizer : {"sgd", "adam", "adamw"}
+        SGD uses ``momentum``; all use ``weight_decay``.
+    lr : float
+        Peak learning rate.
+    schedule : {"cosine", "step", "constant"}
+        Cosine decay per step after ``warmup_epochs`` of linear warm-up, or x
+        ``step_gamma`` every ``step_size`` epochs.
+    epochs, batch_size, label_smoothing
+    augment : {"batch", "per-photo", "none"}
+        ``batch``: the study's augmentation drawn per photo, applied to the whole batch
+        in one resampling; ``per-photo``: the same with torchvision v2, photo by photo.
+    ema : float
+        0, or the decay of an exponential moving average of the weights, updated every
+        step; the average is what is evaluated and kept (e.g. 0.98).
+    tta : bool
+        Predict with the mean of the photo and its three flips.
+    validation_fraction : float
+        Share of the fruits (``groups``) held out of training for early stopping and
+        keeping the best epoch; 0 uses ``eval_set`` if given.
+    patience : int
+        Stop after this many epochs without a better validation loss (0: never).
+    device : str
+        ``auto`` (cuda, then mps, then cpu), or a torch device.
+    threads : int or None
+        CPU threads for torch (None: torch's default).
+    seed : int
+    checkpoint_dir : path or None
+        Write ``checkpoint.pt`` there after every epoch.
+    resume : bool
+        Continue from ``checkpoint_dir``'s checkpoint when there is one.
+    progress : bool or None
+        Progress bar with loss and speed (None: on a terminal only).
+    """
+
+    def __init__(
+        self,
+        architecture: str = "study-cnn",
+        size: int = 128,
+        order: str = "act-bn",
+        activation: str = "prelu",
+        pooling: str = "max",
+        dropout: float = 0.5,
+        dense_layers: int = 3,
+        width: int = 32,
+        stem_stride: int = 1,
+        optimizer: str = "sgd",
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        schedule: str = "cosine",
+        warmup_epochs: int = 0,
+        step_size: int = 10,
+        step_gamma: float = 0.1,
+        epochs: int = 30,
+        batch_size: int = 32,
+        label_smoothing: float = 0.0,
+        augment: str = "batch",
+        ema: float = 0.0,
+        tta: bool = False,
+        validation_fraction: float = 0.0,
+        patience: int = 0,
+        device: str = "auto",
+        threads: int | None = None,
+        seed: int = 0,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool | None = False,
+    ) -> None:
+        self.architecture = architecture
+        self.size = size
+        self.order = order
+        self.activation = activation
+        self.pooling = pooling
+        self.dropout = dropout
+        self.dense_layers = dense_layers
+        self.width = width
+        self.stem_stride = stem_stride
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.warmup_epochs = warmup_epochs
+        self.step_size = step_size
+        self.step_gamma = step_gamma
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.label_smoothing = label_smoothing
+        self.augment = augment
+        self.ema = ema
+        self.tta = tta
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.device = device
+        self.threads = threads
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.progress = progress
+
+    # -- building -----------------------------------------------------------------
+
+    def _network(self, n_classes: int) -> torch.nn.Module:
+        options = {
+            k: getattr(self, k)
+            for k in (
+                "order",
+                "activation",
+                "pooling",
+                "dropout",
+                "dense_layers",
+                "width",
+                "stem_stride",
+            )
+        }
+        return build_network(self.architecture, n_classes, self.size, **options)
+
+    def _check_settings(self) -> None:
+        for name, value, valid in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("schedule", self.schedule, SCHEDULES),
+            ("augment", self.augment, AUGMENTS),
+        ):
+            if value not in valid:
+                raise SettingsError(f"Unknown {name} {value!r}. Valid: {', '.join(valid)}.")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise SettingsError(
+                f"epochs must be at least 1 and batch_size at least 2 (BatchNorm needs two "
+                f"photos), got epochs={self.epochs}, batch_size={self.batch_size}."
+            )
+        if self.resume and self.checkpoint_dir is None:
+            raise SettingsError("resume needs a checkpoint_dir to resume from.")
+
+    def _make_optimizer(self, network: torch.nn.Module) -> torch.optim.Optimizer:
+        params = network.parameters()
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def _lr_at(self, epoch: float) -> float:
+        """Learning rate at a fractional epoch."""
+        if self.schedule == "step":
+            return self.lr * self.step_gamma ** int(epoch // max(1, self.step_size))
+        if epoch < self.warmup_epochs:
+            return self.lr * (epoch + 1e-3) / self.warmup_epochs
+        if self.schedule == "constant":
+            return self.lr
+        span = max(1e-9, self.epochs - self.warmup_epochs)
+        return float(0.5 * self.lr * (1 + np.cos(np.pi * (epoch - self.warmup_epochs) / span)))
+
+    def _training_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.get_params().items() if k not in _RUNTIME}
+
+    # -- fitting ------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray | None = None,
+        eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> CNNClassifier:
+        """Train on photos ``X`` with grades ``y``.
+
+        ``groups`` (fruit ids) keep a fruit's photos on one side of the validation
+        split. ``eval_set`` = (photos, grades) is scored after every epoch (the curves);
+        it is also the validation set when ``validation_fraction`` is 0.
+        """
+        self._check_settings()
+        X = check_images(X)
+        self.classes_, y_codes = np.unique(np.asarray(y), return_inverse=True)
+        if len(self.classes_) < 2:
+            raise SettingsError("Training needs photos of at least two grades.")
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        device = pick_device(self.device)
+        train_idx, val_idx = np.arange(len(X)), np.array([], dtype=np.int64)
+        if self.validation_fraction:
+            train_idx, val_idx = holdout(y_codes, self.validation_fraction, groups, self.seed)
+        photos = resize_batch(torch.from_numpy(X).permute(0, 3, 1, 2), self.size).contiguous()
+        labels = torch.from_numpy(y_codes.astype(np.int64))
+        validation = None
+        if len(val_idx):
+            validation = (photos[val_idx], labels[val_idx])
+        elif eval_set is not None:
+            validation = self._encode_eval(eval_set)
+
+        if self.patience and validation is None:
+            raise SettingsError(
+                "patience (early stopping) needs validation photos: set validation_fraction "
+                "or pass eval_set."
+            )
+        torch.manual_seed(self.seed)  # initial weights and dropout
+        network = self._network(len(self.classes_)).to(device, memory_format=CHANNELS_LAST)
+        # The network that is evaluated and kept: the moving average, or the network.
+        kept = copy.deepcopy(network) if self.ema else network
+        optimizer = self._make_optimizer(network)
+        generator = torch.Generator().manual_seed(self.seed)  # shuffling and augmentation
+        run = {"epoch": 0, "history": [], "best": None, "best_loss": float("inf"), "stale": 0}
+        path = Path(self.checkpoint_dir) / CHECKPOINT if self.checkpoint_dir else None
+        if self.resume and path is not None and path.is_file():
+            run = self._restore(path, network, kept, optimizer, generator, len(X))
+
+        steps = len(train_idx) // self.batch_size + (len(train_idx) % self.batch_size > 1)
+        total = steps * (self.epochs - run["epoch"])
+        with Bar(total, "Training CNN", self.progress) as bar:
+            for epoch in range(run["epoch"], self.epochs):
+                if run["stale"] >= self.patience > 0:
+                    break
+                record = self._train_one_epoch(
+                    (network, kept),
+                    optimizer,
+                    generator,
+                    photos[train_idx],
+                    labels[train_idx],
+                    epoch,
+                    bar,
+                )
+                if validation is not None:
+                    loss, acc = self._evaluate(kept, *validation, device)
+                    record.update(val_loss=loss, val_acc=acc)
+                    if loss < run["best_loss"]:
+                        run["best_loss"], run["stale"] = loss, 0
+                        if self.validation_fraction:  # the epoch to keep
+                            run["best"] = _copy_state(kept)
+                    else:
+                        run["stale"] += 1
+                run["history"].append(record)
+                run["epoch"] = epoch + 1
+                if path is not None:
+                    self._checkpoint(path, (network, kept), optimizer, generator, run, len(X))
+        if self.validation_fraction and run["best"] is not None:
+            kept.load_state_dict(run["best"])
+        self.module_ = kept.eval()
+        self.history_ = run["history"]
+        self.n_epochs_ = run["epoch"]
+        return self
+
+    def _encode_eval(self, eval_set: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        images, grades = eval_set
+        images = check_images(images)
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        try:
+            codes = [lookup[g] for g in np.asarray(grades).tolist()]
+        except KeyError as exc:
+            raise SettingsError(
+                f"eval_set has grade {exc.args[0]!r}, not seen in training."
+            ) from None
+        photos = resize_batch(torch.from_numpy(images).permute(0, 3, 1, 2), self.size)
+        return photos.contiguous(), torch.tensor(codes, dtype=torch.int64)
+
+    def _train_one_epoch(
+        self,
+        networks: tuple[torch.nn.Module, torch.nn.Module],
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        photos: torch.Tensor,
+        labels: torch.Tensor,
+        epoch: int,
+        bar: Bar,
+    ) -> dict[str, Any]:
+        network, kept = networks
+        device = next(network.parameters()).device
+        network.train()
+        augment = self._augmenter(generator)
+        order = torch.randperm(len(photos), generator=generator)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = [b for b in batches if len(b) > 1]  # BatchNorm cannot train on one photo
+        loss_sum = correct = seen = 0.0
+        data_s = step_s = 0.0
+        for number, batch in enumerate(batches):
+            for group in optimizer.param_groups:
+                group["lr"] = self._lr_at(epoch + number / len(batches))
+            start = time.perf_counter()
+            x = augment(photos[batch]).to(device, memory_format=CHANNELS_LAST)
+            t = labels[batch].to(device)
+            middle = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            logits = network(x)
+            loss = F.cross_entropy(logits, t, label_smoothing=self.label_smoothing)
+            loss.backward()
+            optimizer.step()
+            if kept is not network:
+                _average_into(kept, network, self.ema)
+            loss_sum += loss.item() * len(batch)
+            correct += (logits.argmax(1) == t).sum().item()
+            seen += len(batch)
+            end = time.perf_counter()
+            data_s, step_s = data_s + middle - start, step_s + end - middle
+            bar.advance(
+                1,
+                f"epoch {epoch + 1}/{self.epochs} loss {loss_sum / seen:.3f} "
+                f"{seen / (data_s + step_s):.0f} photos/s",
+            )
+        return {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "data_s": data_s,
+            "step_s": step_s,
+        }
+
+    def _augmenter(self, generator: torch.Generator) -> Any:
+        if self.augment == "batch":
+            return BatchAugment(self.size, generator)
+        if self.augment == "none":
+            return lambda photos: eval_batch(photos, self.size)
+        per_photo = train_transforms(self.size)
+
+        def each(photos: torch.Tensor) -> torch.Tensor:
+            # torchvision draws from the global generator: seed it from ours.
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            return torch.stack([per_photo(p) for p in photos])
+
+        return each
+
+    def _evaluate(
+        self, network: torch.nn.Module, photos: torch.Tensor, labels: torch.Tensor, device: Any
+    ) -> tuple[float, float]:
+        logits = self._logits(network, photos, device)
+        loss = F.cross_entropy(logits, labels).item()
+        return loss, (logits.argmax(1) == labels).float().mean().item()
+
+    def _logits(self, network: torch.nn.Module, photos: torch.Tensor, device: Any) -> torch.Tensor:
+        """Log-probabilities (of the mean over the flips, with ``tta``)."""
+        network.eval()
+        out = []
+        views = ((), (3,), (2,), (2, 3)) if self.tta else ((),)
+        with torch.inference_mode():
+            for i in range(0, len(photos), 64):
+                x = eval_batch(photos[i : i + 64], self.size)
+                x = x.to(device, memory_format=CHANNELS_LAST)
+                proba = sum(torch.softmax(network(x.flip(v) if v else x), 1) for v in views)
+                out.append(torch.log(proba / len(views)).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.classes_))
+
+    # -- checkpoints --------------------------------------------------------------
+
+    def _checkpoint(
+        self,
+        path: Path,
+        networks: tuple[torch.nn.Module, torch.nn.Module],
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        run: dict[str, Any],
+        n_photos: int,
+    ) -> None:
+        payload = {
+            "format": "mangograde-checkpoint",
+            "params": json.dumps(self._training_params(), sort_keys=True, default=str),
+            "classes": json.dumps(self.classes_.tolist()),
+            "n_photos": n_photos,
+            "epoch": run["epoch"],
+            "history": json.dumps(run["history"]),
+            "best_loss": run["best_loss"],
+            "stale": run["stale"],
+            "best": run["best"],
+            "network": networks[0].state_dict(),
+            "average": networks[1].state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "generator": generator.get_state(),
+        }
+        _write_atomic(path, payload)
+
+    def _restore(
+        self,
+        path: Path,
+        network: torch.nn.Module,
+        kept: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        n_photos: int,
+    ) -> dict[str, Any]:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise SettingsError(
+                f"Cannot resume from {path}: {exc}. Delete it to start this model again."
+            ) from None
+        if not isinstance(saved, dict) or saved.get("format") != "mangograde-checkpoint":
+            raise SettingsError(f"{path} is not a mangograde checkpoint.")
+        before = json.loads(saved["params"])
+        now = json.loads(json.dumps(self._training_params(), sort_keys=True, default=str))
+        changed = [
+            f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in now if before.get(k) != now[k]
+        ]
+        if json.loads(saved["classes"]) != self.classes_.tolist() or saved["n_photos"] != n_photos:
+            changed.append("the photos or grades differ")
+        if changed:
+            raise SettingsError(
+                f"Cannot resume from {path}: it was written with other settings "
+                f"({'; '.join(changed)}). Resume with the same settings, or train into a new "
+                "--out."
+            )
+        network.load_state_dict(saved["network"])
+        kept.load_state_dict(saved["average"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        generator.set_state(saved["generator"])
+        return {
+            "epoch": saved["epoch"],
+            "history": json.loads(saved["history"]),
+            "best": saved["best"],
+            "best_loss": saved["best_loss"],
+            "stale": saved["stale"],
+        }
+
+    # -- predicting ---------------------------------------------------------------
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "module_")
+        X = check_images(X)
+        device = next(self.module_.parameters()).device
+        photos = resize_batch(torch.from_numpy(X).permute(0, 3, 1, 2), self.size)
+        return torch.softmax(self._logits(self.module_, photos, device), 1).numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # -- bundles: weights as plain arrays, the network rebuilt from the parameters ----
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if state.get("checkpoint_dir") is not None:
+            state["checkpoint_dir"] = str(state["checkpoint_dir"])
+        module = state.pop("module_", None)
+        if module is not None:
+            state["weights_"] = {
+                k: v.detach().cpu().numpy() for k, v in module.state_dict().items()
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        weights = state.pop("weights_", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            network = self._network(len(self.classes_)).to(memory_format=CHANNELS_LAST)
+            network.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+            self.module_ = network.eval()
