@@ -1,4 +1,4 @@
-"""Commands that train and tune models: train, presets, search, sweep, tsne."""
+"""Commands that train and tune models: train, presets, search, sweep, tsne, ablate."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ app.add_typer(presets_app, name="presets")
 
 DataArg = Annotated[Path, typer.Argument(help="Folder of photos, or of grade folders.")]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="svm | rf | colour (default: the preset's model).")
+    str | None,
+    typer.Option("--model", help="svm | rf | colour | cnn (default: the preset's model)."),
 ]
 PresetOpt = Annotated[
     str | None,
@@ -62,8 +63,11 @@ def resolve_settings(
     cv: int | None = None,
     val_fraction: float | None = None,
     seed: int | None = None,
+    folds: int | None = None,
 ) -> dict[str, Any]:
     flags: dict[str, Any] = {}
+    if folds is not None:
+        flags["blend"] = {"folds": folds}
     if cv is not None and val_fraction is not None:
         raise typer.BadParameter("Give --cv or --val-fraction, not both.")
     if cv is not None:
@@ -114,16 +118,33 @@ def train_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the run already in --out.")
     ] = False,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            help="CNN blending: train K models on K fruit-grouped train/validation splits "
+            "and vote (--set blend.voting=mean averages probabilities).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue a killed CNN run in --out from its checkpoints."),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model with group-aware folds and write a run folder.
 
     RUN/ gets config.yaml, model/ (one bundle per fold), predictions.csv, metrics.json,
-    timing.json and, when photos were skipped, skipped.csv.
+    timing.json and, when photos were skipped, skipped.csv. A CNN run adds history.csv
+    and curves.png (loss and accuracy per epoch), and checkpoints/ while it trains.
     """
     from .training import train_run
 
-    settings = resolve_settings(model, preset, config_file, assignments, cv, val_fraction, seed)
+    if resume and overwrite:
+        raise typer.BadParameter("Give --resume or --overwrite, not both.")
+    settings = resolve_settings(
+        model, preset, config_file, assignments, cv, val_fraction, seed, folds
+    )
     dataset, record = open_dataset(data, labels, groups, grades)
     result = train_run(
         settings,
@@ -134,6 +155,7 @@ def train_command(
         overwrite,
         _progress(quiet),
         record,
+        resume,
     )
     m, t = result.metrics, result.timing
     folds = ", ".join(f"{a:.3f}" for a in m["accuracy_folds"])
@@ -151,6 +173,11 @@ def train_command(
         f"Time: decode {t['decode_s']:.1f} s, fit {t['fit_s']:.1f} s, predict "
         f"{t['predict_per_photo_ms']:.2f} ms per photo"
     )
+    if "data_share" in t:
+        out.print(
+            f"CNN: {m['epochs_run']} epochs; augmentation and batches took "
+            f"{t['data_share']:.0%} of training. Curves in curves.png"
+        )
     if m["n_skipped"]:
         out.print(f"[yellow]Skipped {m['n_skipped']} unreadable photos[/] (listed in skipped.csv)")
     out.print(f"Run written to {escape(str(result.out))}")
@@ -305,3 +332,56 @@ def tsne_command(
         _progress(quiet),
     )
     out.print(f"t-SNE map written to {escape(str(path))} (coordinates in .csv beside it)")
+
+
+@app.command("ablate")
+@user_errors
+def ablate_command(
+    data: DataArg,
+    out_dir: OutDirOpt,
+    vary: Annotated[
+        list[str],
+        typer.Option(
+            "--vary",
+            help="key=value1,value2: train the recipe once per value (repeatable; one factor "
+            "at a time). A value may bring settings: optimizer=sgd,adam+lr=0.001.",
+        ),
+    ],
+    model: ModelOpt = None,
+    preset: PresetOpt = None,
+    labels: LabelsOpt = None,
+    groups: GroupsOpt = None,
+    grades: GradesOpt = None,
+    cv: CvOpt = None,
+    val_fraction: ValOpt = None,
+    seed: SeedOpt = None,
+    config_file: ConfigOpt = None,
+    assignments: SetOpt = None,
+    skip_bad: SkipBadOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare variants of a recipe on one split (the study's ablations).
+
+    E.g. --model cnn --vary order=act-bn,bn-act --vary activation=relu,leaky_relu,prelu
+    --vary pooling=max,conv --vary dropout=0.3,0.5 --vary optimizer=sgd,adam+lr=0.001.
+    The split is --val-fraction's hold-out, or fold 0 of --cv. Writes ablation.csv,
+    ablation.md, history.csv and curves.png.
+    """
+    from .ablation import ablate, parse_vary
+
+    def resolve(extra: list[str]) -> dict[str, Any]:
+        return resolve_settings(
+            model, preset, config_file, [*(assignments or []), *extra], cv, val_fraction, seed
+        )
+
+    factors = parse_vary(vary)
+    dataset, _ = open_dataset(data, labels, groups, grades)
+    rows = ablate(
+        resolve, factors, dataset, out_dir, ImageCache(cache_dir), skip_bad, _progress(quiet)
+    )
+    table = Table("factor", "value", "accuracy", "fit (s)", title="Ablation (one split)")
+    for r in rows:
+        table.add_row(r["factor"], r["value"], f"{r['accuracy']:.3f}", f"{r['fit_s']:.1f}")
+    out.print(table)
+    out.print(f"Table (ablation.csv, ablation.md) and curves in {escape(str(out_dir))}")

@@ -55,6 +55,41 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "features": {**_PIXELS, "kind": "colour-texture"},
         "params": {"C": 0.1, "n_estimators": 500, "n_jobs": -1},
     },
+    "cnn": {
+        "split": _SPLIT,
+        # size: the CNN's input; photos are decoded at size * 256 / 224, then cropped.
+        "features": {"size": 128},
+        "params": {
+            "architecture": "study-cnn",
+            "order": "act-bn",
+            "activation": "prelu",
+            "pooling": "max",
+            "dropout": 0.5,
+            "dense_layers": 3,
+            "width": 32,
+            "stem_stride": 1,
+            "optimizer": "sgd",
+            "lr": 0.01,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "schedule": "cosine",
+            "warmup_epochs": 0,
+            "step_size": 10,
+            "step_gamma": 0.1,
+            "epochs": 30,
+            "batch_size": 32,
+            "label_smoothing": 0.0,
+            "augment": "batch",
+            "ema": 0.0,
+            "tta": False,
+            "validation_fraction": 0.0,
+            "patience": 0,
+            "device": "auto",
+            "threads": None,
+        },
+        # folds > 1: that many models on different fruit-grouped splits, then voting.
+        "blend": {"folds": 1, "voting": "vote"},
+    },
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -94,9 +129,38 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logistic regression (C = 0.1) and a 500-tree forest.",
         "features": {"kind": "colour-texture", "size": 256},
     },
+    "cnn-study": {
+        "model": "cnn",
+        "description": "The study's CNN: 224 px (resize 256, centre crop), 10 conv layers in 5 "
+        "blocks (PReLU then BatchNorm, max-pooling), dense 512-256-64 with dropout 0.5, SGD "
+        "(lr 0.01, momentum 0.9, weight decay 5e-4, cosine), 30 epochs of batches of 32, the "
+        "study's flips, rotation, perspective and colour jitter. Slow on a CPU: use a GPU.",
+        "features": {"size": 224},
+        "params": {"architecture": "study-cnn"},
+    },
+    "cnn-fast": {
+        "model": "cnn",
+        "description": "Built for CPUs: fast-cnn (stride-4 stem, residual blocks 32-256, average "
+        "+ max pooling; 1/15 of study-cnn's multiply-adds) at 128 px, SGD with warm-up and "
+        "cosine decay, label smoothing 0.1, 30 epochs, the study's augmentation.",
+        "features": {"size": 128},
+        "params": {
+            "architecture": "fast-cnn",
+            "activation": "relu",
+            "dropout": 0.2,
+            "lr": 0.01,
+            "warmup_epochs": 1,
+            "label_smoothing": 0.1,
+        },
+    },
 }
 
-DEFAULT_PRESET = {"svm": "svm-study", "rf": "rf-study", "colour": "colour-texture"}
+DEFAULT_PRESET = {
+    "svm": "svm-study",
+    "rf": "rf-study",
+    "colour": "colour-texture",
+    "cnn": "cnn-fast",
+}
 
 
 def preset_names() -> list[str]:

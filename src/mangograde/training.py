@@ -8,6 +8,7 @@ A run folder holds ``config.yaml`` (the resolved settings), ``model/`` (one bund
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import shutil
 import time
@@ -18,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, training_cnn
 from .config import dump
 from .data import Dataset
 from .data.splits import holdout, kfold
 from .errors import DatasetError, SettingsError
 from .images import ImageCache, Resize, load_dataset_images
-from .images.geometry import Geometry
+from .images.geometry import Geometry, resize_for
 from .images.loader import LoadedImages
 from .models.bundle import library_versions, save_bundle
 from .progress import track
@@ -38,16 +39,30 @@ def _classical(settings: dict[str, Any]) -> Any:
     return build_photo_classifier(settings)
 
 
+def _cnn(settings: dict[str, Any]) -> Any:
+    from .models.blend import FoldEnsemble
+    from .models.cnn_estimator import CNNClassifier
+
+    params = {**settings["params"], "size": settings["features"]["size"]}
+    network = CNNClassifier(**params, seed=settings["seed"])
+    blend = settings["blend"]
+    if blend["folds"] > 1:
+        return FoldEnsemble(network, blend["folds"], blend["voting"], settings["seed"])
+    return network
+
+
 # model name -> builds an unfitted estimator from settings
 MODEL_FACTORIES: dict[str, ModelFactory] = {
     "svm": _classical,
     "rf": _classical,
     "colour": _classical,
+    "cnn": _cnn,
 }
 
 
 def geometry_for(settings: dict[str, Any]) -> Geometry:
-    return Resize(settings["features"]["size"])
+    size = settings["features"]["size"]
+    return Resize(resize_for(size) if settings["model"] == "cnn" else size)
 
 
 def geometry_record(geometry: Geometry) -> dict[str, Any]:
@@ -125,24 +140,36 @@ def fold_extras(model: Any) -> dict[str, float]:
     return found
 
 
-RUN_FILES = ("config.yaml", "predictions.csv", "metrics.json", "timing.json", "skipped.csv")
+RUN_FILES = (
+    "config.yaml",
+    "predictions.csv",
+    "metrics.json",
+    "timing.json",
+    "skipped.csv",
+    "history.csv",
+    "curves.png",
+)
+RUN_FOLDERS = ("model", "checkpoints")
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
+def prepare_out(out: Path, overwrite: bool, resume: bool = False) -> None:
     """Create the run folder; with ``overwrite``, clear a previous run from it (only a run:
-    a folder without its config.yaml is never emptied)."""
+    a folder without its config.yaml is never emptied). ``resume`` keeps it as it is."""
+    if resume:
+        return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SettingsError(
-                f"{out} already exists and is not empty. Choose another --out, or pass "
-                "--overwrite to replace the run in it."
+                f"{out} already exists and is not empty. Choose another --out, pass "
+                "--overwrite to replace the run in it, or --resume to continue it."
             )
         if not (out / "config.yaml").is_file():
             raise SettingsError(
                 f"{out} is not empty and holds no mangograde run (no config.yaml): refusing "
                 "to overwrite it. Choose another --out."
             )
-        shutil.rmtree(out / "model", ignore_errors=True)
+        for folder in RUN_FOLDERS:
+            shutil.rmtree(out / folder, ignore_errors=True)
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,11 +219,15 @@ def fit_and_predict(
     """Fit one fold and grade its held-out photos: (probabilities, grades, fit s, predict s).
 
     With ``vectors`` (features computed once for every photo) the model gets its fold's
-    rows, and ``gram``'s block when there is one, instead of recomputing them.
+    rows, and ``gram``'s block when there is one, instead of recomputing them. A model
+    whose ``fit`` takes ``eval_set`` (a CNN) scores the held-out photos after every
+    epoch, for its curves only.
     """
     start = time.perf_counter()
     fold_groups = groups[train] if groups is not None else None
-    if vectors is None:
+    if "eval_set" in inspect.signature(model.fit).parameters:
+        model.fit(images[train], labels[train], fold_groups, (images[test], labels[test]))
+    elif vectors is None:
         model.fit(images[train], labels[train], fold_groups)
     else:
         block = None if gram is None else gram[np.ix_(train, train)]
@@ -220,11 +251,23 @@ def train_run(
     overwrite: bool = False,
     progress: bool | None = None,
     data_record: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> RunResult:
-    """Train ``settings`` on ``dataset`` and write the run folder ``out``."""
+    """Train ``settings`` on ``dataset`` and write the run folder ``out``.
+
+    ``resume`` continues a killed CNN run in ``out`` from its last checkpoints.
+    """
     out = Path(out)
+    cnn = settings["model"] == "cnn"
     build_model(settings)  # bad settings fail before any photo is decoded
-    prepare_out(out, overwrite)
+    if cnn:
+        training_cnn.check_settings(settings)
+    if resume:
+        training_cnn.check_resume(out, settings)
+    prepare_out(out, overwrite, resume)
+    resolved = {**settings, "data": data_record or {"root": str(dataset.root)}}
+    resolved["mangograde"] = __version__
+    (out / "config.yaml").write_text(dump(resolved), encoding="utf-8")
     kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
     images, labels = loaded.arrays, kept.labels
     groups = np.asarray(kept.groups) if kept.groups is not None else None
@@ -233,16 +276,22 @@ def train_run(
     proba = np.zeros((len(kept), len(kept.grades)))
     predicted = np.zeros(len(kept), dtype=np.int64)
     accuracies, extras, fit_seconds, predict_seconds = [], [], [], []
+    history: list[dict[str, Any]] = []
     geometry = geometry_for(settings)
     # Features that do not depend on the training photos are computed once, not per fold.
     start = time.perf_counter()
     vectors = getattr(build_model(settings), "feature_vectors", lambda _: None)(images)
     gram = shared_gram(settings, vectors)
     features_seconds = time.perf_counter() - start
+    # A CNN draws its own bar per fold (rich shows one bar at a time).
+    fold_bar = progress is not False and len(splits) > 1 and not cnn
     for number, (train, test) in enumerate(
-        track(splits, len(splits), "Training folds", progress and len(splits) > 1)
+        track(splits, len(splits), "Training folds", progress if fold_bar else False)
     ):
         model = build_model(settings)
+        name = f"fold-{number}" if len(splits) > 1 else ""
+        if cnn:
+            training_cnn.configure(model, out / "checkpoints" / name, resume, progress)
         fold = fit_and_predict(model, images, labels, groups, train, test, vectors, gram)
         fold_proba, fold_pred, fit_s, predict_s = fold
         fit_seconds.append(fit_s)
@@ -250,10 +299,12 @@ def train_run(
         folds[test], proba[test], predicted[test] = number, fold_proba, fold_pred
         accuracies.append(float(np.mean(fold_pred == labels[test])))
         extras.append(fold_extras(model))
-        folder = out / "model" / (f"fold-{number}" if len(splits) > 1 else "")
+        history += training_cnn.histories(model, number)
+        if cnn:
+            training_cnn.configure(model, None, False, False)  # not saved in the bundle
         save_bundle(
             model,
-            folder,
+            out / "model" / name,
             settings,
             kept.grades,
             {"geometry": geometry_record(geometry), "features": settings["features"]},
@@ -287,13 +338,16 @@ def train_run(
         "predict_s": float(np.sum(predict_seconds)),
         "predict_per_photo_ms": per_photo_ms,
     }
-    resolved = {**settings, "data": data_record or {"root": str(dataset.root)}}
-    resolved["mangograde"] = __version__
-    (out / "config.yaml").write_text(dump(resolved), encoding="utf-8")
+    if history:
+        training_cnn.write_history(out, history)
+        timing["data_share"] = training_cnn.data_share(history)
+        metrics["epochs_run"] = max(r["epoch"] for r in history)
     _write_predictions(out / "predictions.csv", kept, folds, proba, predicted)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     timing["versions"] = library_versions()
     (out / "timing.json").write_text(json.dumps(timing, indent=2), encoding="utf-8")
     if loaded.bad:
         _write_skipped(out / "skipped.csv", loaded)
+    # The bundles hold the final weights; checkpoints only serve a run that is killed.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return RunResult(out, metrics, timing)

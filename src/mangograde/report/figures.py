@@ -1,4 +1,4 @@
-"""Plots of search grids, parameter sweeps and t-SNE maps, written as PNG files."""
+"""Plots of search grids, parameter sweeps, t-SNE maps and training curves, as PNG files."""
 
 from __future__ import annotations
 
@@ -107,3 +107,36 @@ def _save(fig: Any, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return path
+
+
+def training_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train (dashed) and validation (solid), one colour per
+    model (fold, or fold and blend member): the study's figures 2-7."""
+    plt = _pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    models = sorted({(r["fold"], r["member"]) for r in rows})
+    colours = plt.get_cmap("tab10")
+    for i, key in enumerate(models):
+        mine = [r for r in rows if (r["fold"], r["member"]) == key]
+        epochs = [r["epoch"] for r in mine]
+        fold, member = key
+        if isinstance(member, str) and member:
+            label = member  # an ablation's variant
+        else:
+            label = f"fold {fold}" + (f" model {member}" if member != "" else "")
+        for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
+            colour = colours(i % 10)
+            ax.plot(epochs, [r[f"train_{metric}"] for r in mine], "--", color=colour, alpha=0.7)
+            val = [r.get(f"val_{metric}") for r in mine]
+            if any(v not in (None, "") for v in val):
+                ax.plot(epochs, val, "-", color=colour, label=label)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss (dashed: train, solid: validation)")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
+    if len(models) <= 10:
+        acc_ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

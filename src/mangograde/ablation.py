@@ -1,0 +1,139 @@
+"""``mangograde ablate``: the study's one-factor comparisons, every variant on one split.
+
+Each ``--vary key=a,b`` trains the base recipe with ``key`` set to each value in turn
+(one factor at a time, the rest as in the base), on the same fruit-grouped split:
+``--val-fraction``'s hold-out, or fold 0 of ``--cv``. A value may carry settings that go
+with it: ``optimizer=sgd,adam+lr=0.001`` trains Adam at its own learning rate.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import training_cnn
+from .data import Dataset
+from .errors import SettingsError
+from .images import ImageCache
+from .training import build_model, fit_and_predict, load_for, splits_for
+
+FIELDS = ("factor", "value", "accuracy", "val_loss", "fit_s", "epochs", "parameters", "mmacs")
+
+
+def parse_vary(texts: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``["order=act-bn,bn-act"]`` -> ``[("order", ["act-bn", "bn-act"])]``."""
+    factors = []
+    for text in texts:
+        key, sep, values = text.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise SettingsError(
+                f"--vary expects key=value1,value2 (e.g. order=act-bn,bn-act), got {text!r}."
+            )
+        factors.append((key.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+    return factors
+
+
+def _variant_assignments(key: str, value: str) -> list[str]:
+    """``lr``, ``"adam+lr=0.001"`` -> ``["lr=adam", "lr=0.001"]``-style assignments."""
+    first, *extra = value.split("+")
+    return [f"{key}={first}", *extra]
+
+
+def _size_of(model: Any) -> tuple[int | None, float | None]:
+    """(parameters, millions of multiply-adds per photo) of a fitted CNN."""
+    network = getattr(model, "module_", None)
+    if network is None:
+        return None, None
+    from .models.cnn import multiply_adds
+
+    parameters = sum(p.numel() for p in network.parameters())
+    return parameters, multiply_adds(network, model.size) / 1e6
+
+
+def ablate(
+    resolve: Callable[[list[str]], dict[str, Any]],
+    factors: list[tuple[str, list[str]]],
+    dataset: Dataset,
+    out: str | Path,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Train every variant and write ablation.csv, ablation.md, history.csv, curves.png.
+
+    ``resolve(assignments)`` gives the settings of the base recipe plus ``assignments``.
+    """
+    if not factors:
+        raise SettingsError("Name at least one --vary key=value1,value2.")
+    base = resolve([])
+    variants = []
+    for key, values in factors:
+        for value in values:
+            settings = resolve(_variant_assignments(key, value))
+            if settings["features"] != base["features"]:
+                raise SettingsError(
+                    f"--vary {key}: ablations keep the photos' size and features fixed; vary "
+                    "model settings (params), or run train twice for another size."
+                )
+            variants.append((key, value, settings))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kept, loaded = load_for(base, dataset, cache, skip_bad, progress)
+    train, test = splits_for(base, kept)[0]
+    images, labels = loaded.arrays, kept.labels
+    groups = np.asarray(kept.groups) if kept.groups is not None else None
+    rows, history = [], []
+    for number, (key, value, settings) in enumerate(variants):
+        model = build_model(settings)
+        if settings["model"] == "cnn":
+            training_cnn.configure(model, None, False, progress)
+        _, predicted, fit_s, _ = fit_and_predict(model, images, labels, groups, train, test)
+        runs = training_cnn.histories(model, number)
+        for r in runs:
+            r["member"] = f"{key}={value}" + (f" #{r['member']}" if r["member"] != "" else "")
+        history += runs
+        parameters, mmacs = _size_of(model)
+        rows.append(
+            {
+                "factor": key,
+                "value": value,
+                "accuracy": float(np.mean(predicted == labels[test])),
+                "val_loss": runs[-1].get("val_loss") if runs else None,
+                "fit_s": fit_s,
+                "epochs": runs[-1]["epoch"] if runs else None,
+                "parameters": parameters,
+                "mmacs": mmacs,
+            }
+        )
+    _write(out, rows)
+    if history:
+        training_cnn.write_history(out, history)
+    return rows
+
+
+def _write(out: Path, rows: list[dict[str, Any]]) -> None:
+    with (out / "ablation.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| factor | value | accuracy | final val loss | fit (s) | epochs | parameters | MMACs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        cells = [
+            r["factor"],
+            r["value"],
+            f"{r['accuracy']:.3f}",
+            "" if r["val_loss"] is None else f"{r['val_loss']:.3f}",
+            f"{r['fit_s']:.1f}",
+            "" if r["epochs"] is None else str(r["epochs"]),
+            "" if r["parameters"] is None else f"{r['parameters']:,}",
+            "" if r["mmacs"] is None else f"{r['mmacs']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
