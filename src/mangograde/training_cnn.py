@@ -22,8 +22,9 @@ HISTORY_FIELDS = (
     "data_s",
     "step_s",
 )
-# Saved in config.yaml but not settings of the model: a resumed run may differ in them.
-_NOT_COMPARED = ("data", "mangograde")
+# A resumed run may differ in these: the version, and where and how fast it runs.
+_NOT_COMPARED = ("mangograde",)
+_RUNTIME = ("device", "threads")
 
 
 def check_settings(settings: dict[str, Any]) -> None:
@@ -38,11 +39,15 @@ def check_settings(settings: dict[str, Any]) -> None:
 
 
 def check_resume(out: Path, settings: dict[str, Any]) -> None:
-    """A run resumes only with the settings it was started with."""
+    """A run resumes only with the settings and data it was started with."""
     path = out / "config.yaml"
     if not path.is_file():
         raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
     before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    settings = yaml.safe_load(yaml.safe_dump(settings))  # a copy, as the file reads it back
+    for record in (before, settings):
+        for key in _RUNTIME:
+            record.get("params", {}).pop(key, None)
     changed = [
         key
         for key in sorted(set(before) | set(settings))
@@ -56,14 +61,14 @@ def check_resume(out: Path, settings: dict[str, Any]) -> None:
 
 
 def configure(model: Any, checkpoints: Path, resume: bool, progress: bool | None) -> None:
-    """Point a CNN, or every CNN of a blend, at its checkpoint folder."""
-    params = model.get_params()
-    for key in params:
-        if key.endswith("checkpoint_dir"):
-            prefix = key[: -len("checkpoint_dir")]
-            model.set_params(
-                **{key: checkpoints, f"{prefix}resume": resume, f"{prefix}progress": progress}
-            )
+    """Point a CNN, or every CNN of a blend (fitted members too), at its checkpoint folder."""
+    for estimator in [model, *getattr(model, "estimators_", [])]:
+        for key in estimator.get_params():
+            if key.endswith("checkpoint_dir"):
+                prefix = key[: -len("checkpoint_dir")]
+                estimator.set_params(
+                    **{key: checkpoints, f"{prefix}resume": resume, f"{prefix}progress": progress}
+                )
 
 
 def histories(model: Any, fold: int) -> list[dict[str, Any]]:

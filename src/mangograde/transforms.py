@@ -101,7 +101,8 @@ class BatchAugment:
 
     Same operations and ranges as :func:`train_transforms` (flips p = 0.5, rotation
     uniform in +-30 degrees, perspective p = 0.5 with distortion 0.5, then brightness,
-    contrast and saturation each by a factor in 0.8-1.2), sampled bilinearly once.
+    contrast and saturation each by a factor in 0.8-1.2), sampled bilinearly once. The
+    colour changes come in that fixed order (torchvision shuffles it per photo).
     """
 
     def __init__(self, size: int, generator: torch.Generator | None = None) -> None:
@@ -154,6 +155,10 @@ class BatchAugment:
         xs, ys = xs.reshape(1, 1, -1).float(), ys.reshape(1, 1, -1).float()
         mapped = m[:, :, 0:1] * xs + m[:, :, 1:2] * ys + m[:, :, 2:3]  # (N, 3, s * s)
         grid = (mapped[:, :2] / mapped[:, 2:]).transpose(1, 2).reshape(n, s, s, 2)
+        # Like torchvision, corners rotated in from outside the crop are black, not margin.
+        offset = round((side - s) / 2.0)
+        low, high = 2 * offset / side - 1, 2 * (offset + s) / side - 1
+        grid[((grid < low) | (grid > high)).any(-1)] = 2.0  # beyond the photo: zeros
         x = F.grid_sample(images.float().div_(255), grid, "bilinear", "zeros", align_corners=False)
         return _normalise(self.jitter(x))
 

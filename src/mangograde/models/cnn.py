@@ -42,6 +42,8 @@ def _act_norm(order: str, act: str, channels: int, norm: type[nn.Module]) -> lis
 
 
 def _check_size(size: int, stride: int) -> None:
+    if stride < 1:
+        raise SettingsError(f"Strides must be at least 1, got a total stride of {stride}.")
     if size < stride or size % stride:
         raise SettingsError(
             f"The input size must be a positive multiple of {stride} for this network, "
@@ -209,7 +211,7 @@ def multiply_adds(network: nn.Module, size: int) -> int:
     was_training = network.training
     network.eval()
     with torch.no_grad():
-        network(torch.zeros(1, 3, size, size))
+        network(torch.zeros(1, 3, size, size, device=next(network.parameters()).device))
     network.train(was_training)
     for hook in hooks:
         hook.remove()

@@ -9,6 +9,7 @@ weights as a run never stopped (same seed, same device and threads).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import tempfile
@@ -66,6 +67,13 @@ def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 def _copy_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in network.state_dict().items()}
+
+
+def _fingerprint(images: np.ndarray, codes: np.ndarray) -> str:
+    """What a checkpoint was trained on: a resumed run must see the same photos and grades."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).data)
+    digest.update(codes.astype(np.int64).tobytes())
+    return digest.hexdigest()
 
 
 @torch.no_grad()
@@ -226,6 +234,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 f"epochs must be at least 1 and batch_size at least 2 (BatchNorm needs two "
                 f"photos), got epochs={self.epochs}, batch_size={self.batch_size}."
             )
+        if not 0.0 <= self.ema < 1.0:
+            raise SettingsError(
+                f"ema must be 0 (off) or a decay below 1 (e.g. 0.98), got {self.ema}."
+            )
         if self.resume and self.checkpoint_dir is None:
             raise SettingsError("resume needs a checkpoint_dir to resume from.")
 
@@ -265,8 +277,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         """Train on photos ``X`` with grades ``y``.
 
         ``groups`` (fruit ids) keep a fruit's photos on one side of the validation
-        split. ``eval_set`` = (photos, grades) is scored after every epoch (the curves);
-        it is also the validation set when ``validation_fraction`` is 0.
+        split. With ``validation_fraction`` 0, ``eval_set`` = (photos, grades) is the
+        validation set: scored after every epoch (the curves) and, only when ``patience``
+        is set, used to stop and keep the best epoch.
         """
         self._check_settings()
         X = check_images(X)
@@ -300,8 +313,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(self.seed)  # shuffling and augmentation
         run = {"epoch": 0, "history": [], "best": None, "best_loss": float("inf"), "stale": 0}
         path = Path(self.checkpoint_dir) / CHECKPOINT if self.checkpoint_dir else None
+        fingerprint = _fingerprint(X, y_codes) if path is not None else ""
         if self.resume and path is not None and path.is_file():
-            run = self._restore(path, network, kept, optimizer, generator, len(X))
+            run = self._restore(path, network, kept, optimizer, generator, fingerprint)
 
         steps = len(train_idx) // self.batch_size + (len(train_idx) % self.batch_size > 1)
         total = steps * (self.epochs - run["epoch"])
@@ -323,15 +337,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                     record.update(val_loss=loss, val_acc=acc)
                     if loss < run["best_loss"]:
                         run["best_loss"], run["stale"] = loss, 0
-                        if self.validation_fraction:  # the epoch to keep
+                        if self.validation_fraction or self.patience:  # the epoch to keep
                             run["best"] = _copy_state(kept)
                     else:
                         run["stale"] += 1
                 run["history"].append(record)
                 run["epoch"] = epoch + 1
                 if path is not None:
-                    self._checkpoint(path, (network, kept), optimizer, generator, run, len(X))
-        if self.validation_fraction and run["best"] is not None:
+                    self._checkpoint(path, (network, kept), optimizer, generator, run, fingerprint)
+        if run["best"] is not None:
             kept.load_state_dict(run["best"])
         self.module_ = kept.eval()
         self.history_ = run["history"]
@@ -383,7 +397,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             loss.backward()
             optimizer.step()
             if kept is not network:
-                _average_into(kept, network, self.ema)
+                step = epoch * len(batches) + number  # a short memory early: tracks sooner
+                _average_into(kept, network, min(self.ema, (1 + step) / (10 + step)))
             loss_sum += loss.item() * len(batch)
             correct += (logits.argmax(1) == t).sum().item()
             seen += len(batch)
@@ -446,13 +461,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
         run: dict[str, Any],
-        n_photos: int,
+        fingerprint: str,
     ) -> None:
         payload = {
             "format": "mangograde-checkpoint",
             "params": json.dumps(self._training_params(), sort_keys=True, default=str),
             "classes": json.dumps(self.classes_.tolist()),
-            "n_photos": n_photos,
+            "data": fingerprint,
             "epoch": run["epoch"],
             "history": json.dumps(run["history"]),
             "best_loss": run["best_loss"],
@@ -464,6 +479,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             "torch_rng": torch.get_rng_state(),
             "generator": generator.get_state(),
         }
+        if torch.cuda.is_available():
+            payload["cuda_rng"] = torch.cuda.get_rng_state_all()
         _write_atomic(path, payload)
 
     def _restore(
@@ -473,7 +490,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         kept: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
-        n_photos: int,
+        fingerprint: str,
     ) -> dict[str, Any]:
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -488,8 +505,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         changed = [
             f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in now if before.get(k) != now[k]
         ]
-        if json.loads(saved["classes"]) != self.classes_.tolist() or saved["n_photos"] != n_photos:
-            changed.append("the photos or grades differ")
+        if json.loads(saved["classes"]) != self.classes_.tolist() or saved["data"] != fingerprint:
+            changed.append("the photos or their grades differ")
         if changed:
             raise SettingsError(
                 f"Cannot resume from {path}: it was written with other settings "
@@ -501,6 +518,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         generator.set_state(saved["generator"])
+        if "cuda_rng" in saved and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         return {
             "epoch": saved["epoch"],
             "history": json.loads(saved["history"]),
