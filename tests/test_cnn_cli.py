@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
@@ -14,6 +13,7 @@ from mangograde.models.bundle import load_bundle
 from mangograde.models.cnn_estimator import CNNClassifier
 
 from .test_cli import assert_clean_failure, run
+from .test_cli_models import read_csv
 
 TINY_CNN = ["--set", "features.size=32", "--set", "epochs=2", "--set", "width=8",
             "--set", "threads=1", "--set", "batch_size=8"]  # fmt: skip
@@ -25,11 +25,6 @@ def synth_data(tmp_path_factory):
 
     root = synthesize(tmp_path_factory.mktemp("cnn") / "s", n=36, size=48, seed=2)
     return [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def probabilities(out):
