@@ -8,6 +8,7 @@ before any wide layer, then residual blocks and global pooling; about 1/12 of
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -187,8 +188,6 @@ def build_network(name: str, n_classes: int, size: int, **options: Any) -> nn.Mo
         raise SettingsError(
             f"Unknown architecture {name!r}. Valid: {', '.join(sorted(ARCHITECTURES))}."
         )
-    import inspect
-
     builder = ARCHITECTURES[name]
     accepted = inspect.signature(builder).parameters
     kwargs = {k: v for k, v in options.items() if k in accepted}

@@ -282,7 +282,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         is set, used to stop and keep the best epoch.
         """
         self._check_settings()
-        X = check_images(X)
         self.classes_, y_codes = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) < 2:
             raise SettingsError("Training needs photos of at least two grades.")
@@ -292,7 +291,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         train_idx, val_idx = np.arange(len(X)), np.array([], dtype=np.int64)
         if self.validation_fraction:
             train_idx, val_idx = holdout(y_codes, self.validation_fraction, groups, self.seed)
-        photos = resize_batch(torch.from_numpy(X).permute(0, 3, 1, 2), self.size).contiguous()
+        photos = self._photos(X)
         labels = torch.from_numpy(y_codes.astype(np.int64))
         validation = None
         if len(val_idx):
@@ -354,7 +353,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _encode_eval(self, eval_set: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
         images, grades = eval_set
-        images = check_images(images)
         lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
         try:
             codes = [lookup[g] for g in np.asarray(grades).tolist()]
@@ -362,8 +360,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise SettingsError(
                 f"eval_set has grade {exc.args[0]!r}, not seen in training."
             ) from None
-        photos = resize_batch(torch.from_numpy(images).permute(0, 3, 1, 2), self.size)
-        return photos.contiguous(), torch.tensor(codes, dtype=torch.int64)
+        return self._photos(images, "eval_set photos"), torch.tensor(codes, dtype=torch.int64)
+
+    def _photos(self, images: np.ndarray, what: str = "photos") -> torch.Tensor:
+        """uint8 ``(n, H, W, 3)`` -> ``(n, 3, R, R)`` at the decode size of ``size``."""
+        images = check_images(images, what)
+        return resize_batch(torch.from_numpy(images).permute(0, 3, 1, 2), self.size).contiguous()
 
     def _train_one_epoch(
         self,
@@ -532,10 +534,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "module_")
-        X = check_images(X)
         device = next(self.module_.parameters()).device
-        photos = resize_batch(torch.from_numpy(X).permute(0, 3, 1, 2), self.size)
-        return torch.softmax(self._logits(self.module_, photos, device), 1).numpy()
+        return torch.softmax(self._logits(self.module_, self._photos(X), device), 1).numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
