@@ -84,7 +84,7 @@ def open_dataset(
 ) -> tuple[Dataset, dict[str, Any]]:
     dataset = load_dataset(data, labels=labels, groups=groups, grades=parse_grades(grades))
     record = {
-        "root": str(data),
+        "root": str(data.resolve()),  # held-out photos are found again from any folder
         "labels": str(labels) if labels else None,
         "groups": str(groups) if groups else None,
         "layout": dataset.layout,

@@ -1,6 +1,13 @@
 """Dataset discovery, labels, groups and splits."""
 
-from .dataset import DEFAULT_GRADES, PHOTO_SUFFIXES, Dataset, attach_groups, load_dataset
+from .dataset import (
+    DEFAULT_GRADES,
+    PHOTO_SUFFIXES,
+    Dataset,
+    attach_groups,
+    find_photos,
+    load_dataset,
+)
 from .splits import fold_of_each, holdout, kfold, train_val_test
 
 __all__ = [
@@ -8,6 +15,7 @@ __all__ = [
     "PHOTO_SUFFIXES",
     "Dataset",
     "attach_groups",
+    "find_photos",
     "fold_of_each",
     "holdout",
     "kfold",

@@ -177,6 +177,48 @@ def _scan(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     return sorted(photos, key=lambda p: _rel(p, folder)), sorted(others, key=os.fspath)
 
 
+def find_photos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str], list[str]]:
+    """Photos named by ``inputs`` (files, or folders searched with their subfolders).
+
+    Returns the photos, the id of each (its file name, or its path under the folder when
+    names repeat) and notices about files that were not photos.
+
+    Raises
+    ------
+    DatasetError
+        For a path that does not exist, a file that is not a photo type, or no photo at all.
+    """
+    photos: list[Path] = []
+    ids: list[str] = []
+    notices: list[str] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found, others = _scan(item, recursive=True)
+            photos += found
+            ids += [_rel(p, item) for p in found]
+            notices += _ignored_notice(others, item)
+        elif item.is_file():
+            if not _has_photo_suffix(item.name):
+                raise DatasetError(
+                    f"{item} is not a photo type mangograde reads ({', '.join(PHOTO_SUFFIXES)})."
+                )
+            photos.append(item)
+            ids.append(item.name)
+        else:
+            raise DatasetError(f"{item} does not exist: give photo files or folders of photos.")
+    if not photos:
+        raise DatasetError(
+            f"No photos found in {listing([str(i) for i in inputs])} "
+            f"(looked for {', '.join(PHOTO_SUFFIXES)}, also in subfolders)."
+        )
+    names = [p.name for p in photos]
+    if len(set(names)) == len(names):
+        ids = names  # the competition's image_id is the file name
+    elif len(set(ids)) != len(ids):
+        ids = [str(p) for p in photos]
+    return photos, ids, notices
+
+
 def _rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` with forward slashes (string slicing: pathlib is slow)."""
     text, prefix = str(path), str(root) + os.sep

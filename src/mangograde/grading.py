@@ -1,0 +1,156 @@
+"""Grade photos with a trained run: new photos (``predict``) or a labelled set (``evaluate``)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset, find_photos
+from .errors import DatasetError
+from .evaluation import evaluate
+from .images import ImageCache, load_images
+from .images.decode import BadImage
+from .progress import Bar
+from .runs import RunPredictor
+
+BATCH = 128
+
+
+@dataclass
+class Graded:
+    """Photos graded by a run: ``proba[i]`` is the photo ``paths[i]`` (bad photos left out)."""
+
+    paths: list[Path]
+    image_ids: list[str]
+    proba: np.ndarray
+    predicted: np.ndarray
+    grades: tuple[str, ...]
+    bad: list[BadImage] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def labels(self) -> list[str]:
+        return [self.grades[c] for c in self.predicted]
+
+
+def grade_images(
+    predictor: RunPredictor, images: np.ndarray, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and grade codes of decoded photos, in batches behind a progress bar."""
+    proba = np.zeros((len(images), len(predictor.grades)))
+    codes = np.zeros(len(images), dtype=int)
+    with Bar(len(images), "Grading photos", progress) as bar:
+        for start in range(0, len(images), BATCH):
+            chunk = slice(start, start + BATCH)
+            proba[chunk], codes[chunk] = predictor.grade(images[chunk])
+            bar.advance(len(images[chunk]))
+    return proba, codes
+
+
+def _decode(
+    predictor: RunPredictor,
+    paths: Sequence[Path],
+    cache: ImageCache | None,
+    skip_bad: bool,
+    progress: bool | None,
+) -> tuple[np.ndarray, np.ndarray, list[BadImage], list[str]]:
+    loaded = load_images(list(paths), predictor.geometry, cache, skip_bad, None, progress)
+    return loaded.arrays, loaded.kept, loaded.bad, loaded.notices
+
+
+def grade_photos(
+    predictor: RunPredictor,
+    inputs: Sequence[str | Path],
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> Graded:
+    """Grade photo files and folders (labels, if any, are not needed and not read)."""
+    paths, ids, notices = find_photos(inputs)
+    images, kept, bad, load_notices = _decode(predictor, paths, cache, skip_bad, progress)
+    proba, predicted = grade_images(predictor, images, progress)
+    return Graded(
+        [paths[i] for i in kept],
+        [ids[i] for i in kept],
+        proba,
+        predicted,
+        predictor.grades,
+        bad,
+        notices + load_notices + predictor.notices,
+    )
+
+
+def write_submission(path: str | Path, graded: Graded) -> Path:
+    """The competition's ``image_id,label`` columns, then ``p_<grade>`` for each grade."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "label", *(f"p_{g}" for g in graded.grades)])
+        for image_id, label, row in zip(
+            graded.image_ids, graded.labels(), graded.proba, strict=True
+        ):
+            writer.writerow([image_id, label, *(f"{p:.6f}" for p in row)])
+    return path
+
+
+def check_grades(run_grades: Sequence[str], dataset: Dataset) -> None:
+    if tuple(dataset.grades) != tuple(run_grades):
+        raise DatasetError(
+            f"The run grades {', '.join(run_grades)} but {dataset.root} is labelled "
+            f"{', '.join(dataset.grades)}. Evaluate on photos labelled with the run's grades "
+            "(for class folders, name them as the run's grades or pass --grades)."
+        )
+    if not dataset.labelled:
+        raise DatasetError(
+            f"{dataset.root} has no grades to evaluate against: give a label CSV (--labels) "
+            "or grade folders. To grade unlabelled photos, use `mangograde predict`."
+        )
+
+
+def evaluate_dataset(
+    predictor: RunPredictor,
+    dataset: Dataset,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[dict[str, Any], Graded]:
+    """Grade a labelled dataset and measure it (bootstrap by fruit when it has groups)."""
+    check_grades(predictor.grades, dataset)
+    images, kept, bad, notices = _decode(predictor, dataset.paths, cache, skip_bad, progress)
+    proba, predicted = grade_images(predictor, images, progress)
+    kept_set = dataset.subset(kept)
+    record = evaluate(
+        kept_set.labels, predicted, dataset.grades, proba, kept_set.groups, n_boot, 0.95, seed
+    )
+    record["n_skipped"] = len(bad)
+    graded = Graded(
+        list(kept_set.paths),
+        list(kept_set.image_ids),
+        proba,
+        predicted,
+        predictor.grades,
+        bad,
+        notices + predictor.notices,
+    )
+    return record, graded
+
+
+def write_graded_with_truth(path: Path, graded: Graded, dataset: Dataset) -> Path:
+    """Every evaluated photo: id, true and predicted grade, probabilities."""
+    truth = dict(zip(dataset.image_ids, dataset.labels, strict=True))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "true", "predicted", *(f"p_{g}" for g in graded.grades)])
+        for image_id, label, row in zip(
+            graded.image_ids, graded.labels(), graded.proba, strict=True
+        ):
+            true = graded.grades[truth[image_id]]
+            writer.writerow([image_id, true, label, *(f"{p:.6f}" for p in row)])
+    return path
