@@ -73,11 +73,15 @@ def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def eval_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     """``eval_transforms`` for a uint8 batch at the resize of ``size``: float, normalised."""
+    return _normalise(crop_batch(images, size).float().div_(255))
+
+
+def crop_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The uint8 centre crop a CNN of input ``size`` sees: resize, then crop."""
     images = resize_batch(images, size)
     side = images.shape[-1]
     top = int(round((side - size) / 2.0))
-    crop = images[..., top : top + size, top : top + size]
-    return _normalise(crop.float().div_(255))
+    return images[..., top : top + size, top : top + size]
 
 
 def _homographies(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
