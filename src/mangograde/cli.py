@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .data import Dataset, load_dataset
+from .data import load_dataset
 from .errors import MangogradeError, listing, plural
 from .images import ImageCache, Resize, ResizeCenterCrop, load_dataset_images
 from .inspection import Inspection, inspect_dataset
@@ -246,29 +246,38 @@ def synth_command(
     )
 
 
-def demo_dataset(root: Path) -> Dataset:
-    return load_dataset(root / "train", labels=root / "train.csv", groups=root / "groups.csv")
-
-
 @app.command("demo")
 @user_errors
 def demo_command(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's data.")] = Path(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's output.")] = Path(
         "demo-output"
     ),
-    n: Annotated[int, typer.Option("--n", help="Number of synthetic photos.")] = 300,
-    size: Annotated[int, typer.Option("--size", help="Photo size in pixels.")] = 256,
+    tiny: Annotated[
+        bool, typer.Option("--tiny", help="A few photos and minimal training (seconds; for CI).")
+    ] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    cache_dir: CacheDirOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """Run the whole job on built-in synthetic photos: draw them, then inspect them."""
-    data_dir = out_dir / "data"
-    synthesize(data_dir, n=n, size=size, seed=seed)
-    out.print(f"Drew {n} synthetic mango photos in {escape(str(data_dir))}")
-    _print_inspection(inspect_dataset(demo_dataset(data_dir)), skip_bad=False)
+    """The whole job on synthetic photos: draw them, train cnn-fast, svm-study and
+    rf-study, grade new photos, and write the comparison report."""
+    from .demo import run_demo
+
+    result = run_demo(
+        out_dir,
+        "tiny" if tiny else "full",
+        seed,
+        ImageCache(cache_dir),
+        False if quiet else None,
+        lambda line: out.print(escape(line)),
+    )
+    out.print(
+        f"Done in {result.seconds:.0f} s. Open the report: [bold]{escape(str(result.report))}[/]"
+    )
 
 
 def main() -> None:
     app()
 
 
-from . import cli_models  # noqa: E402,F401  (registers train, presets, search, sweep, tsne)
+from . import cli_eval, cli_models  # noqa: E402,F401  (register their commands)

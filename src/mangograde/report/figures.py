@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -101,12 +101,44 @@ def tsne_plot(
     return _save(fig, path)
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+def _save(fig: Any, path: str | Path | BinaryIO) -> Any:
+    """Write ``fig`` as PNG to a file path (folders made) or an open binary stream."""
+    if isinstance(path, str | Path):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, format="png")
     _pyplot().close(fig)
     return path
+
+
+def explanation_figure(explanation: Any, path: str | Path | BinaryIO, title: str = "") -> Any:
+    """The photo as the model saw it, beside its explanation: LIME's supporting regions
+    shaded green (the study's figure 17), or the Grad-CAM map with its support outlined."""
+    plt = _pyplot()
+    e = explanation
+    fig, (photo_ax, why_ax) = plt.subplots(1, 2, figsize=(7.2, 3.9))
+    photo_ax.imshow(e.image)
+    photo_ax.set_title("Photo (model input)", fontsize=9)
+    shown = e.image.astype(float) / 255
+    if e.method == "lime":
+        from skimage.segmentation import mark_boundaries
+
+        green = np.array([0.1, 0.8, 0.1])
+        shown = np.where(e.mask[..., None], 0.55 * shown + 0.45 * green, 0.85 * shown)
+        why_ax.imshow(mark_boundaries(shown, e.segments, color=(1, 1, 1), mode="thin"))
+        caption = f"LIME: green regions support grade {e.grade}"
+    else:
+        why_ax.imshow(shown)
+        why_ax.imshow(e.heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        why_ax.contour(e.mask, levels=[0.5], colors="white", linewidths=1.2)
+        caption = f"Grad-CAM for grade {e.grade} (outline: top half of the map)"
+    why_ax.set_title(caption, fontsize=9)
+    for ax in (photo_ax, why_ax):
+        ax.set_axis_off()
+    odds = "  ".join(f"{g} {p:.2f}" for g, p in e.proba.items())
+    fig.suptitle(title or f"Predicted {e.predicted}   ({odds})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def training_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
@@ -137,6 +169,37 @@ def training_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
+
+
+def metric_intervals(
+    labels: Sequence[str],
+    metrics: Sequence[dict[str, dict[str, float]]],
+    names: Sequence[str],
+    path: str | Path | BinaryIO,
+) -> Any:
+    """One panel per metric: each run's value as a dot with its interval as a bar."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(3.6 * len(names), 0.5 * len(labels) + 1.3), squeeze=False
+    )
+    colours = plt.get_cmap("tab10")
+    for ax, name in zip(axes[0], names, strict=True):
+        for i, run in enumerate(metrics):
+            m = run[name]
+            if None in (m["value"], m["low"], m["high"]):
+                continue  # undefined on these photos (e.g. kappa of a single grade)
+            ax.errorbar(
+                m["value"],
+                i,
+                xerr=[[m["value"] - m["low"]], [m["high"] - m["value"]]],
+                fmt="o",
+                color=colours(i % 10),
+                capsize=4,
+            )
+        ax.set_yticks(range(len(labels)), labels if ax is axes[0][0] else [""] * len(labels))
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_title(name.replace("_", " "), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,223 @@
+"""Commands that use trained runs: evaluate, predict, explain, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .cli import CacheDirOpt, GradesOpt, GroupsOpt, LabelsOpt, SkipBadOpt, app, out, user_errors
+from .cli_models import QuietOpt, _progress, open_dataset
+from .errors import plural
+from .images import ImageCache
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder written by `mangograde train`.")]
+FoldOpt = Annotated[
+    int | None,
+    typer.Option("--fold", help="Use only this fold's model (default: the mean of all folds)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap or of LIME.")]
+BootOpt = Annotated[
+    int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% intervals.")
+]
+
+
+def _notices(notices: list[str]) -> None:
+    for notice in notices:
+        out.print(f"[yellow]Note:[/] {escape(notice)}")
+
+
+def metrics_table(record: dict[str, Any], title: str) -> Table:
+    from .evaluation.metrics import METRIC_INFO, format_metric
+
+    table = Table(title=title)
+    for column in ("Metric", "Value", "95% interval"):
+        table.add_column(column, justify="left" if column == "Metric" else "right")
+    for name, value in record["metrics"].items():
+        title, _, _, fmt = METRIC_INFO[name]
+        interval = f"{format_metric(fmt, value['low'])} - {format_metric(fmt, value['high'])}"
+        table.add_row(title, format_metric(fmt, value["value"]), interval)
+    return table
+
+
+def confusion_table(record: dict[str, Any]) -> Table:
+    from .evaluation.metrics import format_metric
+
+    grades = record["grades"]
+    table = Table(title="Confusion (rows: true grade, columns: predicted)")
+    table.add_column("true")
+    for grade in grades:
+        table.add_column(grade, justify="right")
+    table.add_column("recall", justify="right")
+    for grade, row in zip(grades, record["confusion"], strict=True):
+        recall = record["per_grade"][grade]["recall"]
+        table.add_row(grade, *map(str, row), format_metric("{:.3f}", recall))
+    return table
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    run_dir: RunArg,
+    data: Annotated[Path, typer.Argument(help="Labelled photos: grade folders or a folder.")],
+    labels: LabelsOpt = None,
+    groups: GroupsOpt = None,
+    grades: GradesOpt = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="JSON to write (default RUN/evaluations/DATA-NAME.json)."),
+    ] = None,
+    fold: FoldOpt = None,
+    n_boot: BootOpt = 2000,
+    seed: SeedOpt = 0,
+    skip_bad: SkipBadOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
+    of every photo's grades. With --groups the intervals resample whole fruits."""
+    from .grading import evaluate_dataset, write_graded_with_truth
+    from .runs import open_run
+
+    run = open_run(run_dir)
+    predictor = run.predictor(fold)
+    dataset, record_data = open_dataset(data, labels, groups, grades)
+    record, graded = evaluate_dataset(
+        predictor, dataset, ImageCache(cache_dir), skip_bad, n_boot, seed, _progress(quiet)
+    )
+    record["run"] = str(run.path)
+    record["data"] = record_data
+    record["models"] = len(predictor.bundles)
+    target = out_file or run.path / "evaluations" / f"{Path(data).resolve().name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_graded_with_truth(target.with_suffix(".csv"), graded, dataset)
+    _notices(graded.notices)
+    models = (
+        "1 model"
+        if len(predictor.bundles) == 1
+        else f"mean of {len(predictor.bundles)} fold models"
+    )
+    out.print(metrics_table(record, f"{run.label} on {record['n_photos']} photos ({models})"))
+    out.print(confusion_table(record))
+    out.print(f"Saved {escape(str(target))} and {escape(str(target.with_suffix('.csv')))}")
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    run_dir: RunArg,
+    photos: Annotated[list[Path], typer.Argument(help="Photo files and/or folders of photos.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="CSV to write: image_id,label,p_<grade>...")
+    ] = Path("predictions.csv"),
+    fold: FoldOpt = None,
+    skip_bad: SkipBadOpt = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Grade new photos (no labels needed) into the competition's submission format,
+    with one probability column per grade."""
+    from .grading import grade_photos, write_submission
+    from .runs import open_run
+
+    predictor = open_run(run_dir).predictor(fold)
+    graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, _progress(quiet))
+    write_submission(out_file, graded)
+    _notices(graded.notices)
+    counts = {g: 0 for g in graded.grades}
+    for label in graded.labels():
+        counts[label] += 1
+    shares = ", ".join(f"{g} {n}" for g, n in counts.items())
+    out.print(f"Graded {plural(len(graded.image_ids), 'photo')} ({shares})")
+    if graded.bad:
+        out.print(
+            f"[yellow]Skipped {plural(len(graded.bad), 'unreadable photo')}[/] (listed above)"
+        )
+    out.print(f"Wrote {escape(str(out_file))}")
+
+
+@app.command("explain")
+@user_errors
+def explain_command(
+    run_dir: RunArg,
+    photo: Annotated[Path, typer.Argument(help="The photo to explain.")],
+    out_file: Annotated[Path, typer.Option("--out", help="PNG to write.")],
+    method: Annotated[
+        str, typer.Option("--method", help="lime (any model) or gradcam (CNN runs).")
+    ] = "lime",
+    grade: Annotated[
+        str | None, typer.Option("--grade", help="Explain this grade (default: the predicted).")
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", help="LIME: perturbed photos to grade (more: steadier).")
+    ] = 500,
+    fold: FoldOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show a photo beside why the run graded it so: LIME's supporting superpixels in
+    green, or the CNN's Grad-CAM map."""
+    from .data import find_photos
+    from .explain import explain
+    from .images import load_images
+    from .report.figures import explanation_figure
+    from .runs import open_run
+
+    if samples < 10:
+        raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
+    paths, _, _ = find_photos([photo])
+    if len(paths) != 1:
+        raise typer.BadParameter(f"{photo} holds {len(paths)} photos; give one photo file.")
+    predictor = open_run(run_dir).predictor(fold)
+    image = load_images(paths, predictor.geometry).arrays[0]
+    found = explain(predictor, image, method, grade, samples, seed, _progress(quiet))
+    explanation_figure(found, out_file)
+    odds = ", ".join(f"{g} {p:.2f}" for g, p in found.proba.items())
+    out.print(f"Predicted {found.predicted} ({odds}); explained grade {found.grade}")
+    out.print(f"Wrote {escape(str(out_file))}")
+
+
+@app.command("compare")
+@user_errors
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
+    out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    mistakes: Annotated[
+        int, typer.Option("--mistakes", help="Most confident mistakes explained per run.")
+    ] = 3,
+    samples: Annotated[
+        int, typer.Option("--samples", help="LIME samples per explained mistake.")
+    ] = 200,
+    study: Annotated[
+        bool | None,
+        typer.Option(
+            "--study/--no-study",
+            help="Show the study's numbers (default: when the data is in the competition's "
+            "layout).",
+        ),
+    ] = None,
+    n_boot: BootOpt = 2000,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write one self-contained HTML report comparing runs side by side."""
+    from .comparison import compare_runs
+    from .report.html import render_report
+
+    comparison = compare_runs(runs, mistakes, samples, n_boot, seed, study, _progress(quiet))
+    render_report(comparison, out_file)
+    for summary in comparison.runs:
+        accuracy = summary.evaluation["metrics"]["accuracy"]
+        out.print(
+            f"{escape(summary.run.label)}: accuracy {accuracy['value']:.3f} "
+            f"[{accuracy['low']:.3f}, {accuracy['high']:.3f}]"
+        )
+    _notices(comparison.notices)
+    out.print(f"Report written to {escape(str(out_file))}")

@@ -1,0 +1,217 @@
+"""``mangograde compare``: gather what several runs saved, measure it, explain their most
+confident mistakes, and hand it all to ``report.html`` to render."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SettingsError
+from .evaluation import evaluate
+from .images import load_images
+from .progress import track
+from .runs import Run, RunError, RunPredictor, open_run
+
+# The study's own figures on the AI CUP 2020 data (../reference): model kind -> rows.
+STUDY_RESULTS: dict[str, list[tuple[str, str, float]]] = {
+    "cnn": [
+        ("CNN (10 conv layers, SGD)", "validation", 0.84125),
+        ("CNN (10 conv layers, SGD)", "test", 0.796875),
+        ("CNN, uniform vote of 5 models", "test", 0.800625),
+    ],
+    "svm": [
+        ("PCA 200 + RBF-SVM, polar pixels", "validation", 0.69875),
+        ("PCA 200 + RBF-SVM, raw pixels", "validation", 0.6825),
+    ],
+    "rf": [
+        ("Random Forest, x8 flips/rotations", "OOB (leaks siblings)", 0.8235),
+        ("Random Forest, x8 flips/rotations", "test", 0.61),
+    ],
+}
+SUPPORTING_PLOTS = ("search.png", "sweep.png", "tsne.png")
+
+
+@dataclass
+class Mistake:
+    image_id: str
+    true: str
+    predicted: str
+    confidence: float
+    fold: int
+    figure: bytes | None = None
+    note: str = ""
+
+
+@dataclass
+class RunSummary:
+    run: Run
+    evaluation: dict[str, Any]
+    fit_s: float | None
+    per_photo_ms: float | None
+    model_bytes: int
+    history: list[dict[str, Any]]
+    curves: bytes | None
+    plots: list[tuple[str, bytes]]
+    mistakes: list[Mistake] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    runs: list[RunSummary]
+    grades: tuple[str, ...]
+    competition: bool
+    created: str
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+
+def is_competition_data(run: Run) -> bool:
+    """A label CSV with grades A, B, C: the AI CUP 2020 layout."""
+    data = run.settings.get("data") or {}
+    return data.get("layout") == "labels-csv" and tuple(run.grades) == ("A", "B", "C")
+
+
+def _curves(run: Run, history: list[dict[str, Any]]) -> bytes | None:
+    saved = run.path / "curves.png"
+    if saved.is_file():
+        return saved.read_bytes()
+    if not history:
+        return None
+    from .report.figures import training_curves
+
+    buffer = io.BytesIO()
+    training_curves(history, buffer, run.label)
+    return buffer.getvalue()
+
+
+def _plots(run: Run) -> list[tuple[str, bytes]]:
+    found = []
+    for name in SUPPORTING_PLOTS:
+        for path in sorted(run.path.rglob(name)):
+            found.append((str(path.relative_to(run.path)), path.read_bytes()))
+    return found
+
+
+def confident_mistakes(run: Run, n: int) -> list[Mistake]:
+    """The ``n`` held-out photos graded wrong with the highest probability."""
+    held = run.held_out
+    if held is None or n <= 0:
+        return []
+    wrong = np.flatnonzero(held.predicted != held.true)
+    confidence = held.proba[wrong, held.predicted[wrong]]
+    chosen = wrong[np.argsort(-confidence, kind="stable")[:n]]
+    return [
+        Mistake(
+            held.image_ids[i],
+            held.grades[held.true[i]],
+            held.grades[held.predicted[i]],
+            float(held.proba[i, held.predicted[i]]),
+            int(held.folds[i]),
+        )
+        for i in chosen
+    ]
+
+
+def _explain_mistakes(run: Run, mistakes: list[Mistake], samples: int, seed: int) -> None:
+    """Explain each mistake with the fold model that held the photo out (it never saw it)."""
+    from .explain import explain
+    from .report.figures import explanation_figure
+
+    method = "gradcam" if run.model_kind == "cnn" else "lime"
+    predictors: dict[int, RunPredictor] = {}
+    for mistake in mistakes:
+        path = run.photo_path(mistake.image_id)
+        if path is None:
+            mistake.note = f"photo not found under {run.data_root}; it was moved or deleted"
+            continue
+        folders = run.bundle_folders()
+        fold = mistake.fold if len(folders) > 1 else None
+        if fold not in predictors:
+            predictors[fold] = run.predictor(fold)
+        predictor = predictors[fold]
+        image = load_images([path], predictor.geometry).arrays[0]
+        found = explain(predictor, image, method, None, samples, seed, progress=False)
+        buffer = io.BytesIO()
+        title = (
+            f"{mistake.image_id}: true {mistake.true}, predicted {found.predicted} "
+            f"({found.proba[found.predicted]:.2f})"
+        )
+        explanation_figure(found, buffer, title)
+        mistake.figure = buffer.getvalue()
+
+
+def summarise_run(
+    run: Run, mistakes: int = 3, samples: int = 200, n_boot: int = 2000, seed: int = 0
+) -> RunSummary:
+    held = run.held_out
+    if held is None:
+        raise RunError(
+            f"{run.path} has no predictions.csv: the training did not finish, so there is "
+            "nothing to compare. Train it again (or --resume a CNN run)."
+        )
+    record = evaluate(
+        held.true, held.predicted, held.grades, held.proba, held.groups, n_boot, 0.95, seed
+    )
+    history = run.history()
+    summary = RunSummary(
+        run,
+        record,
+        run.timing.get("fit_s"),
+        run.timing.get("predict_per_photo_ms"),
+        run.model_bytes(),
+        history,
+        _curves(run, history),
+        _plots(run),
+        confident_mistakes(run, mistakes),
+    )
+    _explain_mistakes(run, summary.mistakes, samples, seed)
+    return summary
+
+
+def compare_runs(
+    paths: Sequence[str | Path],
+    mistakes: int = 3,
+    samples: int = 200,
+    n_boot: int = 2000,
+    seed: int = 0,
+    study: bool | None = None,
+    progress: bool | None = None,
+) -> Comparison:
+    """Summaries of ``paths`` (run folders) for the report; ``study`` None decides by data."""
+    start = time.perf_counter()
+    if not paths:
+        raise SettingsError("Give at least one run folder to compare.")
+    runs = [open_run(p) for p in paths]
+    grades = {tuple(r.grades) for r in runs}
+    if len(grades) > 1:
+        listed = "; ".join(f"{r.path}: {', '.join(r.grades)}" for r in runs)
+        raise SettingsError(
+            f"The runs grade different grades, so they cannot be compared: {listed}."
+        )
+    summaries = [
+        summarise_run(run, mistakes, samples, n_boot, seed)
+        for run in track(runs, len(runs), "Summarising runs", progress)
+    ]
+    roots = {str(r.data_root) for r in runs}
+    notices = []
+    if len(roots) > 1:
+        notices.append(
+            "The runs were trained on different data (" + ", ".join(sorted(roots)) + "): "
+            "their scores are not directly comparable."
+        )
+    competition = all(is_competition_data(r) for r in runs) if study is None else study
+    return Comparison(
+        summaries,
+        grades.pop(),
+        competition,
+        datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
+        time.perf_counter() - start,
+        notices,
+    )

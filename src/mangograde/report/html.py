@@ -1,0 +1,305 @@
+"""The comparison report: one self-contained HTML file (inline CSS, images as data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..evaluation.metrics import METRIC_INFO, format_metric
+from .figures import metric_intervals
+
+STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2a1f;
+margin:0;background:#f6f7f2}
+header{background:#24452b;color:#fff;padding:22px 32px}
+header h1{margin:0 0 4px;font-size:24px}header p{margin:0;opacity:.85}
+main{padding:8px 32px 40px;max-width:1400px}
+section{background:#fff;border-radius:10px;padding:16px 22px;margin:18px 0;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:19px;margin:4px 0 12px;color:#24452b}h3{font-size:15px;margin:8px 0}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+th,td{padding:6px 10px;text-align:right;border-bottom:1px solid #e4e7df}
+th{background:#eef2ea;font-weight:600}th[title]{cursor:help;text-decoration:underline dotted}
+td:first-child,th:first-child{text-align:left}
+td.best{font-weight:700;background:#e3f1e0}small{color:#667}
+.row{display:flex;flex-wrap:wrap;gap:22px;align-items:flex-start}
+.card{border:1px solid #e4e7df;border-radius:8px;padding:10px 12px;background:#fff}
+table.cm td{width:54px;text-align:center;border:1px solid #fff;line-height:1.15}
+table.cm th{text-align:center}
+.cm .n{font-weight:700;font-size:14px}.cm .p{font-size:11px}
+img{max-width:100%;height:auto}.gallery img{max-width:520px}
+.notice{background:#fff6d8;border-left:4px solid #e0b100;padding:8px 12px;margin:12px 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px}dt{font-weight:600}
+footer{color:#667;font-size:13px;padding:0 32px 30px}
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "&ndash;"
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _best(values: Sequence[float | None], higher: bool) -> set[int]:
+    finite = [(v, i) for i, v in enumerate(values) if v is not None and v == v]
+    if len(finite) < 2:
+        return set()
+    target = max(finite)[0] if higher else min(finite)[0]
+    return {i for v, i in finite if v == target}
+
+
+@dataclass
+class _Column:
+    title: str
+    meaning: str
+    cells: list[str]
+    values: list[float | None]  # to mark the best run; all None: nothing is marked
+    higher_is_better: bool = True
+
+
+def _metric_column(name: str, runs: Sequence[Any]) -> _Column:
+    title, meaning, higher, fmt = METRIC_INFO[name]
+    cells, values = [], []
+    for summary in runs:
+        m = summary.evaluation["metrics"][name]
+        interval = f"<br><small>[{_fmt(fmt, m['low'])}, {_fmt(fmt, m['high'])}]</small>"
+        cells.append(_fmt(fmt, m["value"]) + (interval if m["low"] is not None else ""))
+        values.append(m["value"])
+    return _Column(title, meaning, cells, values, higher)
+
+
+def _cost_columns(runs: Sequence[Any]) -> list[_Column]:
+    per_photo = [s.per_photo_ms for s in runs]
+    return [
+        _Column(
+            "Photos",
+            "Held-out photos scored.",
+            [str(s.evaluation["n_photos"]) for s in runs],
+            [None] * len(runs),
+        ),
+        _Column(
+            "Training time",
+            "Fitting all folds (decoding excluded).",
+            [_duration(s.fit_s) for s in runs],
+            [s.fit_s for s in runs],
+            False,
+        ),
+        _Column(
+            "Time per photo",
+            "Features and model, decoding excluded.",
+            [_fmt("{:.2f} ms", ms) for ms in per_photo],
+            per_photo,
+            False,
+        ),
+        _Column(
+            "Model size",
+            "All fold models on disk.",
+            [_size(s.model_bytes) for s in runs],
+            [s.model_bytes for s in runs],
+            False,
+        ),
+    ]
+
+
+def _summary(comparison: Any) -> str:
+    runs = comparison.runs
+    present = [m for m in METRIC_INFO if all(m in s.evaluation["metrics"] for s in runs)]
+    columns = [_metric_column(m, runs) for m in present] + _cost_columns(runs)
+    head = "".join(f'<th title="{_e(c.meaning)}">{_e(c.title)}</th>' for c in columns)
+    best = [_best(c.values, c.higher_is_better) for c in columns]
+    rows = []
+    for i, s in enumerate(runs):
+        cells = [f"<td><b>{_e(s.run.label)}</b><br><small>{_e(s.run.model_kind)}</small></td>"]
+        for column, winners in zip(columns, best, strict=True):
+            cls = ' class="best"' if i in winners else ""
+            cells.append(f"<td{cls}>{column.cells[i]}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<table class="summary"><tr><th>Run</th>' + head + "</tr>" + "".join(rows) + "</table>"
+        "<p><small>Brackets: 95% bootstrap interval. Bold: the best of the runs. Hover a "
+        "column title for its meaning.</small></p>"
+    )
+
+
+def _confusion(summary: Any, grades: Sequence[str]) -> str:
+    counts = summary.evaluation["confusion"]
+    shares = summary.evaluation["confusion_normalised"]
+    head = "".join(f"<th>{_e(g)}</th>" for g in grades)
+    rows = []
+    for i, grade in enumerate(grades):
+        cells = []
+        for j in range(len(grades)):
+            share = shares[i][j]
+            # green on the diagonal, red off it; darker = larger share of the true grade
+            colour = (46, 125, 50) if i == j else (198, 40, 40)
+            text = "#fff" if share > 0.55 else "#1d2a1f"
+            background = f"rgba({colour[0]},{colour[1]},{colour[2]},{0.08 + 0.85 * share:.2f})"
+            cells.append(
+                f'<td style="background:{background};color:{text}"><span class="n">'
+                f'{counts[i][j]}</span><br><span class="p">{share:.0%}</span></td>'
+            )
+        rows.append(f"<tr><th>{_e(grade)}</th>{''.join(cells)}</tr>")
+    per_grade = summary.evaluation["per_grade"]
+    scores = "".join(
+        f"<tr><td>{_e(g)}</td>"
+        + "".join(
+            f"<td>{_fmt('{:.3f}', per_grade[g][k])}</td>" for k in ("precision", "recall", "f1")
+        )
+        + f"<td>{per_grade[g]['support']}</td></tr>"
+        for g in grades
+    )
+    return (
+        f'<div class="card"><h3>{_e(summary.run.label)}</h3>'
+        f'<table class="cm"><tr><th>true &darr; / predicted &rarr;</th>{head}</tr>'
+        f"{''.join(rows)}</table>"
+        "<table><tr><th>Grade</th><th>Precision</th><th>Recall</th><th>F1</th><th>Photos</th>"
+        f"</tr>{scores}</table></div>"
+    )
+
+
+def _fmt(fmt: str, value: float | None) -> str:
+    return _e(format_metric(fmt, value))
+
+
+def _study(comparison: Any) -> str:
+    from ..comparison import STUDY_RESULTS
+
+    rows = []
+    for summary in comparison.runs:
+        ours = summary.evaluation["metrics"]["accuracy"]
+        mine = (
+            f"{_e(summary.run.label)}: <b>{_fmt('{:.1%}', ours['value'])}</b> "
+            f"<small>[{_fmt('{:.1%}', ours['low'])}, {_fmt('{:.1%}', ours['high'])}]</small>"
+        )
+        study_rows = STUDY_RESULTS.get(summary.run.model_kind) or [("(not in the study)", "", None)]
+        for k, (name, split, value) in enumerate(study_rows):
+            theirs = "" if value is None else f"{value:.1%}"
+            ours_cell = f'<td rowspan="{len(study_rows)}">{mine}</td>' if k == 0 else ""
+            rows.append(
+                f"<tr>{ours_cell}<td>{_e(name)}</td><td>{_e(split)}</td><td>{theirs}</td></tr>"
+            )
+    return (
+        "<table><tr><th>This run (held-out folds by fruit)</th><th>The study's model</th>"
+        "<th>Its split</th><th>Its accuracy</th></tr>" + "".join(rows) + "</table>"
+        "<p><small>The study's numbers are on the AI CUP 2020 data (about 5,600 train, 800 "
+        "validation and 1,600 test photos), with splits that ignore which photos show the "
+        "same fruit; its forest's OOB score counted flipped and rotated copies of each photo. "
+        "They are shown beside, not instead of, this data's scores.</small></p>"
+    )
+
+
+def _gallery(comparison: Any) -> str:
+    cards = []
+    for summary in comparison.runs:
+        for m in summary.mistakes:
+            caption = (
+                f"<b>{_e(summary.run.label)}</b>: {_e(m.image_id)} is {_e(m.true)}, graded "
+                f"{_e(m.predicted)} with probability {m.confidence:.2f} (fold {m.fold} model)"
+            )
+            body = (
+                _img(m.figure, f"explanation of {m.image_id}")
+                if m.figure
+                else f"<p><i>{_e(m.note)}</i></p>"
+            )
+            cards.append(f'<div class="card">{body}<p>{caption}</p></div>')
+    if not cards:
+        return "<p>No mistakes among the held-out photos of these runs.</p>"
+    return (
+        "<p>Each photo is explained by the fold model that held it out: Grad-CAM for CNNs "
+        "(where the last feature maps looked), LIME for the others (superpixels that push "
+        "the model towards the grade it gave, shaded green).</p>"
+        f'<div class="row gallery">{"".join(cards)}</div>'
+    )
+
+
+def _definitions() -> str:
+    items = "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d, _, _ in METRIC_INFO.values())
+    return f"<dl>{items}</dl>"
+
+
+def render_report(comparison: Any, path: str | Path) -> Path:
+    """Write ``comparison`` (from :func:`mangograde.comparison.compare_runs`) as HTML."""
+    runs, grades = comparison.runs, comparison.grades
+    parts = [f"<section><h2>Summary</h2>{_summary(comparison)}"]
+    buffer = io.BytesIO()
+    metric_intervals(
+        [s.run.label for s in runs],
+        [s.evaluation["metrics"] for s in runs],
+        ("accuracy", "balanced_accuracy", "quadratic_kappa"),
+        buffer,
+    )
+    parts.append(_img(buffer.getvalue(), "accuracy, balanced accuracy and QWK with intervals"))
+    parts += [f'<p class="notice">{_e(n)}</p>' for n in comparison.notices]
+    parts.append("</section>")
+    if comparison.competition:
+        parts.append(
+            f"<section><h2>Beside the study's own numbers</h2>{_study(comparison)}</section>"
+        )
+    matrices = "".join(_confusion(s, grades) for s in runs)
+    parts.append(
+        "<section><h2>Confusion matrices</h2><p>Rows: the true grade; columns: the grade "
+        "given; each cell: photos and share of the row.</p>"
+        f'<div class="row">{matrices}</div></section>'
+    )
+    curves = [(s.run.label, s.curves) for s in runs if s.curves]
+    if curves:
+        images = "".join(f'<div class="card"><h3>{_e(n)}</h3>{_img(c, n)}</div>' for n, c in curves)
+        parts.append(f"<section><h2>CNN learning curves</h2>{images}</section>")
+    plots = [(s.run.label, name, data) for s in runs for name, data in s.plots]
+    if plots:
+        images = "".join(
+            f'<div class="card"><h3>{_e(label)}: {_e(name)}</h3>{_img(data, name)}</div>'
+            for label, name, data in plots
+        )
+        parts.append(f"<section><h2>Searches and sweeps</h2>{images}</section>")
+    parts.append(f"<section><h2>Most confident mistakes</h2>{_gallery(comparison)}</section>")
+    boot = runs[0].evaluation["bootstrap"]
+    parts.append(
+        "<section><h2>How these numbers were made</h2><p>Every score is on held-out photos: "
+        "each photo was graded by the fold model that was trained without it, and photos of "
+        "one fruit were always held out together. Intervals: "
+        f"{boot['replicates']} bootstrap replicates that resample whole "
+        f"{'fruits' if boot['unit'] == 'fruit' else 'photos'} (seed {boot['seed']}).</p>"
+        f"{_definitions()}</section>"
+    )
+    names = ", ".join(s.run.label for s in runs)
+    document = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>mangograde comparison: {_e(names)}</title><style>{STYLE}</style></head><body>"
+        f"<header><h1>Mango grading: {len(runs)} run{'s' if len(runs) != 1 else ''} compared</h1>"
+        f"<p>{_e(names)} &middot; grades {_e(' > '.join(grades))} &middot; "
+        f"{_e(comparison.created)}</p>"
+        f"</header><main>{''.join(parts)}</main>"
+        f"<footer>Made by mangograde {_e(__version__)} in {comparison.seconds:.1f} s. Opens "
+        "offline: every image is inside this file.</footer></body></html>"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document, encoding="utf-8")
+    return path

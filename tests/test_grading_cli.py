@@ -1,0 +1,219 @@
+"""predict, evaluate, explain and compare, on tiny runs trained once per module."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from mangograde.explain import explain
+from mangograde.images import load_images
+from mangograde.models.bundle import load_bundle
+from mangograde.runs import RunError, open_run
+
+from .helpers import write_photo
+from .test_cli import assert_clean_failure, run
+from .test_cli_models import read_csv
+
+TINY_RF = ["--model", "rf", "--set", "n_estimators=15", "--set", "features.size=24"]
+TINY_CNN = ["--model", "cnn", "--set", "features.size=32", "--set", "epochs=2", "--set",
+            "width=8", "--set", "threads=1", "--set", "batch_size=8"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic photos (train/ labelled, dev/ as new photos) and an rf and a cnn run."""
+    from mangograde.synth import synthesize
+
+    base = tmp_path_factory.mktemp("grading")
+    root = synthesize(base / "s", n=48, size=48, seed=3)
+    data = [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]
+    runs = {}
+    for name, options in (("rf", TINY_RF), ("cnn", TINY_CNN)):
+        runs[name] = base / name
+        result = run("train", *data, *options, "--cv", "2", "--out", runs[name])
+        assert result.exit_code == 0, result.output
+    return root, runs
+
+
+def test_predict_writes_the_competition_format_with_probabilities(trained, tmp_path):
+    root, runs = trained
+    out = tmp_path / "preds.csv"
+    result = run("predict", runs["rf"], root / "dev", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert list(rows[0]) == ["image_id", "label", "p_A", "p_B", "p_C"]
+    photos = sorted(p.name for p in (root / "dev").iterdir())
+    assert sorted(r["image_id"] for r in rows) == photos
+    for row in rows:
+        proba = np.array([float(row[f"p_{g}"]) for g in "ABC"])
+        assert proba.sum() == pytest.approx(1.0, abs=1e-5)
+        assert row["label"] == "ABC"[int(np.argmax(proba))]  # the folds' mean decides
+    assert f"Graded {len(photos)} photos" in result.output
+
+
+def test_predict_with_one_fold_matches_that_bundle(trained, tmp_path):
+    root, runs = trained
+    photo = sorted((root / "dev").iterdir())[0]
+    out = tmp_path / "one.csv"
+    result = run("predict", runs["cnn"], photo, "--fold", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(runs["cnn"] / "model" / "fold-1")
+    geometry = bundle.manifest["preprocessing"]["geometry"]
+    from mangograde.images import Resize
+
+    image = load_images([photo], Resize(geometry["size"])).arrays
+    expected = bundle.model.predict_proba(image)[0]
+    row = read_csv(out)[0]
+    assert row["image_id"] == photo.name
+    np.testing.assert_allclose([float(row[f"p_{g}"]) for g in "ABC"], expected, atol=1e-5)
+
+
+def test_predict_names_a_bad_photo_and_skips_it_on_request(trained, tmp_path):
+    root, runs = trained
+    folder = tmp_path / "new"
+    write_photo(folder / "good.jpg", seed=1)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run("predict", runs["rf"], folder, "--out", tmp_path / "p.csv")
+    assert_clean_failure(result, "broken.jpg", "--skip-bad")
+    result = run("predict", runs["rf"], folder, "--skip-bad", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output
+    assert [r["image_id"] for r in read_csv(tmp_path / "p.csv")] == ["good.jpg"]
+
+
+def test_predict_refuses_what_is_not_a_run_or_a_photo(trained, tmp_path):
+    root, runs = trained
+    assert_clean_failure(run("predict", tmp_path, root / "dev"), "no config.yaml")
+    (tmp_path / "notes.txt").write_text("x")
+    assert_clean_failure(run("predict", runs["rf"], tmp_path / "notes.txt"), "not a photo type")
+    assert_clean_failure(run("predict", runs["rf"], tmp_path / "nowhere"), "does not exist")
+    assert_clean_failure(run("predict", runs["rf"], root / "dev", "--fold", "5"), "--fold")
+
+
+def test_evaluate_prints_and_saves_metrics_that_match_its_csv(trained, tmp_path):
+    root, runs = trained
+    out = tmp_path / "eval.json"
+    result = run(
+        "evaluate", runs["rf"], root / "dev", "--labels", root / "dev.csv",
+        "--groups", root / "groups.csv", "--out", out, "--bootstrap", "300",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for phrase in ("Accuracy", "QWK", "A↔C errors", "Confusion"):
+        assert phrase in result.output
+    record = json.loads(out.read_text())
+    rows = read_csv(out.with_suffix(".csv"))
+    hits = np.mean([r["true"] == r["predicted"] for r in rows])
+    assert record["metrics"]["accuracy"]["value"] == pytest.approx(hits)
+    assert record["n_photos"] == len(rows) == len(list((root / "dev").iterdir()))
+    assert record["bootstrap"]["unit"] == "fruit" and record["bootstrap"]["replicates"] == 300
+    assert np.sum(record["confusion"]) == len(rows)
+
+
+def test_evaluate_refuses_photos_graded_differently(trained, tmp_path):
+    root, runs = trained
+    for i, grade in enumerate(["Good", "Bad"]):
+        write_photo(tmp_path / "set" / grade / f"x{i}.jpg", seed=i)
+    result = run("evaluate", runs["rf"], tmp_path / "set", "--grades", "Good,Bad")
+    assert_clean_failure(result, "The run grades A, B, C", "Good, Bad")
+
+
+@pytest.mark.parametrize(("model", "method"), [("rf", "lime"), ("cnn", "lime"), ("cnn", "gradcam")])
+def test_explanations_mark_some_regions_but_not_all(trained, model, method):
+    root, runs = trained
+    predictor = open_run(runs[model]).predictor(fold=0)
+    photo = sorted((root / "dev").iterdir())[0]
+    image = load_images([photo], predictor.geometry).arrays[0]
+    found = explain(predictor, image, method, samples=60, seed=1)
+    assert found.image.dtype == np.uint8 and found.mask.shape == found.image.shape[:2]
+    assert 0 < found.mask.mean() < 1
+    assert found.grade == found.predicted and found.predicted in "ABC"
+    again = explain(predictor, image, method, samples=60, seed=1)
+    np.testing.assert_array_equal(found.mask, again.mask)  # seeded: the same regions
+
+
+def test_explain_command_writes_the_photo_beside_its_explanation(trained, tmp_path):
+    root, runs = trained
+    photo = sorted((root / "dev").iterdir())[0]
+    out = tmp_path / "why.png"
+    result = run("explain", runs["cnn"], photo, "--method", "gradcam", "--out", out)
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    with Image.open(out) as picture:
+        assert picture.width > 1.5 * picture.height  # two panels side by side
+    assert "Predicted" in result.output
+
+
+def test_gradcam_on_a_forest_says_to_use_lime(trained, tmp_path):
+    root, runs = trained
+    photo = sorted((root / "dev").iterdir())[0]
+    result = run("explain", runs["rf"], photo, "--method", "gradcam", "--out", tmp_path / "x.png")
+    assert_clean_failure(result, "Grad-CAM needs a CNN", "--method lime")
+    result = run("explain", runs["rf"], photo, "--method", "shap", "--out", tmp_path / "x.png")
+    assert_clean_failure(result, "Unknown explanation method 'shap'", "lime, gradcam")
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append(attributes.get("src", ""))
+        for name in ("href", "src"):
+            if name in attributes and tag != "img":
+                self.links.append(attributes[name])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_compare_writes_one_self_contained_report(trained, tmp_path):
+    root, runs = trained
+    out = tmp_path / "report.html"
+    result = run("compare", runs["rf"], runs["cnn"], "--out", out, "--samples", "30")
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    parsed = _Collector()
+    parsed.feed(page)
+    parsed.close()
+    text = " ".join(parsed.text)
+    assert parsed.tags.count("table") >= 4  # summary, study, a confusion matrix per run...
+    for phrase in ("rf (rf-study)", "cnn (cnn-fast)", "Confusion matrices", "QWK", "Accuracy"):
+        assert phrase in text
+    assert "CNN learning curves" in text and "Beside the study" in text
+    assert "84.1%" in text  # the study's CNN on its validation set
+    assert len(parsed.images) >= 3
+    for src in parsed.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    without_images = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not parsed.links and not re.search(r"(https?:)?//\w", without_images)
+    assert "<script" not in page and "<link" not in page
+    assert "explanation of" in page or "No mistakes" in text
+
+
+def test_compare_leaves_the_study_out_on_request_and_names_a_missing_run(trained, tmp_path):
+    root, runs = trained
+    out = tmp_path / "r.html"
+    result = run("compare", runs["rf"], "--out", out, "--no-study", "--mistakes", "0")
+    assert result.exit_code == 0, result.output
+    assert "Beside the study" not in out.read_text(encoding="utf-8")
+    assert_clean_failure(run("compare", tmp_path / "missing", "--out", out), "not a folder")
+
+
+def test_open_run_explains_an_unfinished_run(tmp_path):
+    (tmp_path / "config.yaml").write_text("model: rf\n")
+    with pytest.raises(RunError, match="holds no trained model"):
+        open_run(tmp_path).predictor()
