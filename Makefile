@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# `make demo DEMO_OPTS=--tiny DEMO_OUT=/tmp/d` runs the seconds-long version (CI does).
+DEMO_OUT ?= demo-output
+DEMO_OPTS ?=
+
 demo: $(STAMP)
-	$(BIN)/mangograde demo --out demo-output
+	$(BIN)/mangograde demo --out $(DEMO_OUT) $(DEMO_OPTS)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -100,10 +104,30 @@ def test_synth_command_writes_the_layout(tmp_path):
     ).is_file()
 
 
-def test_demo_runs_at_a_tiny_size(tmp_path):
-    result = run("demo", "--out", tmp_path / "demo", "--n", "24", "--size", "40")
-    assert result.exit_code == 0, result.output
-    assert "Photos per grade" in result.output
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(
+    shutil.which("make") is None or not (REPO / ".venv" / "bin" / "mangograde").is_file(),
+    reason="needs make and the .venv that `make test` creates",
+)
+def test_make_demo_runs_the_whole_job_at_a_tiny_size(tmp_path):
+    out = tmp_path / "demo"
+    done = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "demo", f"DEMO_OUT={out}", "DEMO_OPTS=--tiny --quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for preset in ("cnn-fast", "svm-study", "rf-study"):
+        assert f"Trained {preset}" in done.stdout
+        assert (out / "runs" / preset / "predictions.csv").is_file()
+    assert f"Open the report: {out / 'report.html'}" in done.stdout
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count('<div class="card"><h3>') >= 3  # a confusion matrix per run
+    header = (out / "dev-predictions.csv").read_text().splitlines()[0]
+    assert header == "image_id,label,p_A,p_B,p_C"
 
 
 def test_skipped_unsupported_file_is_mentioned(tmp_path):
