@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 
 import numpy as np
@@ -114,11 +115,21 @@ def test_evaluate_prints_and_saves_metrics_that_match_its_csv(trained, tmp_path)
     assert np.sum(record["confusion"]) == len(rows)
 
 
-def test_evaluate_refuses_photos_graded_differently(trained, tmp_path):
+def test_evaluate_matches_other_grade_names_by_rank_and_refuses_other_counts(trained, tmp_path):
     root, runs = trained
+    photos = sorted((root / "dev").iterdir())[:3]
+    for grade, photo in zip(["Extra_Class", "Class_I", "Class_II"], photos, strict=True):
+        (tmp_path / "set" / grade).mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "set" / grade / photo.name)
+    result = run("evaluate", runs["rf"], tmp_path / "set", "--out", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    assert "Extra_Class = A, Class_I = B, Class_II = C" in result.output
+    rows = read_csv(tmp_path / "e.csv")
+    truth = {r["image"].split("/")[1]: r["true"] for r in rows}
+    assert truth == {photos[0].name: "A", photos[1].name: "B", photos[2].name: "C"}
     for i, grade in enumerate(["Good", "Bad"]):
-        write_photo(tmp_path / "set" / grade / f"x{i}.jpg", seed=i)
-    result = run("evaluate", runs["rf"], tmp_path / "set", "--grades", "Good,Bad")
+        write_photo(tmp_path / "two" / grade / f"x{i}.jpg", seed=i)
+    result = run("evaluate", runs["rf"], tmp_path / "two", "--grades", "Good,Bad")
     assert_clean_failure(result, "The run grades A, B, C", "Good, Bad")
 
 
@@ -217,3 +228,30 @@ def test_open_run_explains_an_unfinished_run(tmp_path):
     (tmp_path / "config.yaml").write_text("model: rf\n")
     with pytest.raises(RunError, match="holds no trained model"):
         open_run(tmp_path).predictor()
+
+
+def test_report_holds_the_search_plots_a_run_folder_has(trained, tmp_path):
+    from PIL import Image
+
+    from mangograde.comparison import compare_runs, confident_mistakes
+    from mangograde.report.html import render_report
+
+    root, runs = trained
+    copy = shutil.copytree(runs["rf"], tmp_path / "rf")
+    (copy / "search").mkdir()
+    Image.new("RGB", (20, 10), (200, 30, 30)).save(copy / "search" / "search.png")
+    comparison = compare_runs([copy], mistakes=2, samples=20, n_boot=100, progress=False)
+    page = render_report(comparison, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Searches and sweeps" in page and "search/search.png" in page
+    # the gallery: wrong grades only, most confident first, each explained from its photo
+    mistakes = comparison.runs[0].mistakes
+    held = open_run(copy).held_out
+    assert 0 < len(mistakes) <= 2
+    assert all(m.true != m.predicted for m in mistakes)
+    assert [m.confidence for m in mistakes] == sorted(
+        (m.confidence for m in mistakes), reverse=True
+    )
+    wrong = held.proba[held.predicted != held.true]
+    assert mistakes[0].confidence == pytest.approx(wrong.max(axis=1).max(), abs=1e-6)
+    assert all(m.figure and m.figure.startswith(b"\x89PNG") for m in mistakes)
+    assert confident_mistakes(open_run(copy), 0) == []

@@ -125,14 +125,14 @@ def _explain_mistakes(run: Run, mistakes: list[Mistake], samples: int, seed: int
     from .report.figures import explanation_figure
 
     method = "gradcam" if run.model_kind == "cnn" else "lime"
-    predictors: dict[int, RunPredictor] = {}
+    predictors: dict[int | None, RunPredictor] = {}
+    one_model = len(run.bundle_folders()) == 1 if mistakes else True
     for mistake in mistakes:
         path = run.photo_path(mistake.image_id)
         if path is None:
             mistake.note = f"photo not found under {run.data_root}; it was moved or deleted"
             continue
-        folders = run.bundle_folders()
-        fold = mistake.fold if len(folders) > 1 else None
+        fold = None if one_model else mistake.fold
         if fold not in predictors:
             predictors[fold] = run.predictor(fold)
         predictor = predictors[fold]

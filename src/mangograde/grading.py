@@ -98,18 +98,27 @@ def write_submission(path: str | Path, graded: Graded) -> Path:
     return path
 
 
-def check_grades(run_grades: Sequence[str], dataset: Dataset) -> None:
-    if tuple(dataset.grades) != tuple(run_grades):
-        raise DatasetError(
-            f"The run grades {', '.join(run_grades)} but {dataset.root} is labelled "
-            f"{', '.join(dataset.grades)}. Evaluate on photos labelled with the run's grades "
-            "(for class folders, name them as the run's grades or pass --grades)."
-        )
+def match_grades(run_grades: Sequence[str], dataset: Dataset) -> list[str]:
+    """Check the dataset can be scored against the run; notices of how grades were matched.
+
+    Grades are always best first, so two lists of the same length match by rank (a run
+    trained on Extra_Class / Class_I / Class_II scores photos labelled A / B / C).
+    """
     if not dataset.labelled:
         raise DatasetError(
             f"{dataset.root} has no grades to evaluate against: give a label CSV (--labels) "
             "or grade folders. To grade unlabelled photos, use `mangograde predict`."
         )
+    if tuple(dataset.grades) == tuple(run_grades):
+        return []
+    if len(dataset.grades) != len(run_grades):
+        raise DatasetError(
+            f"The run grades {', '.join(run_grades)} but {dataset.root} is labelled "
+            f"{', '.join(dataset.grades)}. Evaluate on photos labelled with as many grades "
+            "as the run's, best first (for grade folders, give their order with --grades)."
+        )
+    pairs = ", ".join(f"{d} = {r}" for d, r in zip(dataset.grades, run_grades, strict=True))
+    return [f"Grades matched by rank, best first: {pairs}."]
 
 
 def evaluate_dataset(
@@ -122,7 +131,7 @@ def evaluate_dataset(
     progress: bool | None = None,
 ) -> tuple[dict[str, Any], Graded]:
     """Grade a labelled dataset and measure it (bootstrap by fruit when it has groups)."""
-    check_grades(predictor.grades, dataset)
+    matched = match_grades(predictor.grades, dataset)
     images, kept, bad, notices = _decode(predictor, dataset.paths, cache, skip_bad, progress)
     proba, predicted = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)
@@ -130,6 +139,7 @@ def evaluate_dataset(
         kept_set.labels, predicted, dataset.grades, proba, kept_set.groups, n_boot, 0.95, seed
     )
     record["n_skipped"] = len(bad)
+    record["notices"] = matched
     graded = Graded(
         list(kept_set.paths),
         list(kept_set.image_ids),
@@ -137,7 +147,7 @@ def evaluate_dataset(
         predicted,
         predictor.grades,
         bad,
-        notices + predictor.notices,
+        matched + notices + predictor.notices,
     )
     return record, graded
 

@@ -11,10 +11,10 @@ and applies them as one resampling: crop, flips, rotation and perspective become
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from .images.geometry import resize_for
 
@@ -26,19 +26,28 @@ PERSPECTIVE = 0.5  # torchvision's default distortion, applied to half the photo
 JITTER = (0.8, 1.2)
 
 
-def _to_float() -> list[v2.Transform]:
+def _v2():  # torchvision takes seconds to import; grading and BatchAugment need only torch
+    from torchvision.transforms import v2
+
+    return v2
+
+
+def _to_float() -> list[Any]:
+    v2 = _v2()
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
 
 
-def eval_transforms(size: int = 224) -> v2.Compose:
-    """Resize, centre-crop ``size``, normalise: deterministic."""
+def eval_transforms(size: int = 224) -> Any:
+    """Resize, centre-crop ``size``, normalise: deterministic (a ``v2.Compose``)."""
+    v2 = _v2()
     resize = v2.Resize((resize_for(size), resize_for(size)), antialias=True)
     return v2.Compose([resize, v2.CenterCrop(size), *_to_float()])
 
 
-def train_transforms(size: int = 224) -> v2.Compose:
+def train_transforms(size: int = 224) -> Any:
     """The study's augmentation: crop, both flips, rotation up to 30 degrees, random
     perspective, brightness / contrast / saturation jitter 0.8-1.2, normalise."""
+    v2 = _v2()
     return v2.Compose(
         [
             v2.Resize((resize_for(size), resize_for(size)), antialias=True),
