@@ -126,6 +126,7 @@ def test_make_demo_runs_the_whole_job_at_a_tiny_size(tmp_path):
     assert f"Open the report: {out / 'report.html'}" in done.stdout
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.count('<div class="card"><h3>') >= 3  # a confusion matrix per run
+    assert "Beside the study" not in page  # drawn photos are not the competition's
     header = (out / "dev-predictions.csv").read_text().splitlines()[0]
     assert header == "image_id,label,p_A,p_B,p_C"
 

@@ -138,3 +138,22 @@ def test_evaluate_record_is_valid_json_with_every_part():
     single = evaluate([1, 1], [1, 1], ["A", "B", "C"], n_boot=50)
     assert single["metrics"]["quadratic_kappa"]["value"] is None
     json.dumps(single, allow_nan=False)
+
+
+def test_a_grade_absent_from_the_truth_is_left_out_of_the_means():
+    # No C photos: balanced accuracy averages the recalls of A and B only; C's F1 is 0
+    # (predicted once, never right), so it counts in macro F1.
+    true, pred = [0, 0, 1, 1], [0, 2, 1, 1]
+    assert balanced_accuracy(true, pred, 3) == pytest.approx((1 / 2 + 1) / 2)
+    assert macro_f1(true, pred, 3) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    # Never predicted and never true: undefined, so not averaged.
+    assert macro_f1([0, 1], [0, 1], 3) == pytest.approx(1.0)
+
+
+def test_log_loss_interval_and_photo_units_without_groups():
+    proba = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.6, 0.2, 0.2]])
+    record = evaluate([0, 1, 2, 2], [0, 1, 2, 0], ["A", "B", "C"], proba, n_boot=400)
+    loss = record["metrics"]["log_loss"]
+    assert loss["value"] == pytest.approx(log_loss([0, 1, 2, 2], proba))
+    assert loss["low"] < loss["value"] < loss["high"]
+    assert record["bootstrap"]["unit"] == "photo" and record["bootstrap"]["n_units"] == 4

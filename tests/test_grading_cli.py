@@ -87,6 +87,43 @@ def test_predict_names_a_bad_photo_and_skips_it_on_request(trained, tmp_path):
     assert [r["image_id"] for r in read_csv(tmp_path / "p.csv")] == ["good.jpg"]
 
 
+def test_nothing_readable_is_an_error_even_with_skip_bad(trained, tmp_path):
+    root, runs = trained
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run("predict", runs["rf"], tmp_path / "new", "--skip-bad", "--out", tmp_path / "p.csv")
+    assert_clean_failure(result, "Nothing to grade", "broken.jpg")
+    (tmp_path / "new" / "labels.csv").write_text(
+        "image_id,label\nbroken.jpg,A\n"
+    )  # one grade: fine
+    result = run(
+        "evaluate", runs["rf"], tmp_path / "new", "--labels", tmp_path / "new" / "labels.csv",
+        "--skip-bad", "--out", tmp_path / "e.json",
+    )  # fmt: skip
+    assert_clean_failure(result, "Nothing to grade", "broken.jpg")
+
+
+def test_evaluate_warns_on_the_run_s_own_training_photos(trained, tmp_path):
+    root, runs = trained
+    result = run(
+        "evaluate", runs["rf"], root / "train", "--labels", root / "train.csv",
+        "--out", tmp_path / "e.json", "--bootstrap", "50",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "the folder this run was trained on" in result.output and "inflated" in result.output
+    assert "inflated" in json.loads((tmp_path / "e.json").read_text())["notices"][0]
+    result = run(
+        "evaluate",
+        runs["rf"],
+        root / "dev",
+        "--labels",
+        root / "dev.csv",
+        "--out",
+        tmp_path / "e.csv",
+    )
+    assert_clean_failure(result, "give a .json file")
+
+
 def test_predict_refuses_what_is_not_a_run_or_a_photo(trained, tmp_path):
     root, runs = trained
     assert_clean_failure(run("predict", tmp_path, root / "dev"), "no config.yaml")
@@ -131,6 +168,10 @@ def test_evaluate_matches_other_grade_names_by_rank_and_refuses_other_counts(tra
         write_photo(tmp_path / "two" / grade / f"x{i}.jpg", seed=i)
     result = run("evaluate", runs["rf"], tmp_path / "two", "--grades", "Good,Bad")
     assert_clean_failure(result, "The run grades A, B, C", "Good, Bad")
+    for i, grade in enumerate("BAC"):
+        write_photo(tmp_path / "other" / grade / f"x{i}.jpg", seed=i)
+    result = run("evaluate", runs["rf"], tmp_path / "other", "--grades", "B,A,C")
+    assert_clean_failure(result, "orders its grades B, A, C", "--grades")
 
 
 @pytest.mark.parametrize(("model", "method"), [("rf", "lime"), ("cnn", "lime"), ("cnn", "gradcam")])
@@ -193,7 +234,7 @@ class _Collector(HTMLParser):
 def test_compare_writes_one_self_contained_report(trained, tmp_path):
     root, runs = trained
     out = tmp_path / "report.html"
-    result = run("compare", runs["rf"], runs["cnn"], "--out", out, "--samples", "30")
+    result = run("compare", runs["rf"], runs["cnn"], "--out", out, "--samples", "30", "--study")
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     parsed = _Collector()
@@ -215,12 +256,29 @@ def test_compare_writes_one_self_contained_report(trained, tmp_path):
     assert "explanation of" in page or "No mistakes" in text
 
 
-def test_compare_leaves_the_study_out_on_request_and_names_a_missing_run(trained, tmp_path):
+def test_the_study_is_shown_only_beside_competition_data(trained, tmp_path):
+    import yaml
+
+    from mangograde.comparison import is_competition_data
+
     root, runs = trained
     out = tmp_path / "r.html"
-    result = run("compare", runs["rf"], "--out", out, "--no-study", "--mistakes", "0")
+    result = run("compare", runs["rf"], "--out", out, "--mistakes", "0")
     assert result.exit_code == 0, result.output
-    assert "Beside the study" not in out.read_text(encoding="utf-8")
+    assert "Beside the study" not in out.read_text(encoding="utf-8")  # drawn photos
+    assert not is_competition_data(open_run(runs["rf"]))
+    copy = shutil.copytree(runs["rf"], tmp_path / "real")
+    settings = yaml.safe_load((copy / "config.yaml").read_text())
+    settings["data"]["synthetic"] = False  # as for photos in the competition's own layout
+    (copy / "config.yaml").write_text(yaml.safe_dump(settings))
+    assert is_competition_data(open_run(copy))
+    settings["data"]["layout"] = "class-folders"
+    (copy / "config.yaml").write_text(yaml.safe_dump(settings))
+    assert not is_competition_data(open_run(copy))
+
+
+def test_compare_names_a_missing_run(trained, tmp_path):
+    out = tmp_path / "r.html"
     assert_clean_failure(run("compare", tmp_path / "missing", "--out", out), "not a folder")
 
 
@@ -251,7 +309,7 @@ def test_report_holds_the_search_plots_a_run_folder_has(trained, tmp_path):
     assert [m.confidence for m in mistakes] == sorted(
         (m.confidence for m in mistakes), reverse=True
     )
-    wrong = held.proba[held.predicted != held.true]
-    assert mistakes[0].confidence == pytest.approx(wrong.max(axis=1).max(), abs=1e-6)
+    given = held.proba[np.arange(len(held.true)), held.predicted][held.predicted != held.true]
+    assert mistakes[0].confidence == pytest.approx(given.max(), abs=1e-6)
     assert all(m.figure and m.figure.startswith(b"\x89PNG") for m in mistakes)
     assert confident_mistakes(open_run(copy), 0) == []

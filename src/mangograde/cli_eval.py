@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .cli import CacheDirOpt, GradesOpt, GroupsOpt, LabelsOpt, SkipBadOpt, app, out, user_errors
 from .cli_models import QuietOpt, _progress, open_dataset
-from .errors import plural
+from .errors import SettingsError, plural
 from .images import ImageCache
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by `mangograde train`.")]
@@ -59,6 +59,14 @@ def confusion_table(record: dict[str, Any]) -> Table:
     return table
 
 
+def _evaluation_name(data: Path) -> str:
+    """``parent-folder.json``: two ``test/`` folders of different sets do not collide."""
+    folder = data.resolve()
+    return (
+        f"{folder.parent.name}-{folder.name}.json" if folder.parent.name else f"{folder.name}.json"
+    )
+
+
 @app.command("evaluate")
 @user_errors
 def evaluate_command(
@@ -85,14 +93,26 @@ def evaluate_command(
 
     run = open_run(run_dir)
     predictor = run.predictor(fold)
-    dataset, record_data = open_dataset(data, labels, groups, grades)
+    # A set of one grade can be scored (e.g. how many A photos stay A).
+    dataset, record_data = open_dataset(data, labels, groups, grades, allow_single_grade=True)
+    target = out_file or run.path / "evaluations" / _evaluation_name(data)
+    if target.suffix.lower() != ".json":
+        raise SettingsError(
+            f"--out {target}: give a .json file (the per-photo CSV is written beside it)."
+        )
     record, graded = evaluate_dataset(
-        predictor, dataset, ImageCache(cache_dir), skip_bad, n_boot, seed, _progress(quiet)
+        predictor,
+        dataset,
+        ImageCache(cache_dir),
+        skip_bad,
+        n_boot,
+        seed,
+        _progress(quiet),
+        run.data_root,
     )
     record["run"] = str(run.path)
     record["data"] = record_data
     record["models"] = len(predictor.bundles)
-    target = out_file or run.path / "evaluations" / f"{Path(data).resolve().name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2), encoding="utf-8")
     write_graded_with_truth(target.with_suffix(".csv"), graded, dataset)
@@ -209,15 +229,17 @@ def compare_command(
 ) -> None:
     """Write one self-contained HTML report comparing runs side by side."""
     from .comparison import compare_runs
+    from .evaluation.metrics import format_metric
     from .report.html import render_report
 
+    if mistakes > 0 and samples < 10:
+        raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
     comparison = compare_runs(runs, mistakes, samples, n_boot, seed, study, _progress(quiet))
     render_report(comparison, out_file)
     for summary in comparison.runs:
         accuracy = summary.evaluation["metrics"]["accuracy"]
-        out.print(
-            f"{escape(summary.run.label)}: accuracy {accuracy['value']:.3f} "
-            f"[{accuracy['low']:.3f}, {accuracy['high']:.3f}]"
-        )
+        low, high = (format_metric("{:.3f}", accuracy[k]) for k in ("low", "high"))
+        value = format_metric("{:.3f}", accuracy["value"])
+        out.print(f"{escape(summary.run.label)}: accuracy {value} [{low}, {high}]")
     _notices(comparison.notices)
     out.print(f"Report written to {escape(str(out_file))}")

@@ -23,6 +23,7 @@ from .cli import (
 )
 from .data import Dataset, load_dataset
 from .images import ImageCache
+from .synth import is_synthetic
 
 presets_app = typer.Typer(help="List the named recipes, or show one as YAML.")
 app.add_typer(presets_app, name="presets")
@@ -80,14 +81,21 @@ def resolve_settings(
 
 
 def open_dataset(
-    data: Path, labels: Path | None, groups: Path | None, grades: str | None
+    data: Path,
+    labels: Path | None,
+    groups: Path | None,
+    grades: str | None,
+    allow_single_grade: bool = False,
 ) -> tuple[Dataset, dict[str, Any]]:
-    dataset = load_dataset(data, labels=labels, groups=groups, grades=parse_grades(grades))
+    dataset = load_dataset(
+        data, labels, groups, parse_grades(grades), allow_single_grade=allow_single_grade
+    )
     record = {
         "root": str(data.resolve()),  # held-out photos are found again from any folder
         "labels": str(labels) if labels else None,
         "groups": str(groups) if groups else None,
         "layout": dataset.layout,
+        "synthetic": is_synthetic(data),
     }
     for notice in dataset.notices:
         out.print(f"[yellow]Note:[/] {escape(notice)}")

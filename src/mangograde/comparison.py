@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SettingsError
+from .errors import MangogradeError, SettingsError
 from .evaluation import evaluate
 from .images import load_images
 from .progress import track
@@ -53,8 +53,9 @@ class Mistake:
 class RunSummary:
     run: Run
     evaluation: dict[str, Any]
-    fit_s: float | None
-    per_photo_ms: float | None
+    train_s: float | None  # features + fitting, all folds, decoding excluded
+    per_photo_ms: float | None  # one fold model
+    n_models: int
     model_bytes: int
     history: list[dict[str, Any]]
     curves: bytes | None
@@ -73,9 +74,15 @@ class Comparison:
 
 
 def is_competition_data(run: Run) -> bool:
-    """A label CSV with grades A, B, C: the AI CUP 2020 layout."""
+    """Photos in the AI CUP 2020 layout (a label CSV, grades A, B, C), not drawn by synth."""
+    from .synth import is_synthetic
+
     data = run.settings.get("data") or {}
-    return data.get("layout") == "labels-csv" and tuple(run.grades) == ("A", "B", "C")
+    if data.get("layout") != "labels-csv" or tuple(run.grades) != ("A", "B", "C"):
+        return False
+    if "synthetic" in data:
+        return not data["synthetic"]
+    return run.data_root is None or not is_synthetic(run.data_root)  # runs before the flag
 
 
 def _curves(run: Run, history: list[dict[str, Any]]) -> bytes | None:
@@ -136,8 +143,12 @@ def _explain_mistakes(run: Run, mistakes: list[Mistake], samples: int, seed: int
         if fold not in predictors:
             predictors[fold] = run.predictor(fold)
         predictor = predictors[fold]
-        image = load_images([path], predictor.geometry).arrays[0]
-        found = explain(predictor, image, method, None, samples, seed, progress=False)
+        try:
+            image = load_images([path], predictor.geometry).arrays[0]
+            found = explain(predictor, image, method, None, samples, seed, progress=False)
+        except MangogradeError as exc:
+            mistake.note = f"not explained: {exc}"
+            continue
         buffer = io.BytesIO()
         title = (
             f"{mistake.image_id}: true {mistake.true}, predicted {found.predicted} "
@@ -160,11 +171,13 @@ def summarise_run(
         held.true, held.predicted, held.grades, held.proba, held.groups, n_boot, 0.95, seed
     )
     history = run.history()
+    fit_s = run.timing.get("fit_s")
     summary = RunSummary(
         run,
         record,
-        run.timing.get("fit_s"),
+        None if fit_s is None else fit_s + run.timing.get("features_s", 0.0),
         run.timing.get("predict_per_photo_ms"),
+        len(run.bundle_folders()),
         run.model_bytes(),
         history,
         _curves(run, history),

@@ -76,6 +76,7 @@ def run_demo(
         "labels": str(data / "train.csv"),
         "groups": str(data / "groups.csv"),
         "layout": dataset.layout,
+        "synthetic": True,
     }
     runs = []
     for name in DEMO_PRESETS:

@@ -15,6 +15,7 @@ from .errors import DatasetError
 from .evaluation import evaluate
 from .images import ImageCache, load_images
 from .images.decode import BadImage
+from .images.loader import bad_images_message
 from .progress import Bar
 from .runs import RunPredictor
 
@@ -59,6 +60,8 @@ def _decode(
     progress: bool | None,
 ) -> tuple[np.ndarray, np.ndarray, list[BadImage], list[str]]:
     loaded = load_images(list(paths), predictor.geometry, cache, skip_bad, None, progress)
+    if len(loaded.kept) == 0:
+        raise DatasetError(f"Nothing to grade: {bad_images_message(loaded.bad)}")
     return loaded.arrays, loaded.kept, loaded.bad, loaded.notices
 
 
@@ -111,6 +114,11 @@ def match_grades(run_grades: Sequence[str], dataset: Dataset) -> list[str]:
         )
     if tuple(dataset.grades) == tuple(run_grades):
         return []
+    if set(dataset.grades) == set(run_grades):
+        raise DatasetError(
+            f"{dataset.root} orders its grades {', '.join(dataset.grades)} but the run "
+            f"{', '.join(run_grades)} (best first in both). Give the order with --grades."
+        )
     if len(dataset.grades) != len(run_grades):
         raise DatasetError(
             f"The run grades {', '.join(run_grades)} but {dataset.root} is labelled "
@@ -121,6 +129,18 @@ def match_grades(run_grades: Sequence[str], dataset: Dataset) -> list[str]:
     return [f"Grades matched by rank, best first: {pairs}."]
 
 
+def seen_in_training(data_root: Path | None, dataset: Dataset) -> list[str]:
+    """A notice when the photos to evaluate come from the folder the run was trained on."""
+    if data_root is None or Path(data_root).resolve() != Path(dataset.root).resolve():
+        return []
+    return [
+        f"{dataset.root} is the folder this run was trained on: its models have seen these "
+        "photos (every fold model but one saw each of them), so these scores are inflated. "
+        "The run's own held-out scores are in its metrics.json; `mangograde compare` shows "
+        "them with intervals."
+    ]
+
+
 def evaluate_dataset(
     predictor: RunPredictor,
     dataset: Dataset,
@@ -129,9 +149,13 @@ def evaluate_dataset(
     n_boot: int = 2000,
     seed: int = 0,
     progress: bool | None = None,
+    trained_on: Path | None = None,
 ) -> tuple[dict[str, Any], Graded]:
-    """Grade a labelled dataset and measure it (bootstrap by fruit when it has groups)."""
-    matched = match_grades(predictor.grades, dataset)
+    """Grade a labelled dataset and measure it (bootstrap by fruit when it has groups).
+
+    ``trained_on``: the run's data folder, to warn when these are its training photos.
+    """
+    matched = match_grades(predictor.grades, dataset) + seen_in_training(trained_on, dataset)
     images, kept, bad, notices = _decode(predictor, dataset.paths, cache, skip_bad, progress)
     proba, predicted = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)

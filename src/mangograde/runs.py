@@ -93,6 +93,18 @@ class Run:
         return load_bundle(self.bundle_folders()[0]).grades
 
     @property
+    def split_text(self) -> str:
+        """How the run held photos out, e.g. ``5-fold cross-validation by fruit``."""
+        split = self.settings.get("split") or {}
+        grouped = (self.settings.get("data") or {}).get("groups")
+        kind = (
+            f"hold-out of {split['val_fraction']:.0%}"
+            if split.get("val_fraction")
+            else f"{split.get('cv', '?')}-fold cross-validation"
+        )
+        return f"{kind} {'by fruit' if grouped else 'by photo (no groups given)'}"
+
+    @property
     def data_root(self) -> Path | None:
         root = (self.settings.get("data") or {}).get("root")
         return Path(root) if root else None

@@ -33,6 +33,7 @@ GRADES = ("A", "B", "C")
 GRADE_SHARE = (0.3, 0.35, 0.35)
 SHOTS_PER_FRUIT = ((1, 2, 3), (0.5, 0.3, 0.2))
 BORDERLINE_RATE = 0.05
+SYNTHETIC_MARKER = "SYNTHETIC.txt"  # lets reports tell drawn photos from the competition's
 PARALLEL_FROM = 200  # photos; below this a process pool costs more than it saves
 CRATE_COLOURS = np.array(
     [[40, 90, 170], [30, 120, 60], [170, 45, 40], [205, 170, 60], [95, 95, 100], [60, 60, 62]],
@@ -277,4 +278,14 @@ def synthesize(
     for part, part_rows in rows.items():
         _rows_csv(out / f"{part}.csv", ("image_id", "label"), part_rows)
     _rows_csv(out / "groups.csv", ("image_id", "group"), group_rows)
+    (out / SYNTHETIC_MARKER).write_text(
+        f"Drawn by mangograde synth (n={n}, size={size}, seed={seed}): not real photos.\n",
+        encoding="utf-8",
+    )
     return out
+
+
+def is_synthetic(folder: str | Path) -> bool:
+    """True for photos drawn by :func:`synthesize` (its marker is in the folder or above)."""
+    folder = Path(folder).resolve()
+    return any((f / SYNTHETIC_MARKER).is_file() for f in (folder, folder.parent))

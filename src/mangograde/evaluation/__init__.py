@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .bootstrap import Interval, bootstrap_intervals
+from .bootstrap import Interval, bootstrap_intervals, count_units
 from .metrics import (
     SCALAR_METRICS,
     accuracy,
@@ -66,7 +66,6 @@ def evaluate(
     k = len(grades)
     intervals = bootstrap_intervals(y_true, y_pred, k, groups, proba, n_boot, confidence, seed)
     counts = confusion_matrix(y_true, y_pred, k)
-    n_units = len(set(np.asarray(groups).tolist())) if groups is not None else len(counts)
     return {
         "n_photos": int(counts.sum()),
         "grades": list(grades),
@@ -79,6 +78,6 @@ def evaluate(
             "confidence": confidence,
             "seed": seed,
             "unit": "fruit" if groups is not None else "photo",
-            "n_units": n_units if groups is not None else int(counts.sum()),
+            "n_units": count_units(groups, int(counts.sum())),
         },
     }

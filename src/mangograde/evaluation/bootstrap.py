@@ -37,6 +37,11 @@ def _units(groups: Sequence[str] | np.ndarray | None, n: int) -> tuple[np.ndarra
     return unit.ravel(), int(unit.max(initial=-1)) + 1
 
 
+def count_units(groups: Sequence[str] | np.ndarray | None, n: int) -> int:
+    """How many units the bootstrap draws: fruits, or photos without groups."""
+    return _units(groups, n)[1]
+
+
 def bootstrap_intervals(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,

@@ -192,7 +192,8 @@ def metric_intervals(
             ax.errorbar(
                 m["value"],
                 i,
-                xerr=[[m["value"] - m["low"]], [m["high"] - m["value"]]],
+                # a percentile interval need not contain the estimate; bars cannot be negative
+                xerr=[[max(0, m["value"] - m["low"])], [max(0, m["high"] - m["value"])]],
                 fmt="o",
                 color=colours(i % 10),
                 capsize=4,

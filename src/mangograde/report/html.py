@@ -104,15 +104,24 @@ def _cost_columns(runs: Sequence[Any]) -> list[_Column]:
         ),
         _Column(
             "Training time",
-            "Fitting all folds (decoding excluded).",
-            [_duration(s.fit_s) for s in runs],
-            [s.fit_s for s in runs],
+            "Features and fitting of all folds, decoding excluded (after a --resume, only "
+            "the epochs trained since).",
+            [
+                _duration(s.train_s) + (" (resumed)" if s.run.timing.get("resumed") else "")
+                for s in runs
+            ],
+            [s.train_s for s in runs],
             False,
         ),
         _Column(
             "Time per photo",
-            "Features and model, decoding excluded.",
-            [_fmt("{:.2f} ms", ms) for ms in per_photo],
+            "One fold model, features included, decoding excluded; `predict` with all K fold "
+            "models costs K times this (or use --fold).",
+            [
+                _fmt("{:.2f} ms", ms)
+                + (f"<br><small>x{s.n_models} folds</small>" if s.n_models > 1 else "")
+                for s, ms in zip(runs, per_photo, strict=True)
+            ],
             per_photo,
             False,
         ),
@@ -204,7 +213,7 @@ def _study(comparison: Any) -> str:
                 f"<tr>{ours_cell}<td>{_e(name)}</td><td>{_e(split)}</td><td>{theirs}</td></tr>"
             )
     return (
-        "<table><tr><th>This run (held-out folds by fruit)</th><th>The study's model</th>"
+        "<table><tr><th>This run (held-out photos)</th><th>The study's model</th>"
         "<th>Its split</th><th>Its accuracy</th></tr>" + "".join(rows) + "</table>"
         "<p><small>The study's numbers are on the AI CUP 2020 data (about 5,600 train, 800 "
         "validation and 1,600 test photos), with splits that ignore which photos show the "
@@ -234,6 +243,16 @@ def _gallery(comparison: Any) -> str:
         "(where the last feature maps looked), LIME for the others (superpixels that push "
         "the model towards the grade it gave, shaded green).</p>"
         f'<div class="row gallery">{"".join(cards)}</div>'
+    )
+
+
+def _method(summary: Any) -> str:
+    boot = summary.evaluation["bootstrap"]
+    unit = "fruits" if boot["unit"] == "fruit" else "photos"
+    return (
+        f"<li><b>{_e(summary.run.label)}</b>: {_e(summary.run.split_text)}; "
+        f"{summary.evaluation['n_photos']} held-out photos; {boot['replicates']} replicates "
+        f"of {boot['n_units']} {unit} (seed {boot['seed']}).</li>"
     )
 
 
@@ -278,14 +297,13 @@ def render_report(comparison: Any, path: str | Path) -> Path:
         )
         parts.append(f"<section><h2>Searches and sweeps</h2>{images}</section>")
     parts.append(f"<section><h2>Most confident mistakes</h2>{_gallery(comparison)}</section>")
-    boot = runs[0].evaluation["bootstrap"]
     parts.append(
         "<section><h2>How these numbers were made</h2><p>Every score is on held-out photos: "
-        "each photo was graded by the fold model that was trained without it, and photos of "
-        "one fruit were always held out together. Intervals: "
-        f"{boot['replicates']} bootstrap replicates that resample whole "
-        f"{'fruits' if boot['unit'] == 'fruit' else 'photos'} (seed {boot['seed']}).</p>"
-        f"{_definitions()}</section>"
+        "each was graded by a model trained without it. 95% intervals: percentiles of "
+        "bootstrap replicates that redraw the held-out fruits (or photos, where no groups "
+        "were given) with replacement.</p><ul>"
+        + "".join(_method(s) for s in runs)
+        + f"</ul>{_definitions()}</section>"
     )
     names = ", ".join(s.run.label for s in runs)
     document = (
