@@ -211,8 +211,13 @@ def test_gradcam_on_a_forest_says_to_use_lime(trained, tmp_path):
 
 
 class _Collector(HTMLParser):
+    """Tags, images, links and text of a page; every element must be closed in order."""
+
+    VOID = {"img", "br", "meta", "link", "hr", "input"}
+
     def __init__(self) -> None:
         super().__init__()
+        self.open: list[str] = []
         self.tags: list[str] = []
         self.images: list[str] = []
         self.links: list[str] = []
@@ -220,12 +225,18 @@ class _Collector(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
+        if tag not in self.VOID:
+            self.open.append(tag)
         attributes = dict(attrs)
         if tag == "img":
             self.images.append(attributes.get("src", ""))
         for name in ("href", "src"):
             if name in attributes and tag != "img":
                 self.links.append(attributes[name])
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1:]}>"
+        self.open.pop()
 
     def handle_data(self, data):
         self.text.append(data)
@@ -240,6 +251,7 @@ def test_compare_writes_one_self_contained_report(trained, tmp_path):
     parsed = _Collector()
     parsed.feed(page)
     parsed.close()
+    assert parsed.open == []
     text = " ".join(parsed.text)
     assert parsed.tags.count("table") >= 4  # summary, study, a confusion matrix per run...
     for phrase in ("rf (rf-study)", "cnn (cnn-fast)", "Confusion matrices", "QWK", "Accuracy"):
