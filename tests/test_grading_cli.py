@@ -145,7 +145,8 @@ def test_evaluate_prints_and_saves_metrics_that_match_its_csv(trained, tmp_path)
         assert phrase in result.output
     record = json.loads(out.read_text())
     rows = read_csv(out.with_suffix(".csv"))
-    hits = np.mean([r["true"] == r["predicted"] for r in rows])
+    assert list(rows[0])[:3] == ["image_id", "label", "true"]
+    hits = np.mean([r["true"] == r["label"] for r in rows])
     assert record["metrics"]["accuracy"]["value"] == pytest.approx(hits)
     assert record["n_photos"] == len(rows) == len(list((root / "dev").iterdir()))
     assert record["bootstrap"]["unit"] == "fruit" and record["bootstrap"]["replicates"] == 300
@@ -162,7 +163,7 @@ def test_evaluate_matches_other_grade_names_by_rank_and_refuses_other_counts(tra
     assert result.exit_code == 0, result.output
     assert "Extra_Class = A, Class_I = B, Class_II = C" in result.output
     rows = read_csv(tmp_path / "e.csv")
-    truth = {r["image"].split("/")[1]: r["true"] for r in rows}
+    truth = {r["image_id"].split("/")[1]: r["true"] for r in rows}
     assert truth == {photos[0].name: "A", photos[1].name: "B", photos[2].name: "C"}
     for i, grade in enumerate(["Good", "Bad"]):
         write_photo(tmp_path / "two" / grade / f"x{i}.jpg", seed=i)

@@ -88,7 +88,7 @@ def evaluate_command(
 ) -> None:
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
-    from .grading import evaluate_dataset, write_graded_with_truth
+    from .grading import evaluate_dataset, write_submission
     from .runs import open_run
 
     run = open_run(run_dir)
@@ -115,7 +115,7 @@ def evaluate_command(
     record["models"] = len(predictor.bundles)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    write_graded_with_truth(target.with_suffix(".csv"), graded, dataset)
+    write_submission(target.with_suffix(".csv"), graded)
     _notices(graded.notices)
     models = (
         "1 model"

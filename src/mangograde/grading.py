@@ -33,6 +33,7 @@ class Graded:
     grades: tuple[str, ...]
     bad: list[BadImage] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    truth: np.ndarray | None = None  # grade codes, when the photos were labelled
 
     def labels(self) -> list[str]:
         return [self.grades[c] for c in self.predicted]
@@ -88,16 +89,17 @@ def grade_photos(
 
 
 def write_submission(path: str | Path, graded: Graded) -> Path:
-    """The competition's ``image_id,label`` columns, then ``p_<grade>`` for each grade."""
+    """The competition's ``image_id,label`` columns, ``true`` when the photos were
+    labelled, then ``p_<grade>`` for each grade."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    truth = [] if graded.truth is None else ["true"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "label", *(f"p_{g}" for g in graded.grades)])
-        for image_id, label, row in zip(
-            graded.image_ids, graded.labels(), graded.proba, strict=True
-        ):
-            writer.writerow([image_id, label, *(f"{p:.6f}" for p in row)])
+        writer.writerow(["image_id", "label", *truth, *(f"p_{g}" for g in graded.grades)])
+        for i, (image_id, label) in enumerate(zip(graded.image_ids, graded.labels(), strict=True)):
+            true = [] if graded.truth is None else [graded.grades[graded.truth[i]]]
+            writer.writerow([image_id, label, *true, *(f"{p:.6f}" for p in graded.proba[i])])
     return path
 
 
@@ -172,19 +174,6 @@ def evaluate_dataset(
         predictor.grades,
         bad,
         matched + notices + predictor.notices,
+        kept_set.labels,
     )
     return record, graded
-
-
-def write_graded_with_truth(path: Path, graded: Graded, dataset: Dataset) -> Path:
-    """Every evaluated photo: id, true and predicted grade, probabilities."""
-    truth = dict(zip(dataset.image_ids, dataset.labels, strict=True))
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "true", "predicted", *(f"p_{g}" for g in graded.grades)])
-        for image_id, label, row in zip(
-            graded.image_ids, graded.labels(), graded.proba, strict=True
-        ):
-            true = graded.grades[truth[image_id]]
-            writer.writerow([image_id, true, label, *(f"{p:.6f}" for p in row)])
-    return path
