@@ -219,8 +219,8 @@ def compare_command(
         bool | None,
         typer.Option(
             "--study/--no-study",
-            help="Show the study's numbers (default: when the data is in the competition's "
-            "layout).",
+            help="Show the study's numbers (default: for photos in the competition's layout, "
+            "a label CSV of grades A/B/C, that `synth` did not draw).",
         ),
     ] = None,
     n_boot: BootOpt = 2000,

@@ -67,7 +67,7 @@ class RunSummary:
 class Comparison:
     runs: list[RunSummary]
     grades: tuple[str, ...]
-    competition: bool
+    study: dict[str, list[tuple[str, str, float]]] | None  # shown beside competition data
     created: str
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
@@ -223,7 +223,7 @@ def compare_runs(
     return Comparison(
         summaries,
         grades.pop(),
-        competition,
+        STUDY_RESULTS if competition else None,
         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
         time.perf_counter() - start,
         notices,

@@ -8,11 +8,14 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..evaluation.metrics import METRIC_INFO, format_metric
 from .figures import metric_intervals
+
+if TYPE_CHECKING:
+    from ..comparison import Comparison, RunSummary
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2a1f;
@@ -82,7 +85,7 @@ class _Column:
     higher_is_better: bool = True
 
 
-def _metric_column(name: str, runs: Sequence[Any]) -> _Column:
+def _metric_column(name: str, runs: Sequence[RunSummary]) -> _Column:
     title, meaning, higher, fmt = METRIC_INFO[name]
     cells, values = [], []
     for summary in runs:
@@ -93,7 +96,7 @@ def _metric_column(name: str, runs: Sequence[Any]) -> _Column:
     return _Column(title, meaning, cells, values, higher)
 
 
-def _cost_columns(runs: Sequence[Any]) -> list[_Column]:
+def _cost_columns(runs: Sequence[RunSummary]) -> list[_Column]:
     per_photo = [s.per_photo_ms for s in runs]
     return [
         _Column(
@@ -135,7 +138,7 @@ def _cost_columns(runs: Sequence[Any]) -> list[_Column]:
     ]
 
 
-def _summary(comparison: Any) -> str:
+def _summary(comparison: Comparison) -> str:
     runs = comparison.runs
     present = [m for m in METRIC_INFO if all(m in s.evaluation["metrics"] for s in runs)]
     columns = [_metric_column(m, runs) for m in present] + _cost_columns(runs)
@@ -155,7 +158,7 @@ def _summary(comparison: Any) -> str:
     )
 
 
-def _confusion(summary: Any, grades: Sequence[str]) -> str:
+def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
     counts = summary.evaluation["confusion"]
     shares = summary.evaluation["confusion_normalised"]
     head = "".join(f"<th>{_e(g)}</th>" for g in grades)
@@ -195,9 +198,7 @@ def _fmt(fmt: str, value: float | None) -> str:
     return _e(format_metric(fmt, value))
 
 
-def _study(comparison: Any) -> str:
-    from ..comparison import STUDY_RESULTS
-
+def _study(comparison: Comparison) -> str:
     rows = []
     for summary in comparison.runs:
         ours = summary.evaluation["metrics"]["accuracy"]
@@ -205,7 +206,9 @@ def _study(comparison: Any) -> str:
             f"{_e(summary.run.label)}: <b>{_fmt('{:.1%}', ours['value'])}</b> "
             f"<small>[{_fmt('{:.1%}', ours['low'])}, {_fmt('{:.1%}', ours['high'])}]</small>"
         )
-        study_rows = STUDY_RESULTS.get(summary.run.model_kind) or [("(not in the study)", "", None)]
+        study_rows = comparison.study.get(summary.run.model_kind) or [
+            ("(not in the study)", "", None)
+        ]
         for k, (name, split, value) in enumerate(study_rows):
             theirs = "" if value is None else f"{value:.1%}"
             ours_cell = f'<td rowspan="{len(study_rows)}">{mine}</td>' if k == 0 else ""
@@ -222,7 +225,7 @@ def _study(comparison: Any) -> str:
     )
 
 
-def _gallery(comparison: Any) -> str:
+def _gallery(comparison: Comparison) -> str:
     cards = []
     for summary in comparison.runs:
         for m in summary.mistakes:
@@ -246,7 +249,7 @@ def _gallery(comparison: Any) -> str:
     )
 
 
-def _method(summary: Any) -> str:
+def _method(summary: RunSummary) -> str:
     boot = summary.evaluation["bootstrap"]
     unit = "fruits" if boot["unit"] == "fruit" else "photos"
     return (
@@ -261,7 +264,7 @@ def _definitions() -> str:
     return f"<dl>{items}</dl>"
 
 
-def render_report(comparison: Any, path: str | Path) -> Path:
+def render_report(comparison: Comparison, path: str | Path) -> Path:
     """Write ``comparison`` (from :func:`mangograde.comparison.compare_runs`) as HTML."""
     runs, grades = comparison.runs, comparison.grades
     parts = [f"<section><h2>Summary</h2>{_summary(comparison)}"]
@@ -275,7 +278,7 @@ def render_report(comparison: Any, path: str | Path) -> Path:
     parts.append(_img(buffer.getvalue(), "accuracy, balanced accuracy and QWK with intervals"))
     parts += [f'<p class="notice">{_e(n)}</p>' for n in comparison.notices]
     parts.append("</section>")
-    if comparison.competition:
+    if comparison.study:
         parts.append(
             f"<section><h2>Beside the study's own numbers</h2>{_study(comparison)}</section>"
         )
