@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from mangograde.errors import SettingsError
 from mangograde.explain import explain
 from mangograde.images import load_images
 from mangograde.models.bundle import load_bundle
@@ -246,7 +247,10 @@ class _Collector(HTMLParser):
 def test_compare_writes_one_self_contained_report(trained, tmp_path):
     root, runs = trained
     out = tmp_path / "report.html"
-    result = run("compare", runs["rf"], runs["cnn"], "--out", out, "--samples", "30", "--study")
+    result = run(
+        "compare", runs["rf"], runs["cnn"], "--out", out, "--samples", "30", "--study",
+        "--method", "lime",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     parsed = _Collector()
@@ -326,3 +330,14 @@ def test_report_holds_the_search_plots_a_run_folder_has(trained, tmp_path):
     assert mistakes[0].confidence == pytest.approx(given.max(), abs=1e-6)
     assert all(m.figure and m.figure.startswith(b"\x89PNG") for m in mistakes)
     assert confident_mistakes(open_run(copy), 0) == []
+
+
+def test_compare_explains_mistakes_with_the_chosen_method(trained):
+    from mangograde.comparison import compare_runs
+
+    root, runs = trained
+    forced = compare_runs([runs["rf"]], mistakes=1, n_boot=50, progress=False, method="gradcam")
+    mistake = forced.runs[0].mistakes[0]
+    assert mistake.figure is None and "Grad-CAM needs a CNN" in mistake.note
+    with pytest.raises(SettingsError, match="auto, lime, gradcam"):
+        compare_runs([runs["rf"]], method="shap")

@@ -215,6 +215,14 @@ def compare_command(
     samples: Annotated[
         int, typer.Option("--samples", help="LIME samples per explained mistake.")
     ] = 200,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="Explain mistakes with auto (Grad-CAM for CNNs, else LIME), lime "
+            "(as the study did for its CNN) or gradcam.",
+        ),
+    ] = "auto",
     study: Annotated[
         bool | None,
         typer.Option(
@@ -234,7 +242,9 @@ def compare_command(
 
     if mistakes > 0 and samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
-    comparison = compare_runs(runs, mistakes, samples, n_boot, seed, study, _progress(quiet))
+    comparison = compare_runs(
+        runs, mistakes, samples, n_boot, seed, study, _progress(quiet), method
+    )
     render_report(comparison, out_file)
     for summary in comparison.runs:
         accuracy = summary.evaluation["metrics"]["accuracy"]

@@ -126,12 +126,17 @@ def confident_mistakes(run: Run, n: int) -> list[Mistake]:
     ]
 
 
-def _explain_mistakes(run: Run, mistakes: list[Mistake], samples: int, seed: int) -> None:
-    """Explain each mistake with the fold model that held the photo out (it never saw it)."""
+def _explain_mistakes(
+    run: Run, mistakes: list[Mistake], samples: int, seed: int, method: str = "auto"
+) -> None:
+    """Explain each mistake with the fold model that held the photo out (it never saw it).
+
+    ``method`` auto: Grad-CAM for CNNs (fast), LIME for the others."""
     from .explain import explain
     from .report.figures import explanation_figure
 
-    method = "gradcam" if run.model_kind == "cnn" else "lime"
+    if method == "auto":
+        method = "gradcam" if run.model_kind == "cnn" else "lime"
     predictors: dict[int | None, RunPredictor] = {}
     one_model = len(run.bundle_folders()) == 1 if mistakes else True
     for mistake in mistakes:
@@ -159,7 +164,12 @@ def _explain_mistakes(run: Run, mistakes: list[Mistake], samples: int, seed: int
 
 
 def summarise_run(
-    run: Run, mistakes: int = 3, samples: int = 200, n_boot: int = 2000, seed: int = 0
+    run: Run,
+    mistakes: int = 3,
+    samples: int = 200,
+    n_boot: int = 2000,
+    seed: int = 0,
+    method: str = "auto",
 ) -> RunSummary:
     held = run.held_out
     if held is None:
@@ -184,7 +194,7 @@ def summarise_run(
         _plots(run),
         confident_mistakes(run, mistakes),
     )
-    _explain_mistakes(run, summary.mistakes, samples, seed)
+    _explain_mistakes(run, summary.mistakes, samples, seed, method)
     return summary
 
 
@@ -196,11 +206,17 @@ def compare_runs(
     seed: int = 0,
     study: bool | None = None,
     progress: bool | None = None,
+    method: str = "auto",
 ) -> Comparison:
-    """Summaries of ``paths`` (run folders) for the report; ``study`` None decides by data."""
+    """Summaries of ``paths`` (run folders) for the report; ``study`` None decides by data.
+
+    ``method`` explains the mistakes: auto (Grad-CAM for CNNs, LIME for the others),
+    lime or gradcam (a run it cannot explain gets a note instead)."""
     start = time.perf_counter()
     if not paths:
         raise SettingsError("Give at least one run folder to compare.")
+    if method not in ("auto", "lime", "gradcam"):
+        raise SettingsError(f"Unknown explanation method {method!r}. Valid: auto, lime, gradcam.")
     runs = [open_run(p) for p in paths]
     grades = {tuple(r.grades) for r in runs}
     if len(grades) > 1:
@@ -209,7 +225,7 @@ def compare_runs(
             f"The runs grade different grades, so they cannot be compared: {listed}."
         )
     summaries = [
-        summarise_run(run, mistakes, samples, n_boot, seed)
+        summarise_run(run, mistakes, samples, n_boot, seed, method)
         for run in track(runs, len(runs), "Summarising runs", progress)
     ]
     roots = {str(r.data_root) for r in runs}

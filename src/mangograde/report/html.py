@@ -231,7 +231,8 @@ def _gallery(comparison: Comparison) -> str:
         for m in summary.mistakes:
             caption = (
                 f"<b>{_e(summary.run.label)}</b>: {_e(m.image_id)} is {_e(m.true)}, graded "
-                f"{_e(m.predicted)} with probability {m.confidence:.2f} (fold {m.fold} model)"
+                f"{_e(m.predicted)} with probability {m.confidence:.2f}"
+                + (f" (fold {m.fold} model)" if summary.n_models > 1 else "")
             )
             body = (
                 _img(m.figure, f"explanation of {m.image_id}")
@@ -242,9 +243,9 @@ def _gallery(comparison: Comparison) -> str:
     if not cards:
         return "<p>No mistakes among the held-out photos of these runs.</p>"
     return (
-        "<p>Each photo is explained by the fold model that held it out: Grad-CAM for CNNs "
-        "(where the last feature maps looked), LIME for the others (superpixels that push "
-        "the model towards the grade it gave, shaded green).</p>"
+        "<p>Each photo is explained by the model that held it out, by the method its panel "
+        "names: Grad-CAM (where the CNN's feature maps looked) or LIME (the superpixels that "
+        "push the model towards the grade it gave, shaded green).</p>"
         f'<div class="row gallery">{"".join(cards)}</div>'
     )
 
