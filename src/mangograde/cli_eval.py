@@ -92,14 +92,14 @@ def evaluate_command(
     from .runs import open_run
 
     run = open_run(run_dir)
-    predictor = run.predictor(fold)
-    # A set of one grade can be scored (e.g. how many A photos stay A).
-    dataset, record_data = open_dataset(data, labels, groups, grades, allow_single_grade=True)
     target = out_file or run.path / "evaluations" / _evaluation_name(data)
     if target.suffix.lower() != ".json":
         raise SettingsError(
             f"--out {target}: give a .json file (the per-photo CSV is written beside it)."
         )
+    predictor = run.predictor(fold)
+    # A set of one grade can be scored (e.g. how many A photos stay A).
+    dataset, record_data = open_dataset(data, labels, groups, grades, allow_single_grade=True)
     record, graded = evaluate_dataset(
         predictor,
         dataset,

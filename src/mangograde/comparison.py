@@ -127,7 +127,7 @@ def confident_mistakes(run: Run, n: int) -> list[Mistake]:
 
 
 def _explain_mistakes(
-    run: Run, mistakes: list[Mistake], samples: int, seed: int, method: str = "auto"
+    run: Run, mistakes: list[Mistake], samples: int, seed: int, method: str, one_model: bool
 ) -> None:
     """Explain each mistake with the fold model that held the photo out (it never saw it).
 
@@ -138,7 +138,6 @@ def _explain_mistakes(
     if method == "auto":
         method = "gradcam" if run.model_kind == "cnn" else "lime"
     predictors: dict[int | None, RunPredictor] = {}
-    one_model = len(run.bundle_folders()) == 1 if mistakes else True
     for mistake in mistakes:
         path = run.photo_path(mistake.image_id)
         if path is None:
@@ -181,20 +180,21 @@ def summarise_run(
         held.true, held.predicted, held.grades, held.proba, held.groups, n_boot, 0.95, seed
     )
     history = run.history()
+    folders = run.bundle_folders()
     fit_s = run.timing.get("fit_s")
     summary = RunSummary(
         run,
         record,
         None if fit_s is None else fit_s + run.timing.get("features_s", 0.0),
         run.timing.get("predict_per_photo_ms"),
-        len(run.bundle_folders()),
+        len(folders),
         run.model_bytes(),
         history,
         _curves(run, history),
         _plots(run),
         confident_mistakes(run, mistakes),
     )
-    _explain_mistakes(run, summary.mistakes, samples, seed, method)
+    _explain_mistakes(run, summary.mistakes, samples, seed, method, len(folders) == 1)
     return summary
 
 

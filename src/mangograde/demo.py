@@ -62,6 +62,7 @@ def run_demo(
     from .comparison import compare_runs
     from .grading import grade_photos, write_submission
     from .report.html import render_report
+    from .runs import open_run
     from .synth import synthesize
     from .training import train_run
 
@@ -78,7 +79,7 @@ def run_demo(
         "layout": dataset.layout,
         "synthetic": True,
     }
-    runs = []
+    runs, accuracy = [], {}
     for name in DEMO_PRESETS:
         settings = config.resolve(
             None,
@@ -91,22 +92,15 @@ def run_demo(
         tick = time.perf_counter()
         result = train_run(settings, dataset, folder, cache, False, True, progress, record)
         runs.append(folder)
+        accuracy[folder] = result.metrics["accuracy"]
         say(
             f"Trained {name}: held-out accuracy {result.metrics['accuracy']:.3f} "
             f"in {time.perf_counter() - tick:.0f} s -> {folder}"
         )
-    best = max(runs, key=lambda r: _accuracy(r))
-    from .runs import open_run
-
+    best = max(runs, key=accuracy.__getitem__)
     graded = grade_photos(open_run(best).predictor(), [data / "dev"], cache, progress=progress)
     predictions = write_submission(out / "dev-predictions.csv", graded)
     say(f"Graded {len(graded.image_ids)} new photos (dev/) with {best.name} -> {predictions}")
     comparison = compare_runs(runs, size.mistakes, size.samples, seed=seed, progress=progress)
     report = render_report(comparison, out / "report.html")
     return DemoResult(report, runs, predictions, time.perf_counter() - start)
-
-
-def _accuracy(run: Path) -> float:
-    from .runs import open_run
-
-    return float(open_run(run).metrics.get("accuracy", 0.0))

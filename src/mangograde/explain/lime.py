@@ -48,7 +48,9 @@ def lime_regions(
         lime_image.tqdm = lime_bar
     weights = dict(found.local_exp[target])
     segments = found.segments
-    heat = np.vectorize(lambda s: weights.get(s, 0.0), otypes=[float])(segments)
+    by_segment = np.zeros(segments.max() + 1)
+    by_segment[list(weights)] = list(weights.values())
+    heat = by_segment[segments]
     ranked = sorted((w, s) for s, w in weights.items() if w > 0)[::-1][:TOP_REGIONS]
     mask = np.isin(segments, [s for _, s in ranked])
     return image, heat, mask, segments
