@@ -83,10 +83,10 @@ def speed_and_accuracy(presets: list[str]) -> None:
 def memory(n: int) -> None:
     import numpy as np
 
-    from mangograde import config
     from mangograde.data import load_dataset
     from mangograde.images import ImageCache, Resize, load_dataset_images
     from mangograde.models.classical import build_photo_classifier
+    from mangograde.models.registry import resolve
     from mangograde.synth import synthesize
 
     root = Path(tempfile.gettempdir()) / f"mangograde-synth-{n}"
@@ -94,7 +94,7 @@ def memory(n: int) -> None:
         synthesize(root, n=round(n / 0.8), size=128, seed=0)  # train/ gets n
     dataset = load_dataset(root / "train", labels=root / "train.csv", groups=root / "groups.csv")
     kept, loaded = load_dataset_images(dataset, Resize(128), ImageCache(root / "cache"))
-    settings = config.resolve(preset_name="rf-study", assignments=["n_estimators=2"])
+    settings = resolve(preset_name="rf-study", assignments=["n_estimators=2"])
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()
     model = build_photo_classifier(settings).fit(loaded.arrays, kept.labels, kept.groups)

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from _common import data_dir, machine
-from mangograde import config
 from mangograde.data import load_dataset
 from mangograde.data.splits import kfold
 from mangograde.images import ImageCache, load_dataset_images, load_images
-from mangograde.training import build_model, geometry_for
+from mangograde.models.registry import build_model, get_model, resolve
 
 MANGOGRADE = str(Path(sys.executable).parent / "mangograde")  # this environment's command
 BASELINE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "baseline_cnn.py"
@@ -53,8 +52,10 @@ def plain_fold0(root: Path) -> dict[str, float]:
 
 
 def preset_fold0(preset: str, dataset, fold: int = 0) -> dict[str, float]:
-    settings = config.resolve(preset_name=preset)
-    kept, loaded = load_dataset_images(dataset, geometry_for(settings), ImageCache(None))
+    settings = resolve(preset_name=preset)
+    kept, loaded = load_dataset_images(
+        dataset, get_model("cnn").geometry(settings), ImageCache(None)
+    )
     groups = np.asarray(kept.groups)
     train, test = kfold(kept.labels, 5, groups, 0)[fold]
     model = build_model(settings)
@@ -105,15 +106,19 @@ def cross_validation(preset: str) -> None:
 def grading_speed(preset: str) -> None:
     """Decode (no cache), preprocess and grade every aicup-sample photo with a trained model."""
     root, dataset = mango_grading()
-    settings = config.resolve(preset_name=preset, assignments=["epochs=1"])
-    kept, loaded = load_dataset_images(dataset, geometry_for(settings), ImageCache(None))
+    settings = resolve(preset_name=preset, assignments=["epochs=1"])
+    kept, loaded = load_dataset_images(
+        dataset, get_model("cnn").geometry(settings), ImageCache(None)
+    )
     model = build_model(settings).fit(loaded.arrays[::9], kept.labels[::9])  # all grades
     paths = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     model.predict_proba(loaded.arrays[:8])  # warm-up: the first call pays for torch's setup
     runs = []
     for _ in range(3):
         start = time.perf_counter()
-        photos = load_images(paths, geometry_for(settings), cache=None, progress=False).arrays
+        photos = load_images(
+            paths, get_model("cnn").geometry(settings), cache=None, progress=False
+        ).arrays
         model.predict_proba(photos)
         runs.append(time.perf_counter() - start)
     best = min(runs)

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from mangograde import config
 from mangograde.errors import SettingsError
+from mangograde.models import registry
 from mangograde.models.bundle import BundleError, load_bundle, save_bundle
-from mangograde.models.classical import build_photo_classifier
 
 
 @pytest.fixture
@@ -19,8 +18,8 @@ def bundle_dir(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (18, 12, 12, 3), dtype=np.uint8)
     y = np.repeat([0, 1, 2], 6)
-    settings = config.resolve(preset_name="rf-study", assignments=["size=12", "n_estimators=5"])
-    model = build_photo_classifier(settings).fit(images, y)
+    settings = registry.resolve(preset_name="rf-study", assignments=["size=12", "n_estimators=5"])
+    model = registry.build_model(settings).fit(images, y)
     folder = save_bundle(model, tmp_path / "model", settings, ("A", "B", "C"), {"size": 12})
     return folder, model, images
 
@@ -81,7 +80,7 @@ def test_a_folder_without_a_manifest_is_named_in_the_error(tmp_path):
 def test_settings_precedence_preset_file_set_flags(tmp_path):
     file = tmp_path / "s.yaml"
     file.write_text("params:\n  C: 3\n  n_components: 50\nfeatures:\n  size: 64\n")
-    settings = config.resolve(
+    settings = registry.resolve(
         preset_name="svm-study",
         file=file,
         assignments=["C=4", "features.polar=false"],
@@ -110,16 +109,16 @@ def test_settings_precedence_preset_file_set_flags(tmp_path):
 )
 def test_bad_settings_say_what_is_valid(kwargs, message):
     with pytest.raises(SettingsError, match=message):
-        config.resolve(**kwargs)
+        registry.resolve(**kwargs)
 
 
 def test_presets_cover_the_study_recipes():
-    svm = config.resolve(preset_name="svm-study")
+    svm = registry.resolve(preset_name="svm-study")
     assert svm["features"] | {"kind": "pixels"} == {
         "kind": "pixels", "size": 192, "polar": True, "polar_half": False, "expand": "none"
     }  # fmt: skip
     assert (svm["params"]["n_components"], svm["params"]["C"]) == (200, 1.5)
     assert svm["search"]["gamma"] == [1e-6, 1e-5, 1e-4, 1e-3]
-    rf = config.resolve(model="rf")
+    rf = registry.resolve(model="rf")
     assert rf["preset"] == "rf-study" and rf["params"]["n_estimators"] == 1000
     assert (rf["features"]["size"], rf["features"]["expand"]) == (128, "flip-rotate")

@@ -9,14 +9,13 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from mangograde import config
 from mangograde.errors import SettingsError
+from mangograde.models import registry
 from mangograde.models.blend import FoldEnsemble
 from mangograde.models.bundle import load_bundle, save_bundle
 from mangograde.models.cnn import ARCHITECTURES, build_network, multiply_adds
 from mangograde.models.cnn_estimator import CHECKPOINT, CNNClassifier
 from mangograde.synth import make_fruit, render
-from mangograde.training import build_model
 from mangograde.transforms import BatchAugment, eval_batch, eval_transforms, train_transforms
 
 torch.set_num_threads(1)  # tests stay quick and exact beside other processes
@@ -164,7 +163,7 @@ def test_a_training_step_lowers_the_loss():
 def test_cnn_fast_overfits_16_photos():
     """The recipe can fit: with augmentation off, it learns 16 photos by heart."""
     tiny = ["features.size=32", "epochs=30", "batch_size=8", "augment=none"]
-    model = build_model(config.resolve(preset_name="cnn-fast", assignments=tiny))
+    model = registry.build_model(registry.resolve(preset_name="cnn-fast", assignments=tiny))
     images, grades = photos(16)
     model.fit(images, grades)
     train_acc = [r["train_acc"] for r in model.history_]

@@ -15,7 +15,7 @@ from mangograde.errors import SettingsError
 from mangograde.explain import explain
 from mangograde.images import load_images
 from mangograde.models.bundle import load_bundle
-from mangograde.runs import RunError, open_run
+from mangograde.runs import RunError, open_predictor, open_run
 
 from .helpers import write_photo
 from .test_cli import assert_clean_failure, run
@@ -179,7 +179,7 @@ def test_evaluate_matches_other_grade_names_by_rank_and_refuses_other_counts(tra
 @pytest.mark.parametrize(("model", "method"), [("rf", "lime"), ("cnn", "lime"), ("cnn", "gradcam")])
 def test_explanations_mark_some_regions_but_not_all(trained, model, method):
     root, runs = trained
-    predictor = open_run(runs[model]).predictor(fold=0)
+    predictor = open_predictor(runs[model], fold=0)
     photo = sorted((root / "dev").iterdir())[0]
     image = load_images([photo], predictor.geometry).arrays[0]
     found = explain(predictor, image, method, samples=60, seed=1)
@@ -302,7 +302,7 @@ def test_compare_names_a_missing_run(trained, tmp_path):
 def test_open_run_explains_an_unfinished_run(tmp_path):
     (tmp_path / "config.yaml").write_text("model: rf\n")
     with pytest.raises(RunError, match="holds no trained model"):
-        open_run(tmp_path).predictor()
+        open_predictor(tmp_path)
 
 
 def test_report_holds_the_search_plots_a_run_folder_has(trained, tmp_path):

@@ -7,8 +7,8 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mangograde import config
-from mangograde.models.classical import ReducedForest, build_photo_classifier
+from mangograde.models import registry
+from mangograde.models.classical import ReducedForest
 from mangograde.models.forest import GroupForestClassifier
 from mangograde.models.svm import PCASVC, GramPCA
 
@@ -115,8 +115,8 @@ def tiny_photos(n_per: int = 8, size: int = 16, seed: int = 0):
 )
 def test_photo_classifiers_fit_predict_and_give_probabilities(preset, overrides):
     images, y = tiny_photos()
-    settings = config.resolve(preset_name=preset, assignments=overrides)
-    model = build_photo_classifier(settings).fit(images, y, groups=np.arange(len(y)) // 2)
+    settings = registry.resolve(preset_name=preset, assignments=overrides)
+    model = registry.build_model(settings).fit(images, y, groups=np.arange(len(y)) // 2)
     proba = model.predict_proba(images)
     assert proba.shape == (len(y), 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)

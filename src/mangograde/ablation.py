@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from . import training_cnn
 from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
-from .training import build_model, fit_and_predict, load_for, splits_for
+from .runs.folder import write_history
+from .runs.train import family_of, fit_fold, load_for, splits_for
 
 FIELDS = ("factor", "value", "accuracy", "val_loss", "fit_s", "epochs", "parameters", "mmacs")
 
@@ -79,22 +79,19 @@ def ablate(
                     f"--vary {key}: ablations keep the photos, their size and the split fixed; "
                     "vary model settings (params), or run train twice for another size."
                 )
-            if settings["model"] == "cnn":
-                training_cnn.check_settings(settings)
+            family_of(settings)  # every variant's settings checked before any training
             variants.append((key, value, settings))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    kept, loaded = load_for(base, dataset, cache, skip_bad, progress)
-    train, test = splits_for(base, kept)[0]
-    images, labels = loaded.arrays, kept.labels
-    groups = np.asarray(kept.groups) if kept.groups is not None else None
+    photos = load_for(base, dataset, cache, skip_bad, progress)
+    split = splits_for(base, photos.dataset)[0]
+    test = split[1]
     rows, history = [], []
     for number, (key, value, settings) in enumerate(variants):
-        model = build_model(settings)
-        if settings["model"] == "cnn":
-            training_cnn.configure(model, None, False, progress)
-        _, predicted, fit_s, _ = fit_and_predict(model, images, labels, groups, train, test)
-        runs = training_cnn.histories(model, number)
+        family, model = family_of(settings)
+        family.attach(model, None, False, progress)
+        fold = fit_fold(family, model, photos, split, None, number)
+        runs = fold.history
         for r in runs:
             r["member"] = f"{key}={value}" + (f" #{r['member']}" if r["member"] != "" else "")
         history += runs
@@ -103,9 +100,9 @@ def ablate(
             {
                 "factor": key,
                 "value": value,
-                "accuracy": float(np.mean(predicted == labels[test])),
+                "accuracy": float(np.mean(fold.predicted == photos.labels[test])),
                 "val_loss": runs[-1].get("val_loss") if runs else None,
-                "fit_s": fit_s,
+                "fit_s": fold.fit_s,
                 "epochs": runs[-1]["epoch"] if runs else None,
                 "parameters": parameters,
                 "mmacs": mmacs,
@@ -113,7 +110,7 @@ def ablate(
         )
     _write(out, rows)
     if history:
-        training_cnn.write_history(out, history)
+        write_history(out, history)
     return rows
 
 

@@ -17,7 +17,7 @@ from .errors import MangogradeError, SettingsError
 from .evaluation import evaluate
 from .images import load_images
 from .progress import track
-from .runs import Run, RunError, RunPredictor, open_run
+from .runs import Run, RunError, RunPredictor, open_predictor, open_run
 
 # The study's own figures on the AI CUP 2020 data (../reference): model kind -> rows.
 STUDY_RESULTS: dict[str, list[tuple[str, str, float]]] = {
@@ -131,12 +131,10 @@ def _explain_mistakes(
 ) -> None:
     """Explain each mistake with the fold model that held the photo out (it never saw it).
 
-    ``method`` auto: Grad-CAM for CNNs (fast), LIME for the others."""
+    ``method`` auto: Grad-CAM for CNNs (fast), LIME for the others (see ``explain``)."""
     from .explain import explain
     from .report.figures import explanation_figure
 
-    if method == "auto":
-        method = "gradcam" if run.model_kind == "cnn" else "lime"
     predictors: dict[int | None, RunPredictor] = {}
     for mistake in mistakes:
         path = run.photo_path(mistake.image_id)
@@ -145,7 +143,7 @@ def _explain_mistakes(
             continue
         fold = None if one_model else mistake.fold
         if fold not in predictors:
-            predictors[fold] = run.predictor(fold)
+            predictors[fold] = open_predictor(run, fold)
         predictor = predictors[fold]
         try:
             image = load_images([path], predictor.geometry).arrays[0]

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
 from .data import load_dataset
 from .images import ImageCache
+from .models.registry import resolve
 
 DEMO_PRESETS = ("cnn-fast", "svm-study", "rf-study")
 
@@ -62,9 +62,8 @@ def run_demo(
     from .comparison import compare_runs
     from .grading import grade_photos, write_submission
     from .report.html import render_report
-    from .runs import open_run
+    from .runs import open_predictor, train_run
     from .synth import synthesize
-    from .training import train_run
 
     start = time.perf_counter()
     size = SCALES[scale]
@@ -81,7 +80,7 @@ def run_demo(
     }
     runs, accuracy = [], {}
     for name in DEMO_PRESETS:
-        settings = config.resolve(
+        settings = resolve(
             None,
             name,
             None,
@@ -98,7 +97,7 @@ def run_demo(
             f"in {time.perf_counter() - tick:.0f} s -> {folder}"
         )
     best = max(runs, key=accuracy.__getitem__)
-    graded = grade_photos(open_run(best).predictor(), [data / "dev"], cache, progress=progress)
+    graded = grade_photos(open_predictor(best), [data / "dev"], cache, progress=progress)
     predictions = write_submission(out / "dev-predictions.csv", graded)
     say(f"Graded {len(graded.image_ids)} new photos (dev/) with {best.name} -> {predictions}")
     comparison = compare_runs(runs, size.mistakes, size.samples, seed=seed, progress=progress)

@@ -17,10 +17,10 @@ from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
 from .models.classical import features_of, pixel_features
-from .models.svm import GramPCA, fit_svc
+from .models.svm import PCASVC, GramPCA
 from .progress import track
 from .report.figures import search_heatmap, sweep_plot, tsne_plot
-from .training import build_model, fit_and_predict, fold_extras, load_for, splits_for
+from .runs.train import family_of, fit_fold, load_for, splits_for
 
 SWEEPABLE = (
     "n_estimators",
@@ -75,10 +75,10 @@ def svm_search(
     if settings["model"] != "svm":
         raise SettingsError("`mangograde search` tunes the SVM (--model svm); use `sweep`.")
     grid = _grid(settings)
-    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
-    vectors = features_of(pixel_features(settings["features"]), loaded.arrays)
-    splits = splits_for(settings, kept)
-    labels = kept.labels
+    photos = load_for(settings, dataset, cache, skip_bad, progress)
+    vectors = features_of(pixel_features(settings["features"]), photos.images)
+    splits = splits_for(settings, photos.dataset)
+    labels = photos.labels
     combos = list(itertools.product(grid["n_components"], grid["C"], grid["gamma"]))
     scores = np.zeros((len(combos), len(splits)))
     used = np.zeros(len(combos), dtype=np.int64)
@@ -91,10 +91,10 @@ def svm_search(
             reduced_train = pca.fit_transform(vectors[train])
         reduced_test = pca.transform(vectors[test])
         for row, (n, c, gamma) in enumerate(combos):
-            k = min(n, pca.n_components_)
-            used[row] = max(used[row], k)
-            svc = fit_svc(reduced_train[:, :k], labels[train], params["kernel"], c, gamma)
-            scores[row, f] = np.mean(svc.predict(reduced_test[:, :k]) == labels[test])
+            svm = PCASVC(n, params["whiten"], params["solver"], params["kernel"], c, gamma, False)
+            svm.fit_reduced(pca, reduced_train, labels[train])
+            used[row] = max(used[row], svm.pca_.n_components_)
+            scores[row, f] = np.mean(svm.predict_reduced(reduced_test) == labels[test])
     rows = [
         {
             "n_components": n,
@@ -147,21 +147,19 @@ def forest_sweep(
         raise SettingsError("`mangograde sweep` varies a forest parameter (--model rf).")
     if param not in SWEEPABLE:
         raise SettingsError(f"Cannot sweep {param!r}. Sweepable: {', '.join(SWEEPABLE)}.")
-    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
-    images, labels = loaded.arrays, kept.labels
-    groups = np.asarray(kept.groups) if kept.groups is not None else None
-    splits = splits_for(settings, kept)
+    photos = load_for(settings, dataset, cache, skip_bad, progress)
+    splits = splits_for(settings, photos.dataset)
     rows = []
     for value in track(values, len(values), f"Sweeping {param}", progress):
         trial = copy.deepcopy(settings)
         trial["params"][param] = value
         trial["params"]["oob_score"] = True
         accuracies, oobs = [], []
-        for train, test in splits:
-            model = build_model(trial)
-            _, predicted, _, _ = fit_and_predict(model, images, labels, groups, train, test)
-            accuracies.append(float(np.mean(predicted == labels[test])))
-            oobs.append(fold_extras(model))
+        for split in splits:
+            family, model = family_of(trial)
+            fold = fit_fold(family, model, photos, split)
+            accuracies.append(float(np.mean(fold.predicted == photos.labels[split[1]])))
+            oobs.append(fold.scores)
         rows.append(
             {
                 "value": value,
@@ -193,10 +191,11 @@ def tsne_map(
 
     if dimensions not in (2, 3):
         raise SettingsError(f"t-SNE draws 2 or 3 dimensions, not {dimensions}.")
-    kept, loaded = load_for(settings, dataset, cache, skip_bad, progress)
+    photos = load_for(settings, dataset, cache, skip_bad, progress)
+    kept = photos.dataset
     if len(kept) < 5:
         raise SettingsError(f"t-SNE needs at least 5 photos; {dataset.root} has {len(kept)}.")
-    vectors = features_of(pixel_features(settings["features"]), loaded.arrays)
+    vectors = features_of(pixel_features(settings["features"]), photos.images)
     if pca_components:
         vectors = GramPCA(min(pca_components, len(kept) - 1)).fit_transform(vectors)
     tsne = TSNE(

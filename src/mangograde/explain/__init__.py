@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SettingsError
-from ..runs import RunPredictor
+from .grader import Grader
 
 METHODS = ("lime", "gradcam")
 
@@ -31,8 +31,14 @@ class Explanation:
     segments: np.ndarray | None = None
 
 
+def is_cnn(predictor: Grader) -> bool:
+    """Every model (and blend member) has a network that Grad-CAM can look into."""
+    members = [m for model in predictor.models for m in getattr(model, "estimators_", [model])]
+    return all(hasattr(m, "module_") for m in members)
+
+
 def explain(
-    predictor: RunPredictor,
+    predictor: Grader,
     image: np.ndarray,
     method: str = "lime",
     grade: str | None = None,
@@ -41,7 +47,10 @@ def explain(
     progress: bool | None = None,
 ) -> Explanation:
     """Explain one decoded photo (at the run's geometry) for ``grade`` (default: the
-    predicted grade). ``samples`` is LIME's number of perturbed photos."""
+    predicted grade). ``samples`` is LIME's number of perturbed photos; ``method`` auto
+    is Grad-CAM for CNNs (fast) and LIME for the others."""
+    if method == "auto":
+        method = "gradcam" if is_cnn(predictor) else "lime"
     if method not in METHODS:
         raise SettingsError(f"Unknown explanation method {method!r}. Valid: {', '.join(METHODS)}.")
     proba, codes = predictor.grade(image[None])

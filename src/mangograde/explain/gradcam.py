@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from ..errors import SettingsError
-from ..runs import RunPredictor
+from .grader import Grader
 
 SUPPORT = 0.5  # a pixel supports the grade where its map reaches half the maximum
 MIN_SIDE = 8
 
 
-def _networks(predictor: RunPredictor) -> list[Any]:
+def _networks(predictor: Grader) -> list[Any]:
     """Every CNNClassifier of the run (fold models and blend members)."""
     found = []
     for model in predictor.models:
@@ -50,7 +50,7 @@ def cam_layer(network: nn.Module, x: torch.Tensor) -> nn.Module:
 
 
 def gradcam_regions(
-    predictor: RunPredictor, image: np.ndarray, target: int
+    predictor: Grader, image: np.ndarray, target: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the CNN's centre crop, mean Grad-CAM map 0-1, support mask) for ``target``."""
     from captum.attr import LayerAttribution, LayerGradCam

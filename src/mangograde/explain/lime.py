@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..progress import track
-from ..runs import RunPredictor
+from .grader import Grader
 
 SUPERPIXELS = 40  # SLIC segments: enough to single out a blemish, few enough to sample
 TOP_REGIONS = 5  # regions shown as support, as in the study's figures
 
 
 def lime_regions(
-    predictor: RunPredictor,
+    predictor: Grader,
     image: np.ndarray,
     target: int,
     samples: int,

@@ -7,6 +7,7 @@ The study trained 5 CNNs on different splits and took a uniform vote (+0.4% on t
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,7 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
     def member_probabilities(self, X: np.ndarray) -> np.ndarray:
         """``(n_models, n_photos, n_grades)``, each model's columns in ``classes_`` order."""
         check_is_fitted(self, "estimators_")
-        stacked = []
-        for member in self.estimators_:
-            proba = np.zeros((len(X), len(self.classes_)))
-            columns = np.searchsorted(self.classes_, member.classes_)
-            proba[:, columns] = member.predict_proba(X)
-            stacked.append(proba)
-        return np.stack(stacked)
+        return model_probabilities(self.estimators_, X, self.classes_)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         members = self.member_probabilities(X)
@@ -97,3 +92,12 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
         shares = np.eye(len(self.classes_))[members.argmax(axis=2)].mean(axis=0)
         # Mean probabilities only break ties between equal vote shares (all < 1 apart).
         return self.classes_[(shares * len(self.estimators_) + mean / 2).argmax(axis=1)]
+
+
+def model_probabilities(models: Sequence[Any], X: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """``(n_models, n_photos, n_classes)``: each model's probabilities with its columns
+    placed at its ``classes_`` among the sorted ``classes`` (a class it never saw gets 0)."""
+    stacked = np.zeros((len(models), len(X), len(classes)))
+    for proba, model in zip(stacked, models, strict=True):
+        proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X)
+    return stacked

@@ -133,8 +133,11 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 def load_bundle(folder: str | Path) -> Bundle:
     """Load a bundle, refusing a changed file or any type that is not allowed."""
+    from .registry import load_families
+
     folder = Path(folder)
     manifest = _read_manifest(folder)
+    load_families()  # a plugin family's own classes become trusted
     data = {}
     for name in (MODEL_FILE, ARRAYS_FILE):
         path = folder / name

@@ -108,6 +108,11 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classifier_.predict(self.transform_photos(X))
 
+    def grade_features(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and grades of photos whose :meth:`feature_vectors` are given."""
+        check_is_fitted(self)
+        return self.classifier_.predict_proba(vectors), self.classifier_.predict(vectors)
+
 
 class ReducedForest(ClassifierMixin, BaseEstimator):
     """A :class:`GroupForestClassifier` on all features, on PCA components, or on the
@@ -200,31 +205,3 @@ def colour_vote(
     logistic = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     trees = GroupForestClassifier(n_estimators, n_jobs=n_jobs, random_state=random_state)
     return VotingClassifier([("logistic", logistic), ("trees", trees)], voting="soft")
-
-
-def build_classifier(model: str, params: dict[str, Any], seed: int) -> ClassifierMixin:
-    """The classifier a run's ``model`` and ``params`` describe."""
-    params = dict(params)
-    try:
-        if model == "svm":
-            return PCASVC(**params, random_state=seed)
-        if model == "rf":
-            selection = params.pop("selection_scaling", None)
-            n_components = params.pop("n_components", None)
-            forest = GroupForestClassifier(**params, random_state=seed)
-            if selection is None and n_components is None:
-                return forest
-            return ReducedForest(forest, selection, n_components)
-        if model == "colour":
-            return colour_vote(**params, random_state=seed)
-    except TypeError as exc:
-        raise SettingsError(f"Invalid settings for --model {model}: {exc}") from None
-    raise SettingsError(f"{model!r} is not a classical model (svm, rf, colour).")
-
-
-def build_photo_classifier(settings: dict[str, Any]) -> PhotoClassifier:
-    features = settings["features"]
-    classifier = build_classifier(settings["model"], settings["params"], settings["seed"])
-    # The forest splits 8-bit pixels exactly and needs a quarter of float32's memory.
-    dtype = "uint8" if settings["model"] == "rf" else "float32"
-    return PhotoClassifier(pixel_features(features, dtype), classifier, features["expand"])

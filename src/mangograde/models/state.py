@@ -45,6 +45,16 @@ ALLOWED = frozenset(
     }
 )
 _BUNCH = "sklearn.utils._bunch.Bunch"
+_trusted: set[str] = set()  # added by registered model families (their own classes)
+
+
+def trust(names: tuple[str, ...] | frozenset[str]) -> None:
+    """Allow a registered family's own classes in bundles."""
+    _trusted.update(names)
+
+
+def _allowed(name: str) -> bool:
+    return name in ALLOWED or name in _trusted
 
 
 class StateError(ValueError):
@@ -79,7 +89,7 @@ class _Writer:
         if type(value) is dict:
             return {"dict": [[self.node(k), self.node(v)] for k, v in value.items()]}
         name = _name(type(value))
-        if name not in ALLOWED:
+        if not _allowed(name):
             raise StateError(f"Cannot save an object of type {name} in a model bundle.")
         state = value.__getstate__() if hasattr(value, "__getstate__") else vars(value)
         if not isinstance(state, dict):
@@ -123,7 +133,7 @@ class _Reader:
 
     @staticmethod
     def rebuild(name: str, state: Any) -> Any:
-        if name not in ALLOWED:
+        if not _allowed(name):
             raise StateError(f"the file names the type {name}, which is not allowed")
         module, _, qualname = name.rpartition(".")
         cls = getattr(importlib.import_module(module), qualname)

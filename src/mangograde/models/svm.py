@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -117,6 +118,16 @@ class GramPCA(TransformerMixin, BaseEstimator):
         # The training rows' coordinates are U * s (with the same signs).
         return (eigenvectors[:, order] * (singular * signs)).astype(X.dtype)
 
+    def head(self, k: int) -> GramPCA:
+        """This fitted PCA with only its first ``k`` components: for an exact PCA, the
+        PCA with ``k`` components (a grid search fits the largest once per fold)."""
+        check_is_fitted(self)
+        head = copy.copy(self)
+        head.n_components = head.n_components_ = min(k, self.n_components_)
+        head.components_ = self.components_[: head.n_components_]
+        head.explained_variance_ = self.explained_variance_[: head.n_components_]
+        return head
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
@@ -174,12 +185,16 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         """Fit PCA then the SVC; ``gram``: see :meth:`GramPCA.fit`."""
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
         check_classification_targets(y)
+        pca = GramPCA(self.n_components, self.whiten, self.solver, random_state=self.random_state)
+        return self.fit_reduced(pca, pca.fit_transform(X, gram=gram), y)
+
+    def fit_reduced(self, pca: GramPCA, reduced: np.ndarray, y: np.ndarray) -> PCASVC:
+        """Fit the SVC on rows already projected by the fitted ``pca``, keeping its first
+        ``n_components`` (see :meth:`GramPCA.head`)."""
         if self.kernel not in ("rbf", "linear"):
             raise ValueError(f"kernel must be 'rbf' or 'linear', got {self.kernel!r}.")
-        self.pca_ = GramPCA(
-            self.n_components, self.whiten, self.solver, random_state=self.random_state
-        )
-        reduced = self.pca_.fit_transform(X, gram=gram)
+        self.pca_ = pca.head(self.n_components)
+        reduced = reduced[:, : self.pca_.n_components_]
         if self.probability:
             self.calibrated_ = self._calibrate(reduced, y)
             # With ensemble=False its one SVC was fitted on all rows: it is ours.
@@ -206,8 +221,12 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         return self.pca_.transform(X).astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        reduced = self._reduced(X)
-        return self.svc_.predict(reduced)
+        return self.predict_reduced(self._reduced(X))
+
+    def predict_reduced(self, reduced: np.ndarray) -> np.ndarray:
+        """Grades of rows projected by a PCA whose first components are this one's."""
+        check_is_fitted(self)
+        return self.svc_.predict(reduced[:, : self.pca_.n_components_].astype(np.float64))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if not self.probability:

@@ -10,10 +10,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import CacheDirOpt, GradesOpt, GroupsOpt, LabelsOpt, SkipBadOpt, app, out, user_errors
-from .cli_models import QuietOpt, _progress, open_dataset
-from .errors import SettingsError, plural
-from .images import ImageCache
+from ..errors import SettingsError, plural
+from ..images import ImageCache
+from .options import (
+    CacheDirOpt,
+    DataOptions,
+    QuietOpt,
+    SkipBadOpt,
+    data_options,
+    notices,
+    out,
+    progress_flag,
+)
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by `mangograde train`.")]
 FoldOpt = Annotated[
@@ -26,13 +34,8 @@ BootOpt = Annotated[
 ]
 
 
-def _notices(notices: list[str]) -> None:
-    for notice in notices:
-        out.print(f"[yellow]Note:[/] {escape(notice)}")
-
-
 def metrics_table(record: dict[str, Any], title: str) -> Table:
-    from .evaluation.metrics import METRIC_INFO, format_metric
+    from ..evaluation.metrics import METRIC_INFO, format_metric
 
     table = Table(title=title)
     for column in ("Metric", "Value", "95% interval"):
@@ -45,7 +48,7 @@ def metrics_table(record: dict[str, Any], title: str) -> Table:
 
 
 def confusion_table(record: dict[str, Any]) -> Table:
-    from .evaluation.metrics import format_metric
+    from ..evaluation.metrics import format_metric
 
     grades = record["grades"]
     table = Table(title="Confusion (rows: true grade, columns: predicted)")
@@ -67,14 +70,11 @@ def _evaluation_name(data: Path) -> str:
     )
 
 
-@app.command("evaluate")
-@user_errors
+@data_options
 def evaluate_command(
     run_dir: RunArg,
     data: Annotated[Path, typer.Argument(help="Labelled photos: grade folders or a folder.")],
-    labels: LabelsOpt = None,
-    groups: GroupsOpt = None,
-    grades: GradesOpt = None,
+    opts: DataOptions,
     out_file: Annotated[
         Path | None,
         typer.Option("--out", help="JSON to write (default RUN/evaluations/DATA-NAME.json)."),
@@ -82,14 +82,11 @@ def evaluate_command(
     fold: FoldOpt = None,
     n_boot: BootOpt = 2000,
     seed: SeedOpt = 0,
-    skip_bad: SkipBadOpt = False,
-    cache_dir: CacheDirOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
-    from .grading import evaluate_dataset, write_submission
-    from .runs import open_run
+    from ..grading import evaluate_dataset, write_submission
+    from ..runs import open_predictor, open_run
 
     run = open_run(run_dir)
     target = out_file or run.path / "evaluations" / _evaluation_name(data)
@@ -97,18 +94,11 @@ def evaluate_command(
         raise SettingsError(
             f"--out {target}: give a .json file (the per-photo CSV is written beside it)."
         )
-    predictor = run.predictor(fold)
+    predictor = open_predictor(run, fold)
     # A set of one grade can be scored (e.g. how many A photos stay A).
-    dataset, record_data = open_dataset(data, labels, groups, grades, allow_single_grade=True)
+    dataset, record_data = opts.open(data, allow_single_grade=True)
     record, graded = evaluate_dataset(
-        predictor,
-        dataset,
-        ImageCache(cache_dir),
-        skip_bad,
-        n_boot,
-        seed,
-        _progress(quiet),
-        run.data_root,
+        predictor, dataset, opts.cache, opts.skip_bad, n_boot, seed, opts.progress, run.data_root
     )
     record["run"] = str(run.path)
     record["data"] = record_data
@@ -116,7 +106,7 @@ def evaluate_command(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2), encoding="utf-8")
     write_submission(target.with_suffix(".csv"), graded)
-    _notices(graded.notices)
+    notices(graded.notices)
     models = (
         "1 model"
         if len(predictor.bundles) == 1
@@ -127,8 +117,6 @@ def evaluate_command(
     out.print(f"Saved {escape(str(target))} and {escape(str(target.with_suffix('.csv')))}")
 
 
-@app.command("predict")
-@user_errors
 def predict_command(
     run_dir: RunArg,
     photos: Annotated[list[Path], typer.Argument(help="Photo files and/or folders of photos.")],
@@ -142,13 +130,14 @@ def predict_command(
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade."""
-    from .grading import grade_photos, write_submission
-    from .runs import open_run
+    from ..grading import grade_photos, write_submission
+    from ..runs import open_predictor
 
-    predictor = open_run(run_dir).predictor(fold)
-    graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, _progress(quiet))
+    predictor = open_predictor(run_dir, fold)
+    progress = progress_flag(quiet)
+    graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
     write_submission(out_file, graded)
-    _notices(graded.notices)
+    notices(graded.notices)
     counts = {g: 0 for g in graded.grades}
     for label in graded.labels():
         counts[label] += 1
@@ -161,8 +150,6 @@ def predict_command(
     out.print(f"Wrote {escape(str(out_file))}")
 
 
-@app.command("explain")
-@user_errors
 def explain_command(
     run_dir: RunArg,
     photo: Annotated[Path, typer.Argument(help="The photo to explain.")],
@@ -182,28 +169,26 @@ def explain_command(
 ) -> None:
     """Show a photo beside why the run graded it so: LIME's supporting superpixels in
     green, or the CNN's Grad-CAM map."""
-    from .data import find_photos
-    from .explain import explain
-    from .images import load_images
-    from .report.figures import explanation_figure
-    from .runs import open_run
+    from ..data import find_photos
+    from ..explain import explain
+    from ..images import load_images
+    from ..report.figures import explanation_figure
+    from ..runs import open_predictor
 
     if samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
     paths, _, _ = find_photos([photo])
     if len(paths) != 1:
         raise typer.BadParameter(f"{photo} holds {len(paths)} photos; give one photo file.")
-    predictor = open_run(run_dir).predictor(fold)
+    predictor = open_predictor(run_dir, fold)
     image = load_images(paths, predictor.geometry).arrays[0]
-    found = explain(predictor, image, method, grade, samples, seed, _progress(quiet))
+    found = explain(predictor, image, method, grade, samples, seed, progress_flag(quiet))
     explanation_figure(found, out_file)
     odds = ", ".join(f"{g} {p:.2f}" for g, p in found.proba.items())
     out.print(f"Predicted {found.predicted} ({odds}); explained grade {found.grade}")
     out.print(f"Wrote {escape(str(out_file))}")
 
 
-@app.command("compare")
-@user_errors
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
     out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
@@ -236,14 +221,14 @@ def compare_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Write one self-contained HTML report comparing runs side by side."""
-    from .comparison import compare_runs
-    from .evaluation.metrics import format_metric
-    from .report.html import render_report
+    from ..comparison import compare_runs
+    from ..evaluation.metrics import format_metric
+    from ..report.html import render_report
 
     if mistakes > 0 and samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
     comparison = compare_runs(
-        runs, mistakes, samples, n_boot, seed, study, _progress(quiet), method
+        runs, mistakes, samples, n_boot, seed, study, progress_flag(quiet), method
     )
     render_report(comparison, out_file)
     for summary in comparison.runs:
@@ -251,5 +236,5 @@ def compare_command(
         low, high = (format_metric("{:.3f}", accuracy[k]) for k in ("low", "high"))
         value = format_metric("{:.3f}", accuracy["value"])
         out.print(f"{escape(summary.run.label)}: accuracy {value} [{low}, {high}]")
-    _notices(comparison.notices)
+    notices(comparison.notices)
     out.print(f"Report written to {escape(str(out_file))}")

@@ -1,104 +1,29 @@
-"""The ``mangograde`` command line. Each command is a thin call into the modules."""
+"""Commands about photos: data inspect / prepare / cache, synth and demo."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .data import load_dataset
-from .errors import MangogradeError, listing, plural
-from .images import ImageCache, Resize, ResizeCenterCrop, load_dataset_images
-from .inspection import Inspection, inspect_dataset
-from .synth import synthesize
-
-app = typer.Typer(
-    name="mangograde",
-    help="Grade harvested mangoes (A > B > C) from photos, and compare models honestly.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
+from ..errors import MangogradeError, listing, plural
+from ..images import ImageCache, Resize, ResizeCenterCrop, load_dataset_images
+from ..inspection import Inspection, inspect_dataset
+from ..synth import synthesize
+from .options import (
+    CacheDirOpt,
+    DataArg,
+    DataOptions,
+    QuietOpt,
+    data_options,
+    notices,
+    out,
+    progress_flag,
 )
-data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
-out = Console(soft_wrap=True)  # long paths stay whole, for copying
-err = Console(stderr=True, soft_wrap=True)
-_state = {"debug": False}
-F = TypeVar("F", bound=Callable[..., object])
-
-
-def user_errors(command: F) -> F:
-    """Turn a MangogradeError into one clear message and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except MangogradeError as exc:
-            if _state["debug"]:
-                raise
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"mangograde {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks for errors.")
-    ] = False,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Grade harvested mangoes (A > B > C) from photos, and compare models honestly."""
-    _state["debug"] = debug
-
-
-LabelsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--labels", help="Label CSV (image_id,label; header optional; UTF-8, BOM or Big5)."
-    ),
-]
-GroupsOpt = Annotated[
-    Path | None,
-    typer.Option("--groups", help="CSV mapping photos to fruits (image,group), kept together."),
-]
-GradesOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--grades",
-        help="Grade names best-first, comma-separated, e.g. Extra_Class,Class_I,Class_II.",
-    ),
-]
-SkipBadOpt = Annotated[
-    bool,
-    typer.Option(
-        "--skip-bad", help="Leave unreadable photos out (each is listed) instead of stopping."
-    ),
-]
-
-
-def parse_grades(grades: str | None) -> tuple[str, ...] | None:
-    return tuple(g.strip() for g in grades.split(",")) if grades else None
 
 
 def _print_inspection(report: Inspection, skip_bad: bool) -> None:
@@ -139,8 +64,7 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
     if report.conflicting_duplicates:
         shown = listing([" = ".join(d) for d in report.conflicting_duplicates], 5)
         out.print(f"[yellow]Warning:[/] identical photos with different grades: {escape(shown)}")
-    for notice in ds.notices:
-        out.print(f"[yellow]Note:[/] {escape(notice)}")
+    notices(ds.notices)
     if report.bad:
         colour = "yellow" if skip_bad else "red"
         out.print(f"[{colour}]Unreadable photos: {len(report.bad)}[/]")
@@ -150,69 +74,44 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
         out.print("Unreadable photos: none")
 
 
-@data_app.command("inspect")
-@user_errors
-def data_inspect(
-    data: Annotated[Path, typer.Argument(help="Folder of photos, or of grade folders.")],
-    labels: LabelsOpt = None,
-    groups: GroupsOpt = None,
-    grades: GradesOpt = None,
-    skip_bad: SkipBadOpt = False,
-) -> None:
+@data_options
+def data_inspect(data: DataArg, opts: DataOptions) -> None:
     """Report a dataset's layout, photos per grade, sizes, duplicates, bad files and groups.
 
     Exits with status 1 when the dataset cannot be loaded or a photo cannot be read
     (unless --skip-bad).
     """
-    dataset = load_dataset(data, labels=labels, groups=groups, grades=parse_grades(grades))
+    dataset, _ = opts.open(data)
     report = inspect_dataset(dataset)
-    _print_inspection(report, skip_bad)
-    if report.bad and not skip_bad:
+    _print_inspection(report, opts.skip_bad)
+    if report.bad and not opts.skip_bad:
         raise MangogradeError(
             f"{plural(len(report.bad), 'photo')} cannot be read (listed above). Fix or "
             "remove them, or pass --skip-bad to leave them out."
         )
 
 
-CacheDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir",
-        help="Where decoded photos are cached (default: $MANGOGRADE_CACHE_DIR or "
-        "~/.cache/mangograde).",
-    ),
-]
-
-
-@data_app.command("prepare")
-@user_errors
+@data_options
 def data_prepare(
-    data: Annotated[Path, typer.Argument(help="Folder of photos, or of grade folders.")],
+    data: DataArg,
+    opts: DataOptions,
     size: Annotated[int, typer.Option("--size", help="Resize photos to SIZE x SIZE.")] = 256,
     crop: Annotated[
         int | None, typer.Option("--crop", help="Then keep the central CROP x CROP.")
     ] = None,
-    labels: LabelsOpt = None,
-    groups: GroupsOpt = None,
-    grades: GradesOpt = None,
-    skip_bad: SkipBadOpt = False,
-    cache_dir: CacheDirOpt = None,
 ) -> None:
     """Decode and resize every photo once into the cache, so training starts at once."""
-    dataset = load_dataset(data, labels=labels, groups=groups, grades=parse_grades(grades))
+    dataset, _ = opts.open(data)
     geometry = Resize(size) if crop is None else ResizeCenterCrop(size, crop)
-    cache = ImageCache(cache_dir)
-    kept, loaded = load_dataset_images(dataset, geometry, cache, skip_bad=skip_bad)
+    cache = opts.cache
+    kept, loaded = load_dataset_images(dataset, geometry, cache, opts.skip_bad, None, opts.progress)
     out.print(
         f"{len(kept)} photos ready at {geometry.key} in {loaded.seconds:.1f} s "
         f"({loaded.cache_hits} already cached) in {escape(str(cache.root))}"
     )
-    for notice in loaded.notices:
-        out.print(f"[yellow]Note:[/] {escape(notice)}")
+    notices(loaded.notices)
 
 
-@data_app.command("cache")
-@user_errors
 def data_cache(
     clear: Annotated[bool, typer.Option("--clear", help="Delete everything in the cache.")] = False,
     cache_dir: CacheDirOpt = None,
@@ -230,8 +129,6 @@ def data_cache(
     )
 
 
-@app.command("synth")
-@user_errors
 def synth_command(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write into.")],
     n: Annotated[int, typer.Option("--n", help="Number of photos.")] = 300,
@@ -246,8 +143,6 @@ def synth_command(
     )
 
 
-@app.command("demo")
-@user_errors
 def demo_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's output.")] = Path(
         "demo-output"
@@ -257,27 +152,20 @@ def demo_command(
     ] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cache_dir: CacheDirOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The whole job on synthetic photos: draw them, train cnn-fast, svm-study and
     rf-study, grade new photos, and write the comparison report."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     result = run_demo(
         out_dir,
         "tiny" if tiny else "full",
         seed,
         ImageCache(cache_dir),
-        False if quiet else None,
+        progress_flag(quiet),
         lambda line: out.print(escape(line)),
     )
     out.print(
         f"Done in {result.seconds:.0f} s. Open the report: [bold]{escape(str(result.report))}[/]"
     )
-
-
-def main() -> None:
-    app()
-
-
-from . import cli_eval, cli_models  # noqa: E402,F401  (register their commands)

@@ -1,0 +1,220 @@
+"""What the commands share: consoles, the error edge, and option groups.
+
+An option group is declared once: ``@data_options`` adds ``--labels``, ``--groups``,
+``--grades``, ``--skip-bad``, ``--cache-dir`` and ``--quiet`` to a command and hands it
+one :class:`DataOptions`; ``@recipe_options`` adds ``--model``, ``--preset``, ``--cv``,
+``--val-fraction``, ``--seed``, ``--config`` and ``--set`` as one :class:`RecipeOptions`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..data import Dataset, load_dataset
+from ..errors import MangogradeError
+from ..images import ImageCache
+from ..models.registry import Settings, resolve
+from ..synth import is_synthetic
+
+out = Console(soft_wrap=True)  # long paths stay whole, for copying
+err = Console(stderr=True, soft_wrap=True)
+state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def user_errors(command: F) -> F:
+    """Turn a MangogradeError into one clear message and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MangogradeError as exc:
+            if state["debug"]:
+                raise
+            err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def notices(lines: list[str]) -> None:
+    for line in lines:
+        out.print(f"[yellow]Note:[/] {escape(line)}")
+
+
+def progress_flag(quiet: bool) -> bool | None:
+    """False when --quiet; None lets the bars decide (on a terminal only)."""
+    return False if quiet else None
+
+
+def parse_grades(grades: str | None) -> tuple[str, ...] | None:
+    return tuple(g.strip() for g in grades.split(",")) if grades else None
+
+
+DataArg = Annotated[Path, typer.Argument(help="Folder of photos, or of grade folders.")]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels", help="Label CSV (image_id,label; header optional; UTF-8, BOM or Big5)."
+    ),
+]
+GroupsOpt = Annotated[
+    Path | None,
+    typer.Option("--groups", help="CSV mapping photos to fruits (image,group), kept together."),
+]
+GradesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--grades",
+        help="Grade names best-first, comma-separated, e.g. Extra_Class,Class_I,Class_II.",
+    ),
+]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad", help="Leave unreadable photos out (each is listed) instead of stopping."
+    ),
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Where decoded photos are cached (default: $MANGOGRADE_CACHE_DIR or "
+        "~/.cache/mangograde).",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder to write the results into.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for splits and models.")]
+
+
+@dataclass
+class DataOptions:
+    """Where the labels, groups and decoded photos are, and how loud to be."""
+
+    labels: LabelsOpt = None
+    groups: GroupsOpt = None
+    grades: GradesOpt = None
+    skip_bad: SkipBadOpt = False
+    cache_dir: CacheDirOpt = None
+    quiet: QuietOpt = False
+
+    @property
+    def cache(self) -> ImageCache:
+        return ImageCache(self.cache_dir)
+
+    @property
+    def progress(self) -> bool | None:
+        return progress_flag(self.quiet)
+
+    def open(self, data: Path, allow_single_grade: bool = False) -> tuple[Dataset, dict[str, Any]]:
+        """The dataset, and the record of it that a run keeps."""
+        dataset = load_dataset(
+            data,
+            self.labels,
+            self.groups,
+            parse_grades(self.grades),
+            allow_single_grade=allow_single_grade,
+        )
+        record = {
+            "root": str(data.resolve()),  # held-out photos are found again from any folder
+            "labels": str(self.labels) if self.labels else None,
+            "groups": str(self.groups) if self.groups else None,
+            "layout": dataset.layout,
+            "synthetic": is_synthetic(data),
+        }
+        notices(dataset.notices)
+        return dataset, record
+
+
+@dataclass
+class RecipeOptions:
+    """Which recipe to train, and how to hold photos out."""
+
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="svm | rf | colour | cnn (default: the preset's model)."),
+    ] = None
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="Named recipe (`mangograde presets` lists them)."),
+    ] = None
+    cv: Annotated[int | None, typer.Option("--cv", help="K-fold cross-validation by fruit.")] = None
+    val_fraction: Annotated[
+        float | None,
+        typer.Option("--val-fraction", help="Hold out this share of fruits instead of --cv."),
+    ] = None
+    seed: SeedOpt = None
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of settings (over the preset).")
+    ] = None
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override one setting, e.g. --set params.C=2 (repeatable; last wins)."
+        ),
+    ] = None
+
+    def settings(self, extra: list[str] = (), **flags: Any) -> Settings:
+        """The resolved settings, with ``extra`` --set assignments and dedicated ``flags``."""
+        if self.cv is not None and self.val_fraction is not None:
+            raise typer.BadParameter("Give --cv or --val-fraction, not both.")
+        if self.cv is not None:
+            flags["split"] = {"cv": self.cv, "val_fraction": None}
+        if self.val_fraction is not None:
+            flags["split"] = {"cv": None, "val_fraction": self.val_fraction}
+        if self.seed is not None:
+            flags["seed"] = self.seed
+        assignments = [*(self.assignments or []), *extra]
+        return resolve(self.model, self.preset, self.config_file, assignments, flags)
+
+
+def _option_group(group: type, name: str, defaults: dict[str, Any]) -> Callable[[F], F]:
+    """Add ``group``'s fields to a command's options; the command gets one ``group``."""
+    hints = {f.name: f.type for f in fields(group)}
+    resolved = inspect.get_annotations(group, eval_str=True)
+    added = [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=resolved[f.name],
+            default=defaults.get(f.name, f.default),
+        )
+        for f in fields(group)
+    ]
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        kept = [p for p in signature.parameters.values() if p.name != name]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {key: kwargs.pop(key) for key in hints}
+            return command(*args, **{name: group(**values)}, **kwargs)
+
+        parameters = [*kept, *added]
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        del wrapper.__wrapped__  # typer reads the signature above, not the command's
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def data_options(command: F) -> F:
+    return _option_group(DataOptions, "opts", {})(command)
+
+
+def recipe_options(**defaults: Any) -> Callable[[F], F]:
+    """``@recipe_options(preset="svm-study")`` changes a default for one command."""
+    return _option_group(RecipeOptions, "recipe", defaults)

@@ -1,0 +1,294 @@
+"""Model families by name: how each is built from settings, and what a run needs of it.
+
+A family is one module that calls :func:`register_model` once. The built-in ones live in
+``mangograde.models.families`` (imported with ``mangograde.models``); others are found
+through the ``mangograde.models`` entry point group or the ``MANGOGRADE_PLUGINS``
+environment variable (module names, comma-separated), so ``--model NAME`` reaches them
+from the command line.
+
+Settings of a run: ``model``, ``preset``, ``seed``, ``split``, ``features``, ``params``
+and the family's own sections; ``params`` defaults are read from the estimator's
+signature (:func:`signature_defaults`), so they are written once, where they are used.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import config
+from ..errors import SettingsError
+from ..images.geometry import Geometry, Resize
+
+Settings = dict[str, Any]
+PLUGINS_ENV = "MANGOGRADE_PLUGINS"
+ENTRY_POINTS = "mangograde.models"
+SPLIT = {"cv": 5, "val_fraction": None}
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One fold of a run: every decoded photo, and which are trained on or held out.
+
+    ``shared`` is what the family's ``prepare`` computed once for all folds (e.g. the
+    features of every photo), or None.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray | None
+    train: np.ndarray
+    test: np.ndarray
+    shared: Any = None
+
+    @property
+    def train_groups(self) -> np.ndarray | None:
+        return None if self.groups is None else self.groups[self.train]
+
+
+def fit_on_photos(model: Any, fold: FoldData) -> None:
+    """Fit on the fold's training photos."""
+    model.fit(fold.images[fold.train], fold.labels[fold.train], fold.train_groups)
+
+
+def grade_photos(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out photos' probabilities and grades, each by the model's own rule."""
+    held_out = fold.images[fold.test]
+    return model.predict_proba(held_out), model.predict(held_out)
+
+
+def resize_to_features(settings: Settings) -> Geometry:
+    """Photos decoded at ``features.size`` square."""
+    return Resize(int(settings["features"]["size"]))
+
+
+def _nothing(*_: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What mangograde needs to know of a model family.
+
+    Parameters
+    ----------
+    name : str
+        What ``--model`` calls it.
+    build : callable
+        ``settings -> unfitted estimator`` (fit / predict / predict_proba on uint8
+        ``(n, H, W, 3)`` photos). Invalid settings raise :class:`SettingsError`.
+    params : callable
+        ``() -> defaults of the params section``; usually :func:`signature_defaults` of
+        the estimator, imported only when called.
+    features : mapping
+        Defaults of the ``features`` section; ``size`` is the decode size.
+    sections : mapping
+        Defaults of the family's other sections (e.g. ``search``, ``blend``).
+    description, presets, default_preset
+        Named recipes (name -> settings over the defaults); ``default_preset`` is used when
+        only ``--model`` is given.
+    geometry : callable
+        ``settings -> Geometry`` the photos are decoded at.
+    check : callable
+        ``settings -> None``; refuses settings that ``build`` accepts but a run cannot use.
+    prepare : callable
+        ``(unfitted model, images) -> shared``: work done once for all folds.
+    fit_fold : callable
+        ``(model, FoldData) -> None``: fit on the fold's training photos.
+    grade_fold : callable
+        ``(fitted model, FoldData) -> (probabilities, grade codes)`` of the held-out photos.
+    attach : callable
+        ``(model, checkpoint folder or None, resume, progress) -> None`` before a fold is
+        fitted, and with ``(None, False, False)`` before it is saved.
+    history : callable
+        ``(fitted model, fold) -> rows`` of per-epoch records (``history.csv``).
+    fold_scores : callable
+        ``fitted model -> {name: value}`` recorded per fold (e.g. a forest's OOB scores).
+    runtime : tuple of str
+        Params that change where and how fast a model trains, not what it learns: a
+        resumed run may change them.
+    draws_progress : bool
+        The estimator draws its own progress bar (then the run draws none per fold).
+    trusted : tuple of str
+        Classes (``module.QualName``) beyond mangograde's and scikit-learn's own that its
+        bundles may hold.
+    """
+
+    name: str
+    build: Callable[[Settings], Any]
+    params: Callable[[], Mapping[str, Any]]
+    features: Mapping[str, Any] = field(default_factory=lambda: {"size": 128})
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    description: str = ""
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    default_preset: str | None = None
+    geometry: Callable[[Settings], Geometry] = resize_to_features
+    check: Callable[[Settings], None] = _nothing
+    prepare: Callable[[Any, np.ndarray], Any] = _nothing
+    fit_fold: Callable[[Any, FoldData], None] = fit_on_photos
+    grade_fold: Callable[[Any, FoldData], tuple[np.ndarray, np.ndarray]] = grade_photos
+    attach: Callable[[Any, Path | None, bool, bool | None], None] = _nothing
+    history: Callable[[Any, int], list[dict[str, Any]]] = lambda model, fold: []
+    fold_scores: Callable[[Any], dict[str, float]] = lambda model: {}
+    draws_progress: bool = False
+    runtime: tuple[str, ...] = ()
+    trusted: tuple[str, ...] = ()
+
+    def defaults(self) -> Settings:
+        """Every section's defaults, in the order a run's config.yaml lists them."""
+        return copy.deepcopy(
+            {
+                "split": SPLIT,
+                "features": dict(self.features),
+                "params": dict(self.params()),
+                **{k: dict(v) for k, v in self.sections.items()},
+            }
+        )
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+_PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {}  # name -> (family, settings)
+_loaded = False
+
+
+def register_model(family: ModelFamily) -> ModelFamily:
+    """Make ``family`` (and its presets) available by name; registering a name again
+    replaces it (a reloaded plugin)."""
+    from . import state
+
+    for name in family.presets:
+        owner = _PRESETS.get(name, (family.name, {}))[0]
+        if owner != family.name:
+            raise SettingsError(f"Preset {name!r} of {family.name!r} is already {owner!r}'s.")
+    _FAMILIES[family.name] = family
+    for name, settings in family.presets.items():
+        _PRESETS[name] = (family.name, copy.deepcopy(dict(settings)))
+    state.trust(family.trusted)
+    return family
+
+
+def load_families() -> None:
+    """Register plugins (entry points, $MANGOGRADE_PLUGINS), once; the built-in families
+    are registered when ``mangograde.models`` is imported."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for point in entry_points(group=ENTRY_POINTS):
+        point.load()
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SettingsError(
+                f"Cannot import model plugin {module!r} named in ${PLUGINS_ENV}: {exc}."
+            ) from None
+
+
+def model_names() -> list[str]:
+    load_families()
+    return sorted(_FAMILIES)
+
+
+def get_model(name: str) -> ModelFamily:
+    """The family called ``name``; an unknown name lists the valid ones."""
+    load_families()
+    if name not in _FAMILIES:
+        raise SettingsError(f"Unknown model {name!r}. Valid models: {', '.join(model_names())}.")
+    return _FAMILIES[name]
+
+
+def preset_names() -> list[str]:
+    load_families()
+    return sorted(_PRESETS)
+
+
+def preset_info(name: str) -> tuple[str, str]:
+    """(model, description) of a preset."""
+    model, settings = _preset(name)
+    return model, str(settings.get("description", ""))
+
+
+def _preset(name: str) -> tuple[str, dict[str, Any]]:
+    load_families()
+    if name not in _PRESETS:
+        raise SettingsError(
+            f"Unknown preset {name!r}. Valid presets: {', '.join(preset_names())} "
+            "(`mangograde presets` lists them)."
+        )
+    model, settings = _PRESETS[name]
+    return model, copy.deepcopy(dict(settings))
+
+
+def signature_defaults(
+    *estimators: Callable[..., Any], exclude: Sequence[str] = (), **overrides: Any
+) -> dict[str, Any]:
+    """The keyword defaults of ``estimators``' constructors (later ones add theirs),
+    less ``exclude``; ``overrides`` set a family's own default for a parameter."""
+    found: dict[str, Any] = {}
+    for estimator in estimators:
+        for name, parameter in inspect.signature(estimator).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name not in exclude:
+                found.setdefault(name, parameter.default)
+    unknown = sorted(set(overrides) - set(found))
+    if unknown:
+        raise TypeError(f"No parameter {', '.join(unknown)} to override.")
+    return {**found, **overrides}
+
+
+def resolve(
+    model: str | None = None,
+    preset_name: str | None = None,
+    file: Path | None = None,
+    assignments: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """The fully resolved settings of a run.
+
+    Order of precedence: the family's defaults < the preset < ``file`` < ``assignments``
+    (``--set``) < ``overrides`` (dedicated flags such as ``--cv``).
+    """
+    from_file = config.read_settings_file(file) if file else {}
+    preset_name = preset_name or from_file.pop("preset", None)
+    preset_model, chosen = _preset(preset_name) if preset_name else (None, {})
+    named = [m for m in (model, from_file.get("model"), preset_model) if m]
+    if not named:
+        raise SettingsError(
+            f"Name a model (--model {'|'.join(model_names())}) or a preset (--preset)."
+        )
+    family = get_model(named[0])
+    if preset_model not in (None, family.name):
+        raise SettingsError(
+            f"Preset {preset_name!r} is for --model {preset_model}, not {family.name}."
+        )
+    if not preset_name and family.default_preset:
+        preset_name = family.default_preset
+        chosen = _preset(preset_name)[1]
+    settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0}
+    settings.update(family.defaults())
+    reference = copy.deepcopy(settings)
+    chosen.pop("description", None)
+    from_file.pop("model", None)
+    layers = [
+        (chosen, f"preset {preset_name}"),
+        (from_file, f"settings file {file}"),
+        (config.parse_assignments(assignments), "--set"),
+        (dict(overrides or {}), "the command line"),
+    ]
+    for values, where in layers:
+        config.merge(settings, config.qualify(settings, values), where, reference)
+    return settings
+
+
+def build_model(settings: Settings) -> Any:
+    """An unfitted estimator for resolved ``settings``."""
+    return get_model(settings["model"]).build(settings)

@@ -1,0 +1,20 @@
+"""Runs: the run folder (written and read in :mod:`.folder`), training as flat stages
+(:mod:`.train`) and grading with a run (:mod:`.predictor`)."""
+
+from .folder import HeldOut, Run, RunError, open_run
+from .predictor import RunPredictor, open_predictor
+from .train import RunResult, fit_fold, load_for, splits_for, train_run
+
+__all__ = [
+    "HeldOut",
+    "Run",
+    "RunError",
+    "RunPredictor",
+    "RunResult",
+    "fit_fold",
+    "load_for",
+    "open_predictor",
+    "open_run",
+    "splits_for",
+    "train_run",
+]

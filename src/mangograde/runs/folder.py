@@ -1,0 +1,393 @@
+"""The run folder: written and read here, nowhere else.
+
+A run folder holds ``config.yaml`` (the resolved settings and the folder's format
+version), ``model/`` (one bundle, or ``fold-N/`` bundles), ``predictions.csv`` (every
+held-out photo), ``metrics.json``, ``timing.json``, ``history.csv`` (per-epoch records,
+with ``curves.png``) and, when photos were skipped, ``skipped.csv``; ``checkpoints/``
+while a CNN trains. Folders written before the format version existed read as format 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .. import __version__
+from ..config import dump
+from ..data import Dataset
+from ..errors import MangogradeError, SettingsError
+from ..images.decode import BadImage
+from ..images.geometry import Geometry, Resize, ResizeCenterCrop
+from ..models.bundle import Bundle, load_bundle, save_bundle
+
+FORMAT_VERSION = 2  # 1: mangograde 0.1.0, before config.yaml recorded it
+CONFIG = "config.yaml"
+RUN_FILES = (
+    CONFIG,
+    "predictions.csv",
+    "metrics.json",
+    "timing.json",
+    "skipped.csv",
+    "history.csv",
+    "curves.png",
+)
+RUN_FOLDERS = ("model", "checkpoints")
+HISTORY_FIELDS = (
+    "fold",
+    "member",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "data_s",
+    "step_s",
+)
+# Keys of config.yaml that a resumed run may change.
+_NOT_COMPARED = ("mangograde", "format_version")
+
+
+class RunError(MangogradeError):
+    """A run folder is missing, incomplete or unreadable."""
+
+
+@dataclass
+class HeldOut:
+    """The photos a run held out, as graded by the fold model that did not see them."""
+
+    image_ids: list[str]
+    groups: list[str] | None
+    folds: np.ndarray
+    true: np.ndarray
+    predicted: np.ndarray
+    proba: np.ndarray
+    grades: tuple[str, ...]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"Cannot read {path}: {exc}. Retrain the run or restore the file.") from None
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        return []
+
+
+def geometry_record(geometry: Geometry) -> dict[str, Any]:
+    if isinstance(geometry, Resize):
+        return {"kind": "resize", "size": geometry.size}
+    return {"kind": "resize-center-crop", "resize": geometry.resize, "crop": geometry.crop}
+
+
+def geometry_from_record(record: dict[str, Any]) -> Geometry:
+    if record.get("kind") == "resize":
+        return Resize(int(record["size"]))
+    if record.get("kind") == "resize-center-crop":
+        return ResizeCenterCrop(int(record["resize"]), int(record["crop"]))
+    raise RunError(f"Unknown photo geometry {record!r} in a bundle; was it made by mangograde?")
+
+
+@dataclass
+class Run:
+    """A trained run folder. Use :func:`open_run`."""
+
+    path: Path
+    settings: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model_kind(self) -> str:
+        return str(self.settings.get("model", "?"))
+
+    @property
+    def label(self) -> str:
+        """``name (preset)``, the run's title in tables."""
+        preset = self.settings.get("preset")
+        return f"{self.name} ({preset})" if preset and preset != self.name else self.name
+
+    @property
+    def grades(self) -> tuple[str, ...]:
+        if "grades" in self.metrics:
+            return tuple(self.metrics["grades"])
+        return load_bundle(self.bundle_folders()[0]).grades
+
+    @property
+    def split_text(self) -> str:
+        """How the run held photos out, e.g. ``5-fold cross-validation by fruit``."""
+        split = self.settings.get("split") or {}
+        grouped = (self.settings.get("data") or {}).get("groups")
+        kind = (
+            f"hold-out of {split['val_fraction']:.0%}"
+            if split.get("val_fraction")
+            else f"{split.get('cv', '?')}-fold cross-validation"
+        )
+        return f"{kind} {'by fruit' if grouped else 'by photo (no groups given)'}"
+
+    @property
+    def data_root(self) -> Path | None:
+        root = (self.settings.get("data") or {}).get("root")
+        return Path(root) if root else None
+
+    def bundle_folders(self) -> list[Path]:
+        """``model/`` itself, or its ``fold-N/`` folders in fold order."""
+        model = self.path / "model"
+        if (model / "bundle.json").is_file():
+            return [model]
+        folds = [p for p in model.glob("fold-*") if (p / "bundle.json").is_file()]
+        if not folds:
+            raise RunError(
+                f"{self.path} holds no trained model (model/bundle.json or model/fold-N/): "
+                "the training did not finish. Train it again, or --resume a CNN run."
+            )
+        return sorted(folds, key=lambda p: int(p.name.split("-")[1]))
+
+    def model_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path / "model").rglob("*") if p.is_file())
+
+    @cached_property
+    def held_out(self) -> HeldOut | None:
+        rows = _read_rows(self.path / "predictions.csv")
+        if not rows:
+            return None
+        grades = self.grades
+        code = {g: i for i, g in enumerate(grades)}
+        try:
+            return HeldOut(
+                image_ids=[r["image"] for r in rows],
+                groups=[r["group"] for r in rows] if any(r["group"] for r in rows) else None,
+                folds=np.array([int(r["fold"]) for r in rows]),
+                true=np.array([code[r["true"]] for r in rows]),
+                predicted=np.array([code[r["predicted"]] for r in rows]),
+                proba=np.array([[float(r[f"p_{g}"]) for g in grades] for r in rows]),
+                grades=grades,
+            )
+        except (KeyError, ValueError) as exc:
+            raise RunError(
+                f"{self.path / 'predictions.csv'} is not a mangograde predictions file "
+                f"(problem with {exc}); retrain the run to rewrite it."
+            ) from None
+
+    def history(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for row in _read_rows(self.path / "history.csv"):
+            rows.append({k: _number(v) for k, v in row.items()})
+        return rows
+
+    def photo_path(self, image_id: str) -> Path | None:
+        """Where a held-out photo is now, if its data folder is still there."""
+        root = self.data_root
+        if root is None:
+            return None
+        for base in (root, self.path.parent / root):
+            if (base / image_id).is_file():
+                return base / image_id
+        return None
+
+    def bundles(self, fold: int | None = None) -> list[Bundle]:
+        """Every fold's model, or only fold ``fold``'s."""
+        folders = self.bundle_folders()
+        if fold is not None:
+            if not 0 <= fold < len(folders):
+                raise SettingsError(
+                    f"{self.path} has {len(folders)} fold model(s); --fold must be 0 to "
+                    f"{len(folders) - 1}, not {fold}."
+                )
+            folders = [folders[fold]]
+        return [load_bundle(f) for f in folders]
+
+
+def _number(value: str) -> Any:
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def open_run(path: str | Path) -> Run:
+    """Read a run folder's settings and saved results, with a clear error if it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path} is not a folder. Give the --out folder of `mangograde train`.")
+    config = path / CONFIG
+    if not config.is_file():
+        raise RunError(
+            f"{path} is not a mangograde run: it has no config.yaml. Give the --out folder "
+            "of `mangograde train`."
+        )
+    try:
+        settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunError(f"Cannot read {config}: {exc}") from None
+    if not isinstance(settings, dict):
+        raise RunError(f"{config} does not hold a run's settings. Retrain the run.")
+    written = settings.get("format_version", 1)
+    if not isinstance(written, int) or written > FORMAT_VERSION:
+        raise RunError(
+            f"{path} is a run folder of format {written!r}, written by a newer mangograde; "
+            f"this {__version__} reads formats 1 to {FORMAT_VERSION}. Upgrade mangograde."
+        )
+    return Run(path, settings, _read_json(path / "metrics.json"), _read_json(path / "timing.json"))
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def prepare_out(out: Path, overwrite: bool, resume: bool = False) -> None:
+    """Create the run folder; with ``overwrite``, clear a previous run from it (only a run:
+    a folder without its config.yaml is never emptied). ``resume`` keeps it as it is."""
+    if resume:
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SettingsError(
+                f"{out} already exists and is not empty. Choose another --out, pass "
+                "--overwrite to replace the run in it, or --resume to continue it."
+            )
+        if not (out / CONFIG).is_file():
+            raise SettingsError(
+                f"{out} is not empty and holds no mangograde run (no {CONFIG}): refusing "
+                "to overwrite it. Choose another --out."
+            )
+        for folder in RUN_FOLDERS:
+            shutil.rmtree(out / folder, ignore_errors=True)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def check_resume(out: Path, settings: dict[str, Any], runtime: Sequence[str] = ()) -> None:
+    """A run resumes only with the settings and data it was started with; ``runtime``
+    params (where and how fast it runs) may differ."""
+    path = out / CONFIG
+    if not path.is_file():
+        raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
+    before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    now = yaml.safe_load(yaml.safe_dump(settings))  # a copy, as the file reads it back
+    for record in (before, now):
+        for key in runtime:
+            record.get("params", {}).pop(key, None)
+    changed = [
+        key
+        for key in sorted(set(before) | set(now))
+        if key not in _NOT_COMPARED and before.get(key) != now.get(key)
+    ]
+    if changed:
+        raise SettingsError(
+            f"Cannot resume the run in {out}: its settings differ in {', '.join(changed)} "
+            f"(see its {CONFIG}). Resume with the same preset and flags, or use a new --out."
+        )
+
+
+def run_config(settings: dict[str, Any], data_record: dict[str, Any]) -> dict[str, Any]:
+    """What config.yaml records: the settings, the data, the versions."""
+    return {
+        **settings,
+        "data": data_record,
+        "mangograde": __version__,
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def write_config(out: Path, resolved: dict[str, Any]) -> None:
+    (out / CONFIG).write_text(dump(resolved), encoding="utf-8")
+
+
+def fold_name(number: int, n_folds: int) -> str:
+    """``fold-N`` of a k-fold run; empty for a single hold-out."""
+    return f"fold-{number}" if n_folds > 1 else ""
+
+
+def checkpoint_folder(out: Path, name: str) -> Path:
+    return out / "checkpoints" / name
+
+
+def save_fold_model(
+    out: Path,
+    name: str,
+    model: Any,
+    settings: dict[str, Any],
+    grades: tuple[str, ...],
+    geometry: Geometry,
+    record: dict[str, Any],
+) -> Path:
+    preprocessing = {"geometry": geometry_record(geometry), "features": settings["features"]}
+    return save_bundle(model, out / "model" / name, settings, grades, preprocessing, record)
+
+
+def write_predictions(
+    out: Path, dataset: Dataset, folds: np.ndarray, proba: np.ndarray, predicted: np.ndarray
+) -> None:
+    held = np.flatnonzero(folds >= 0)
+    with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["image", "group", "fold", "true", "predicted", *(f"p_{g}" for g in dataset.grades)]
+        )
+        for i in held:
+            group = dataset.groups[i] if dataset.groups is not None else ""
+            writer.writerow(
+                [
+                    dataset.image_ids[i],
+                    group,
+                    int(folds[i]),
+                    dataset.grades[dataset.labels[i]],
+                    dataset.grades[predicted[i]],
+                    *(f"{p:.6f}" for p in proba[i]),
+                ]
+            )
+
+
+def write_json(out: Path, name: str, record: dict[str, Any]) -> None:
+    (out / name).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def write_skipped(out: Path, bad: Sequence[BadImage]) -> None:
+    with (out / "skipped.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        for image in bad:
+            writer.writerow([str(image.path), image.reason])
+
+
+def write_history(out: Path, rows: list[dict[str, Any]]) -> None:
+    """history.csv, and its curves drawn by the report (curves.png)."""
+    from ..report.figures import training_curves
+
+    with (out / "history.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    training_curves(rows, out / "curves.png")
+
+
+def clear_checkpoints(out: Path) -> None:
+    """The bundles hold the final weights; checkpoints only serve a run that is killed."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)

@@ -1,0 +1,51 @@
+"""``RunPredictor``: the one way to grade photos with a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models.blend import model_probabilities
+from ..models.bundle import Bundle
+from .folder import Run, geometry_from_record, open_run
+
+
+class RunPredictor:
+    """Grades decoded photos with one or more bundles of a run (mean of their probabilities)."""
+
+    def __init__(self, bundles: list[Bundle]) -> None:
+        self.bundles = bundles
+        self.grades = bundles[0].grades
+        self.geometry = geometry_from_record(bundles[0].manifest["preprocessing"]["geometry"])
+        self.notices = sorted({n for b in bundles for n in b.notices})
+
+    @property
+    def models(self) -> list[Any]:
+        return [b.model for b in self.bundles]
+
+    def model_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """``(n_models, n_photos, n_grades)``, columns in grade order."""
+        return model_probabilities(self.models, images, np.arange(len(self.grades)))
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.model_probabilities(images).mean(axis=0)
+
+    def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and grade codes. One model grades by its own rule, as in training
+        (a blend's vote, an SVM's decision); several fold models by their mean."""
+        proba = self.predict_proba(images)
+        if len(self.bundles) == 1:
+            return proba, np.asarray(self.models[0].predict(images), dtype=int)
+        return proba, proba.argmax(axis=1)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.grade(images)[1]
+
+
+def open_predictor(run: Run | str | Path, fold: int | None = None) -> RunPredictor:
+    """The predictor of a run folder: the mean of its fold models, or fold ``fold``'s."""
+    if not isinstance(run, Run):
+        run = open_run(run)
+    return RunPredictor(run.bundles(fold))

@@ -1,0 +1,261 @@
+"""``mangograde train`` as flat stages: resolve the family once -> load the photos once ->
+split -> fit each fold -> write the run folder (see :mod:`.folder`).
+
+``tune``, ``ablate`` and ``demo`` call the same stages (:func:`load_for`,
+:func:`splits_for`, :func:`fit_fold`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ..data.splits import holdout, kfold
+from ..errors import DatasetError, SettingsError
+from ..images import ImageCache, load_dataset_images
+from ..images.loader import LoadedImages
+from ..models.bundle import library_versions
+from ..models.registry import FoldData, ModelFamily, Settings, get_model
+from ..progress import track
+from . import folder
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict[str, Any]
+    timing: dict[str, Any]
+
+
+@dataclass
+class Photos:
+    """The run's photos, decoded once at the family's geometry; folds index these arrays."""
+
+    dataset: Dataset  # without the photos that were skipped
+    loaded: LoadedImages
+
+    @property
+    def images(self) -> np.ndarray:
+        return self.loaded.arrays
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.dataset.labels
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        groups = self.dataset.groups
+        return None if groups is None else np.asarray(groups)
+
+
+@dataclass
+class FoldResult:
+    proba: np.ndarray
+    predicted: np.ndarray
+    fit_s: float
+    predict_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
+    """The settings' family and an unfitted model, the settings checked before any photo
+    is decoded."""
+    family = get_model(settings["model"])
+    model = family.build(settings)
+    family.check(settings)
+    return family, model
+
+
+def load_for(
+    settings: Settings,
+    dataset: Dataset,
+    cache: ImageCache | None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+) -> Photos:
+    """Decode every photo once, at the family's geometry."""
+    if not dataset.labelled:
+        raise DatasetError(
+            f"{dataset.root} has no grades: training needs a label CSV (--labels) or class folders."
+        )
+    geometry = get_model(settings["model"]).geometry(settings)
+    kept, loaded = load_dataset_images(dataset, geometry, cache, skip_bad, None, progress)
+    return Photos(kept, loaded)
+
+
+def splits_for(settings: Settings, dataset: Dataset) -> list[Split]:
+    """--cv K folds, or one --val-fraction hold-out; groups always stay whole."""
+    split, seed = settings["split"], settings["seed"]
+    if split.get("val_fraction"):
+        return [holdout(dataset.labels, split["val_fraction"], dataset.groups, seed)]
+    if not split.get("cv"):
+        raise SettingsError("Choose --cv K (K >= 2) or --val-fraction F to hold photos out.")
+    return kfold(dataset.labels, int(split["cv"]), dataset.groups, seed, dataset.grades)
+
+
+def fit_fold(
+    family: ModelFamily,
+    model: Any,
+    photos: Photos,
+    split: Split,
+    shared: Any = None,
+    number: int = 0,
+) -> FoldResult:
+    """Fit ``model`` on one fold and grade its held-out photos."""
+    fold = FoldData(photos.images, photos.labels, photos.groups, *split, shared)
+    start = time.perf_counter()
+    family.fit_fold(model, fold)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    proba, predicted = family.grade_fold(model, fold)
+    return FoldResult(
+        proba,
+        predicted,
+        fit_s,
+        time.perf_counter() - start,
+        family.history(model, number),
+        family.fold_scores(model),
+    )
+
+
+def _start(
+    settings: Settings,
+    dataset: Dataset,
+    out: Path,
+    overwrite: bool,
+    resume: bool,
+    data_record: dict[str, Any] | None,
+) -> tuple[ModelFamily, Any]:
+    family, model = family_of(settings)
+    resolved = folder.run_config(settings, data_record or {"root": str(dataset.root)})
+    if resume:
+        folder.check_resume(out, resolved, family.runtime)
+    folder.prepare_out(out, overwrite, resume)
+    folder.write_config(out, resolved)
+    return family, model
+
+
+def _metrics(photos: Photos, splits: list[Split], folds: list[FoldResult]) -> dict[str, Any]:
+    accuracies = [
+        float(np.mean(f.predicted == photos.labels[test]))
+        for f, (_, test) in zip(folds, splits, strict=True)
+    ]
+    metrics: dict[str, Any] = {
+        "accuracy": float(np.mean(accuracies)),
+        "accuracy_std": float(np.std(accuracies)),
+        "accuracy_folds": accuracies,
+        "n_images": len(photos.dataset),
+        "n_held_out": int(sum(len(test) for _, test in splits)),
+        "n_folds": len(splits),
+        "grades": list(photos.dataset.grades),
+        "n_skipped": len(photos.loaded.bad),
+    }
+    for key in sorted({k for f in folds for k in f.scores}):
+        values = [f.scores[key] for f in folds if key in f.scores]
+        metrics[key] = float(np.mean(values))
+        metrics[f"{key}_folds"] = values
+    return metrics
+
+
+def _data_share(rows: list[dict[str, Any]]) -> float:
+    """Share of training time spent augmenting and assembling batches."""
+    data = sum(r["data_s"] for r in rows)
+    total = data + sum(r["step_s"] for r in rows)
+    return data / total if total else 0.0
+
+
+def _timing(
+    photos: Photos,
+    folds: list[FoldResult],
+    features_s: float,
+    per_photo_ms: float,
+    resumed: bool,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    fit_seconds = [f.fit_s for f in folds]
+    timing: dict[str, Any] = {
+        "decode_s": photos.loaded.seconds,
+        "features_s": features_s,
+        "decode_cache_hits": photos.loaded.cache_hits,
+        "fit_s": float(np.sum(fit_seconds)),
+        "fit_folds_s": fit_seconds,
+        "predict_s": float(np.sum([f.predict_s for f in folds])),
+        "predict_per_photo_ms": per_photo_ms,
+        "resumed": resumed,  # then fit_s counts only the epochs trained after resuming
+    }
+    if history:
+        timing["data_share"] = _data_share(history)
+    timing["versions"] = library_versions()
+    return timing
+
+
+def train_run(
+    settings: Settings,
+    dataset: Dataset,
+    out: str | Path,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    data_record: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train ``settings`` on ``dataset`` and write the run folder ``out``.
+
+    ``resume`` continues a killed CNN run in ``out`` from its last checkpoints.
+    """
+    out = Path(out)
+    family, unfitted = _start(settings, dataset, out, overwrite, resume, data_record)
+    photos = load_for(settings, dataset, cache, skip_bad, progress)
+    splits = splits_for(settings, photos.dataset)
+    geometry = family.geometry(settings)
+    start = time.perf_counter()
+    shared = family.prepare(unfitted, photos.images)  # once, not per fold
+    features_s = time.perf_counter() - start
+
+    n = len(photos.dataset)
+    held_fold = np.full(n, -1, dtype=np.int64)
+    proba = np.zeros((n, len(photos.dataset.grades)))
+    predicted = np.zeros(n, dtype=np.int64)
+    results: list[FoldResult] = []
+    fold_bar = progress is not False and len(splits) > 1 and not family.draws_progress
+    for number, split in enumerate(
+        track(splits, len(splits), "Training folds", progress if fold_bar else False)
+    ):
+        name = folder.fold_name(number, len(splits))
+        model = family.build(settings)
+        family.attach(model, folder.checkpoint_folder(out, name), resume, progress)
+        result = fit_fold(family, model, photos, split, shared, number)
+        family.attach(model, None, False, False)  # not saved in the bundle
+        test = split[1]
+        held_fold[test], proba[test], predicted[test] = number, result.proba, result.predicted
+        results.append(result)
+        record = {"fold": number, "n_train": int(len(split[0])), "n_held_out": int(len(test))}
+        grades = photos.dataset.grades
+        folder.save_fold_model(out, name, model, settings, grades, geometry, record)
+
+    metrics = _metrics(photos, splits, results)
+    history = [row for r in results for row in r.history]
+    # End to end (features + model) on the last fold's photos, decoding excluded.
+    start = time.perf_counter()
+    model.predict_proba(photos.images[test])
+    per_photo_ms = 1000 * (time.perf_counter() - start) / max(1, len(test))
+    timing = _timing(photos, results, features_s, per_photo_ms, resume, history)
+    if history:
+        folder.write_history(out, history)
+        metrics["epochs_run"] = max(r["epoch"] for r in history)
+    folder.write_predictions(out, photos.dataset, held_fold, proba, predicted)
+    folder.write_json(out, "metrics.json", metrics)
+    folder.write_json(out, "timing.json", timing)
+    if photos.loaded.bad:
+        folder.write_skipped(out, photos.loaded.bad)
+    folder.clear_checkpoints(out)
+    return RunResult(out, metrics, timing)
