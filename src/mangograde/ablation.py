@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_open, write_text
 from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
@@ -115,7 +116,7 @@ def ablate(
 
 
 def _write(out: Path, rows: list[dict[str, Any]]) -> None:
-    with (out / "ablation.csv").open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out / "ablation.csv", newline="") as handle:
         writer = csv.DictWriter(handle, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
@@ -135,4 +136,4 @@ def _write(out: Path, rows: list[dict[str, Any]]) -> None:
             "" if r["mmacs"] is None else f"{r['mmacs']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "ablation.md", "\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_open
 from .data import Dataset, find_photos
 from .errors import DatasetError
 from .evaluation import evaluate
@@ -94,7 +95,7 @@ def write_submission(path: str | Path, graded: Graded) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     truth = [] if graded.truth is None else ["true"]
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image_id", "label", *truth, *(f"p_{g}" for g in graded.grades)])
         for i, (image_id, label) in enumerate(zip(graded.image_ids, graded.labels(), strict=True)):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_open, write_text
 from .data.splits import holdout
 from .errors import MangogradeError
 from .progress import track
@@ -209,7 +210,7 @@ def render(fruit: Fruit, rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _rows_csv(path: Path, header: tuple[str, str], rows: list[tuple[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
@@ -278,9 +279,9 @@ def synthesize(
     for part, part_rows in rows.items():
         _rows_csv(out / f"{part}.csv", ("image_id", "label"), part_rows)
     _rows_csv(out / "groups.csv", ("image_id", "group"), group_rows)
-    (out / SYNTHETIC_MARKER).write_text(
+    write_text(
+        out / SYNTHETIC_MARKER,
         f"Drawn by mangograde synth (n={n}, size={size}, seed={seed}): not real photos.\n",
-        encoding="utf-8",
     )
     return out
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_open
 from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
@@ -36,7 +37,7 @@ SWEEPABLE = (
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

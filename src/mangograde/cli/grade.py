@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..atomic import write_text
 from ..errors import SettingsError, plural
 from ..images import ImageCache
 from .options import (
@@ -104,7 +105,7 @@ def evaluate_command(
     record["data"] = record_data
     record["models"] = len(predictor.bundles)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_text(target, json.dumps(record, indent=2))
     write_submission(target.with_suffix(".csv"), graded)
     notices(graded.notices)
     models = (

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes
 from ..errors import MangogradeError
 from . import state
 
@@ -64,20 +63,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a bundle is to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_bundle(
     model: Any,
     folder: str | Path,
@@ -93,8 +78,8 @@ def save_bundle(
         tree, arrays = state.dumps(model)
     except state.StateError as exc:
         raise BundleError(str(exc)) from None
-    _write_atomic(folder / ARRAYS_FILE, arrays)
-    _write_atomic(folder / MODEL_FILE, tree)
+    write_bytes(folder / ARRAYS_FILE, arrays)
+    write_bytes(folder / MODEL_FILE, tree)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -106,7 +91,7 @@ def save_bundle(
         "files": {MODEL_FILE: _sha256(tree), ARRAYS_FILE: _sha256(arrays)},
         **(extra or {}),
     }
-    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+    write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
     return folder
 
 

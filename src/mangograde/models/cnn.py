@@ -177,10 +177,6 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def register_architecture(name: str, builder: Callable[..., nn.Module]) -> None:
-    ARCHITECTURES[name] = builder
-
-
 def build_network(name: str, n_classes: int, size: int, **options: Any) -> nn.Module:
     """The network ``name`` for ``n_classes`` grades at ``size`` px; options it does not
     take (another architecture's) are ignored."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..atomic import atomic_path
 from ..data.splits import holdout
 from ..errors import SettingsError
 from ..features.pixels import check_images
@@ -50,19 +49,6 @@ def pick_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise SettingsError(f"Unknown device {device!r}: use auto, cpu, cuda or mps.") from None
-
-
-def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _copy_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -483,7 +469,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         }
         if torch.cuda.is_available():
             payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-        _write_atomic(path, payload)
+        with atomic_path(path, shared=False) as tmp:  # a kill never leaves half a file
+            torch.save(payload, tmp)
 
     def _restore(
         self,

@@ -8,6 +8,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..atomic import atomic_path
+
 GRADE_COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#1565c0", "#6a1b9a")
 
 
@@ -102,12 +104,16 @@ def tsne_plot(
 
 
 def _save(fig: Any, path: str | Path | BinaryIO) -> Any:
-    """Write ``fig`` as PNG to a file path (folders made) or an open binary stream."""
-    if isinstance(path, str | Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
-    _pyplot().close(fig)
+    """Write ``fig`` as PNG to a file path (whole or not at all) or an open binary stream."""
+    try:
+        if isinstance(path, str | Path):
+            path = Path(path)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+        else:
+            fig.savefig(path, dpi=110, format="png")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

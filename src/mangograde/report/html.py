@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..atomic import write_text
 from ..evaluation.metrics import METRIC_INFO, format_metric
 from .figures import metric_intervals
 
@@ -323,5 +324,5 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
+    write_text(path, document)
     return path

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from .. import __version__
+from ..atomic import atomic_open, write_text
 from ..config import dump
 from ..data import Dataset
 from ..errors import MangogradeError, SettingsError
@@ -317,7 +318,7 @@ def run_config(settings: dict[str, Any], data_record: dict[str, Any]) -> dict[st
 
 
 def write_config(out: Path, resolved: dict[str, Any]) -> None:
-    (out / CONFIG).write_text(dump(resolved), encoding="utf-8")
+    write_text(out / CONFIG, dump(resolved))
 
 
 def fold_name(number: int, n_folds: int) -> str:
@@ -346,7 +347,7 @@ def write_predictions(
     out: Path, dataset: Dataset, folds: np.ndarray, proba: np.ndarray, predicted: np.ndarray
 ) -> None:
     held = np.flatnonzero(folds >= 0)
-    with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out / "predictions.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["image", "group", "fold", "true", "predicted", *(f"p_{g}" for g in dataset.grades)]
@@ -366,11 +367,11 @@ def write_predictions(
 
 
 def write_json(out: Path, name: str, record: dict[str, Any]) -> None:
-    (out / name).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_text(out / name, json.dumps(record, indent=2))
 
 
 def write_skipped(out: Path, bad: Sequence[BadImage]) -> None:
-    with (out / "skipped.csv").open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out / "skipped.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         for image in bad:
@@ -381,7 +382,7 @@ def write_history(out: Path, rows: list[dict[str, Any]]) -> None:
     """history.csv, and its curves drawn by the report (curves.png)."""
     from ..report.figures import training_curves
 
-    with (out / "history.csv").open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(out / "history.csv", newline="") as handle:
         writer = csv.DictWriter(handle, HISTORY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
