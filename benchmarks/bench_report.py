@@ -71,7 +71,7 @@ def report(work: Path) -> None:
 def lime(work: Path) -> None:
     from mangograde.explain import explain
     from mangograde.images import load_images
-    from mangograde.runs import open_run
+    from mangograde.runs import open_predictor, open_run
 
     root = data_dir("mango-grading")
     data = [str(root), "--groups", str(root / "fruit_groups.csv")]
@@ -79,7 +79,7 @@ def lime(work: Path) -> None:
         out = work / f"real-{preset}"
         train(data, preset, out, ["--val-fraction", "0.2"], [])
         run = open_run(out)
-        predictor = run.predictor()
+        predictor = open_predictor(run)
         ids = run.held_out.image_ids[:3]
         images = load_images([root / i for i in ids], predictor.geometry).arrays
         predictor.grade(images)  # warm: first-call costs (threads, kernels) are not LIME's

@@ -193,18 +193,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     # -- building -----------------------------------------------------------------
 
     def _network(self, n_classes: int) -> torch.nn.Module:
-        options = {
-            k: getattr(self, k)
-            for k in (
-                "order",
-                "activation",
-                "pooling",
-                "dropout",
-                "dense_layers",
-                "width",
-                "stem_stride",
-            )
-        }
+        """The architecture, built with those of our parameters that it takes."""
+        options = {k: v for k, v in self.get_params().items() if k not in ("architecture", "size")}
         return build_network(self.architecture, n_classes, self.size, **options)
 
     def _check_settings(self) -> None:

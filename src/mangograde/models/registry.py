@@ -230,14 +230,25 @@ def _preset(name: str) -> tuple[str, dict[str, Any]]:
 
 
 def signature_defaults(
-    *estimators: Callable[..., Any], exclude: Sequence[str] = (), **overrides: Any
+    *estimators: Callable[..., Any],
+    exclude: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """The keyword defaults of ``estimators``' constructors (later ones add theirs),
-    less ``exclude``; ``overrides`` set a family's own default for a parameter."""
+    less ``exclude`` or just ``only`` those; ``overrides`` set a family's own default.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> signature_defaults(LogisticRegression, only=("C", "max_iter"), max_iter=1000)
+    {'C': 1.0, 'max_iter': 1000}
+    """
     found: dict[str, Any] = {}
     for estimator in estimators:
         for name, parameter in inspect.signature(estimator).parameters.items():
-            if parameter.default is not inspect.Parameter.empty and name not in exclude:
+            wanted = name not in exclude and (only is None or name in only)
+            if parameter.default is not inspect.Parameter.empty and wanted:
                 found.setdefault(name, parameter.default)
     unknown = sorted(set(overrides) - set(found))
     if unknown:

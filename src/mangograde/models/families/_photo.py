@@ -1,13 +1,15 @@
-"""What the classical families share: pixel features, and features computed once per run."""
+"""What the classical families share: a PhotoClassifier (photo features, then a
+classifier), and features computed once per run instead of once per fold."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ...errors import SettingsError
-from ..registry import FoldData, Settings, fit_on_photos, grade_photos
+from ..registry import FoldData, ModelFamily, Settings, fit_on_photos, grade_photos
 
 PIXELS = {"kind": "pixels", "size": 128, "polar": False, "polar_half": False, "expand": "none"}
 
@@ -50,3 +52,28 @@ def grade_features(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray]:
     if fold.shared is None:
         return grade_photos(model, fold)
     return model.grade_features(fold.shared["vectors"][fold.test])
+
+
+def photo_family(
+    name: str,
+    classifier: Callable[[], Callable[..., Any]],
+    params: Callable[[], dict[str, Any]],
+    features: dict[str, Any] | None = None,
+    dtype: str = "float32",
+    **options: Any,
+) -> ModelFamily:
+    """A family of :class:`PhotoClassifier` whose classifier is
+    ``classifier()(**params, random_state=seed)`` (``classifier`` imports it when called)."""
+    hooks = {
+        "prepare": prepare_features,
+        "fit_fold": fit_on_features,
+        "grade_fold": grade_features,
+        **options,
+    }
+    return ModelFamily(
+        name=name,
+        build=lambda settings: photo_classifier(settings, classifier(), dtype),
+        params=params,
+        features={**PIXELS, **(features or {})},
+        **hooks,
+    )

@@ -4,37 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import ModelFamily, Settings, register_model, signature_defaults
-from ._photo import (
-    PIXELS,
-    fit_on_features,
-    grade_features,
-    photo_classifier,
-    prepare_features,
-)
+from ..registry import register_model, signature_defaults
+from ._photo import photo_family
 
 
-def _params() -> dict[str, Any]:
+def _vote() -> Any:
     from ..classical import colour_vote
 
-    return signature_defaults(colour_vote, exclude=("random_state",))
-
-
-def _build(settings: Settings) -> Any:
-    from ..classical import colour_vote
-
-    return photo_classifier(settings, colour_vote)
+    return colour_vote
 
 
 register_model(
-    ModelFamily(
-        name="colour",
-        build=_build,
-        params=_params,
-        features={**PIXELS, "kind": "colour-texture"},
-        prepare=prepare_features,
-        fit_fold=fit_on_features,
-        grade_fold=grade_features,
+    photo_family(
+        "colour",
+        _vote,
+        lambda: signature_defaults(_vote(), exclude=("random_state",)),
+        features={"kind": "colour-texture"},
         default_preset="colour-texture",
         presets={
             "colour-texture": {

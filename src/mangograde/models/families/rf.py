@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import ModelFamily, Settings, register_model, signature_defaults
-from ._photo import (
-    PIXELS,
-    fit_on_features,
-    grade_features,
-    photo_classifier,
-    prepare_features,
-)
+from ..registry import register_model, signature_defaults
+from ._photo import photo_family
 
 
 def _params() -> dict[str, Any]:
@@ -27,6 +21,7 @@ def _params() -> dict[str, Any]:
 
 
 def _forest(selection_scaling: Any = None, n_components: Any = None, **params: Any) -> Any:
+    """The forest, behind PCA or importance-based selection when one is asked for."""
     from ..classical import ReducedForest
     from ..forest import GroupForestClassifier
 
@@ -34,11 +29,6 @@ def _forest(selection_scaling: Any = None, n_components: Any = None, **params: A
     if selection_scaling is None and n_components is None:
         return forest
     return ReducedForest(forest, selection_scaling, n_components)
-
-
-def _build(settings: Settings) -> Any:
-    # The forest splits 8-bit pixels exactly and needs a quarter of float32's memory.
-    return photo_classifier(settings, _forest, dtype="uint8")
 
 
 def oob_scores(model: Any) -> dict[str, float]:
@@ -53,14 +43,11 @@ def oob_scores(model: Any) -> dict[str, float]:
 
 
 register_model(
-    ModelFamily(
-        name="rf",
-        build=_build,
-        params=_params,
-        features=PIXELS,
-        prepare=prepare_features,
-        fit_fold=fit_on_features,
-        grade_fold=grade_features,
+    photo_family(
+        "rf",
+        lambda: _forest,
+        _params,
+        dtype="uint8",  # the forest splits 8-bit pixels exactly, in a quarter of the memory
         fold_scores=oob_scores,
         default_preset="rf-study",
         presets={

@@ -6,26 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import ModelFamily, Settings, register_model, signature_defaults
-from ._photo import (
-    PIXELS,
-    fit_on_features,
-    grade_features,
-    photo_classifier,
-    prepare_features,
-)
+from ..registry import register_model, signature_defaults
+from ._photo import photo_family, prepare_features
 
 
-def _params() -> dict[str, Any]:
+def _svm() -> Any:
     from ..svm import PCASVC
 
-    return signature_defaults(PCASVC, exclude=("random_state",))
-
-
-def _build(settings: Settings) -> Any:
-    from ..svm import PCASVC
-
-    return photo_classifier(settings, PCASVC)
+    return PCASVC
 
 
 def _prepare(model: Any, images: np.ndarray) -> dict[str, Any] | None:
@@ -47,15 +35,12 @@ def _prepare(model: Any, images: np.ndarray) -> dict[str, Any] | None:
 
 
 register_model(
-    ModelFamily(
-        name="svm",
-        build=_build,
-        params=_params,
-        features=PIXELS,
+    photo_family(
+        "svm",
+        _svm,
+        lambda: signature_defaults(_svm(), exclude=("random_state",)),
         sections={"search": {"C": [1.0], "gamma": ["scale"], "n_components": [200]}},
         prepare=_prepare,
-        fit_fold=fit_on_features,
-        grade_fold=grade_features,
         default_preset="svm-study",
         presets={
             "svm-study": {

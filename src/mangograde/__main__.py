@@ -1,0 +1,5 @@
+"""``python -m mangograde``: the command line."""
+
+from .cli import main
+
+main()
