@@ -143,7 +143,10 @@ class RecipeOptions:
 
     model: Annotated[
         str | None,
-        typer.Option("--model", help="svm | rf | colour | cnn (default: the preset's model)."),
+        typer.Option(
+            "--model",
+            help="svm | rf | colour | cnn, or a plugin's family (default: the preset's model).",
+        ),
     ] = None
     preset: Annotated[
         str | None,
