@@ -15,7 +15,6 @@ from sklearn.svm import SVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-
 # Eigenvalues below this many machine epsilons of the largest are rounding noise (the
 # photos of mango-grading keep all 479 of theirs: the smallest real one is 1.6e-4 of the
 # largest, the noise 1.5e-7).
