@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MangogradeError, SettingsError
-from .evaluation import evaluate
+from .evaluation import evaluate, one_grade_warnings
 from .images import load_images
 from .progress import track
 from .runs import Run, RunError, RunPredictor, open_predictor, open_run
@@ -177,6 +177,7 @@ def summarise_run(
     record = evaluate(
         held.true, held.predicted, held.grades, held.proba, held.groups, n_boot, 0.95, seed
     )
+    record["warnings"] = one_grade_warnings(held.true, held.predicted, held.grades, held.folds)
     history = run.history()
     folders = run.bundle_folders()
     fit_s = run.timing.get("fit_s")

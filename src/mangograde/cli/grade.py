@@ -22,6 +22,7 @@ from .options import (
     notices,
     out,
     progress_flag,
+    warn,
 )
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder written by `mangograde train`.")]
@@ -115,6 +116,7 @@ def evaluate_command(
     )
     out.print(metrics_table(record, f"{run.label} on {record['n_photos']} photos ({models})"))
     out.print(confusion_table(record))
+    warn(record["warnings"])
     out.print(f"Saved {escape(str(target))} and {escape(str(target.with_suffix('.csv')))}")
 
 
@@ -238,4 +240,6 @@ def compare_command(
         value = format_metric("{:.3f}", accuracy["value"])
         out.print(f"{escape(summary.run.label)}: accuracy {value} [{low}, {high}]")
     notices(comparison.notices)
+    for summary in comparison.runs:
+        warn([f"{summary.run.label}: {w}" for w in summary.evaluation["warnings"]])
     out.print(f"Report written to {escape(str(out_file))}")

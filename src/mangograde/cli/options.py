@@ -52,6 +52,12 @@ def notices(lines: list[str]) -> None:
         out.print(f"[yellow]Note:[/] {escape(line)}")
 
 
+def warn(lines: list[str]) -> None:
+    """Loud: what makes a result unfit to use."""
+    for line in lines:
+        err.print(f"[bold red]Warning:[/] {escape(line)}", highlight=False)
+
+
 def progress_flag(quiet: bool) -> bool | None:
     """False when --quiet; None lets the bars decide (on a terminal only)."""
     return False if quiet else None

@@ -16,8 +16,10 @@ from .options import (
     OutDirOpt,
     RecipeOptions,
     data_options,
+    notices,
     out,
     recipe_options,
+    warn,
 )
 
 presets_app = typer.Typer(help="List the named recipes, or show one as YAML.")
@@ -69,6 +71,7 @@ def train_command(
         record,
         resume,
     )
+    notices(result.notices)
     m, t = result.metrics, result.timing
     folds = ", ".join(f"{a:.3f}" for a in m["accuracy_folds"])
     out.print(
@@ -93,6 +96,7 @@ def train_command(
     if m["n_skipped"]:
         out.print(f"[yellow]Skipped {m['n_skipped']} unreadable photos[/] (listed in skipped.csv)")
     out.print(f"Run written to {escape(str(result.out))}")
+    warn(result.warnings)
 
 
 @presets_app.callback(invoke_without_command=True)

@@ -79,6 +79,25 @@ class Dataset:
             groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
         )
 
+    def with_copies_grouped(self, copies: Sequence[Sequence[int]]) -> Dataset:
+        """The dataset with each set of ``copies`` (photo indices) in one fruit group, and
+        the groups they belonged to merged (a photo without a group is its own fruit)."""
+        if not copies:
+            return self
+        groups = list(self.groups) if self.groups is not None else list(self.image_ids)
+        parent = {g: g for g in groups}
+
+        def root(g: str) -> str:
+            while parent[g] != g:
+                g = parent[g]
+            return g
+
+        for indices in copies:
+            first = root(groups[indices[0]])
+            for i in indices[1:]:
+                parent[root(groups[i])] = first
+        return replace(self, groups=tuple(root(g) for g in groups))
+
 
 class _Problems:
     """Collects every problem so the user sees them all in one message."""

@@ -22,6 +22,7 @@ from .metrics import (
 )
 
 __all__ = [
+    "one_grade_warnings",
     "SCALAR_METRICS",
     "Interval",
     "accuracy",
@@ -80,4 +81,40 @@ def evaluate(
             "unit": "fruit" if groups is not None else "photo",
             "n_units": count_units(groups, int(counts.sum())),
         },
+        "warnings": one_grade_warnings(y_true, y_pred, grades),
     }
+
+
+def one_grade_warnings(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    grades: Sequence[str],
+    folds: Sequence[int] | np.ndarray | None = None,
+) -> list[str]:
+    """Warnings where a model gave every photo one grade although the photos hold several:
+    over all photos, and per fold when ``folds`` (each photo's fold) is given."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(np.unique(y_true)) < 2:
+        return []
+    found = []
+    if len(np.unique(y_pred)) == 1:
+        found.append(
+            f"Every one of the {len(y_pred)} photos was graded {grades[y_pred[0]]}, though they "
+            f"hold {len(np.unique(y_true))} grades: the model has collapsed to one grade and "
+            "must not be used. Look for duplicate or blank photos (`mangograde data inspect`) "
+            "and retrain."
+        )
+    elif folds is not None:
+        folds = np.asarray(folds)
+        stuck = [
+            f"fold {f} (all {grades[y_pred[folds == f][0]]})"
+            for f in np.unique(folds)
+            if len(np.unique(y_pred[folds == f])) == 1 and len(np.unique(y_true[folds == f])) > 1
+        ]
+        if stuck:
+            found.append(
+                f"{len(stuck)} fold model(s) graded all their held-out photos the same: "
+                f"{', '.join(stuck)}. Those models have collapsed to one grade; look for "
+                "duplicate or blank photos (`mangograde data inspect`) and retrain."
+            )
+    return found

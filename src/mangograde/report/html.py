@@ -39,6 +39,8 @@ table.cm th{text-align:center}
 .cm .n{font-weight:700;font-size:14px}.cm .p{font-size:11px}
 img{max-width:100%;height:auto}.gallery img{max-width:520px}
 .notice{background:#fff6d8;border-left:4px solid #e0b100;padding:8px 12px;margin:12px 0}
+.warning{background:#fde2e0;border-left:6px solid #c0261b;padding:10px 14px;margin:18px 0;
+font-size:16px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px}dt{font-weight:600}
 footer{color:#667;font-size:13px;padding:0 32px 30px}
 """
@@ -269,7 +271,12 @@ def _definitions() -> str:
 def render_report(comparison: Comparison, path: str | Path) -> Path:
     """Write ``comparison`` (from :func:`mangograde.comparison.compare_runs`) as HTML."""
     runs, grades = comparison.runs, comparison.grades
-    parts = [f"<section><h2>Summary</h2>{_summary(comparison)}"]
+    parts = [
+        f'<p class="warning"><b>Warning:</b> {_e(s.run.label)}: {_e(w)}</p>'
+        for s in runs
+        for w in s.evaluation.get("warnings", [])
+    ]
+    parts.append(f"<section><h2>Summary</h2>{_summary(comparison)}")
     buffer = io.BytesIO()
     metric_intervals(
         [s.run.label for s in runs],

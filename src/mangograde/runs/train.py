@@ -7,6 +7,7 @@ split -> fit each fold -> write the run folder (see :mod:`.folder`).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 
 from ..data import Dataset
 from ..data.splits import holdout, kfold
-from ..errors import DatasetError, SettingsError
+from ..errors import DatasetError, SettingsError, listing, plural
+from ..evaluation import one_grade_warnings
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
 from ..models.bundle import library_versions
@@ -32,14 +34,21 @@ class RunResult:
     out: Path
     metrics: dict[str, Any]
     timing: dict[str, Any]
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What makes the run unfit to use (e.g. a model that grades everything the same)."""
+        return self.metrics.get("warnings", [])
 
 
 @dataclass
 class Photos:
     """The run's photos, decoded once at the family's geometry; folds index these arrays."""
 
-    dataset: Dataset  # without the photos that were skipped
+    dataset: Dataset  # without the photos that were skipped; copies grouped as one fruit
     loaded: LoadedImages
+    notices: list[str] = field(default_factory=list)
 
     @property
     def images(self) -> np.ndarray:
@@ -88,7 +97,24 @@ def load_for(
         )
     geometry = get_model(settings["model"]).geometry(settings)
     kept, loaded = load_dataset_images(dataset, geometry, cache, skip_bad, None, progress)
-    return Photos(kept, loaded)
+    copies = identical_photos(loaded.arrays)
+    notices = []
+    if copies:
+        names = listing([" = ".join(kept.image_ids[i] for i in c) for c in copies], 5)
+        notices.append(
+            f"{plural(sum(len(c) for c in copies), 'photo')} are exact copies of another "
+            f"({names}); each set of copies now counts as one fruit, so no copy is held out "
+            "while its twin is trained on."
+        )
+    return Photos(kept.with_copies_grouped(copies), loaded, notices)
+
+
+def identical_photos(images: np.ndarray) -> list[list[int]]:
+    """Sets of photos whose decoded pixels are identical, each in photo order."""
+    by_content: dict[bytes, list[int]] = {}
+    for i, image in enumerate(images):
+        by_content.setdefault(hashlib.blake2b(image.tobytes()).digest(), []).append(i)
+    return [same for same in by_content.values() if len(same) > 1]
 
 
 def splits_for(settings: Settings, dataset: Dataset) -> list[Split]:
@@ -243,6 +269,11 @@ def train_run(
         folder.save_fold_model(out, name, model, settings, grades, geometry, record)
 
     metrics = _metrics(photos, splits, results)
+    held = held_fold >= 0
+    grades = photos.dataset.grades
+    warnings = one_grade_warnings(photos.labels[held], predicted[held], grades, held_fold[held])
+    if warnings:
+        metrics["warnings"] = warnings
     history = [row for r in results for row in r.history]
     # End to end (features + model) on the last fold's photos, decoding excluded.
     start = time.perf_counter()
@@ -258,4 +289,4 @@ def train_run(
     if photos.loaded.bad:
         folder.write_skipped(out, photos.loaded.bad)
     folder.clear_checkpoints(out)
-    return RunResult(out, metrics, timing)
+    return RunResult(out, metrics, timing, photos.notices)
