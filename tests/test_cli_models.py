@@ -101,7 +101,7 @@ def test_overwrite_never_empties_a_folder_that_holds_no_run(synth_data, tmp_path
     (tmp_path / "thesis.tex").write_text("precious")
     result = run("train", *synth_data, "--model", "rf", *TINY_RF, "--out", tmp_path,
                  "--overwrite")  # fmt: skip
-    assert_clean_failure(result, "no config.yaml")
+    assert_clean_failure(result, "no run marked by mangograde")
     assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
@@ -157,7 +157,7 @@ def test_sweep_writes_cv_and_both_oob_scores(synth_data, tmp_path):
         assert 0 <= float(r["cv_accuracy"]) <= 1
     assert (out / "sweep.png").read_bytes().startswith(b"\x89PNG")
     assert_clean_failure(
-        run("sweep", *synth_data, "--param", "colour", "--values", "1", "--out", out),
+        run("sweep", *synth_data, "--param", "colour", "--values", "1", "--out", out / "again"),
         "Sweepable: n_estimators",
     )
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from mangograde.errors import SettingsError
+from mangograde.errors import OutputError, SettingsError
 from mangograde.models import registry
 from mangograde.models.blend import FoldEnsemble
 from mangograde.models.bundle import load_bundle, save_bundle
@@ -239,7 +239,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", torn)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         model.set_params(epochs=2, resume=False).fit(images, grades)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]

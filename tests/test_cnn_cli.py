@@ -90,14 +90,18 @@ def test_resume_finishes_a_killed_run_as_if_never_stopped(synth_data, tmp_path, 
     killed = tmp_path / "killed"
     assert run("train", *args, "--out", killed).exit_code == 130  # as after Ctrl-C
     monkeypatch.setattr(CNNClassifier, "_checkpoint", original)
-    assert (killed / "checkpoints" / "fold-1" / "checkpoint.pt").is_file()
+    stage = tmp_path / ".killed.partial"  # a killed run waits beside its --out
+    assert (stage / "checkpoints" / "fold-1" / "checkpoint.pt").is_file()
+    assert not killed.exists()
     refused = run("train", *args, "--out", killed)
     assert_clean_failure(refused, "--resume")
     changed = run("train", *args, "--set", "lr=0.5", "--resume", "--out", killed)
     assert_clean_failure(changed, "settings differ in params")
     resumed = run("train", *args, "--resume", "--out", killed)
     assert resumed.exit_code == 0, resumed.output
+    assert not stage.exists()
     np.testing.assert_array_equal(probabilities(killed), probabilities(whole))
+    assert_clean_failure(run("train", *args, "--resume", "--out", killed), "is finished")
 
 
 def test_early_stopping_on_the_scored_photos_is_refused(synth_data, tmp_path):

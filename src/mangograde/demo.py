@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import load_dataset
+from .errors import OutputError
 from .images import ImageCache
 from .models.registry import resolve
+from .synth import SYNTHETIC_MARKER, synthesize
 
 DEMO_PRESETS = ("cnn-fast", "svm-study", "rf-study")
 
@@ -63,12 +65,16 @@ def run_demo(
     from .grading import grade_photos, write_submission
     from .report.html import render_report
     from .runs import open_predictor, train_run
-    from .synth import synthesize
 
     start = time.perf_counter()
     size = SCALES[scale]
     out = Path(out)
-    data = synthesize(out / "data", n=size.photos, size=size.photo_size, seed=seed)
+    if out.is_dir() and any(out.iterdir()) and not (out / "data" / SYNTHETIC_MARKER).is_file():
+        raise OutputError(
+            f"{out} is not empty and holds no earlier demo: choose another --out (the demo "
+            "replaces only what an earlier demo wrote)."
+        )
+    data = synthesize(out / "data", n=size.photos, size=size.photo_size, seed=seed, overwrite=True)
     say(f"Drew {size.photos} synthetic mango photos in {data} (train/, dev/, CSVs)")
     dataset = load_dataset(data / "train", labels=data / "train.csv", groups=data / "groups.csv")
     record = {

@@ -24,6 +24,10 @@ class SettingsError(MangogradeError):
     """A setting (size, fraction, number of folds...) outside what makes sense."""
 
 
+class OutputError(MangogradeError):
+    """An output cannot or may not be written there."""
+
+
 class BadImagesError(MangogradeError):
     """One or more photos could not be decoded."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from PIL import Image
 
 from .atomic import atomic_open, write_text
 from .data.splits import holdout
-from .errors import MangogradeError
+from .errors import MangogradeError, OutputError
 from .progress import track
 
 GRADES = ("A", "B", "C")
@@ -230,12 +231,14 @@ def synthesize(
     seed: int = 0,
     dev_fraction: float = 0.2,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``n`` photos in the competition layout and return ``out``.
 
     Layout: ``train/`` and ``dev/`` photo folders, ``train.csv`` and ``dev.csv``
     (``image_id,label``), and ``groups.csv`` (``image_id,group``). The same seed gives
-    the same photos.
+    the same photos. Into a folder that already holds any of these, only with
+    ``overwrite``, and only over photos that ``synthesize`` drew there before.
     """
     if n < 12:
         raise MangogradeError(f"--n {n} is too few: at least 12 photos are needed.")
@@ -244,6 +247,7 @@ def synthesize(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MangogradeError(f"{out} is a file; give a folder to write the photos into.")
+    _clear_earlier_drawing(out, overwrite)
     master = np.random.default_rng(seed)
     shots: list[tuple[int, int]] = []  # (fruit, grade) per photo
     fruits: list[Fruit] = []
@@ -284,6 +288,32 @@ def synthesize(
         f"Drawn by mangograde synth (n={n}, size={size}, seed={seed}): not real photos.\n",
     )
     return out
+
+
+OUTPUTS = ("train", "dev", "train.csv", "dev.csv", "groups.csv", SYNTHETIC_MARKER)
+
+
+def _clear_earlier_drawing(out: Path, overwrite: bool) -> None:
+    """Refuse to write over files in ``out``; with ``overwrite``, remove an earlier drawing."""
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if not present:
+        return
+    if not overwrite:
+        raise OutputError(
+            f"{out} already holds {', '.join(present)}. Choose another folder, or pass "
+            "--overwrite to replace photos drawn there before."
+        )
+    if not (out / SYNTHETIC_MARKER).is_file():
+        raise OutputError(
+            f"{out} holds {', '.join(present)} but no {SYNTHETIC_MARKER}: these were not drawn "
+            "by mangograde synth, so they are not replaced. Choose another folder."
+        )
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def is_synthetic(folder: str | Path) -> bool:

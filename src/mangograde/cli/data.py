@@ -134,9 +134,12 @@ def synth_command(
     n: Annotated[int, typer.Option("--n", help="Number of photos.")] = 300,
     size: Annotated[int, typer.Option("--size", help="Photo width and height in pixels.")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same photos.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace photos that synth drew there before.")
+    ] = False,
 ) -> None:
     """Draw synthetic mango photos in the competition layout (train/, dev/, CSVs)."""
-    synthesize(out_dir, n=n, size=size, seed=seed)
+    synthesize(out_dir, n=n, size=size, seed=seed, overwrite=overwrite)
     out.print(
         f"Wrote {n} photos to {escape(str(out_dir))}: "
         "train/ + train.csv, dev/ + dev.csv, groups.csv"

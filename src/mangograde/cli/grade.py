@@ -13,9 +13,11 @@ from rich.table import Table
 from ..atomic import write_text
 from ..errors import SettingsError, plural
 from ..images import ImageCache
+from ..outputs import claim_file
 from .options import (
     CacheDirOpt,
     DataOptions,
+    OverwriteOpt,
     QuietOpt,
     SkipBadOpt,
     data_options,
@@ -84,6 +86,7 @@ def evaluate_command(
     fold: FoldOpt = None,
     n_boot: BootOpt = 2000,
     seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
@@ -96,6 +99,10 @@ def evaluate_command(
         raise SettingsError(
             f"--out {target}: give a .json file (the per-photo CSV is written beside it)."
         )
+    # The run's own evaluations/ may be rewritten; anything else only with --overwrite.
+    inputs = [p for p in (opts.labels, opts.groups) if p]
+    for path in (target, target.with_suffix(".csv")):
+        claim_file(path, "--out", inputs, [run.path], overwrite or out_file is None)
     predictor = open_predictor(run, fold)
     # A set of one grade can be scored (e.g. how many A photos stay A).
     dataset, record_data = opts.open(data, allow_single_grade=True)
@@ -105,7 +112,6 @@ def evaluate_command(
     record["run"] = str(run.path)
     record["data"] = record_data
     record["models"] = len(predictor.bundles)
-    target.parent.mkdir(parents=True, exist_ok=True)
     write_text(target, json.dumps(record, indent=2))
     write_submission(target.with_suffix(".csv"), graded)
     notices(graded.notices)
@@ -130,12 +136,14 @@ def predict_command(
     skip_bad: SkipBadOpt = False,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade."""
     from ..grading import grade_photos, write_submission
     from ..runs import open_predictor
 
+    claim_file(out_file, "--out", photos, [run_dir], overwrite)
     predictor = open_predictor(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
@@ -169,6 +177,7 @@ def explain_command(
     fold: FoldOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Show a photo beside why the run graded it so: LIME's supporting superpixels in
     green, or the CNN's Grad-CAM map."""
@@ -180,6 +189,7 @@ def explain_command(
 
     if samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
+    claim_file(out_file, "--out", [photo], [run_dir], overwrite)
     paths, _, _ = find_photos([photo])
     if len(paths) != 1:
         raise typer.BadParameter(f"{photo} holds {len(paths)} photos; give one photo file.")
@@ -222,6 +232,7 @@ def compare_command(
     n_boot: BootOpt = 2000,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write one self-contained HTML report comparing runs side by side."""
     from ..comparison import compare_runs
@@ -230,6 +241,7 @@ def compare_command(
 
     if mistakes > 0 and samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
+    claim_file(out_file, "--out", [], runs, overwrite)
     comparison = compare_runs(
         runs, mistakes, samples, n_boot, seed, study, progress_flag(quiet), method
     )

@@ -23,6 +23,7 @@ from ..data import Dataset, load_dataset
 from ..errors import MangogradeError
 from ..images import ImageCache
 from ..models.registry import Settings, resolve
+from ..outputs import claim_file, claim_folder
 from ..synth import is_synthetic
 
 out = Console(soft_wrap=True)  # long paths stay whole, for copying
@@ -100,6 +101,10 @@ CacheDirOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace the output if it already exists."),
+]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder to write the results into.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for splits and models.")]
 
@@ -186,6 +191,14 @@ class RecipeOptions:
             flags["seed"] = self.seed
         assignments = [*(self.assignments or []), *extra]
         return resolve(self.model, self.preset, self.config_file, assignments, flags)
+
+
+def claim_outputs(folder: Path, names: tuple[str, ...], opts: DataOptions, overwrite: bool) -> None:
+    """Check, before any work, that ``folder/name`` may be written for each name."""
+    claim_folder(folder)
+    inputs = [p for p in (opts.labels, opts.groups) if p]
+    for name in names:
+        claim_file(folder / name, "--out", inputs, (), overwrite)
 
 
 def _option_group(group: type, name: str, defaults: dict[str, Any]) -> Callable[[F], F]:

@@ -14,7 +14,9 @@ from .options import (
     DataArg,
     DataOptions,
     OutDirOpt,
+    OverwriteOpt,
     RecipeOptions,
+    claim_outputs,
     data_options,
     notices,
     out,
@@ -120,7 +122,11 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> N
 @data_options
 @recipe_options(model="svm", preset="svm-study")
 def search_command(
-    data: DataArg, out_dir: OutDirOpt, recipe: RecipeOptions, opts: DataOptions
+    data: DataArg,
+    out_dir: OutDirOpt,
+    recipe: RecipeOptions,
+    opts: DataOptions,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Grid search of the SVM (C, gamma, PCA components) on folds by fruit.
 
@@ -129,6 +135,7 @@ def search_command(
     """
     from ..tuning import svm_search
 
+    claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
     dataset, _ = opts.open(data)
     rows = svm_search(recipe.settings(), dataset, out_dir, opts.cache, opts.skip_bad, opts.progress)
     best = max(rows, key=lambda r: r["accuracy"])
@@ -152,6 +159,7 @@ def sweep_command(
     values: Annotated[str, typer.Option("--values", help="Comma-separated, e.g. 100,300,1000.")],
     recipe: RecipeOptions,
     opts: DataOptions,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Vary one forest parameter; plot grouped CV accuracy and raw / honest OOB against it.
 
@@ -160,6 +168,7 @@ def sweep_command(
     """
     from ..tuning import forest_sweep, parse_values
 
+    claim_outputs(out_dir, ("sweep.csv", "sweep.png"), opts, overwrite)
     dataset, _ = opts.open(data)
     rows = forest_sweep(
         recipe.settings(),
@@ -200,10 +209,14 @@ def tsne_command(
     three_d: Annotated[bool, typer.Option("--3d", help="A 3-D map instead of 2-D.")] = False,
     perplexity: Annotated[float, typer.Option("--perplexity")] = 30.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of t-SNE.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Draw a t-SNE map of the photos' pixel features, coloured by grade (study 2.4.2)."""
     from ..tuning import tsne_map
 
+    claim_outputs(
+        out_file.parent, (out_file.name, out_file.with_suffix(".csv").name), opts, overwrite
+    )
     assignments = [f"features.size={size}"] if size else []
     settings = RecipeOptions(preset=preset, seed=seed, assignments=assignments).settings()
     dataset, _ = opts.open(data)
@@ -236,6 +249,7 @@ def ablate_command(
     ],
     recipe: RecipeOptions,
     opts: DataOptions,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Compare variants of a recipe on one split (the study's ablations).
 
@@ -250,6 +264,8 @@ def ablate_command(
         return recipe.settings(extra)
 
     factors = parse_vary(vary)
+    names = ("ablation.csv", "ablation.md", "history.csv", "curves.png")
+    claim_outputs(out_dir, names, opts, overwrite)
     dataset, _ = opts.open(data)
     rows = ablate(resolve, factors, dataset, out_dir, opts.cache, opts.skip_bad, opts.progress)
     table = Table("factor", "value", "accuracy", "fit (s)", title="Ablation (one split)")

@@ -25,23 +25,13 @@ from .. import __version__
 from ..atomic import atomic_open, write_text
 from ..config import dump
 from ..data import Dataset
-from ..errors import MangogradeError, SettingsError
+from ..errors import MangogradeError, OutputError, SettingsError
 from ..images.decode import BadImage
 from ..images.geometry import Geometry, Resize, ResizeCenterCrop
 from ..models.bundle import Bundle, load_bundle, save_bundle
 
 FORMAT_VERSION = 2  # 1: mangograde 0.1.0, before config.yaml recorded it
 CONFIG = "config.yaml"
-RUN_FILES = (
-    CONFIG,
-    "predictions.csv",
-    "metrics.json",
-    "timing.json",
-    "skipped.csv",
-    "history.csv",
-    "curves.png",
-)
-RUN_FOLDERS = ("model", "checkpoints")
 HISTORY_FIELDS = (
     "fold",
     "member",
@@ -54,8 +44,12 @@ HISTORY_FIELDS = (
     "data_s",
     "step_s",
 )
+# Keys of config.yaml that record the run rather than set it (bundles do not hold them).
+_RECORDS = ("data", "mangograde", "format_version")
 # Keys of config.yaml that a resumed run may change.
 _NOT_COMPARED = ("mangograde", "format_version")
+MARKER = ".mangograde-run"  # JSON: format, version, run id and what the run wrote
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class RunError(MangogradeError):
@@ -163,7 +157,15 @@ class Run:
                 f"{self.path} holds no trained model (model/bundle.json or model/fold-N/): "
                 "the training did not finish. Train it again, or --resume a CNN run."
             )
-        return sorted(folds, key=lambda p: int(p.name.split("-")[1]))
+        folds = sorted(folds, key=lambda p: int(p.name.split("-")[1]))
+        expected = (self.settings.get("split") or {}).get("cv")
+        numbers = [p.name for p in folds]
+        if expected and numbers != [f"fold-{i}" for i in range(int(expected))]:
+            raise RunError(
+                f"{self.path} is inconsistent: its config.yaml says {expected} folds but "
+                f"model/ holds {', '.join(numbers)}. It was changed after training; retrain it."
+            )
+        return folds
 
     def model_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path / "model").rglob("*") if p.is_file())
@@ -217,7 +219,15 @@ class Run:
                     f"{len(folders) - 1}, not {fold}."
                 )
             folders = [folders[fold]]
-        return [load_bundle(f) for f in folders]
+        bundles = [load_bundle(f) for f in folders]
+        trained = {k: v for k, v in self.settings.items() if k not in _RECORDS}
+        for folder, bundle in zip(folders, bundles, strict=True):
+            if bundle.settings != trained:
+                raise RunError(
+                    f"{folder} was not trained with {self.path / CONFIG}'s settings (a bundle "
+                    "from another run?). Retrain the run rather than mixing its files."
+                )
+        return bundles
 
 
 def _number(value: str) -> Any:
@@ -255,39 +265,113 @@ def open_run(path: str | Path) -> Run:
             f"{path} is a run folder of format {written!r}, written by a newer mangograde; "
             f"this {__version__} reads formats 1 to {FORMAT_VERSION}. Upgrade mangograde."
         )
+    if written >= 2 and read_marker(path) is None:
+        raise RunError(
+            f"{path} is not a finished run: it has no {MARKER}. Train it again (a killed "
+            "CNN run continues with --resume)."
+        )
     return Run(path, settings, _read_json(path / "metrics.json"), _read_json(path / "timing.json"))
 
 
 # -- writing ---------------------------------------------------------------------------
 
 
-def prepare_out(out: Path, overwrite: bool, resume: bool = False) -> None:
-    """Create the run folder; with ``overwrite``, clear a previous run from it (only a run:
-    a folder without its config.yaml is never emptied). ``resume`` keeps it as it is."""
+def staging_folder(out: Path) -> Path:
+    """Where a run is written until it is complete (and where a killed run waits)."""
+    return out.parent / f".{out.name}.partial"
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker of a run folder that mangograde wrote, or None."""
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("format") == "mangograde-run" else None
+
+
+def write_marker(folder: Path, run_id: str) -> None:
+    """Mark ``folder`` as a run and list what it holds (all that a later --overwrite clears)."""
+    entries = sorted(p.name for p in folder.iterdir() if p.name != MARKER)
+    record = {
+        "format": "mangograde-run",
+        "format_version": FORMAT_VERSION,
+        "run_id": run_id,
+        "mangograde": __version__,
+        "entries": entries,
+    }
+    write_text(folder / MARKER, json.dumps(record, indent=2))
+
+
+def prepare_stage(out: Path, overwrite: bool, resume: bool) -> Path:
+    """The staging folder to train into, after checking what ``out`` and a killed run's
+    staging folder hold. Nothing is deleted here except a killed run's stage on
+    ``overwrite``; ``out`` itself is replaced only when the new run is complete."""
+    stage = staging_folder(out)
     if resume:
-        return
+        if stage.is_dir():
+            return stage
+        if read_marker(out) is not None:
+            raise SettingsError(f"The run in {out} is finished: there is nothing to resume.")
+        raise SettingsError(f"Nothing to resume in {out}: no killed run was found. Drop --resume.")
+    if stage.exists():
+        if not overwrite:
+            raise SettingsError(
+                f"A killed run of {out} left its work in {stage}. Pass --resume to continue "
+                "it, or --overwrite to start again."
+            )
+        if read_marker(stage) is None:
+            raise OutputError(f"{stage} is not a mangograde run's stage; remove it yourself.")
+        shutil.rmtree(stage)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SettingsError(
-                f"{out} already exists and is not empty. Choose another --out, pass "
-                "--overwrite to replace the run in it, or --resume to continue it."
+                f"{out} already exists and is not empty. Choose another --out, or pass "
+                "--overwrite to replace the run in it."
             )
-        if not (out / CONFIG).is_file():
-            raise SettingsError(
-                f"{out} is not empty and holds no mangograde run (no {CONFIG}): refusing "
-                "to overwrite it. Choose another --out."
+        if read_marker(out) is None:
+            raise OutputError(
+                f"{out} holds no run marked by mangograde ({MARKER}): refusing to replace "
+                "what is in it. Choose another --out (runs written before 0.2 carry no "
+                "marker: delete such a run yourself to train into its folder again)."
             )
-        for folder in RUN_FOLDERS:
-            shutil.rmtree(out / folder, ignore_errors=True)
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    stage.mkdir(parents=True)
+    write_marker(stage, "")
+    return stage
 
 
-def check_resume(out: Path, settings: dict[str, Any], runtime: Sequence[str] = ()) -> None:
+def discard_stage(stage: Path, keep_checkpoints: bool) -> None:
+    """After a failure: remove the stage, unless it holds checkpoints worth resuming."""
+    if keep_checkpoints and any((stage / "checkpoints").rglob(CHECKPOINT_FILE)):
+        return
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish(stage: Path, out: Path, run_id: str) -> None:
+    """Move the complete run into ``out`` in one rename. A run it replaces loses what that
+    run wrote (its marker's list); anything else in the folder moves to the new run."""
+    write_marker(stage, run_id)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        stage.rename(out)
+        return
+    old = read_marker(out) or {"entries": []}
+    retired = out.parent / f".{out.name}.replaced"
+    shutil.rmtree(retired, ignore_errors=True)
+    out.rename(retired)
+    stage.rename(out)
+    for entry in retired.iterdir():
+        theirs = entry.name in old["entries"] or entry.name == MARKER
+        if not theirs and not (out / entry.name).exists():
+            entry.rename(out / entry.name)
+    shutil.rmtree(retired)
+
+
+def check_resume(stage: Path, settings: dict[str, Any], runtime: Sequence[str] = ()) -> None:
     """A run resumes only with the settings and data it was started with; ``runtime``
     params (where and how fast it runs) may differ."""
-    path = out / CONFIG
+    path = stage / CONFIG
     if not path.is_file():
         raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
     before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -302,7 +386,7 @@ def check_resume(out: Path, settings: dict[str, Any], runtime: Sequence[str] = (
     ]
     if changed:
         raise SettingsError(
-            f"Cannot resume the run in {out}: its settings differ in {', '.join(changed)} "
+            f"Cannot resume the run in {stage}: its settings differ in {', '.join(changed)} "
             f"(see its {CONFIG}). Resume with the same preset and flags, or use a new --out."
         )
 

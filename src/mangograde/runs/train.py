@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model
+from ..outputs import claim_folder
 from ..progress import track
 from . import folder
+from .lock import RunLock
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -159,14 +162,15 @@ def _start(
     overwrite: bool,
     resume: bool,
     data_record: dict[str, Any] | None,
-) -> tuple[ModelFamily, Any]:
+) -> tuple[ModelFamily, Any, Path]:
+    """Check everything, then open the staging folder the run is written into."""
     family, model = family_of(settings)
     resolved = folder.run_config(settings, data_record or {"root": str(dataset.root)})
+    stage = folder.prepare_stage(out, overwrite, resume)
     if resume:
-        folder.check_resume(out, resolved, family.runtime)
-    folder.prepare_out(out, overwrite, resume)
-    folder.write_config(out, resolved)
-    return family, model
+        folder.check_resume(stage, resolved, family.runtime)
+    folder.write_config(stage, resolved)
+    return family, model, stage
 
 
 def _metrics(photos: Photos, splits: list[Split], folds: list[FoldResult]) -> dict[str, Any]:
@@ -236,10 +240,40 @@ def train_run(
 ) -> RunResult:
     """Train ``settings`` on ``dataset`` and write the run folder ``out``.
 
-    ``resume`` continues a killed CNN run in ``out`` from its last checkpoints.
+    The run is written into a staging folder beside ``out`` under an exclusive lock, and
+    moved into ``out`` only when complete: a reader never sees half a run, and two
+    trainings never mix. ``overwrite`` replaces a run already in ``out`` (only what that
+    run wrote); ``resume`` continues a killed CNN run from its last checkpoints.
     """
-    out = Path(out)
-    family, unfitted = _start(settings, dataset, out, overwrite, resume, data_record)
+    out = claim_folder(Path(out))
+    with RunLock(out):
+        family, unfitted, stage = _start(settings, dataset, out, overwrite, resume, data_record)
+        try:
+            result = _train(family, unfitted, settings, dataset, stage, cache, skip_bad,
+                            progress, resume)  # fmt: skip
+            folder.publish(stage, out, uuid.uuid4().hex)
+        except KeyboardInterrupt:
+            folder.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
+            raise
+        except BaseException:
+            folder.discard_stage(stage, keep_checkpoints=False)
+            raise
+    result.out = out
+    return result
+
+
+def _train(
+    family: ModelFamily,
+    unfitted: Any,
+    settings: Settings,
+    dataset: Dataset,
+    out: Path,
+    cache: ImageCache | None,
+    skip_bad: bool,
+    progress: bool | None,
+    resume: bool,
+) -> RunResult:
+    """The stages, writing into ``out`` (the staging folder)."""
     photos = load_for(settings, dataset, cache, skip_bad, progress)
     splits = splits_for(settings, photos.dataset)
     geometry = family.geometry(settings)

@@ -1,0 +1,71 @@
+"""Where a command may write: never over an input it was given, never inside a run's own
+files, and never over an existing file unless the user said ``--overwrite``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import OutputError
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def claim_file(
+    path: Path,
+    option: str = "--out",
+    inputs: Iterable[Path] = (),
+    runs: Iterable[Path] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Check that ``path`` may be written as a file, before any work is done.
+
+    ``inputs``: files the command reads (labels, groups, photos, a settings file);
+    ``runs``: run folders it reads, whose files are theirs except ``evaluations/``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give the name of a file to write.")
+    for given in inputs:
+        if _same(path, Path(given)):
+            raise OutputError(
+                f"{option} {path} is one of this command's inputs ({given}); writing there "
+                "would destroy it. Choose another file name."
+            )
+    for run in runs:
+        run = Path(run)
+        if _inside(path, run) and not _inside(path, run / "evaluations"):
+            raise OutputError(
+                f"{option} {path} is inside the run folder {run}, whose files belong to the "
+                "run. Write elsewhere (or under its evaluations/ folder)."
+            )
+    if path.exists() and not overwrite:
+        raise OutputError(
+            f"{option} {path} already exists. Choose another file name, or pass --overwrite "
+            "to replace it."
+        )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{option} {path}: {path.parent} is a file, not a folder.")
+    return path
+
+
+def claim_folder(path: Path, option: str = "--out") -> Path:
+    """Check that ``path`` can be a folder of outputs (it is not a file)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path} is a file; give a folder to write into.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{option} {path}: {parent} is a file, not a folder.")
+            break
+    return path
