@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import SettingsError
 from ..models import registry
 from .options import (
     DataArg,
@@ -60,7 +61,14 @@ def train_command(
 
     if resume and overwrite:
         raise typer.BadParameter("Give --resume or --overwrite, not both.")
-    settings = recipe.settings(blend={"folds": folds}) if folds is not None else recipe.settings()
+    settings = recipe.settings()
+    if folds is not None:
+        if "blend" not in settings:
+            raise SettingsError(
+                f"--folds blends several models of a family that blends (cnn); --model "
+                f"{settings['model']} does not. Drop --folds, or use --cv for k-fold scores."
+            )
+        settings = recipe.settings(blend={"folds": folds})
     dataset, record = opts.open(data)
     result = train_run(
         settings,

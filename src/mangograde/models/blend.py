@@ -49,11 +49,14 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
         self.voting = voting
         self.seed = seed
 
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> FoldEnsemble:
+    def check_params(self) -> None:
         if self.voting not in VOTINGS:
             raise SettingsError(f"Unknown voting {self.voting!r}. Valid: {', '.join(VOTINGS)}.")
-        if self.n_models < 2:
-            raise SettingsError(f"Blending needs at least 2 models, got {self.n_models}.")
+        if not isinstance(self.n_models, int) or self.n_models < 2:
+            raise SettingsError(f"Blending needs at least 2 models, got {self.n_models!r}.")
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> FoldEnsemble:
+        self.check_params()
         y = np.asarray(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         splits = kfold(codes, self.n_models, groups, self.seed)

@@ -16,6 +16,7 @@ from ..features.pixels import PixelVectors, check_images
 from ..features.polar import PolarWarp
 from .forest import GroupForestClassifier
 from .svm import PCASVC, GramPCA
+from .validation import is_int, positive, require
 
 
 def _fit_takes(estimator: BaseEstimator, name: str) -> bool:
@@ -136,6 +137,22 @@ class ReducedForest(ClassifierMixin, BaseEstimator):
         self.forest = forest
         self.selection_scaling = selection_scaling
         self.n_components = n_components
+
+    def check_params(self) -> None:
+        require(
+            "params.selection_scaling",
+            self.selection_scaling,
+            lambda v: v is None or positive(v),
+            "a number above 0 (or null)",
+        )
+        require(
+            "params.n_components",
+            self.n_components,
+            lambda v: v is None or is_int(v, 1),
+            "1 or more (or null)",
+        )
+        if self.selection_scaling is not None and self.n_components is not None:
+            raise SettingsError("Use either selection_scaling or n_components, not both.")
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> ReducedForest:
         forest = self.forest if self.forest is not None else GroupForestClassifier()

@@ -197,6 +197,21 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         options = {k: v for k, v in self.get_params().items() if k not in ("architecture", "size")}
         return build_network(self.architecture, n_classes, self.size, **options)
 
+    def check_params(self) -> None:
+        """Every setting, before training: the network is built once to check its own."""
+        self._check_settings()
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise SettingsError(f"threads must be 1 or more (or null), got {self.threads!r}.")
+        device = pick_device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SettingsError(
+                f"device {self.device!r}: this machine has no CUDA GPU that torch can use. "
+                "Use device=auto or cpu."
+            )
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise SettingsError(f"device {self.device!r}: no Apple GPU here. Use auto or cpu.")
+        self._network(2)
+
     def _check_settings(self) -> None:
         for name, value, valid in (
             ("optimizer", self.optimizer, OPTIMIZERS),

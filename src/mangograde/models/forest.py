@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..progress import track
 from . import _trees
+from .validation import is_int, is_number, require, share
 
 _NO_DEPTH_LIMIT = 2**31 - 1
 
@@ -197,6 +198,55 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
             return max(1, cores + 1 + (self.n_jobs or -1))
         return max(1, int(self.n_jobs))
 
+    def check_params(self) -> None:
+        require("params.n_estimators", self.n_estimators, lambda v: is_int(v, 1), "1 or more")
+        require(
+            "params.max_features",
+            self.max_features,
+            lambda v: v is None or v in ("sqrt", "log2") or is_int(v, 1) or share(v),
+            "sqrt, log2, a whole number of features or a share in (0, 1]",
+        )
+        require(
+            "params.min_samples_leaf",
+            self.min_samples_leaf,
+            lambda v: is_int(v, 1) or (share(v) and v < 1),
+            "a whole number of at least 1 or a share below 1",
+        )
+        require(
+            "params.min_samples_split",
+            self.min_samples_split,
+            lambda v: is_int(v, 2) or share(v),
+            "a whole number of at least 2 or a share in (0, 1]",
+        )
+        require(
+            "params.max_depth", self.max_depth, lambda v: v is None or is_int(v, 1), "1 or more"
+        )
+        require(
+            "params.max_samples",
+            self.max_samples,
+            lambda v: v is None or is_int(v, 1) or share(v),
+            "a whole number or a share in (0, 1]",
+        )
+        require(
+            "params.min_weight_fraction_leaf",
+            self.min_weight_fraction_leaf,
+            lambda v: is_number(v) and 0 <= v <= 0.5,
+            "a number from 0 to 0.5",
+        )
+        require(
+            "params.class_weight",
+            self.class_weight,
+            lambda v: v is None or v == "balanced" or isinstance(v, dict),
+            "balanced or a mapping of grades to weights",
+        )
+        require(
+            "params.n_jobs",
+            self.n_jobs,
+            lambda v: v is None or (is_int(v, -(os.cpu_count() or 1)) and v != 0),
+            "a number of threads (-1: all)",
+        )
+        require("params.oob_score", self.oob_score, lambda v: isinstance(v, bool), "true or false")
+
     # -- fitting -------------------------------------------------------------------------
     def fit(
         self,
@@ -328,6 +378,52 @@ class GroupForestClassifier(ClassifierMixin, BaseEstimator):
         value = self.tree_value_
         self.tree_proba_ = value / value.sum(axis=1, keepdims=True).clip(1e-12)
         self.n_trees_ = len(trees)
+
+    # -- loading -------------------------------------------------------------------------
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "tree_offsets_" in state:
+            self._check_trees()
+
+    def _check_trees(self) -> None:
+        """Refuse tree arrays that would send the Numba kernels out of bounds or round a
+        cycle: children must point forward inside their tree, features below
+        ``n_features_in_``, thresholds and leaf values finite, every array the same length.
+        """
+
+        def fail(what: str) -> None:
+            raise ValueError(f"the forest's trees are malformed: {what}")
+
+        names = ("feature", "threshold", "left", "right", "impurity", "weight")
+        nodes = [np.asarray(getattr(self, f"tree_{n}_", None)) for n in names]
+        feature, threshold, left, right = nodes[:4]
+        n = len(feature)
+        if any(a.ndim != 1 or len(a) != n for a in nodes) or n == 0:
+            fail("its node arrays differ in length or shape")
+        if any(a.dtype.kind not in "iu" for a in (feature, left, right)):
+            fail("feature and child indices must be integers")
+        offsets = np.asarray(self.tree_offsets_)
+        classes = len(np.asarray(self.classes_))
+        if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) < 2:
+            fail("tree_offsets_ must list where each tree starts")
+        if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 1):
+            fail("tree_offsets_ do not cut the nodes into trees")
+        if int(self.n_trees_) != len(offsets) - 1:
+            fail(f"n_trees_ is {self.n_trees_} but there are {len(offsets) - 1} trees")
+        for name in ("tree_value_", "tree_proba_"):
+            values = np.asarray(getattr(self, name, None))
+            if values.shape != (n, classes) or not np.all(np.isfinite(values)):
+                fail(f"{name} must be finite, {n} x {classes}")
+        tree = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        local, size = np.arange(n) - offsets[tree], np.diff(offsets)[tree]
+        split = feature >= 0
+        if np.any(feature[split] >= int(self.n_features_in_)):
+            fail(f"a split names a feature beyond the {self.n_features_in_} it was fitted on")
+        for name, child in (("left", left), ("right", right)):
+            if np.any(child[split] <= local[split]) or np.any(child[split] >= size[split]):
+                fail(f"a {name} child points outside its tree or backwards (a cycle)")
+        if not np.all(np.isfinite(np.asarray(threshold[split], dtype=np.float64))):
+            fail("a split threshold is not a finite number")
 
     # -- prediction ----------------------------------------------------------------------
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

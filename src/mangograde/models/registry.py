@@ -297,6 +297,9 @@ def resolve(
     ]
     for values, where in layers:
         config.merge(settings, config.qualify(settings, values), where, reference)
+    seed = settings["seed"]
+    if not (isinstance(seed, int) and 0 <= seed < 2**32):
+        raise SettingsError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}.")
     return settings
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -97,16 +99,31 @@ class _Writer:
         return {"object": name, "state": self.node(state)}
 
 
+MAX_DEPTH = 64  # far deeper than any estimator nests; a deeper file is hostile
+
+
 class _Reader:
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.arrays = arrays
+        self.depth = 0
 
     def node(self, node: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise StateError(f"entries nested deeper than {MAX_DEPTH} levels")
+            return self._node(node)
+        finally:
+            self.depth -= 1
+
+    def _node(self, node: Any) -> Any:
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
         if not isinstance(node, dict) or len(node) not in (1, 2):
             raise StateError(f"Unexpected entry {str(node)[:80]!r}.")
         if "array" in node:
+            if node["array"] not in self.arrays:
+                raise StateError(f"it names array {str(node['array'])[:40]!r}, not in the file")
             return self.arrays[node["array"]]
         if "object_array" in node:
             items = [self.node(v) for v in node["object_array"]]
@@ -160,8 +177,19 @@ def loads(tree: bytes, arrays: bytes) -> Any:
         document = json.loads(tree)
         with np.load(io.BytesIO(arrays), allow_pickle=False) as stored:
             loaded = {key: stored[key] for key in stored.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except RecursionError:
+        raise StateError("entries nested too deep to read") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise StateError(f"not a readable model file ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != "mangograde-state":
         raise StateError("not a mangograde model file")
-    return _Reader(loaded).node(document["root"])
+    if "root" not in document:
+        raise StateError("the file holds no model")
+    try:
+        return _Reader(loaded).node(document["root"])
+    except StateError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        # A rebuilt object refused its state (e.g. a forest's malformed trees, a network
+        # whose weights do not fit it).
+        raise StateError(f"{type(exc).__name__}: {str(exc)[:300]}") from None

@@ -15,6 +15,8 @@ from sklearn.svm import SVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .validation import is_int, positive, require
+
 # Eigenvalues below this many machine epsilons of the largest are rounding noise (the
 # photos of mango-grading keep all 479 of theirs: the smallest real one is 1.6e-4 of the
 # largest, the noise 1.5e-7).
@@ -202,8 +204,33 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         self.probability = probability
         self.random_state = random_state
 
+    def check_params(self) -> None:
+        require("params.n_components", self.n_components, lambda v: is_int(v, 1), "1 or more")
+        require("params.C", self.C, positive, "a number above 0")
+        require(
+            "params.gamma",
+            self.gamma,
+            lambda v: v in ("scale", "auto") or positive(v),
+            "scale, auto or a number above 0",
+        )
+        require("params.kernel", self.kernel, lambda v: v in ("rbf", "linear"), "rbf or linear")
+        require(
+            "params.solver",
+            self.solver,
+            lambda v: v in ("auto", "gram", "randomized"),
+            "auto, gram or randomized",
+        )
+        for name in ("whiten", "probability"):
+            require(
+                f"params.{name}",
+                getattr(self, name),
+                lambda v: isinstance(v, bool),
+                "true or false",
+            )
+
     def fit(self, X: np.ndarray, y: np.ndarray, gram: np.ndarray | None = None) -> PCASVC:
         """Fit PCA then the SVC; ``gram``: see :meth:`GramPCA.fit`."""
+        self.check_params()
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
         check_classification_targets(y)
         pca = GramPCA(self.n_components, self.whiten, self.solver, random_state=self.random_state)

@@ -93,11 +93,21 @@ def geometry_record(geometry: Geometry) -> dict[str, Any]:
 
 
 def geometry_from_record(record: dict[str, Any]) -> Geometry:
-    if record.get("kind") == "resize":
-        return Resize(int(record["size"]))
-    if record.get("kind") == "resize-center-crop":
-        return ResizeCenterCrop(int(record["resize"]), int(record["crop"]))
-    raise RunError(f"Unknown photo geometry {record!r} in a bundle; was it made by mangograde?")
+    """The photo geometry a bundle records (sides of 8 to 4,096 pixels)."""
+    try:
+        if record.get("kind") == "resize":
+            geometry: Geometry = Resize(int(record["size"]))
+        elif record.get("kind") == "resize-center-crop":
+            geometry = ResizeCenterCrop(int(record["resize"]), int(record["crop"]))
+        else:
+            raise ValueError(record.get("kind"))
+        if all(8 <= side <= 4096 for side in geometry.shape[:2]):
+            return geometry
+    except (AttributeError, KeyError, TypeError, ValueError, MangogradeError):
+        pass
+    raise RunError(
+        f"Unknown photo geometry {str(record)[:80]!r} in a bundle; was it made by mangograde?"
+    )
 
 
 @dataclass
@@ -227,7 +237,33 @@ class Run:
                     f"{folder} was not trained with {self.path / CONFIG}'s settings (a bundle "
                     "from another run?). Retrain the run rather than mixing its files."
                 )
+            _check_grades_a_photo(folder, bundle)
         return bundles
+
+
+def _check_grades_a_photo(folder: Path, bundle: Bundle) -> None:
+    """A loaded model must grade a plain photo of its geometry into probabilities of its
+    grades: what passed the bundle's checks but does not fit together is refused here."""
+    try:
+        geometry = geometry_from_record(bundle.manifest["preprocessing"]["geometry"])
+        photo = np.full((1, *geometry.shape), 128, dtype=np.uint8)
+        proba = np.asarray(bundle.model.predict_proba(photo), dtype=np.float64)
+        grades = np.asarray(bundle.model.classes_)
+        fits = grades.ndim == 1 and proba.shape == (1, len(grades)) and len(grades) >= 2
+        fits = fits and bool(np.all(np.isfinite(proba))) and abs(proba.sum() - 1) < 1e-3
+        fits = fits and int(grades.max()) < len(bundle.grades)
+    except RunError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged model raises, one message
+        raise RunError(
+            f"The model in {folder} cannot grade a photo ({type(exc).__name__}: "
+            f"{str(exc)[:200]}): its files do not fit together. Retrain the run."
+        ) from None
+    if not fits:
+        raise RunError(
+            f"The model in {folder} does not give probabilities of its "
+            f"{len(bundle.grades)} grades. Retrain the run."
+        )
 
 
 def _number(value: str) -> Any:

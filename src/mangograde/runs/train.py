@@ -24,6 +24,7 @@ from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model
+from ..models.validation import check_params
 from ..outputs import claim_folder
 from ..progress import track
 from . import folder
@@ -82,6 +83,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     is decoded."""
     family = get_model(settings["model"])
     model = family.build(settings)
+    check_params(model)
     family.check(settings)
     return family, model
 

@@ -41,6 +41,11 @@ def _geometry(settings: Settings) -> Geometry:
 
 def _check(settings: Settings) -> None:
     """Early stopping must not look at the photos the run is scored on."""
+    folds = settings["blend"]["folds"]
+    if not isinstance(folds, int) or folds < 1:
+        raise SettingsError(
+            f"--folds (blend.folds) must be 1 (one model) or more to blend, got {folds!r}."
+        )
     params = settings["params"]
     if params["patience"] and not params["validation_fraction"] and settings["blend"]["folds"] < 2:
         raise SettingsError(
