@@ -63,7 +63,7 @@ def _decode(
 ) -> tuple[np.ndarray, np.ndarray, list[BadImage], list[str]]:
     loaded = load_images(list(paths), predictor.geometry, cache, skip_bad, None, progress)
     if len(loaded.kept) == 0:
-        raise DatasetError(f"Nothing to grade: {bad_images_message(loaded.bad)}")
+        raise DatasetError(f"Nothing to grade: {bad_images_message(loaded.bad, skip_bad)}")
     return loaded.arrays, loaded.kept, loaded.bad, loaded.notices
 
 

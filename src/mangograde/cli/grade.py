@@ -12,11 +12,12 @@ from rich.table import Table
 
 from ..atomic import write_text
 from ..errors import SettingsError, plural
-from ..images import ImageCache
+from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from ..outputs import claim_file
 from .options import (
     CacheDirOpt,
     DataOptions,
+    MaxPixelsOpt,
     OverwriteOpt,
     QuietOpt,
     SkipBadOpt,
@@ -137,6 +138,7 @@ def predict_command(
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade."""
@@ -144,6 +146,7 @@ def predict_command(
     from ..runs import open_predictor
 
     claim_file(out_file, "--out", photos, [run_dir], overwrite)
+    set_max_pixels(max_pixels)
     predictor = open_predictor(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)

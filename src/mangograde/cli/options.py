@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from ..data import Dataset, load_dataset
 from ..errors import MangogradeError
-from ..images import ImageCache
+from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from ..models.registry import Settings, resolve
 from ..outputs import claim_file, claim_folder
 from ..synth import is_synthetic
@@ -101,6 +101,15 @@ CacheDirOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Refuse photos that would decode to more pixels than this (a JPEG is first "
+        "reduced while read; other formats are decoded whole).",
+    ),
+]
 OverwriteOpt = Annotated[
     bool,
     typer.Option("--overwrite", help="Replace the output if it already exists."),
@@ -119,6 +128,10 @@ class DataOptions:
     skip_bad: SkipBadOpt = False
     cache_dir: CacheDirOpt = None
     quiet: QuietOpt = False
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        set_max_pixels(self.max_pixels)  # every decode of this command obeys it
 
     @property
     def cache(self) -> ImageCache:

@@ -35,10 +35,16 @@ def read_rows(path: Path) -> list[tuple[int, list[str]]]:
     delimiter = next((d for d in ",;\t" if d in first_line), ",")
     rows = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for row in reader:
-        cells = [cell.strip() for cell in row]
-        if any(cells):
-            rows.append((reader.line_num, cells))
+    try:
+        for row in reader:
+            cells = [cell.strip() for cell in row]
+            if any(cells):
+                rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise DatasetError(
+            f"{path}, line {reader.line_num + 1}: not a CSV row mangograde can read ({exc}; "
+            "an unclosed quote makes the rest of the file one field). Fix the file."
+        ) from None
     return rows
 
 

@@ -210,21 +210,42 @@ def find_photos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str], li
     photos: list[Path] = []
     ids: list[str] = []
     notices: list[str] = []
+    not_photos: list[str] = []
+    missing: list[str] = []
+    seen: set[Path] = set()
+
+    def add(found: Sequence[Path], names: Sequence[str]) -> None:
+        for path, name in zip(found, names, strict=True):
+            key = path.resolve()
+            if key not in seen:  # a photo named twice (a folder and a file in it) counts once
+                seen.add(key)
+                photos.append(path)
+                ids.append(name)
+
     for item in map(Path, inputs):
         if item.is_dir():
             found, others = _scan(item, recursive=True)
-            photos += found
-            ids += [_rel(p, item) for p in found]
+            add(found, [_rel(p, item) for p in found])
             notices += _ignored_notice(others, item)
         elif item.is_file():
-            if not _has_photo_suffix(item.name):
-                raise DatasetError(
-                    f"{item} is not a photo type mangograde reads ({', '.join(PHOTO_SUFFIXES)})."
-                )
-            photos.append(item)
-            ids.append(item.name)
+            if _has_photo_suffix(item.name):
+                add([item], [item.name])
+            else:
+                not_photos.append(str(item))
         else:
-            raise DatasetError(f"{item} does not exist: give photo files or folders of photos.")
+            missing.append(str(item))
+    problems = []
+    if missing:
+        problems.append(f"{listing(missing)} not found")
+    if not_photos:
+        problems.append(
+            f"{listing(not_photos)} not a photo type mangograde reads ({', '.join(PHOTO_SUFFIXES)})"
+        )
+    if problems:
+        raise DatasetError(
+            f"Cannot grade these inputs: {'; '.join(problems)}. Give photo files or folders "
+            "of photos."
+        )
     if not photos:
         raise DatasetError(
             f"No photos found in {listing([str(i) for i in inputs])} "

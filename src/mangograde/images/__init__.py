@@ -1,12 +1,22 @@
 """Decoding, orientation, resize/crop and the decoded-photo cache."""
 
 from .cache import CACHE_ENV, ImageCache, default_cache_dir
-from .decode import BadImage, ImageDecodeError, decode, open_photo, photo_size, to_rgb
+from .decode import (
+    DEFAULT_MAX_PIXELS,
+    BadImage,
+    ImageDecodeError,
+    decode,
+    open_photo,
+    photo_size,
+    set_max_pixels,
+    to_rgb,
+)
 from .geometry import Geometry, Resize, ResizeCenterCrop
 from .loader import LoadedImages, bad_images_message, load_dataset_images, load_images
 
 __all__ = [
     "CACHE_ENV",
+    "DEFAULT_MAX_PIXELS",
     "BadImage",
     "Geometry",
     "ImageCache",
@@ -21,5 +31,6 @@ __all__ = [
     "load_images",
     "open_photo",
     "photo_size",
+    "set_max_pixels",
     "to_rgb",
 ]

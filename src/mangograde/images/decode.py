@@ -27,6 +27,30 @@ Image.init()  # registers every plugin, so ``formats=`` can name WebP and TIFF
 FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF") if f in Image.OPEN)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+# The largest photo a phone takes in its usual high-resolution mode (8160 x 6120, 50 MP).
+# A JPEG is reduced while it is read, so only what is left after that counts; other
+# formats are decoded whole: 50 MP of RGB is 150 MB, 169 MP (a 13000 px PNG) 1 GB.
+DEFAULT_MAX_PIXELS = 50_000_000
+_limit = {"pixels": DEFAULT_MAX_PIXELS}
+
+
+def set_max_pixels(pixels: int) -> None:
+    """Refuse photos that would decode to more than ``pixels`` pixels (``--max-pixels``)."""
+    if pixels < 1:
+        raise ValueError(f"--max-pixels must be at least 1, got {pixels}.")
+    _limit["pixels"] = int(pixels)
+
+
+def _check_pixels(path: Path, image: Image.Image, reduced: bool) -> None:
+    width, height = image.size  # after draft(): what will actually be decoded
+    if width * height <= _limit["pixels"]:
+        return
+    how = "even read at 1/8 scale it" if reduced else f"a {image.format} is decoded whole and"
+    raise ImageDecodeError(
+        path,
+        f"{width} x {height} pixels: {how} would take {width * height * 3 / 2**20:,.0f} MB, "
+        f"over --max-pixels {_limit['pixels']:,}. Shrink the photo or raise --max-pixels",
+    )
 
 
 class ImageDecodeError(Exception):
@@ -74,7 +98,7 @@ def open_photo(path: str | Path) -> Image.Image:
         return Image.open(path, formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(
-            path, f"too large to decode safely: {exc} Resize it, or skip it with --skip-bad"
+            path, f"too large to decode safely: {exc} Shrink the photo"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(path, _unreadable_reason(path)) from exc
@@ -114,11 +138,13 @@ def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
     image = open_photo(path)
     try:
         with image:
-            if geometry is not None and isinstance(image, JpegImagePlugin.JpegImageFile):
+            reduced = geometry is not None and isinstance(image, JpegImagePlugin.JpegImageFile)
+            if reduced:
                 want = geometry.decode_size
                 if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
                     want = want[::-1]
                 image.draft("RGB", want)
+            _check_pixels(path, image, reduced)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
             image = to_rgb(image)

@@ -31,12 +31,15 @@ class LoadedImages:
     notices: list[str] = field(default_factory=list)
 
 
-def bad_images_message(bad: Sequence[BadImage]) -> str:
+def bad_images_message(bad: Sequence[BadImage], skipping: bool = False) -> str:
+    """Every unreadable photo; the advice to --skip-bad only where it is not on yet."""
     lines = "\n".join(f"  - {b.path}: {b.reason}" for b in bad)
-    return (
-        f"{plural(len(bad), 'photo')} cannot be read:\n{lines}\n"
-        "Fix or remove them, or pass --skip-bad to leave them out (each one is listed)."
+    advice = (
+        "Fix or replace them."
+        if skipping
+        else "Fix or remove them, or pass --skip-bad to leave them out (each one is listed)."
     )
+    return f"{plural(len(bad), 'photo')} cannot be read:\n{lines}\n{advice}"
 
 
 def default_workers() -> int:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ..atomic import output_error
 from ..errors import OutputError
 
 
@@ -31,8 +32,11 @@ class RunLock:
         self._handle: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise output_error(exc, self.out) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
