@@ -236,7 +236,7 @@ def find_photos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str], li
             missing.append(str(item))
     problems = []
     if missing:
-        problems.append(f"{listing(missing)} not found")
+        problems.append(f"{listing(missing)} {'does' if len(missing) == 1 else 'do'} not exist")
     if not_photos:
         problems.append(
             f"{listing(not_photos)} not a photo type mangograde reads ({', '.join(PHOTO_SUFFIXES)})"

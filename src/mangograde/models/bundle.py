@@ -139,8 +139,8 @@ def load_bundle(folder: str | Path) -> Bundle:
         model = state.loads(data[MODEL_FILE], data[ARRAYS_FILE])
     except state.StateError as exc:
         raise BundleError(
-            f"Refusing to load {folder / MODEL_FILE}: {exc}. A mangograde bundle holds only "
-            "its own model types and scikit-learn's, so this one is foreign or tampered with."
+            f"Refusing to load {folder / MODEL_FILE}: {exc}. The bundle is not as mangograde "
+            "saves it (foreign, damaged or tampered with); retrain, or get it again."
         ) from None
     return Bundle(model, manifest, _version_notices(manifest))
 
