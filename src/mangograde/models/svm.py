@@ -134,7 +134,8 @@ class GramPCA(TransformerMixin, BaseEstimator):
         components = weights @ X
         for row, total in zip(components, weights.sum(axis=1), strict=True):
             row -= total * self.mean_  # one row at a time: no k x d temporary
-        components /= np.linalg.norm(components, axis=1, keepdims=True).clip(1e-12)
+        norms = np.sqrt(np.einsum("ij,ij->i", components, components))  # no k x d temporary
+        components /= norms.clip(1e-12)[:, None]
         signs = np.sign(components[np.arange(k), np.argmax(np.abs(components), axis=1)])
         self.components_ = components * signs[:, None].astype(X.dtype)
         self.explained_variance_ = singular**2 / (n - 1)
