@@ -129,6 +129,15 @@ def test_make_demo_runs_the_whole_job_at_a_tiny_size(tmp_path):
     assert "Beside the study" not in page  # drawn photos are not the competition's
     header = (out / "dev-predictions.csv").read_text().splitlines()[0]
     assert header == "image_id,label,p_A,p_B,p_C"
+    # Again into the same folder (a second `make demo`): it replaces its own output only.
+    (out / "runs" / "svm-study" / "my-notes.txt").write_text("mine")
+    again = run("demo", "--tiny", "--quiet", "--out", out)
+    assert again.exit_code == 0, again.output
+    assert (out / "runs" / "svm-study" / "my-notes.txt").read_text() == "mine"
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "report.html").write_text("mine")
+    assert_clean_failure(run("demo", "--tiny", "--out", tmp_path / "thesis"), "no earlier demo")
+    assert (tmp_path / "thesis" / "report.html").read_text() == "mine"
 
 
 def test_skipped_unsupported_file_is_mentioned(tmp_path):

@@ -97,9 +97,7 @@ def open_photo(path: str | Path) -> Image.Image:
     try:
         return Image.open(path, formats=FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(
-            path, f"too large to decode safely: {exc} Shrink the photo"
-        ) from exc
+        raise ImageDecodeError(path, f"too large to decode safely: {exc} Shrink the photo") from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(path, _unreadable_reason(path)) from exc
     except Exception as exc:  # a malformed header can raise nearly anything in a plugin
