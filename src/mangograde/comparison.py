@@ -175,7 +175,15 @@ def summarise_run(
             "nothing to compare. Train it again (or --resume a CNN run)."
         )
     record = evaluate(
-        held.true, held.predicted, held.grades, held.proba, held.groups, n_boot, 0.95, seed
+        held.true,
+        held.predicted,
+        held.grades,
+        held.proba,
+        held.groups,
+        n_boot,
+        0.95,
+        seed,
+        run.ordered,
     )
     record["warnings"] = one_grade_warnings(held.true, held.predicted, held.grades, held.folds)
     history = run.history()

@@ -30,7 +30,10 @@ def merge(
     for key, value in override.items():
         if key not in base:
             valid = ", ".join(sorted(base))
-            raise SettingsError(f"Unknown setting {key!r} in {where}. Valid here: {valid}.")
+            raise SettingsError(
+                f"Unknown setting {key!r} in {where}. Valid here: {valid}."
+                + (f" {settings_of(base)}" if "model" in base else "")
+            )
         if isinstance(base[key], dict) and key != "search":
             if not isinstance(value, Mapping):
                 raise SettingsError(f"Setting {key!r} in {where} must be a mapping of settings.")
@@ -87,13 +90,27 @@ def qualify(settings: dict[str, Any], flat: Mapping[str, Any]) -> dict[str, Any]
         owners = [
             s for s, v in settings.items() if isinstance(v, dict) and key in v and s != "search"
         ]
-        if len(owners) != 1:
-            where = f"several sections ({', '.join(owners)})" if owners else "no section"
+        if len(owners) > 1:
             raise SettingsError(
-                f"Setting {key!r} is in {where}; write it as section.{key}, e.g. params.{key}."
+                f"Setting {key!r} is in several sections ({', '.join(owners)}); write it as "
+                f"section.{key}, e.g. {owners[0]}.{key}."
+            )
+        if not owners:
+            raise SettingsError(
+                f"--model {settings.get('model')} has no setting {key!r}. {settings_of(settings)}"
             )
         qualified.setdefault(owners[0], {})[key] = value
     return qualified
+
+
+def settings_of(settings: Mapping[str, Any]) -> str:
+    """``Its settings: params: C, gamma; features: size`` for an error message."""
+    sections = [
+        f"{name}: {', '.join(value)}"
+        for name, value in settings.items()
+        if isinstance(value, dict) and name not in ("search", "data")
+    ]
+    return f"Its settings are {'; '.join(sections)}."
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,47 +89,49 @@ def grade_photos(
     )
 
 
-def write_submission(path: str | Path, graded: Graded) -> Path:
+def write_submission(path: str | Path, graded: Graded, probabilities: bool = True) -> Path:
     """The competition's ``image_id,label`` columns, ``true`` when the photos were
-    labelled, then ``p_<grade>`` for each grade."""
+    labelled, then (unless ``probabilities`` is False) ``p_<grade>`` for each grade."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     truth = [] if graded.truth is None else ["true"]
+    columns = [f"p_{g}" for g in graded.grades] if probabilities else []
     with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "label", *truth, *(f"p_{g}" for g in graded.grades)])
+        writer.writerow(["image_id", "label", *truth, *columns])
         for i, (image_id, label) in enumerate(zip(graded.image_ids, graded.labels(), strict=True)):
             true = [] if graded.truth is None else [graded.grades[graded.truth[i]]]
-            writer.writerow([image_id, label, *true, *(f"{p:.6f}" for p in graded.proba[i])])
+            shares = [f"{p:.6f}" for p in graded.proba[i]] if probabilities else []
+            writer.writerow([image_id, label, *true, *shares])
     return path
 
 
-def match_grades(run_grades: Sequence[str], dataset: Dataset) -> list[str]:
-    """Check the dataset can be scored against the run; notices of how grades were matched.
+def match_grades(
+    run_grades: Sequence[str], dataset: Dataset, ordered: bool = True
+) -> tuple[Dataset, list[str]]:
+    """The dataset with its labels in the run's grade codes, and how they were matched.
 
-    Grades are always best first, so two lists of the same length match by rank (a run
-    trained on Extra_Class / Class_I / Class_II scores photos labelled A / B / C).
+    The same names match by name, whatever order the data lists them in. Other names match
+    by rank when both are grades best-first (a run trained on Extra_Class / Class_I /
+    Class_II scores photos labelled A / B / C); classes with no order only match by name.
     """
     if not dataset.labelled:
         raise DatasetError(
             f"{dataset.root} has no grades to evaluate against: give a label CSV (--labels) "
             "or grade folders. To grade unlabelled photos, use `mangograde predict`."
         )
-    if tuple(dataset.grades) == tuple(run_grades):
-        return []
-    if set(dataset.grades) == set(run_grades):
+    if set(dataset.grades) <= set(run_grades):
+        return dataset.in_grade_order(tuple(run_grades)), []
+    what = "grades" if ordered else "classes"
+    if not ordered or len(dataset.grades) != len(run_grades):
         raise DatasetError(
-            f"{dataset.root} orders its grades {', '.join(dataset.grades)} but the run "
-            f"{', '.join(run_grades)} (best first in both). Give the order with --grades."
-        )
-    if len(dataset.grades) != len(run_grades):
-        raise DatasetError(
-            f"The run grades {', '.join(run_grades)} but {dataset.root} is labelled "
-            f"{', '.join(dataset.grades)}. Evaluate on photos labelled with as many grades "
-            "as the run's, best first (for grade folders, give their order with --grades)."
+            f"The run's {what} are {', '.join(run_grades)} but {dataset.root} is labelled "
+            f"{', '.join(dataset.grades)}. Evaluate on photos labelled with the run's "
+            f"{what}" + (", or as many grades best-first (--grades)." if ordered else ".")
         )
     pairs = ", ".join(f"{d} = {r}" for d, r in zip(dataset.grades, run_grades, strict=True))
-    return [f"Grades matched by rank, best first: {pairs}."]
+    return replace(dataset, grades=tuple(run_grades)), [
+        f"Grades matched by rank, best first: {pairs}."
+    ]
 
 
 def seen_in_training(data_root: Path | None, dataset: Dataset) -> list[str]:
@@ -153,17 +155,28 @@ def evaluate_dataset(
     seed: int = 0,
     progress: bool | None = None,
     trained_on: Path | None = None,
+    ordered: bool = True,
 ) -> tuple[dict[str, Any], Graded]:
     """Grade a labelled dataset and measure it (bootstrap by fruit when it has groups).
 
-    ``trained_on``: the run's data folder, to warn when these are its training photos.
+    ``trained_on``: the run's data folder, to warn when these are its training photos;
+    ``ordered``: False for a run of classes with no order.
     """
-    matched = match_grades(predictor.grades, dataset) + seen_in_training(trained_on, dataset)
+    dataset, matched = match_grades(predictor.grades, dataset, ordered)
+    matched += seen_in_training(trained_on, dataset)
     images, kept, bad, notices = _decode(predictor, dataset.paths, cache, skip_bad, progress)
     proba, predicted = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)
     record = evaluate(
-        kept_set.labels, predicted, dataset.grades, proba, kept_set.groups, n_boot, 0.95, seed
+        kept_set.labels,
+        predicted,
+        dataset.grades,
+        proba,
+        kept_set.groups,
+        n_boot,
+        0.95,
+        seed,
+        ordered,
     )
     record["n_skipped"] = len(bad)
     record["notices"] = matched

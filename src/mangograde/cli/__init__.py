@@ -12,6 +12,30 @@ from .. import __version__
 from . import data, grade, train
 from .options import out, state, user_errors
 
+
+def _plain_help() -> None:
+    """Help as users expect it (typer 0.2x shows ``{data}`` for an argument and ``<bool>``
+    for every flag): ``DATA`` / ``[DATA]`` in the usage line, no type beside a flag."""
+    from typer import core
+
+    def usage_name(self: core.TyperArgument) -> str:
+        name = self.metavar or self.name.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    if hasattr(core, "TyperArgument") and hasattr(core.TyperArgument, "_usage_display_name"):
+        core.TyperArgument._usage_display_name = usage_name
+    shown = getattr(core.TyperOption, "display_type_rich", None)
+    if shown is not None:
+
+        def flag_type(self: core.TyperOption, ctx: object) -> str | None:
+            return None if self.is_flag else shown(self, ctx)
+
+        core.TyperOption.display_type_rich = flag_type
+
+
+_plain_help()
+
 HELP = "Grade harvested mangoes (A > B > C) from photos, and compare models honestly."
 app = typer.Typer(
     name="mangograde",
@@ -19,6 +43,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_is_help=True)
 app.add_typer(data_app, name="data")

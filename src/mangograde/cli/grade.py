@@ -28,12 +28,17 @@ from .options import (
     warn,
 )
 
-RunArg = Annotated[Path, typer.Argument(help="A run folder written by `mangograde train`.")]
+RunArg = Annotated[
+    Path, typer.Argument(metavar="RUN", help="A run folder written by `mangograde train`.")
+]
 FoldOpt = Annotated[
     int | None,
     typer.Option("--fold", help="Use only this fold's model (default: the mean of all folds)."),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap or of LIME.")]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed of the bootstrap (and of LIME, in compare).")
+]
+LimeSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of LIME's perturbed photos.")]
 BootOpt = Annotated[
     int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% intervals.")
 ]
@@ -56,14 +61,19 @@ def confusion_table(record: dict[str, Any]) -> Table:
     from ..evaluation.metrics import format_metric
 
     grades = record["grades"]
-    table = Table(title="Confusion (rows: true grade, columns: predicted)")
-    table.add_column("true")
-    for grade in grades:
-        table.add_column(grade, justify="right")
-    table.add_column("recall", justify="right")
-    for grade, row in zip(grades, record["confusion"], strict=True):
+    # Many or long names: columns by number, so no name is cut to fit the terminal.
+    numbered = len(grades) > 4 or max(map(len, grades)) > 12
+    heads = [str(i + 1) for i in range(len(grades))] if numbered else list(grades)
+    what = "grade" if record.get("ordered", True) else "class"
+    table = Table(title=f"Confusion (rows: true {what}, columns: predicted)")
+    table.add_column("true", overflow="fold")
+    for head in heads:
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_column("recall", justify="right", no_wrap=True)
+    for i, (grade, row) in enumerate(zip(grades, record["confusion"], strict=True)):
         recall = record["per_grade"][grade]["recall"]
-        table.add_row(grade, *map(str, row), format_metric("{:.3f}", recall))
+        name = f"{i + 1} {grade}" if numbered else grade
+        table.add_row(name, *map(str, row), format_metric("{:.3f}", recall))
     return table
 
 
@@ -106,9 +116,19 @@ def evaluate_command(
         claim_file(path, "--out", inputs, [run.path], overwrite or out_file is None)
     predictor = open_predictor(run, fold)
     # A set of one grade can be scored (e.g. how many A photos stay A).
-    dataset, record_data = opts.open(data, allow_single_grade=True)
+    dataset, record_data = opts.open(
+        data, allow_single_grade=True, known=run.grades, unordered=not run.ordered
+    )
     record, graded = evaluate_dataset(
-        predictor, dataset, opts.cache, opts.skip_bad, n_boot, seed, opts.progress, run.data_root
+        predictor,
+        dataset,
+        opts.cache,
+        opts.skip_bad,
+        n_boot,
+        seed,
+        opts.progress,
+        run.data_root,
+        run.ordered,
     )
     record["run"] = str(run.path)
     record["data"] = record_data
@@ -133,6 +153,14 @@ def predict_command(
     out_file: Annotated[
         Path, typer.Option("--out", help="CSV to write: image_id,label,p_<grade>...")
     ] = Path("predictions.csv"),
+    csv_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="probabilities: image_id,label and p_<grade> per grade; submission: exactly "
+            "the competition's image_id,label.",
+        ),
+    ] = "probabilities",
     fold: FoldOpt = None,
     skip_bad: SkipBadOpt = False,
     cache_dir: CacheDirOpt = None,
@@ -145,12 +173,16 @@ def predict_command(
     from ..grading import grade_photos, write_submission
     from ..runs import open_predictor
 
+    if csv_format not in ("probabilities", "submission"):
+        raise typer.BadParameter(
+            f"--format must be probabilities or submission, not {csv_format!r}."
+        )
     claim_file(out_file, "--out", photos, [run_dir], overwrite)
     set_max_pixels(max_pixels)
     predictor = open_predictor(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
-    write_submission(out_file, graded)
+    write_submission(out_file, graded, probabilities=csv_format == "probabilities")
     notices(graded.notices)
     counts = {g: 0 for g in graded.grades}
     for label in graded.labels():
@@ -178,7 +210,7 @@ def explain_command(
         int, typer.Option("--samples", help="LIME: perturbed photos to grade (more: steadier).")
     ] = 500,
     fold: FoldOpt = None,
-    seed: SeedOpt = 0,
+    seed: LimeSeedOpt = 0,
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
 ) -> None:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..data import Dataset, load_dataset
-from ..errors import MangogradeError
+from ..errors import DatasetError, MangogradeError
 from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from ..models.registry import Settings, resolve
 from ..outputs import claim_file, claim_folder
@@ -126,6 +126,14 @@ class DataOptions:
     groups: GroupsOpt = None
     grades: GradesOpt = None
     skip_bad: SkipBadOpt = False
+    unordered: Annotated[
+        bool,
+        typer.Option(
+            "--unordered",
+            help="The labels are classes with no order (varieties, good / bad / empty), "
+            "not grades best-first: no grade distance or kappa, and 'classes' in reports.",
+        ),
+    ] = False
     cache_dir: CacheDirOpt = None
     quiet: QuietOpt = False
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
@@ -141,15 +149,27 @@ class DataOptions:
     def progress(self) -> bool | None:
         return progress_flag(self.quiet)
 
-    def open(self, data: Path, allow_single_grade: bool = False) -> tuple[Dataset, dict[str, Any]]:
-        """The dataset, and the record of it that a run keeps."""
-        dataset = load_dataset(
-            data,
-            self.labels,
-            self.groups,
-            parse_grades(self.grades),
-            allow_single_grade=allow_single_grade,
-        )
+    def open(
+        self,
+        data: Path,
+        allow_single_grade: bool = False,
+        known: tuple[str, ...] | None = None,
+        unordered: bool | None = None,
+    ) -> tuple[Dataset, dict[str, Any]]:
+        """The dataset, and the record of it that a run keeps. ``known``: grades to try
+        first when --grades is not given (a run's own, for evaluate)."""
+        unordered = self.unordered if unordered is None else unordered
+        grades = parse_grades(self.grades)
+        dataset = None
+        if grades is None and known is not None:
+            try:
+                dataset = load_dataset(data, self.labels, self.groups, known, allow_single_grade)
+            except DatasetError:
+                dataset = None  # other names: matched to the run's by rank later
+        if dataset is None:
+            dataset = load_dataset(
+                data, self.labels, self.groups, grades, allow_single_grade, unordered
+            )
         record = {
             "root": str(data.resolve()),  # held-out photos are found again from any folder
             "labels": str(self.labels) if self.labels else None,

@@ -12,6 +12,7 @@ This module only finds files and reads text; it never decodes a photo.
 from __future__ import annotations
 
 import os
+import shlex
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ class Dataset:
     labels: np.ndarray | None = None
     groups: tuple[str, ...] | None = None
     notices: tuple[str, ...] = field(default=())
+    ordered: bool = True  # grades best-first; False: classes with no order
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -78,6 +80,17 @@ class Dataset:
             labels=None if self.labels is None else self.labels[idx],
             groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
         )
+
+    def in_grade_order(self, order: tuple[str, ...]) -> Dataset:
+        """The same photos with their labels coded by ``order`` (which holds every grade
+        of this dataset, perhaps more)."""
+        code = {g: i for i, g in enumerate(order)}
+        labels = (
+            None
+            if self.labels is None
+            else np.array([code[self.grades[c]] for c in self.labels], dtype=np.int64)
+        )
+        return replace(self, grades=order, labels=labels)
 
     def with_copies_grouped(self, copies: Sequence[Sequence[int]]) -> Dataset:
         """The dataset with each set of ``copies`` (photo indices) in one fruit group, and
@@ -122,6 +135,7 @@ def load_dataset(
     groups: str | Path | None = None,
     grades: Sequence[str] | None = None,
     allow_single_grade: bool = False,
+    unordered: bool = False,
 ) -> Dataset:
     """Load a dataset in any supported layout.
 
@@ -132,6 +146,8 @@ def load_dataset(
     groups : CSV mapping photos to fruits (``image,group`` or ``image,...,fruit_id``).
     grades : grade names best-first; needed for class folders with unfamiliar names.
     allow_single_grade : accept a labelled set holding a single grade (e.g. to evaluate).
+    unordered : the labels are classes with no order (varieties, good / bad / empty):
+        without ``grades``, they are taken in alphabetical order, as they come.
 
     Returns
     -------
@@ -156,9 +172,11 @@ def load_dataset(
     if grade_names is not None:
         _check_grade_names(grade_names)
     if labels is not None:
-        dataset = _from_label_csv(root, Path(labels).expanduser(), grade_names)
+        dataset = _from_label_csv(root, Path(labels).expanduser(), grade_names, unordered)
     else:
-        dataset = _from_folder(root, grade_names)
+        dataset = _from_folder(root, grade_names, unordered)
+    if unordered:
+        dataset = replace(dataset, ordered=False)
     if dataset.labelled and not allow_single_grade:
         present = [g for g, n in dataset.grade_counts().items() if n]
         if len(present) < 2:
@@ -277,7 +295,7 @@ def _ignored_notice(others: list[Path], root: Path) -> list[str]:
     ]
 
 
-def _from_folder(root: Path, grades: tuple[str, ...] | None) -> Dataset:
+def _from_folder(root: Path, grades: tuple[str, ...] | None, unordered: bool = False) -> Dataset:
     top_photos, top_others = _scan(root, recursive=False)
     class_dirs, empty_dirs = {}, []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -294,6 +312,8 @@ def _from_folder(root: Path, grades: tuple[str, ...] | None) -> Dataset:
             "of photos with a label CSV (--labels)."
         )
     if class_dirs:
+        if grades is None and unordered:
+            grades = tuple(sorted(class_dirs, key=str.lower))
         return _from_class_folders(root, class_dirs, empty_dirs, top_others, grades, csvs)
     if top_photos:
         notices = _ignored_notice([p for p in top_others if p.suffix.lower() != ".csv"], root)
@@ -319,6 +339,21 @@ def _from_folder(root: Path, grades: tuple[str, ...] | None) -> Dataset:
         f"No photos found in {root} (looked for {', '.join(PHOTO_SUFFIXES)}, also in "
         f"subfolders).{hint}"
     )
+
+
+_BETTER = ("extra", "premium", "best", "good", "high", "first", "top", "fresh", "healthy")
+_WORSE = ("bad", "poor", "reject", "worst", "low", "rotten", "defect", "damaged", "diseased")
+
+
+def _best_first(names: Sequence[str]) -> list[str]:
+    """A guess at best-first for a suggestion: names that say good before plain ones,
+    names that say bad last (``good_quality`` before ``bad_quality``)."""
+
+    def rank(name: str) -> int:
+        words = name.lower()
+        return -1 if any(w in words for w in _BETTER) else int(any(w in words for w in _WORSE))
+
+    return sorted(names, key=rank)
 
 
 def _known_order(names: set[str]) -> tuple[str, ...] | None:
@@ -348,9 +383,11 @@ def _from_class_folders(
                     f"`mangograde data inspect {root / names[0]} --labels {root / csvs[0]}`."
                 )
             shown = names + [f"{name} (empty)" for name in empty_dirs]
+            order = shlex.quote(",".join(_best_first(names)))
             raise DatasetError(
-                f"{root} has subfolders {listing(shown)}. If they are grades, give their order "
-                f"best-first, e.g. --grades {','.join(names)}.{hint}"
+                f"{root} has subfolders {listing(shown)}, not a grade order mangograde knows. "
+                f"If they are grades, give them best-first, e.g. --grades {order}; if they are "
+                f"classes with no order (varieties, good / bad / empty), pass --unordered.{hint}"
             )
     problems = _Problems(f"the grade folders in {root}")
     for grade in grades:
@@ -441,12 +478,11 @@ class _PhotoIndex:
         return []
 
 
-def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) -> Dataset:
+def _from_label_csv(
+    root: Path, csv_path: Path, grades: tuple[str, ...] | None, unordered: bool = False
+) -> Dataset:
     if not csv_path.is_file():
         raise DatasetError(f"Label file {csv_path} does not exist.")
-    grades = grades or DEFAULT_GRADES
-    grade_of = {g.lower(): i for i, g in enumerate(grades)}
-    grade_of.update({normalise_label(g): i for i, g in enumerate(grades)})
     rows = read_rows(csv_path)
     if not rows:
         raise DatasetError(f"Label file {csv_path} has no rows. Expected lines image_id,label.")
@@ -454,14 +490,22 @@ def _from_label_csv(root: Path, csv_path: Path, grades: tuple[str, ...] | None) 
     index = _PhotoIndex([_rel(p, root) for p in photos], photos)
     unreadable = _PhotoIndex([_rel(p, root) for p in others], others)
     first = rows[0][1]
+    if grades is None and unordered:  # the classes are whatever the labels say
+        is_data = not ({cell.lower() for cell in first} & KNOWN_COLUMNS)
+    else:
+        grades = grades or DEFAULT_GRADES
+        known = {g.lower() for g in grades} | {normalise_label(g) for g in grades}
+        is_data = len(first) > 1 and normalise_label(first[1]) in known
     rows, (image_col, label_col), _ = _split_header(
-        rows,
-        index,
-        (IMAGE_COLUMNS, LABEL_COLUMNS),
-        is_data=len(first) > 1 and normalise_label(first[1]) in grade_of,
+        rows, index, (IMAGE_COLUMNS, LABEL_COLUMNS), is_data=is_data
     )
     image_col = 0 if image_col is None else image_col
     label_col = 1 if label_col is None else label_col
+    if grades is None:
+        found = {cells[label_col] for _, cells in rows if len(cells) > label_col}
+        grades = tuple(sorted(found - {""}, key=str.lower))
+    grade_of = {g.lower(): i for i, g in enumerate(grades)}
+    grade_of.update({normalise_label(g): i for i, g in enumerate(grades)})
     problems = _Problems(f"the labels in {csv_path} for photos in {root}")
     short, missing, unknown, ambiguous, unsupported = [], [], defaultdict(list), [], []
     first_row_of: dict[Path, int] = {}

@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 
+UNORDERED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
 def evaluate(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -48,6 +51,7 @@ def evaluate(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    ordered: bool = True,
 ) -> dict[str, Any]:
     """Every metric of one set of graded photos, as a JSON-ready record.
 
@@ -58,6 +62,8 @@ def evaluate(
     proba : ``(n_photos, n_grades)`` probabilities, for the log loss.
     groups : the fruit of each photo; the bootstrap then resamples fruits.
     n_boot, confidence, seed : the bootstrap's replicates, interval width and seed.
+    ordered : False for classes with no order: only accuracy, balanced accuracy and macro
+        F1 are measured (no grade distance, kappa or log loss).
 
     Returns
     -------
@@ -67,10 +73,12 @@ def evaluate(
     k = len(grades)
     intervals = bootstrap_intervals(y_true, y_pred, k, groups, proba, n_boot, confidence, seed)
     counts = confusion_matrix(y_true, y_pred, k)
+    kept = intervals if ordered else {k: intervals[k] for k in UNORDERED_METRICS}
     return {
         "n_photos": int(counts.sum()),
         "grades": list(grades),
-        "metrics": {name: interval.as_dict() for name, interval in intervals.items()},
+        "ordered": ordered,
+        "metrics": {name: interval.as_dict() for name, interval in kept.items()},
         "per_grade": per_grade_scores(y_true, y_pred, grades),
         "confusion": counts.tolist(),
         "confusion_normalised": confusion_matrix(y_true, y_pred, k, normalise=True).tolist(),
@@ -81,7 +89,9 @@ def evaluate(
             "unit": "fruit" if groups is not None else "photo",
             "n_units": count_units(groups, int(counts.sum())),
         },
-        "warnings": one_grade_warnings(y_true, y_pred, grades),
+        "warnings": one_grade_warnings(
+            y_true, y_pred, grades, kind="grade" if ordered else "class"
+        ),
     }
 
 
@@ -90,6 +100,7 @@ def one_grade_warnings(
     y_pred: Sequence[int] | np.ndarray,
     grades: Sequence[str],
     folds: Sequence[int] | np.ndarray | None = None,
+    kind: str = "grade",
 ) -> list[str]:
     """Warnings where a model gave every photo one grade although the photos hold several:
     over all photos, and per fold when ``folds`` (each photo's fold) is given."""
@@ -100,7 +111,7 @@ def one_grade_warnings(
     if len(np.unique(y_pred)) == 1:
         found.append(
             f"Every one of the {len(y_pred)} photos was graded {grades[y_pred[0]]}, though they "
-            f"hold {len(np.unique(y_true))} grades: the model has collapsed to one grade and "
+            f"hold {len(np.unique(y_true))} {kind}s: the model has collapsed to one {kind} and "
             "must not be used. Look for duplicate or blank photos (`mangograde data inspect`) "
             "and retrain."
         )

@@ -22,8 +22,8 @@ def _networks(predictor: Grader) -> list[Any]:
         for member in getattr(model, "estimators_", [model]):
             if not hasattr(member, "module_"):
                 raise SettingsError(
-                    f"Grad-CAM needs a CNN, but this run's model is {type(member).__name__}. "
-                    "Use --method lime, which explains any model."
+                    "Grad-CAM looks inside a CNN's feature maps, and this run's model is not "
+                    "a CNN. Use --method lime, which explains any model."
                 )
             found.append(member)
     return found

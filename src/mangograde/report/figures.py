@@ -137,14 +137,21 @@ def explanation_figure(explanation: Any, path: str | Path | BinaryIO, title: str
         why_ax.imshow(shown)
         why_ax.imshow(e.heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         why_ax.contour(e.mask, levels=[0.5], colors="white", linewidths=1.2)
-        caption = f"Grad-CAM for grade {e.grade} (outline: top half of the map)"
-    why_ax.set_title(caption, fontsize=9)
+        caption = f"Grad-CAM for grade {e.grade}\n(outline: top half of the map)"
+    why_ax.set_title(_wrapped(caption), fontsize=9)
     for ax in (photo_ax, why_ax):
         ax.set_axis_off()
     odds = "  ".join(f"{g} {p:.2f}" for g, p in e.proba.items())
-    fig.suptitle(title or f"Predicted {e.predicted}   ({odds})", fontsize=10)
+    fig.suptitle(_wrapped(title or f"Predicted {e.predicted}   ({odds})", 80), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _wrapped(text: str, width: int = 42) -> str:
+    """Long grade names wrap instead of running off the panel."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
 def training_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:

@@ -161,6 +161,13 @@ def _summary(comparison: Comparison) -> str:
     )
 
 
+def _labels_line(comparison: Comparison) -> str:
+    """``grades A > B > C``, or ``classes x, y, z`` for labels with no order."""
+    if all(s.run.ordered for s in comparison.runs):
+        return "grades " + " > ".join(comparison.grades)
+    return "classes " + ", ".join(comparison.grades)
+
+
 def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
     counts = summary.evaluation["confusion"]
     shares = summary.evaluation["confusion_normalised"]
@@ -263,8 +270,12 @@ def _method(summary: RunSummary) -> str:
     )
 
 
-def _definitions() -> str:
-    items = "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d, _, _ in METRIC_INFO.values())
+def _definitions(runs: Sequence[RunSummary]) -> str:
+    """The meaning of each metric the report shows."""
+    shown = {m for s in runs for m in s.evaluation["metrics"]}
+    items = "".join(
+        f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for m, (t, d, _, _) in METRIC_INFO.items() if m in shown
+    )
     return f"<dl>{items}</dl>"
 
 
@@ -278,13 +289,15 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
     ]
     parts.append(f"<section><h2>Summary</h2>{_summary(comparison)}")
     buffer = io.BytesIO()
+    charted = [
+        m
+        for m in ("accuracy", "balanced_accuracy", "quadratic_kappa")
+        if all(m in s.evaluation["metrics"] for s in runs)
+    ]
     metric_intervals(
-        [s.run.label for s in runs],
-        [s.evaluation["metrics"] for s in runs],
-        ("accuracy", "balanced_accuracy", "quadratic_kappa"),
-        buffer,
+        [s.run.label for s in runs], [s.evaluation["metrics"] for s in runs], charted, buffer
     )
-    parts.append(_img(buffer.getvalue(), "accuracy, balanced accuracy and QWK with intervals"))
+    parts.append(_img(buffer.getvalue(), ", ".join(charted) + " with intervals"))
     parts += [f'<p class="notice">{_e(n)}</p>' for n in comparison.notices]
     parts.append("</section>")
     if comparison.study:
@@ -293,7 +306,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         )
     matrices = "".join(_confusion(s, grades) for s in runs)
     parts.append(
-        "<section><h2>Confusion matrices</h2><p>Rows: the true grade; columns: the grade "
+        "<section><h2>Confusion matrices</h2><p>Rows: the true label; columns: the label "
         "given; each cell: photos and share of the row.</p>"
         f'<div class="row">{matrices}</div></section>'
     )
@@ -315,7 +328,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         "bootstrap replicates that redraw the held-out fruits (or photos, where no groups "
         "were given) with replacement.</p><ul>"
         + "".join(_method(s) for s in runs)
-        + f"</ul>{_definitions()}</section>"
+        + f"</ul>{_definitions(runs)}</section>"
     )
     names = ", ".join(s.run.label for s in runs)
     document = (
@@ -323,7 +336,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>mangograde comparison: {_e(names)}</title><style>{STYLE}</style></head><body>"
         f"<header><h1>Mango grading: {len(runs)} run{'s' if len(runs) != 1 else ''} compared</h1>"
-        f"<p>{_e(names)} &middot; grades {_e(' > '.join(grades))} &middot; "
+        f"<p>{_e(names)} &middot; {_e(_labels_line(comparison))} &middot; "
         f"{_e(comparison.created)}</p>"
         f"</header><main>{''.join(parts)}</main>"
         f"<footer>Made by mangograde {_e(__version__)} in {comparison.seconds:.1f} s. Opens "

@@ -45,7 +45,7 @@ HISTORY_FIELDS = (
     "step_s",
 )
 # Keys of config.yaml that record the run rather than set it (bundles do not hold them).
-_RECORDS = ("data", "mangograde", "format_version")
+_RECORDS = ("data", "mangograde", "format_version", "labels")
 # Keys of config.yaml that a resumed run may change.
 _NOT_COMPARED = ("mangograde", "format_version")
 MARKER = ".mangograde-run"  # JSON: format, version, run id and what the run wrote
@@ -132,6 +132,11 @@ class Run:
         """``name (preset)``, the run's title in tables."""
         preset = self.settings.get("preset")
         return f"{self.name} ({preset})" if preset and preset != self.name else self.name
+
+    @property
+    def ordered(self) -> bool:
+        """Grades best-first (True), or classes with no order (``labels: unordered``)."""
+        return self.settings.get("labels", "ordered") != "unordered"
 
     @property
     def grades(self) -> tuple[str, ...]:
@@ -427,10 +432,14 @@ def check_resume(stage: Path, settings: dict[str, Any], runtime: Sequence[str] =
         )
 
 
-def run_config(settings: dict[str, Any], data_record: dict[str, Any]) -> dict[str, Any]:
-    """What config.yaml records: the settings, the data, the versions."""
+def run_config(
+    settings: dict[str, Any], data_record: dict[str, Any], ordered: bool = True
+) -> dict[str, Any]:
+    """What config.yaml records: the settings, the data (grades or unordered classes), the
+    versions."""
     return {
         **settings,
+        "labels": "ordered" if ordered else "unordered",
         "data": data_record,
         "mangograde": __version__,
         "format_version": FORMAT_VERSION,

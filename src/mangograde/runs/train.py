@@ -167,7 +167,8 @@ def _start(
 ) -> tuple[ModelFamily, Any, Path]:
     """Check everything, then open the staging folder the run is written into."""
     family, model = family_of(settings)
-    resolved = folder.run_config(settings, data_record or {"root": str(dataset.root)})
+    record = data_record or {"root": str(dataset.root)}
+    resolved = folder.run_config(settings, record, dataset.ordered)
     stage = folder.prepare_stage(out, overwrite, resume)
     if resume:
         folder.check_resume(stage, resolved, family.runtime)

@@ -1,0 +1,117 @@
+"""What a new user tripped over, each checked through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mangograde.cli import app
+
+from .helpers import write_photo
+
+VARIETIES = ("Anwar Ratool", "Chaunsa (Black)", "Sindhri")
+
+
+def run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def folders(root: Path, names: tuple[str, ...], per: int = 6) -> Path:
+    for g, name in enumerate(names):
+        for i in range(per):
+            write_photo(root / name / f"{g}-{i}.jpg", seed=100 * g + i, size=(24, 24))
+    return root
+
+
+TINY_RF = ["--model", "rf", "--set", "n_estimators=4", "--set", "features.size=8",
+           "--set", "expand=none", "--cv", "2"]  # fmt: skip
+
+
+def test_unknown_folder_names_suggest_quoted_grades_or_unordered(tmp_path):
+    data = folders(tmp_path / "v", VARIETIES)
+    result = run("train", data, *TINY_RF, "--out", tmp_path / "r")
+    assert result.exit_code == 1
+    assert "--grades 'Anwar Ratool,Chaunsa (Black),Sindhri'" in result.output
+    assert "--unordered" in result.output
+    lemons = folders(tmp_path / "l", ("bad_quality", "empty_background", "good_quality"))
+    result = run("data", "inspect", lemons)
+    assert "--grades good_quality,empty_background,bad_quality" in result.output
+
+
+def test_unordered_classes_get_class_metrics_only(tmp_path):
+    data = folders(tmp_path / "v", VARIETIES)
+    out = tmp_path / "run"
+    result = run("train", data, *TINY_RF, "--unordered", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "labels: unordered" in (out / "config.yaml").read_text(encoding="utf-8")
+    target = tmp_path / "eval.json"
+    result = run("evaluate", out, data, "--out", target, "--bootstrap", "20")
+    assert result.exit_code == 0, result.output
+    record = json.loads(target.read_text(encoding="utf-8"))
+    assert set(record["metrics"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert "rows: true class" in result.output and "kappa" not in result.output.lower()
+    report = tmp_path / "r.html"
+    result = run("compare", out, "--out", report, "--mistakes", "0", "--bootstrap", "20")
+    assert result.exit_code == 0, result.output
+    page = report.read_text(encoding="utf-8")
+    assert "classes Anwar Ratool, Chaunsa (Black), Sindhri" in page
+    assert "Quadratic" not in page and " &gt; " not in page.split("<main>")[0]
+
+
+def test_evaluate_uses_the_runs_grade_order_and_maps_other_names(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"))
+    out = tmp_path / "run"
+    assert run("train", data, *TINY_RF, "--out", out).exit_code == 0
+    # The same names in another order on disk: matched by name, no --grades needed.
+    other = folders(tmp_path / "o", ("C", "B", "A"))
+    result = run("evaluate", out, other, "--out", tmp_path / "e1.json", "--bootstrap", "20")
+    assert result.exit_code == 0, result.output
+    # Other names: --grades gives them best-first and they map onto the run's by rank.
+    named = folders(tmp_path / "n", ("top", "mid", "low"))
+    result = run("evaluate", out, named, "--grades", "top,mid,low", "--out",
+                 tmp_path / "e2.json", "--bootstrap", "20")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "top = A, mid = B, low = C" in result.output
+
+
+def test_set_lists_the_settings_the_model_has(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"))
+    result = run("train", data, "--model", "svm", "--set", "epochs=5", "--out", tmp_path / "r")
+    assert result.exit_code == 1
+    assert "--model svm has no setting 'epochs'" in result.output
+    assert "params: n_components" in result.output and "params.epochs" not in result.output
+
+
+def test_predict_writes_the_competitions_exact_format(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"))
+    out = tmp_path / "run"
+    assert run("train", data, *TINY_RF, "--out", out).exit_code == 0
+    csv = tmp_path / "sub.csv"
+    result = run("predict", out, data / "A", data / "A", "--format", "submission", "--out", csv)
+    assert result.exit_code == 0, result.output
+    lines = csv.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "image_id,label" and len(lines) == 1 + 6
+    assert all(line.count(",") == 1 for line in lines)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "explain", "compare"])
+def test_help_shows_plain_placeholders_and_flags(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "{" not in result.output and "<bool>" not in result.output
+    if command == "explain":
+        assert "bootstrap" not in result.output
+
+
+def test_confusion_of_many_long_names_is_not_cut(tmp_path):
+    names = tuple(f"Variety number {i} (long)" for i in range(6))
+    data = folders(tmp_path / "v", names, per=4)
+    out = tmp_path / "run"
+    assert run("train", data, *TINY_RF, "--unordered", "--out", out).exit_code == 0
+    result = run("evaluate", out, data, "--out", tmp_path / "e.json", "--bootstrap", "10")
+    assert result.exit_code == 0, result.output
+    for name in names:
+        assert name in result.output
