@@ -115,3 +115,14 @@ def test_confusion_of_many_long_names_is_not_cut(tmp_path):
     assert result.exit_code == 0, result.output
     for name in names:
         assert name in result.output
+
+
+def test_plain_progress_lines_when_not_on_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.delenv("MANGOGRADE_QUIET")
+    data = folders(tmp_path / "g", ("A", "B", "C"))
+    result = run("train", data, *TINY_RF, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "Decoding photos: 18/18 (100%)" in result.output
+    assert "Training folds: 1/2 (50%)" in result.output and "ETA" in result.output
+    quiet = run("train", data, *TINY_RF, "--out", tmp_path / "q", "--quiet")
+    assert quiet.exit_code == 0 and "ETA" not in quiet.output

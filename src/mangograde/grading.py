@@ -46,7 +46,7 @@ def grade_images(
     """Probabilities and grade codes of decoded photos, in batches behind a progress bar."""
     proba = np.zeros((len(images), len(predictor.grades)))
     codes = np.zeros(len(images), dtype=int)
-    with Bar(len(images), "Grading photos", progress) as bar:
+    with Bar(len(images), "Grading photos", progress, every=1000) as bar:
         for start in range(0, len(images), BATCH):
             chunk = slice(start, start + BATCH)
             proba[chunk], codes[chunk] = predictor.grade(images[chunk])

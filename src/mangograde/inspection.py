@@ -80,7 +80,9 @@ def inspect_dataset(dataset: Dataset, progress: bool | None = None) -> Inspectio
     by_hash: dict[str, list[int]] = defaultdict(list)
     with ThreadPoolExecutor(default_workers()) as pool:
         found = pool.map(_examine, dataset.paths)
-        for i, item in enumerate(track(found, len(dataset), "Checking photos", progress)):
+        for i, item in enumerate(
+            track(found, len(dataset), "Checking photos", progress, every=1000)
+        ):
             if isinstance(item, BadImage):
                 result.bad.append(item)
                 continue

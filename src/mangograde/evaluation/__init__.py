@@ -112,8 +112,8 @@ def one_grade_warnings(
         found.append(
             f"Every one of the {len(y_pred)} photos was graded {grades[y_pred[0]]}, though they "
             f"hold {len(np.unique(y_true))} {kind}s: the model has collapsed to one {kind} and "
-            "must not be used. Look for duplicate or blank photos (`mangograde data inspect`) "
-            "and retrain."
+            "must not be used. Look for duplicate or blank photos (`mangograde data inspect`), "
+            "give it more training, and retrain."
         )
     elif folds is not None:
         folds = np.asarray(folds)
@@ -126,6 +126,7 @@ def one_grade_warnings(
             found.append(
                 f"{len(stuck)} fold model(s) graded all their held-out photos the same: "
                 f"{', '.join(stuck)}. Those models have collapsed to one grade; look for "
-                "duplicate or blank photos (`mangograde data inspect`) and retrain."
+                "duplicate or blank photos (`mangograde data inspect`), give them more "
+                "training, and retrain."
             )
     return found

@@ -112,7 +112,7 @@ def load_images(
     n_workers = workers or default_workers()
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         results = pool.map(guarded, range(len(paths)))
-        for i, result in track(results, len(paths), "Decoding photos", progress):
+        for i, result in track(results, len(paths), "Decoding photos", progress, every=1000):
             if isinstance(result, BadImage):
                 bad.append(result)
             else:

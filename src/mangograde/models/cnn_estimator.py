@@ -309,7 +309,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
         steps = len(train_idx) // self.batch_size + (len(train_idx) % self.batch_size > 1)
         total = steps * (self.epochs - run["epoch"])
-        with Bar(total, "Training CNN", self.progress) as bar:
+        with Bar(total, "Training CNN", self.progress, every=steps) as bar:  # a line an epoch
             for epoch in range(run["epoch"], self.epochs):
                 if run["stale"] >= self.patience > 0:
                     break

@@ -26,7 +26,7 @@ from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model
 from ..models.validation import check_params
 from ..outputs import claim_folder
-from ..progress import track
+from ..progress import progress_mode, track
 from . import folder
 from .lock import RunLock
 
@@ -289,7 +289,9 @@ def _train(
     proba = np.zeros((n, len(photos.dataset.grades)))
     predicted = np.zeros(n, dtype=np.int64)
     results: list[FoldResult] = []
-    fold_bar = progress is not False and len(splits) > 1 and not family.draws_progress
+    # A live bar per fold would hide a CNN's own; plain log lines can show both.
+    own_bar = family.draws_progress and progress_mode(progress) == "bar"
+    fold_bar = progress is not False and len(splits) > 1 and not own_bar
     for number, split in enumerate(
         track(splits, len(splits), "Training folds", progress if fold_bar else False)
     ):
