@@ -126,3 +126,22 @@ def test_plain_progress_lines_when_not_on_a_terminal(tmp_path, monkeypatch):
     assert "Training folds: 1/2 (50%)" in result.output and "ETA" in result.output
     quiet = run("train", data, *TINY_RF, "--out", tmp_path / "q", "--quiet")
     assert quiet.exit_code == 0 and "ETA" not in quiet.output
+
+
+def test_cache_keeps_under_its_limit_dropping_the_least_recently_used(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MANGOGRADE_CACHE_MAX", "150K")
+    first = folders(tmp_path / "a", ("A", "B", "C"))
+    second = folders(tmp_path / "b", ("A", "B", "C"))
+    for data in (first, second):
+        result = run("data", "prepare", data, "--size", "32", "--cache-dir", cache)
+        assert result.exit_code == 0, result.output
+    size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+    assert size <= 150 * 1024
+    again = run("data", "prepare", second, "--size", "32", "--cache-dir", cache)
+    assert "(18 already cached)" in again.output  # the recent dataset stayed
+    shown = run("data", "cache", "--cache-dir", cache)
+    assert f"{size / 2**20:.1f} MiB of at most 0.1 MiB" in shown.output
+    monkeypatch.setenv("MANGOGRADE_CACHE_MAX", "lots")
+    bad = run("data", "cache", "--cache-dir", cache)
+    assert bad.exit_code == 1 and "MANGOGRADE_CACHE_MAX" in bad.output

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import MangogradeError, listing, plural
-from ..images import ImageCache, Resize, ResizeCenterCrop, load_dataset_images
+from ..images import CACHE_MAX_ENV, ImageCache, Resize, ResizeCenterCrop, load_dataset_images
 from ..inspection import Inspection, inspect_dataset
 from ..synth import synthesize
 from .options import (
@@ -125,7 +125,8 @@ def data_cache(
     entries, packs, size = cache.usage()
     out.print(
         f"{escape(str(cache.root))}: {entries} photo entries, {packs} dataset packs, "
-        f"{size / 2**20:.1f} MiB"
+        f"{size / 2**20:.1f} MiB of at most {cache.max_bytes / 2**20:,.1f} MiB "
+        f"(${CACHE_MAX_ENV}; the least recently used go first)"
     )
 
 

@@ -1,6 +1,6 @@
 """Decoding, orientation, resize/crop and the decoded-photo cache."""
 
-from .cache import CACHE_ENV, ImageCache, default_cache_dir
+from .cache import CACHE_ENV, CACHE_MAX_ENV, ImageCache, default_cache_dir, parse_size
 from .decode import (
     DEFAULT_MAX_PIXELS,
     BadImage,
@@ -16,6 +16,7 @@ from .loader import LoadedImages, bad_images_message, load_dataset_images, load_
 
 __all__ = [
     "CACHE_ENV",
+    "CACHE_MAX_ENV",
     "DEFAULT_MAX_PIXELS",
     "BadImage",
     "Geometry",
@@ -30,6 +31,7 @@ __all__ = [
     "load_dataset_images",
     "load_images",
     "open_photo",
+    "parse_size",
     "photo_size",
     "set_max_pixels",
     "to_rgb",

@@ -10,10 +10,15 @@ and the geometry, so a changed photo or another size never hits a stale entry:
 Every entry and pack carries its shape and a checksum of its pixels: a truncated or
 corrupt file is decoded again, never trusted. Writes go to a temporary file renamed
 into place, so two runs sharing a cache never see half an entry.
+
+The cache keeps under a size limit (``$MANGOGRADE_CACHE_MAX``, default 4 GiB): after a
+load that wrote to it, the least recently used files go first (a hit marks its file
+used by touching its modification time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -24,7 +29,35 @@ from pathlib import Path
 import numpy as np
 import PIL
 
+from ..errors import SettingsError
+
 CACHE_ENV = "MANGOGRADE_CACHE_DIR"
+CACHE_MAX_ENV = "MANGOGRADE_CACHE_MAX"
+DEFAULT_MAX_BYTES = 4 * 2**30
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"4G"``, ``"500M"``, ``"1.5GB"``, ``"123456"`` -> bytes."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = cleaned.rstrip("KMGT"), cleaned[len(cleaned.rstrip("KMGT")) :]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise SettingsError(
+            f"{CACHE_MAX_ENV}={text!r} is not a size such as 4G, 500M or 1000000."
+        ) from None
+    if value <= 0:
+        raise SettingsError(f"{CACHE_MAX_ENV}={text!r}: a cache size must be above 0.")
+    return int(value)
+
+
+def max_cache_bytes() -> int:
+    """The size limit from ``$MANGOGRADE_CACHE_MAX``, or the default."""
+    text = os.environ.get(CACHE_MAX_ENV, "")
+    return parse_size(text) if text else DEFAULT_MAX_BYTES
+
+
 FORMAT_VERSION = 2
 _MAGIC = b"MGC2"
 _HEADER = struct.Struct("<4sIIIQ")  # magic, height, width, channels, checksum
@@ -52,6 +85,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "mangograde"
 
 
+def _touch(file: Path) -> None:
+    """Mark ``file`` as just used (what eviction goes by); a read-only cache is fine."""
+    with contextlib.suppress(OSError):
+        os.utime(file)
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -64,9 +103,11 @@ def _keys_digest(keys: Sequence[str]) -> bytes:
 class ImageCache:
     """Decoded photos on disk; see the module docstring for the guarantees."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, max_bytes: int | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.max_bytes = max_bytes if max_bytes is not None else max_cache_bytes()
         self.write_error: str | None = None
+        self.written = 0  # bytes this cache object wrote: trim only after writing
 
     def key(self, path: str | Path, geometry_key: str) -> str:
         """Names one photo version at one geometry; another Pillow may decode differently."""
@@ -102,7 +143,10 @@ class ImageCache:
                     return None
         except OSError:
             return None
-        return target if checksum(target) == expected else None
+        if checksum(target) != expected:
+            return None
+        _touch(self._file(key))
+        return target
 
     def put(self, key: str, array: np.ndarray) -> None:
         """Store one photo's array; a cache that cannot be written is noted, not fatal."""
@@ -134,7 +178,10 @@ class ImageCache:
             arrays = np.memmap(file, np.uint8, "c", _PACK_HEADER.size, (n, h, w, c))
         except (OSError, ValueError):
             return None
-        return arrays if checksum(arrays) == expected else None
+        if checksum(arrays) != expected:
+            return None
+        _touch(file)
+        return arrays
 
     def put_pack(
         self, paths: Sequence[str | Path], keys: Sequence[str], geometry_key: str, arrays
@@ -154,6 +201,21 @@ class ImageCache:
         files = self._files((".mgc", ".mgp"))
         entries = sum(f.suffix == ".mgc" for f in files)
         return entries, len(files) - entries, sum(f.stat().st_size for f in files)
+
+    def trim(self) -> int:
+        """Delete the least recently used files until the cache is under 90% of its
+        limit (if it is over it); returns the bytes freed."""
+        files = [(f, f.stat()) for f in self._files((".mgc", ".mgp"))]
+        total = sum(s.st_size for _, s in files)
+        if total <= self.max_bytes:
+            return 0
+        freed = 0
+        for file, stat in sorted(files, key=lambda item: item[1].st_mtime_ns):
+            if total - freed <= 0.9 * self.max_bytes:
+                break
+            file.unlink(missing_ok=True)
+            freed += stat.st_size
+        return freed
 
     def clear(self) -> int:
         """Delete every entry, pack and leftover temporary file; returns bytes freed."""
@@ -175,6 +237,7 @@ class ImageCache:
                     handle.write(header)
                     handle.write(memoryview(data.reshape(-1)))
                 os.replace(tmp, target)
+                self.written += len(header) + data.nbytes
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise

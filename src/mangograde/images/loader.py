@@ -127,6 +127,8 @@ def load_images(
         notices.append(f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): {every}")
     if packable and not bad:  # the pack was missing or damaged
         cache.put_pack(paths, keys, geometry.key, out)
+    if cache is not None and cache.written:
+        cache.trim()
     arrays = out if len(kept) == len(paths) else out[kept]
     return LoadedImages(arrays, kept, bad, time.perf_counter() - start, hits, notices)
 
