@@ -145,3 +145,23 @@ def test_cache_keeps_under_its_limit_dropping_the_least_recently_used(tmp_path, 
     monkeypatch.setenv("MANGOGRADE_CACHE_MAX", "lots")
     bad = run("data", "cache", "--cache-dir", cache)
     assert bad.exit_code == 1 and "MANGOGRADE_CACHE_MAX" in bad.output
+
+
+def test_train_reports_the_model_size_and_svm_bundles_keep_one_svc(tmp_path):
+    import numpy as np
+
+    data = folders(tmp_path / "g", ("A", "B", "C"))
+    out = tmp_path / "run"
+    result = run("train", data, "--model", "svm", "--set", "features.size=16",
+                 "--set", "n_components=6", "--cv", "2", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    timing = json.loads((out / "timing.json").read_text(encoding="utf-8"))
+    on_disk = sum(f.stat().st_size for f in (out / "model").rglob("*") if f.is_file())
+    assert timing["model_bytes"] == on_disk
+    assert f"Model on disk: {on_disk / 2**20:.1f} MB" in result.output
+    with np.load(out / "model" / "fold-0" / "arrays.npz") as stored:
+        shapes = [stored[k].shape for k in stored.files]
+    support = [s for s in shapes if len(s) == 2 and s[1] == 6 and s[0] > 6]
+    assert len(support) == 1  # the calibrated SVC's support vectors, stored once, float32 PCA
+    graded = run("predict", out, data / "A", "--out", tmp_path / "p.csv")
+    assert graded.exit_code == 0, graded.output

@@ -98,6 +98,8 @@ def train_command(
         f"Time: decode {t['decode_s']:.1f} s, fit {t['fit_s']:.1f} s, predict "
         f"{t['predict_per_photo_ms']:.2f} ms per photo"
     )
+    each = f" ({t['model_bytes'] / m['n_folds'] / 2**20:.1f} MB a fold)" if m["n_folds"] > 1 else ""
+    out.print(f"Model on disk: {t['model_bytes'] / 2**20:.1f} MB{each}")
     if "data_share" in t:
         out.print(
             f"CNN: {m['epochs_run']} epochs; augmentation and batches took "

@@ -283,6 +283,18 @@ class PCASVC(ClassifierMixin, BaseEstimator):
         reduced = self._reduced(X)
         return self.calibrated_.predict_proba(reduced)
 
+    # A bundle keeps the calibrated SVC once: svc_ is its own estimator, not a copy.
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        if state.get("calibrated_") is not None:
+            state.pop("svc_", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if getattr(self, "calibrated_", None) is not None and not hasattr(self, "svc_"):
+            self.svc_ = self.calibrated_.calibrated_classifiers_[0].estimator
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         reduced = self._reduced(X)
         return self.svc_.decision_function(reduced)

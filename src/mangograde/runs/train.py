@@ -319,6 +319,7 @@ def _train(
     model.predict_proba(photos.images[test])
     per_photo_ms = 1000 * (time.perf_counter() - start) / max(1, len(test))
     timing = _timing(photos, results, features_s, per_photo_ms, resume, history)
+    timing["model_bytes"] = sum(f.stat().st_size for f in (out / "model").rglob("*") if f.is_file())
     if history:
         folder.write_history(out, history)
         metrics["epochs_run"] = max(r["epoch"] for r in history)
