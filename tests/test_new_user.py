@@ -165,3 +165,49 @@ def test_train_reports_the_model_size_and_svm_bundles_keep_one_svc(tmp_path):
     assert len(support) == 1  # the calibrated SVC's support vectors, stored once, float32 PCA
     graded = run("predict", out, data / "A", "--out", tmp_path / "p.csv")
     assert graded.exit_code == 0, graded.output
+
+
+def test_only_fold_trains_the_same_fold_as_the_whole_run(tmp_path):
+    import csv
+
+    data = folders(tmp_path / "g", ("A", "B", "C"), per=8)
+    whole, one = tmp_path / "whole", tmp_path / "one"
+    base = ["train", data, "--model", "rf", "--set", "n_estimators=3", "--set",
+            "features.size=8", "--set", "expand=none", "--cv", "3"]  # fmt: skip
+    assert run(*base, "--out", whole).exit_code == 0
+    result = run(*base, "--only-fold", "1", "--out", one)
+    assert result.exit_code == 0, result.output
+
+    def held(run_dir: Path, fold: str) -> set[str]:
+        with (run_dir / "predictions.csv").open(encoding="utf-8") as handle:
+            return {r["image"] for r in csv.DictReader(handle) if r["fold"] == fold}
+
+    assert held(one, "1") == held(whole, "1") and held(one, "0") == set()
+    assert [p.name for p in (one / "model").iterdir()] == ["fold-1"]
+    assert json.loads((one / "metrics.json").read_text(encoding="utf-8"))["only_fold"] == 1
+    assert "only_fold: 1" in (one / "config.yaml").read_text(encoding="utf-8")
+    assert run("predict", one, data / "A", "--out", tmp_path / "p.csv").exit_code == 0
+    bad = run(*base, "--only-fold", "3", "--out", tmp_path / "bad")
+    assert bad.exit_code == 1 and "0 to 2" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_include_exclude_and_sample_choose_the_photos(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"), per=8)
+    result = run("data", "inspect", data, "--exclude", "C/*", "--include", "*-[0-5].jpg",
+                 "--grades", "A,B,C")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "12 of 24 photos kept" in result.output
+    out = tmp_path / "run"
+    result = run("train", data, *TINY_RF, "--sample", "12", "--sample-seed", "3", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "A sample of 12 of 24 photos" in result.output
+    config = (out / "config.yaml").read_text(encoding="utf-8")
+    assert "sample: 12" in config and "sample_seed: 3" in config
+    again = run("train", data, *TINY_RF, "--sample", "12", "--sample-seed", "3",
+                "--out", tmp_path / "again")  # fmt: skip
+    assert again.exit_code == 0
+    first = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    second = (tmp_path / "again" / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    assert [r.split(",")[0] for r in first] == [r.split(",")[0] for r in second]
+    none = run("data", "inspect", data, "--include", "nothing/*")
+    assert none.exit_code == 1 and "No photo" in none.output

@@ -134,6 +134,24 @@ class DataOptions:
             "not grades best-first: no grade distance or kappa, and 'classes' in reports.",
         ),
     ] = False
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Only photos whose id matches this glob, e.g. 'Class_I/*' (repeatable).",
+        ),
+    ] = None
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave out photos whose id matches (repeatable)."),
+    ] = None
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample", min=1, help="About N photos: whole fruits, each grade in its share."
+        ),
+    ] = None
+    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed of --sample.")] = 0
     cache_dir: CacheDirOpt = None
     quiet: QuietOpt = False
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
@@ -170,6 +188,10 @@ class DataOptions:
             dataset = load_dataset(
                 data, self.labels, self.groups, grades, allow_single_grade, unordered
             )
+        dataset, chosen = dataset.selected(self.include or (), self.exclude or ())
+        if self.sample is not None:
+            dataset, sampled = dataset.sampled(self.sample, self.sample_seed)
+            chosen += sampled
         record = {
             "root": str(data.resolve()),  # held-out photos are found again from any folder
             "labels": str(self.labels) if self.labels else None,
@@ -177,7 +199,14 @@ class DataOptions:
             "layout": dataset.layout,
             "synthetic": is_synthetic(data),
         }
-        notices(dataset.notices)
+        if self.include or self.exclude or self.sample is not None:
+            record["selection"] = {
+                "include": list(self.include or []),
+                "exclude": list(self.exclude or []),
+                "sample": self.sample,
+                "sample_seed": self.sample_seed,
+            }
+        notices([*dataset.notices, *chosen])
         return dataset, record
 
 

@@ -50,6 +50,14 @@ def train_command(
         bool,
         typer.Option("--resume", help="Continue a killed CNN run in --out from its checkpoints."),
     ] = False,
+    only_fold: Annotated[
+        int | None,
+        typer.Option(
+            "--only-fold",
+            help="Train fold I of --cv K alone: the same fold as in the whole run (check a "
+            "recipe in a K-th of the time, or spread folds over machines).",
+        ),
+    ] = None,
 ) -> None:
     """Train a model with group-aware folds and write a run folder.
 
@@ -61,14 +69,15 @@ def train_command(
 
     if resume and overwrite:
         raise typer.BadParameter("Give --resume or --overwrite, not both.")
-    settings = recipe.settings()
+    extra = [] if only_fold is None else [f"split.only_fold={only_fold}"]
+    settings = recipe.settings(extra)
     if folds is not None:
         if "blend" not in settings:
             raise SettingsError(
                 f"--folds blends several models of a family that blends (cnn); --model "
                 f"{settings['model']} does not. Drop --folds, or use --cv for k-fold scores."
             )
-        settings = recipe.settings(blend={"folds": folds})
+        settings = recipe.settings(extra, blend={"folds": folds})
     dataset, record = opts.open(data)
     result = train_run(
         settings,

@@ -16,6 +16,7 @@ import shlex
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,47 @@ class Dataset:
             labels=None if self.labels is None else self.labels[idx],
             groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
         )
+
+    def selected(
+        self, include: Sequence[str] = (), exclude: Sequence[str] = ()
+    ) -> tuple[Dataset, list[str]]:
+        """Only the photos whose id (e.g. ``Class_I/img_1.jpg``) matches an ``include``
+        glob (when any is given) and no ``exclude`` glob; and a notice of what was left out."""
+        if not include and not exclude:
+            return self, []
+        keep = [
+            i
+            for i, image_id in enumerate(self.image_ids)
+            if (not include or any(fnmatch(image_id, g) for g in include))
+            and not any(fnmatch(image_id, g) for g in exclude)
+        ]
+        if not keep:
+            raise DatasetError(
+                f"No photo of {self.root} is left after --include {listing(list(include))} "
+                f"--exclude {listing(list(exclude))}: the globs match photo ids such as "
+                f"{self.image_ids[0]!r}."
+            )
+        globs = " ".join(
+            [*(f"--include {g}" for g in include), *(f"--exclude {g}" for g in exclude)]
+        )
+        return self.subset(keep), [f"{len(keep)} of {len(self)} photos kept ({globs})."]
+
+    def sampled(self, n: int, seed: int = 0) -> tuple[Dataset, list[str]]:
+        """About ``n`` photos, whole fruits at a time, in each grade's share (seeded)."""
+        if n < 1:
+            raise DatasetError(f"--sample must be at least 1, got {n}.")
+        if n >= len(self):
+            return self, []
+        from .splits import holdout
+
+        labels = self.labels if self.labels is not None else np.zeros(len(self), dtype=np.int64)
+        _, chosen = holdout(labels, n / len(self), self.groups, seed)
+        kept = self.subset(np.sort(chosen))
+        how = "whole fruits" if self.groups is not None else "photos"
+        return kept, [
+            f"A sample of {len(kept)} of {len(self)} photos (--sample {n}: {how}, each grade "
+            f"in its share, seed {seed})."
+        ]
 
     def in_grade_order(self, order: tuple[str, ...]) -> Dataset:
         """The same photos with their labels coded by ``order`` (which holds every grade

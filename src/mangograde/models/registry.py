@@ -32,7 +32,8 @@ from ..images.geometry import Geometry, Resize
 Settings = dict[str, Any]
 PLUGINS_ENV = "MANGOGRADE_PLUGINS"
 ENTRY_POINTS = "mangograde.models"
-SPLIT = {"cv": 5, "val_fraction": None}
+# only_fold: train fold I of the --cv K split alone (the same fold I as the whole run).
+SPLIT = {"cv": 5, "val_fraction": None, "only_fold": None}
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,7 @@ class PCASVC(ClassifierMixin, BaseEstimator):
 
     # A bundle keeps the calibrated SVC once: svc_ is its own estimator, not a copy.
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object's own is the live __dict__
         if state.get("calibrated_") is not None:
             state.pop("svc_", None)
         return state

@@ -173,12 +173,24 @@ class Run:
                 "the training did not finish. Train it again, or --resume a CNN run."
             )
         folds = sorted(folds, key=lambda p: int(p.name.split("-")[1]))
-        expected = (self.settings.get("split") or {}).get("cv")
+        split = self.settings.get("split") or {}
+        expected = split.get("cv")
         numbers = [p.name for p in folds]
-        if expected and numbers != [f"fold-{i}" for i in range(int(expected))]:
+        wanted = (
+            [f"fold-{split['only_fold']}"]
+            if split.get("only_fold") is not None
+            else [f"fold-{i}" for i in range(int(expected or 0))]
+        )
+        if expected and numbers != wanted:
             raise RunError(
-                f"{self.path} is inconsistent: its config.yaml says {expected} folds but "
-                f"model/ holds {', '.join(numbers)}. It was changed after training; retrain it."
+                f"{self.path} is inconsistent: its config.yaml says {expected} folds"
+                + (
+                    f" (only fold {split['only_fold']})"
+                    if split.get("only_fold") is not None
+                    else ""
+                )
+                + f" but model/ holds {', '.join(numbers)}. It was changed after training; "
+                "retrain it."
             )
         return folds
 
@@ -450,9 +462,9 @@ def write_config(out: Path, resolved: dict[str, Any]) -> None:
     write_text(out / CONFIG, dump(resolved))
 
 
-def fold_name(number: int, n_folds: int) -> str:
-    """``fold-N`` of a k-fold run; empty for a single hold-out."""
-    return f"fold-{number}" if n_folds > 1 else ""
+def fold_name(number: int, settings: dict[str, Any]) -> str:
+    """``fold-N`` of a k-fold run (also when it trains only fold N); empty for a hold-out."""
+    return "" if settings["split"].get("val_fraction") else f"fold-{number}"
 
 
 def checkpoint_folder(out: Path, name: str) -> Path:

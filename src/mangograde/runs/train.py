@@ -132,6 +132,21 @@ def splits_for(settings: Settings, dataset: Dataset) -> list[Split]:
     return kfold(dataset.labels, int(split["cv"]), dataset.groups, seed, dataset.grades)
 
 
+def fold_numbers(settings: Settings, n_splits: int) -> list[int]:
+    """The fold numbers a run trains: all, or the one --only-fold names."""
+    only = settings["split"].get("only_fold")
+    if only is None:
+        return list(range(n_splits))
+    cv = settings["split"].get("cv")
+    if settings["split"].get("val_fraction") or not cv:
+        raise SettingsError("--only-fold I picks a fold of --cv K; give --cv with it.")
+    if not (isinstance(only, int) and 0 <= only < int(cv)):
+        raise SettingsError(
+            f"--only-fold must be a fold of --cv {cv}: 0 to {int(cv) - 1}, not {only!r}."
+        )
+    return [only]
+
+
 def fit_fold(
     family: ModelFamily,
     model: Any,
@@ -167,6 +182,7 @@ def _start(
 ) -> tuple[ModelFamily, Any, Path]:
     """Check everything, then open the staging folder the run is written into."""
     family, model = family_of(settings)
+    fold_numbers(settings, int(settings["split"].get("cv") or 1))  # --only-fold, checked now
     record = data_record or {"root": str(dataset.root)}
     resolved = folder.run_config(settings, record, dataset.ordered)
     stage = folder.prepare_stage(out, overwrite, resume)
@@ -279,6 +295,8 @@ def _train(
     """The stages, writing into ``out`` (the staging folder)."""
     photos = load_for(settings, dataset, cache, skip_bad, progress)
     splits = splits_for(settings, photos.dataset)
+    numbers = fold_numbers(settings, len(splits))
+    splits = [splits[i] for i in numbers]
     geometry = family.geometry(settings)
     start = time.perf_counter()
     shared = family.prepare(unfitted, photos.images)  # once, not per fold
@@ -292,10 +310,9 @@ def _train(
     # A live bar per fold would hide a CNN's own; plain log lines can show both.
     own_bar = family.draws_progress and progress_mode(progress) == "bar"
     fold_bar = progress is not False and len(splits) > 1 and not own_bar
-    for number, split in enumerate(
-        track(splits, len(splits), "Training folds", progress if fold_bar else False)
-    ):
-        name = folder.fold_name(number, len(splits))
+    shown = track(splits, len(splits), "Training folds", progress if fold_bar else False)
+    for number, split in zip(numbers, shown, strict=True):
+        name = folder.fold_name(number, settings)
         model = family.build(settings)
         family.attach(model, folder.checkpoint_folder(out, name), resume, progress)
         result = fit_fold(family, model, photos, split, shared, number)
@@ -308,6 +325,8 @@ def _train(
         folder.save_fold_model(out, name, model, settings, grades, geometry, record)
 
     metrics = _metrics(photos, splits, results)
+    if settings["split"].get("only_fold") is not None:
+        metrics["only_fold"] = numbers[0]
     held = held_fold >= 0
     grades = photos.dataset.grades
     warnings = one_grade_warnings(photos.labels[held], predicted[held], grades, held_fold[held])
