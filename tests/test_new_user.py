@@ -211,3 +211,29 @@ def test_include_exclude_and_sample_choose_the_photos(tmp_path):
     assert [r.split(",")[0] for r in first] == [r.split(",")[0] for r in second]
     none = run("data", "inspect", data, "--include", "nothing/*")
     assert none.exit_code == 1 and "No photo" in none.output
+
+
+def test_compare_shows_saved_evaluations_matches_grades_and_marks_best_fairly(tmp_path):
+    abc = folders(tmp_path / "abc", ("A", "B", "C"))
+    extra = folders(tmp_path / "ec", ("Extra_Class", "Class_I", "Class_II"))
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run("train", abc, *TINY_RF, "--out", one).exit_code == 0
+    assert (
+        run("train", extra, *TINY_RF, "--val-fraction", "0.3", "--cv", "0", "--out", two).exit_code
+        != 0
+    )  # fmt: skip  (--cv and --val-fraction clash)
+    base = [a for a in TINY_RF if a not in ("--cv", "2")]
+    result = run("train", extra, *base, "--val-fraction", "0.3", "--out", two)
+    assert result.exit_code == 0, result.output
+    other = folders(tmp_path / "other", ("A", "B", "C"), per=3)
+    assert run("evaluate", one, other, "--bootstrap", "20").exit_code == 0
+    report = tmp_path / "r.html"
+    result = run("compare", one, two, "--out", report, "--mistakes", "0", "--bootstrap", "20")
+    assert result.exit_code == 0, result.output
+    assert "Extra_Class = A, Class_I = B, Class_II = C" in result.output
+    assert "scored on different photos" in result.output
+    page = report.read_text(encoding="utf-8")
+    assert "one on other" not in page  # the row is named after the data's folder
+    assert f"one (rf-study) on {tmp_path.name}/other" in page
+    # Three rows, each on its own photos: none is marked best.
+    assert 'class="best"' not in page.split("<table")[1].split("</table>")[0]

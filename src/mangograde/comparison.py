@@ -4,6 +4,7 @@ confident mistakes, and hand it all to ``report.html`` to render."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class RunSummary:
     curves: bytes | None
     plots: list[tuple[str, bytes]]
     mistakes: list[Mistake] = field(default_factory=list)
+    title: str = ""  # the row's name; the run's label when empty
+    scored_on: str = ""  # which photos the row was scored on: rows differ, scores do too
+
+    @property
+    def label(self) -> str:
+        return self.title or self.run.label
 
 
 @dataclass
@@ -189,6 +196,7 @@ def summarise_run(
     history = run.history()
     folders = run.bundle_folders()
     fit_s = run.timing.get("fit_s")
+    held_root = run.data_root or run.path
     summary = RunSummary(
         run,
         record,
@@ -200,9 +208,59 @@ def summarise_run(
         _curves(run, history),
         _plots(run),
         confident_mistakes(run, mistakes),
+        scored_on=f"{len(held.image_ids)} held-out photos of {held_root}",
     )
     _explain_mistakes(run, summary.mistakes, samples, seed, method, len(folders) == 1)
     return summary
+
+
+def _common_grades(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[str]]:
+    """The grades the report names, and how runs of other names were matched: by rank,
+    as `evaluate` does, when every run has as many grades best-first."""
+    first = tuple(runs[0].grades)
+    if all(tuple(r.grades) == first for r in runs):
+        return first, []
+    if all(r.ordered for r in runs) and all(len(r.grades) == len(first) for r in runs):
+        others = {tuple(r.grades) for r in runs} - {first}
+        pairs = "; ".join(
+            ", ".join(f"{o} = {f}" for o, f in zip(g, first, strict=True)) for g in others
+        )
+        return first, [f"Grades matched by rank, best first: {pairs}."]
+    listed = "; ".join(f"{r.path}: {', '.join(r.grades)}" for r in runs)
+    raise SettingsError(
+        f"The runs grade different grades, so they cannot be compared: {listed}. Runs of "
+        "grades best-first compare when they have as many grades (matched by rank)."
+    )
+
+
+def saved_evaluations(run: Run) -> list[RunSummary]:
+    """A row for each evaluation `mangograde evaluate` saved in the run (RUN/evaluations)."""
+    rows = []
+    for path in sorted((run.path / "evaluations").glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            data = Path((record.get("data") or {}).get("root") or path.stem)
+            metrics, photos = record["metrics"], int(record["n_photos"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an evaluation record: a file the user put there
+        if "accuracy" not in metrics:
+            continue
+        rows.append(
+            RunSummary(
+                run,
+                record,
+                None,
+                None,
+                int(record.get("models", 1)),
+                run.model_bytes(),
+                [],
+                None,
+                [],
+                title=f"{run.label} on {data.parent.name}/{data.name}",
+                scored_on=f"{photos} photos of {data}",
+            )
+        )
+    return rows
 
 
 def compare_runs(
@@ -225,27 +283,22 @@ def compare_runs(
     if method not in ("auto", "lime", "gradcam"):
         raise SettingsError(f"Unknown explanation method {method!r}. Valid: auto, lime, gradcam.")
     runs = [open_run(p) for p in paths]
-    grades = {tuple(r.grades) for r in runs}
-    if len(grades) > 1:
-        listed = "; ".join(f"{r.path}: {', '.join(r.grades)}" for r in runs)
-        raise SettingsError(
-            f"The runs grade different grades, so they cannot be compared: {listed}."
-        )
-    summaries = [
-        summarise_run(run, mistakes, samples, n_boot, seed, method)
-        for run in track(runs, len(runs), "Summarising runs", progress)
-    ]
-    roots = {str(r.data_root) for r in runs}
-    notices = []
-    if len(roots) > 1:
+    grades, notices = _common_grades(runs)
+    summaries = []
+    for run in track(runs, len(runs), "Summarising runs", progress):
+        summaries.append(summarise_run(run, mistakes, samples, n_boot, seed, method))
+        summaries += saved_evaluations(run)
+    if len({s.scored_on for s in summaries}) > 1:
         notices.append(
-            "The runs were trained on different data (" + ", ".join(sorted(roots)) + "): "
-            "their scores are not directly comparable."
+            "The rows were scored on different photos ("
+            + "; ".join(f"{s.label}: {s.scored_on}" for s in summaries)
+            + "): their scores are not directly comparable, so a row is marked best only "
+            "among rows scored on the same photos."
         )
     competition = all(is_competition_data(r) for r in runs) if study is None else study
     return Comparison(
         summaries,
-        grades.pop(),
+        grades,
         STUDY_RESULTS if competition else None,
         datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
         time.perf_counter() - start,

@@ -285,8 +285,8 @@ def compare_command(
         accuracy = summary.evaluation["metrics"]["accuracy"]
         low, high = (format_metric("{:.3f}", accuracy[k]) for k in ("low", "high"))
         value = format_metric("{:.3f}", accuracy["value"])
-        out.print(f"{escape(summary.run.label)}: accuracy {value} [{low}, {high}]")
+        out.print(f"{escape(summary.label)}: accuracy {value} [{low}, {high}]")
     notices(comparison.notices)
     for summary in comparison.runs:
-        warn([f"{summary.run.label}: {w}" for w in summary.evaluation["warnings"]])
+        warn([f"{summary.label}: {w}" for w in summary.evaluation["warnings"]])
     out.print(f"Report written to {escape(str(out_file))}")

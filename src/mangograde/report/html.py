@@ -71,8 +71,9 @@ def _size(n: int) -> str:
     return ""
 
 
-def _best(values: Sequence[float | None], higher: bool) -> set[int]:
-    finite = [(v, i) for i, v in enumerate(values) if v is not None and v == v]
+def _best(values: Sequence[float | None], higher: bool, rows: Sequence[int]) -> set[int]:
+    """Which of ``rows`` (whose ``values`` these are) hold the best value."""
+    finite = [(v, i) for i, v in zip(values, rows, strict=True) if v is not None and v == v]
     if len(finite) < 2:
         return set()
     target = max(finite)[0] if higher else min(finite)[0]
@@ -104,7 +105,7 @@ def _cost_columns(runs: Sequence[RunSummary]) -> list[_Column]:
     return [
         _Column(
             "Photos",
-            "Held-out photos scored.",
+            "Photos scored: the run's held-out photos, or those of a saved evaluation.",
             [str(s.evaluation["n_photos"]) for s in runs],
             [None] * len(runs),
         ),
@@ -146,10 +147,19 @@ def _summary(comparison: Comparison) -> str:
     present = [m for m in METRIC_INFO if all(m in s.evaluation["metrics"] for s in runs)]
     columns = [_metric_column(m, runs) for m in present] + _cost_columns(runs)
     head = "".join(f'<th title="{_e(c.meaning)}">{_e(c.title)}</th>' for c in columns)
-    best = [_best(c.values, c.higher_is_better) for c in columns]
+    # The best is marked only among rows scored on the same photos.
+    same = [[j for j, t in enumerate(runs) if t.scored_on == s.scored_on] for s in runs]
+    best = [
+        {
+            i
+            for i in range(len(runs))
+            if i in _best([c.values[j] for j in same[i]], c.higher_is_better, same[i])
+        }
+        for c in columns
+    ]
     rows = []
     for i, s in enumerate(runs):
-        cells = [f"<td><b>{_e(s.run.label)}</b><br><small>{_e(s.run.model_kind)}</small></td>"]
+        cells = [f"<td><b>{_e(s.label)}</b><br><small>{_e(s.run.model_kind)}</small></td>"]
         for column, winners in zip(columns, best, strict=True):
             cls = ' class="best"' if i in winners else ""
             cells.append(f"<td{cls}>{column.cells[i]}</td>")
@@ -186,7 +196,8 @@ def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
                 f'{counts[i][j]}</span><br><span class="p">{share:.0%}</span></td>'
             )
         rows.append(f"<tr><th>{_e(grade)}</th>{''.join(cells)}</tr>")
-    per_grade = summary.evaluation["per_grade"]
+    # A run of other grade names (matched by rank) keys its scores by its own names.
+    per_grade = dict(zip(grades, summary.evaluation["per_grade"].values(), strict=True))
     scores = "".join(
         f"<tr><td>{_e(g)}</td>"
         + "".join(
@@ -196,7 +207,7 @@ def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
         for g in grades
     )
     return (
-        f'<div class="card"><h3>{_e(summary.run.label)}</h3>'
+        f'<div class="card"><h3>{_e(summary.label)}</h3>'
         f'<table class="cm"><tr><th>true &darr; / predicted &rarr;</th>{head}</tr>'
         f"{''.join(rows)}</table>"
         "<table><tr><th>Grade</th><th>Precision</th><th>Recall</th><th>F1</th><th>Photos</th>"
@@ -213,7 +224,7 @@ def _study(comparison: Comparison) -> str:
     for summary in comparison.runs:
         ours = summary.evaluation["metrics"]["accuracy"]
         mine = (
-            f"{_e(summary.run.label)}: <b>{_fmt('{:.1%}', ours['value'])}</b> "
+            f"{_e(summary.label)}: <b>{_fmt('{:.1%}', ours['value'])}</b> "
             f"<small>[{_fmt('{:.1%}', ours['low'])}, {_fmt('{:.1%}', ours['high'])}]</small>"
         )
         study_rows = comparison.study.get(summary.run.model_kind) or [
@@ -240,7 +251,7 @@ def _gallery(comparison: Comparison) -> str:
     for summary in comparison.runs:
         for m in summary.mistakes:
             caption = (
-                f"<b>{_e(summary.run.label)}</b>: {_e(m.image_id)} is {_e(m.true)}, graded "
+                f"<b>{_e(summary.label)}</b>: {_e(m.image_id)} is {_e(m.true)}, graded "
                 f"{_e(m.predicted)} with probability {m.confidence:.2f}"
                 + (f" (fold {m.fold} model)" if summary.n_models > 1 else "")
             )
@@ -263,10 +274,10 @@ def _gallery(comparison: Comparison) -> str:
 def _method(summary: RunSummary) -> str:
     boot = summary.evaluation["bootstrap"]
     unit = "fruits" if boot["unit"] == "fruit" else "photos"
+    how = summary.run.split_text if not summary.title else "evaluated by `mangograde evaluate`"
     return (
-        f"<li><b>{_e(summary.run.label)}</b>: {_e(summary.run.split_text)}; "
-        f"{summary.evaluation['n_photos']} held-out photos; {boot['replicates']} replicates "
-        f"of {boot['n_units']} {unit} (seed {boot['seed']}).</li>"
+        f"<li><b>{_e(summary.label)}</b>: {_e(how)}; {_e(summary.scored_on)}; "
+        f"{boot['replicates']} replicates of {boot['n_units']} {unit} (seed {boot['seed']}).</li>"
     )
 
 
@@ -283,7 +294,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
     """Write ``comparison`` (from :func:`mangograde.comparison.compare_runs`) as HTML."""
     runs, grades = comparison.runs, comparison.grades
     parts = [
-        f'<p class="warning"><b>Warning:</b> {_e(s.run.label)}: {_e(w)}</p>'
+        f'<p class="warning"><b>Warning:</b> {_e(s.label)}: {_e(w)}</p>'
         for s in runs
         for w in s.evaluation.get("warnings", [])
     ]
@@ -295,7 +306,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         if all(m in s.evaluation["metrics"] for s in runs)
     ]
     metric_intervals(
-        [s.run.label for s in runs], [s.evaluation["metrics"] for s in runs], charted, buffer
+        [s.label for s in runs], [s.evaluation["metrics"] for s in runs], charted, buffer
     )
     parts.append(_img(buffer.getvalue(), ", ".join(charted) + " with intervals"))
     parts += [f'<p class="notice">{_e(n)}</p>' for n in comparison.notices]
@@ -310,11 +321,11 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         "given; each cell: photos and share of the row.</p>"
         f'<div class="row">{matrices}</div></section>'
     )
-    curves = [(s.run.label, s.curves) for s in runs if s.curves]
+    curves = [(s.label, s.curves) for s in runs if s.curves]
     if curves:
         images = "".join(f'<div class="card"><h3>{_e(n)}</h3>{_img(c, n)}</div>' for n, c in curves)
         parts.append(f"<section><h2>CNN learning curves</h2>{images}</section>")
-    plots = [(s.run.label, name, data) for s in runs for name, data in s.plots]
+    plots = [(s.label, name, data) for s in runs for name, data in s.plots]
     if plots:
         images = "".join(
             f'<div class="card"><h3>{_e(label)}: {_e(name)}</h3>{_img(data, name)}</div>'
@@ -330,7 +341,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         + "".join(_method(s) for s in runs)
         + f"</ul>{_definitions(runs)}</section>"
     )
-    names = ", ".join(s.run.label for s in runs)
+    names = ", ".join(s.label for s in runs)
     document = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
