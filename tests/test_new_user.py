@@ -237,3 +237,32 @@ def test_compare_shows_saved_evaluations_matches_grades_and_marks_best_fairly(tm
     assert f"one (rf-study) on {tmp_path.name}/other" in page
     # Three rows, each on its own photos: none is marked best.
     assert 'class="best"' not in page.split("<table")[1].split("</table>")[0]
+
+
+def test_explanation_titles_wrap_long_grade_names(monkeypatch):
+    import numpy as np
+
+    from mangograde.explain import Explanation
+    from mangograde.report import figures
+
+    shown = {}
+
+    def keep(fig, path):
+        shown["titles"] = [ax.get_title() for ax in fig.axes] + [fig._suptitle.get_text()]
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    long = "Chaunsa (Black) from the second orchard"
+    found = Explanation(
+        "gradcam",
+        np.zeros((32, 32, 3), np.uint8),
+        np.zeros((32, 32)),
+        np.zeros((32, 32), bool),
+        long,
+        long,
+        {long: 0.9, "Sindhri": 0.1},
+    )
+    figures.explanation_figure(found, "unused.png")
+    caption = shown["titles"][1]
+    assert long.replace(" ", "") in caption.replace("\n", "").replace(" ", "")
+    assert max(len(line) for line in caption.splitlines()) <= 42
