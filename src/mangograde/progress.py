@@ -75,6 +75,8 @@ class Bar:
     ) -> None:
         self.description = description
         self.mode = progress_mode(enabled)
+        if self.mode == "lines" and total <= 1:
+            self.mode = "off"  # one photo or one fold: a log line says nothing
         self.enabled = self.mode == "bar"
         self.every = max(1, every or (1 if total <= 50 else total // 10))
         self.total = total
