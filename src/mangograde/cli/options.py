@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -100,7 +100,7 @@ CacheDirOpt = Annotated[
         "~/.cache/mangograde).",
     ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars or log lines.")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(
@@ -241,7 +241,7 @@ class RecipeOptions:
         ),
     ] = None
 
-    def settings(self, extra: list[str] = (), **flags: Any) -> Settings:
+    def settings(self, extra: Sequence[str] = (), **flags: Any) -> Settings:
         """The resolved settings, with ``extra`` --set assignments and dedicated ``flags``."""
         if self.cv is not None and self.val_fraction is not None:
             raise typer.BadParameter("Give --cv or --val-fraction, not both.")
@@ -265,7 +265,7 @@ def claim_outputs(folder: Path, names: tuple[str, ...], opts: DataOptions, overw
 
 def _option_group(group: type, name: str, defaults: dict[str, Any]) -> Callable[[F], F]:
     """Add ``group``'s fields to a command's options; the command gets one ``group``."""
-    hints = {f.name: f.type for f in fields(group)}
+    names = [f.name for f in fields(group)]
     resolved = inspect.get_annotations(group, eval_str=True)
     added = [
         inspect.Parameter(
@@ -283,7 +283,7 @@ def _option_group(group: type, name: str, defaults: dict[str, Any]) -> Callable[
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            values = {key: kwargs.pop(key) for key in hints}
+            values = {key: kwargs.pop(key) for key in names}
             return command(*args, **{name: group(**values)}, **kwargs)
 
         parameters = [*kept, *added]

@@ -32,6 +32,18 @@ class RunLock:
         self._handle: int | None = None
 
     def __enter__(self) -> RunLock:
+        handle = self._locked_file()
+        while handle is None:  # the file was replaced while we waited: lock the new one
+            handle = self._locked_file()
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(handle, 0)
+        os.write(handle, json.dumps(record).encode())
+        self._handle = handle
+        return self
+
+    def _locked_file(self) -> int | None:
+        """The lock file's handle, locked; None if the file we locked is no longer the one
+        at the path (its holder removed it as it finished)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -46,11 +58,14 @@ class RunLock:
                 f"Another mangograde {holder} is writing the run {self.out}. Wait for it to "
                 "finish, or train into another --out."
             ) from None
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        os.ftruncate(handle, 0)
-        os.write(handle, json.dumps(record).encode())
-        self._handle = handle
-        return self
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(handle).st_ino:
+            os.close(handle)
+            return None
+        return handle
 
     def __exit__(
         self,
