@@ -7,7 +7,6 @@ import io
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from .errors import MangogradeError, SettingsError
 from .evaluation import evaluate, one_grade_warnings
 from .images import load_images
 from .progress import track
+from .report.records import Comparison, Mistake, RunSummary
 from .runs import Run, RunError, RunPredictor, open_predictor, open_run
 
 # The study's own figures on the AI CUP 2020 data (../reference): model kind -> rows.
@@ -37,47 +37,6 @@ STUDY_RESULTS: dict[str, list[tuple[str, str, float]]] = {
     ],
 }
 SUPPORTING_PLOTS = ("search.png", "sweep.png", "tsne.png")
-
-
-@dataclass
-class Mistake:
-    image_id: str
-    true: str
-    predicted: str
-    confidence: float
-    fold: int
-    figure: bytes | None = None
-    note: str = ""
-
-
-@dataclass
-class RunSummary:
-    run: Run
-    evaluation: dict[str, Any]
-    train_s: float | None  # features + fitting, all folds, decoding excluded
-    per_photo_ms: float | None  # one fold model
-    n_models: int
-    model_bytes: int
-    history: list[dict[str, Any]]
-    curves: bytes | None
-    plots: list[tuple[str, bytes]]
-    mistakes: list[Mistake] = field(default_factory=list)
-    title: str = ""  # the row's name; the run's label when empty
-    scored_on: str = ""  # which photos the row was scored on: rows differ, scores do too
-
-    @property
-    def label(self) -> str:
-        return self.title or self.run.label
-
-
-@dataclass
-class Comparison:
-    runs: list[RunSummary]
-    grades: tuple[str, ...]
-    study: dict[str, list[tuple[str, str, float]]] | None  # shown beside competition data
-    created: str
-    seconds: float = 0.0
-    notices: list[str] = field(default_factory=list)
 
 
 def is_competition_data(run: Run) -> bool:
@@ -198,7 +157,11 @@ def summarise_run(
     fit_s = run.timing.get("fit_s")
     held_root = run.data_root or run.path
     summary = RunSummary(
-        run,
+        run.label,
+        run.model_kind,
+        run.ordered,
+        run.split_text,
+        bool(run.timing.get("resumed")),
         record,
         None if fit_s is None else fit_s + run.timing.get("features_s", 0.0),
         run.timing.get("predict_per_photo_ms"),
@@ -247,7 +210,11 @@ def saved_evaluations(run: Run) -> list[RunSummary]:
             continue
         rows.append(
             RunSummary(
-                run,
+                f"{run.label} on {data.parent.name}/{data.name}",
+                run.model_kind,
+                run.ordered,
+                "evaluated by `mangograde evaluate`",
+                False,
                 record,
                 None,
                 None,
@@ -256,7 +223,6 @@ def saved_evaluations(run: Run) -> list[RunSummary]:
                 [],
                 None,
                 [],
-                title=f"{run.label} on {data.parent.name}/{data.name}",
                 scored_on=f"{photos} photos of {data}",
             )
         )

@@ -8,15 +8,13 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import __version__
 from ..atomic import write_text
 from ..evaluation.metrics import METRIC_INFO, format_metric
 from .figures import metric_intervals
-
-if TYPE_CHECKING:
-    from ..comparison import Comparison, RunSummary
+from .records import Comparison, RunSummary
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2a1f;
@@ -113,10 +111,7 @@ def _cost_columns(runs: Sequence[RunSummary]) -> list[_Column]:
             "Training time",
             "Features and fitting of all folds, decoding excluded (after a --resume, only "
             "the epochs trained since).",
-            [
-                _duration(s.train_s) + (" (resumed)" if s.run.timing.get("resumed") else "")
-                for s in runs
-            ],
+            [_duration(s.train_s) + (" (resumed)" if s.resumed else "") for s in runs],
             [s.train_s for s in runs],
             False,
         ),
@@ -159,7 +154,7 @@ def _summary(comparison: Comparison) -> str:
     ]
     rows = []
     for i, s in enumerate(runs):
-        cells = [f"<td><b>{_e(s.label)}</b><br><small>{_e(s.run.model_kind)}</small></td>"]
+        cells = [f"<td><b>{_e(s.label)}</b><br><small>{_e(s.kind)}</small></td>"]
         for column, winners in zip(columns, best, strict=True):
             cls = ' class="best"' if i in winners else ""
             cells.append(f"<td{cls}>{column.cells[i]}</td>")
@@ -173,7 +168,7 @@ def _summary(comparison: Comparison) -> str:
 
 def _labels_line(comparison: Comparison) -> str:
     """``grades A > B > C``, or ``classes x, y, z`` for labels with no order."""
-    if all(s.run.ordered for s in comparison.runs):
+    if all(s.ordered for s in comparison.runs):
         return "grades " + " > ".join(comparison.grades)
     return "classes " + ", ".join(comparison.grades)
 
@@ -227,9 +222,7 @@ def _study(comparison: Comparison) -> str:
             f"{_e(summary.label)}: <b>{_fmt('{:.1%}', ours['value'])}</b> "
             f"<small>[{_fmt('{:.1%}', ours['low'])}, {_fmt('{:.1%}', ours['high'])}]</small>"
         )
-        study_rows = comparison.study.get(summary.run.model_kind) or [
-            ("(not in the study)", "", None)
-        ]
+        study_rows = comparison.study.get(summary.kind) or [("(not in the study)", "", None)]
         for k, (name, split, value) in enumerate(study_rows):
             theirs = "" if value is None else f"{value:.1%}"
             ours_cell = f'<td rowspan="{len(study_rows)}">{mine}</td>' if k == 0 else ""
@@ -274,9 +267,8 @@ def _gallery(comparison: Comparison) -> str:
 def _method(summary: RunSummary) -> str:
     boot = summary.evaluation["bootstrap"]
     unit = "fruits" if boot["unit"] == "fruit" else "photos"
-    how = summary.run.split_text if not summary.title else "evaluated by `mangograde evaluate`"
     return (
-        f"<li><b>{_e(summary.label)}</b>: {_e(how)}; {_e(summary.scored_on)}; "
+        f"<li><b>{_e(summary.label)}</b>: {_e(summary.how)}; {_e(summary.scored_on)}; "
         f"{boot['replicates']} replicates of {boot['n_units']} {unit} (seed {boot['seed']}).</li>"
     )
 
