@@ -257,9 +257,10 @@ def _forest_arrays(bundle: Path, edit) -> None:
 def test_a_tampered_forest_is_refused_before_it_runs(here, what, edit):
     bundle = here / "rf" / "model" / "fold-0"
     _tamper(bundle, lambda b: _forest_arrays(b, edit))
+    before = tree(here)
     result = run("predict", here / "rf", here / "data" / "dev", "--out", here / "p.csv")
     refused(result, "fold-0", "malformed", what)
-    assert not (here / "p.csv").exists()
+    unchanged(here, before)
 
 
 @pytest.mark.parametrize(
@@ -276,8 +277,10 @@ def test_a_tampered_forest_is_refused_before_it_runs(here, what, edit):
 def test_a_malformed_model_file_is_one_bundle_error(here, damage):
     bundle = here / "svm" / "model" / "fold-0"
     _tamper(bundle, damage)
+    before = tree(here)
     result = run("predict", here / "svm", here / "data" / "dev", "--out", here / "p.csv")
     refused(result, "model.json")
+    unchanged(here, before)
 
 
 def test_a_model_whose_arrays_do_not_fit_it_is_refused(here):
@@ -289,8 +292,10 @@ def test_a_model_whose_arrays_do_not_fit_it_is_refused(here):
         np.savez(b / "arrays.npz", **arrays)
 
     _tamper(bundle, shrink)
+    before = tree(here)
     result = run("predict", here / "svm", here / "data" / "dev", "--out", here / "p.csv")
     refused(result, "fold-0")
+    unchanged(here, before)
 
 
 # 8. Settings are checked before anything is written ---------------------------------------------
@@ -362,6 +367,7 @@ def test_a_csv_field_beyond_the_csv_limit_is_named(here):
     result = run("train", here / "data" / "train", "--labels", labels, "--model", "svm",
                  "--out", here / "r")  # fmt: skip
     refused(result, "huge.csv", "line")
+    assert not (here / "r").exists()
 
 
 def test_no_skip_bad_advice_when_it_is_already_on(here):
