@@ -114,6 +114,22 @@ OverwriteOpt = Annotated[
     bool,
     typer.Option("--overwrite", help="Replace the output if it already exists."),
 ]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Fit the independent models in parallel: loky or threading on this machine, "
+        "dask or ray on a cluster (default: here, one after another).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Address of the Dask scheduler (e.g. tcp://host:8786) or Ray cluster; "
+        "--backend dask without it starts a local cluster sized to this machine.",
+    ),
+]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder to write the results into.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for splits and models.")]
 

@@ -12,11 +12,13 @@ from rich.table import Table
 from ..errors import SettingsError
 from ..models import registry
 from .options import (
+    BackendOpt,
     DataArg,
     DataOptions,
     OutDirOpt,
     OverwriteOpt,
     RecipeOptions,
+    SchedulerOpt,
     claim_outputs,
     data_options,
     notices,
@@ -50,6 +52,8 @@ def train_command(
         bool,
         typer.Option("--resume", help="Continue a killed CNN run in --out from its checkpoints."),
     ] = False,
+    backend: BackendOpt = None,
+    scheduler: SchedulerOpt = None,
     only_fold: Annotated[
         int | None,
         typer.Option(
@@ -89,6 +93,8 @@ def train_command(
         opts.progress,
         record,
         resume,
+        backend,
+        scheduler,
     )
     notices(result.notices)
     m, t = result.metrics, result.timing

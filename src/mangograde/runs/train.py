@@ -26,9 +26,10 @@ from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model
 from ..models.validation import check_params
 from ..outputs import claim_folder
-from ..progress import progress_mode, track
+from ..progress import progress_mode
 from . import folder
 from .lock import RunLock
+from .parallel import check_backend, engine
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -157,19 +158,40 @@ def fit_fold(
 ) -> FoldResult:
     """Fit ``model`` on one fold and grade its held-out photos."""
     fold = FoldData(photos.images, photos.labels, photos.groups, *split, shared)
+    return _fit_and_grade(family, model, fold, number)
+
+
+def _fit_and_grade(family: ModelFamily, model: Any, fold: FoldData, number: int) -> FoldResult:
     start = time.perf_counter()
     family.fit_fold(model, fold)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     proba, predicted = family.grade_fold(model, fold)
-    return FoldResult(
-        proba,
-        predicted,
-        fit_s,
-        time.perf_counter() - start,
-        family.history(model, number),
-        family.fold_scores(model),
-    )
+    predict_s = time.perf_counter() - start
+    history, scores = family.history(model, number), family.fold_scores(model)
+    return FoldResult(proba, predicted, fit_s, predict_s, history, scores)
+
+
+def _fold_task(
+    settings: Settings,
+    images: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray | None,
+    split: Split,
+    shared: Any,
+    number: int,
+    checkpoints: Path,
+    resume: bool,
+    progress: bool | None,
+) -> tuple[FoldResult, Any]:
+    """Build, fit and grade one fold: a task a worker can run (everything it needs comes
+    in its arguments; the family is looked up by name there)."""
+    family = get_model(settings["model"])
+    model = family.build(settings)
+    family.attach(model, checkpoints, resume, progress)
+    result = _fit_and_grade(family, model, FoldData(images, labels, groups, *split, shared), number)
+    family.attach(model, None, False, False)  # not saved in the bundle
+    return result, model
 
 
 def _start(
@@ -256,6 +278,8 @@ def train_run(
     progress: bool | None = None,
     data_record: dict[str, Any] | None = None,
     resume: bool = False,
+    backend: str | None = None,
+    scheduler: str | None = None,
 ) -> RunResult:
     """Train ``settings`` on ``dataset`` and write the run folder ``out``.
 
@@ -263,13 +287,16 @@ def train_run(
     moved into ``out`` only when complete: a reader never sees half a run, and two
     trainings never mix. ``overwrite`` replaces a run already in ``out`` (only what that
     run wrote); ``resume`` continues a killed CNN run from its last checkpoints.
+    ``backend`` (loky, threading, dask or ray; default: in this process, one fold after
+    another) fits the folds in parallel, on the cluster at ``scheduler`` when given.
     """
     out = claim_folder(Path(out))
+    check_backend(backend, scheduler)
     with RunLock(out):
         family, unfitted, stage = _start(settings, dataset, out, overwrite, resume, data_record)
         try:
             result = _train(family, unfitted, settings, dataset, stage, cache, skip_bad,
-                            progress, resume)  # fmt: skip
+                            progress, resume, backend, scheduler)  # fmt: skip
             folder.publish(stage, out, uuid.uuid4().hex)
         except KeyboardInterrupt:
             folder.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
@@ -291,6 +318,8 @@ def _train(
     skip_bad: bool,
     progress: bool | None,
     resume: bool,
+    backend: str | None = None,
+    scheduler: str | None = None,
 ) -> RunResult:
     """The stages, writing into ``out`` (the staging folder)."""
     photos = load_for(settings, dataset, cache, skip_bad, progress)
@@ -310,13 +339,17 @@ def _train(
     # A live bar per fold would hide a CNN's own; plain log lines can show both.
     own_bar = family.draws_progress and progress_mode(progress) == "bar"
     fold_bar = progress is not False and len(splits) > 1 and not own_bar
-    shown = track(splits, len(splits), "Training folds", progress if fold_bar else False)
-    for number, split in zip(numbers, shown, strict=True):
+    inner = progress if backend is None else False  # a worker's bar would go nowhere
+    labels, groups = photos.labels, photos.groups
+    tasks = [
+        (settings, photos.images, labels, groups, split, shared, number,
+         folder.checkpoint_folder(out, folder.fold_name(number, settings)), resume, inner)
+        for number, split in zip(numbers, splits, strict=True)
+    ]  # fmt: skip
+    with engine(backend, scheduler, shared=[photos.images, shared]) as run_all:
+        done = run_all(_fold_task, tasks, "Training folds", progress if fold_bar else False)
+    for number, split, (result, model) in zip(numbers, splits, done, strict=True):
         name = folder.fold_name(number, settings)
-        model = family.build(settings)
-        family.attach(model, folder.checkpoint_folder(out, name), resume, progress)
-        result = fit_fold(family, model, photos, split, shared, number)
-        family.attach(model, None, False, False)  # not saved in the bundle
         test = split[1]
         held_fold[test], proba[test], predicted[test] = number, result.proba, result.predicted
         results.append(result)

@@ -1,0 +1,113 @@
+"""Independent fits (folds, search cells, sweep values, ablation variants) on an existing
+engine through joblib's backend switch: in this process (the default), ``loky`` or
+``threading`` here, or a Dask or Ray cluster. No scheduler of our own.
+
+The large inputs (the decoded photos, features computed once) are shipped to the workers
+once (Dask: scattered; Ray: its object store), not with every task. Results come back in
+task order, so a run is the same whatever the backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ..errors import SettingsError
+from ..progress import track
+
+BACKENDS = ("loky", "threading", "dask", "ray")
+T = TypeVar("T")
+R = TypeVar("R")
+Mapper = Callable[..., list[Any]]
+
+
+def check_backend(backend: str | None, scheduler: str | None) -> None:
+    """Refuse an unknown backend, or a scheduler address without a cluster backend."""
+    if backend is not None and backend not in BACKENDS:
+        raise SettingsError(f"Unknown --backend {backend!r}. Valid: {', '.join(BACKENDS)}.")
+    if scheduler and backend not in ("dask", "ray"):
+        raise SettingsError("--scheduler is the address of a Dask or Ray cluster: add --backend.")
+
+
+def _in_process(
+    function: Callable[..., R],
+    tasks: Sequence[tuple[Any, ...]],
+    description: str = "Working",
+    progress: bool | None = False,
+) -> list[R]:
+    return [function(*task) for task in track(tasks, len(tasks), description, progress)]
+
+
+@contextmanager
+def engine(
+    backend: str | None, scheduler: str | None = None, shared: Sequence[Any] = ()
+) -> Iterator[Mapper]:
+    """``with engine(...) as run_all: results = run_all(function, tasks, "Fitting", progress)``.
+
+    ``shared``: objects that appear in many tasks (by identity), shipped to workers once.
+    """
+    check_backend(backend, scheduler)
+    if backend is None:
+        yield _in_process
+        return
+    import joblib
+
+    def on_joblib(
+        function: Callable[..., R],
+        tasks: Sequence[tuple[Any, ...]],
+        description: str = "Working",
+        progress: bool | None = False,
+    ) -> list[R]:
+        runner = joblib.Parallel(n_jobs=-1, return_as="generator")
+        done = runner(joblib.delayed(function)(*task) for task in tasks)
+        return list(track(done, len(tasks), description, progress))
+
+    if backend == "dask":
+        with _dask_client(scheduler), joblib.parallel_config("dask", scatter=list(shared)):
+            yield on_joblib
+    elif backend == "ray":
+        with _ray(scheduler), joblib.parallel_config("ray"):
+            yield on_joblib
+    else:
+        with joblib.parallel_config(backend):
+            yield on_joblib
+
+
+@contextmanager
+def _dask_client(scheduler: str | None) -> Iterator[Any]:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise SettingsError(
+            "--backend dask needs Dask: pip install 'mangograde[dask]' (dask[distributed])."
+        ) from None
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    # A cluster sized to this machine: one single-threaded worker process per core.
+    workers = os.cpu_count() or 1
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+@contextmanager
+def _ray(address: str | None) -> Iterator[None]:
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError:
+        raise SettingsError("--backend ray needs Ray: pip install 'ray[default]'.") from None
+    register_ray()
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,65 @@
+"""Independent fits on an existing engine: the same run on loky and on a Dask
+LocalCluster gives the same run folder; the default in-process path the same grades."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mangograde.cli import app
+
+pytest.importorskip("dask.distributed")
+
+FAMILIES = {
+    "svm": ["--preset", "svm-study", "--set", "features.size=32", "--set", "n_components=10"],
+    "rf": ["--preset", "rf-study", "--set", "n_estimators=10", "--set", "features.size=16"],
+}
+
+
+def run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[object]:
+    root = tmp_path_factory.mktemp("scale")
+    assert run("synth", root, "--n", "48", "--size", "48").exit_code == 0
+    return [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_the_same_run_on_loky_and_on_a_dask_cluster(family, photos, tmp_path):
+    outs = {}
+    for backend in (None, "loky", "dask"):
+        out = tmp_path / str(backend)
+        extra = [] if backend is None else ["--backend", backend]
+        result = run("train", *photos, *FAMILIES[family], "--cv", "3", "--out", out, *extra)
+        assert result.exit_code == 0, result.output
+        outs[backend] = out
+    loky, dask = (outs[b] / "predictions.csv" for b in ("loky", "dask"))
+    assert loky.read_bytes() == dask.read_bytes()
+    # In this process BLAS may use more threads: the same grades, probabilities to 1e-5.
+    here, there = _rows(outs[None] / "predictions.csv"), _rows(dask)
+    assert [(r["image"], r["fold"], r["predicted"]) for r in here] == [
+        (r["image"], r["fold"], r["predicted"]) for r in there
+    ]
+    for a, b in zip(here, there, strict=True):
+        for key in (k for k in a if k.startswith("p_")):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-5)
+    assert (outs["dask"] / "model" / "fold-2" / "bundle.json").is_file()
+
+
+def test_backend_and_scheduler_are_checked(photos, tmp_path):
+    result = run("train", *photos, "--model", "rf", "--backend", "spark", "--out", tmp_path / "x")
+    assert result.exit_code == 1 and "Unknown --backend 'spark'" in result.output
+    result = run("train", *photos, "--model", "rf", "--scheduler", "tcp://h:8786",
+                 "--out", tmp_path / "y")  # fmt: skip
+    assert result.exit_code == 1 and "add --backend" in result.output
