@@ -63,3 +63,26 @@ def test_backend_and_scheduler_are_checked(photos, tmp_path):
     result = run("train", *photos, "--model", "rf", "--scheduler", "tcp://h:8786",
                  "--out", tmp_path / "y")  # fmt: skip
     assert result.exit_code == 1 and "add --backend" in result.output
+
+
+def test_sweep_search_and_ablate_fit_in_parallel_with_the_same_results(photos, tmp_path):
+    sweep = ["sweep", *photos, "--param", "n_estimators", "--values", "3,6", "--cv", "2",
+             "--set", "features.size=8"]  # fmt: skip
+    assert run(*sweep, "--out", tmp_path / "a").exit_code == 0
+    result = run(*sweep, "--out", tmp_path / "b", "--backend", "loky")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a" / "sweep.csv").read_bytes() == (
+        tmp_path / "b" / "sweep.csv"
+    ).read_bytes()
+    search = ["search", *photos, "--cv", "2", "--set", "features.size=16",
+              "--set", "search.n_components=[4,8]", "--set", "search.C=[1,2]"]  # fmt: skip
+    assert run(*search, "--out", tmp_path / "c").exit_code == 0
+    result = run(*search, "--out", tmp_path / "d", "--backend", "loky")
+    assert result.exit_code == 0, result.output
+    here, there = (_rows(tmp_path / f / "search.csv") for f in ("c", "d"))
+    assert [r["accuracy"] for r in here] == [r["accuracy"] for r in there]
+    ablate = ["ablate", *photos, "--model", "rf", "--cv", "2", "--set", "features.size=8",
+              "--vary", "n_estimators=2,4"]  # fmt: skip
+    result = run(*ablate, "--out", tmp_path / "e", "--backend", "threading")
+    assert result.exit_code == 0, result.output
+    assert len(_rows(tmp_path / "e" / "ablation.csv")) == 2

@@ -20,7 +20,7 @@ from .data import Dataset
 from .errors import SettingsError
 from .images import ImageCache
 from .runs.folder import write_history
-from .runs.train import family_of, fit_fold, load_for, splits_for
+from .runs.train import Job, family_of, fit_many, load_for, splits_for
 
 FIELDS = ("factor", "value", "accuracy", "val_loss", "fit_s", "epochs", "parameters", "mmacs")
 
@@ -63,8 +63,11 @@ def ablate(
     cache: ImageCache | None = None,
     skip_bad: bool = False,
     progress: bool | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every variant and write ablation.csv, ablation.md, history.csv, curves.png.
+    """Train every variant and write ablation.csv, ablation.md, history.csv, curves.png
+    (each variant an independent fit, in parallel on ``backend`` if given).
 
     ``resolve(assignments)`` gives the settings of the base recipe plus ``assignments``.
     """
@@ -87,11 +90,13 @@ def ablate(
     photos = load_for(base, dataset, cache, skip_bad, progress)
     split = splits_for(base, photos.dataset)[0]
     test = split[1]
+    jobs = [Job(settings, split, number) for number, (_, _, settings) in enumerate(variants)]
+    done = fit_many(
+        jobs, photos, progress=progress, backend=backend, scheduler=scheduler,
+        description="Training variants",
+    )  # fmt: skip
     rows, history = [], []
-    for number, (key, value, settings) in enumerate(variants):
-        family, model = family_of(settings)
-        family.attach(model, None, False, progress)
-        fold = fit_fold(family, model, photos, split, None, number)
+    for (key, value, _), (fold, model) in zip(variants, done, strict=True):
         runs = fold.history
         for r in runs:
             r["member"] = f"{key}={value}" + (f" #{r['member']}" if r["member"] != "" else "")

@@ -19,9 +19,9 @@ from .errors import SettingsError
 from .images import ImageCache
 from .models.classical import features_of, pixel_features
 from .models.svm import PCASVC, GramPCA
-from .progress import track
 from .report.figures import search_heatmap, sweep_plot, tsne_plot
-from .runs.train import family_of, fit_fold, load_for, splits_for
+from .runs.parallel import engine
+from .runs.train import Job, family_of, fit_many, load_for, splits_for
 
 SWEEPABLE = (
     "n_estimators",
@@ -66,8 +66,11 @@ def svm_search(
     cache: ImageCache | None = None,
     skip_bad: bool = False,
     progress: bool | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Accuracy of every (n_components, C, gamma) of the grid on the run's folds.
+    """Accuracy of every (n_components, C, gamma) of the grid on the run's folds (the
+    folds in parallel on ``backend`` if given).
 
     Each fold's PCA is fitted once with the largest number of components: the first
     ``k`` of an exact PCA are the PCA with ``k`` components, so smaller grids reuse them.
@@ -81,21 +84,11 @@ def svm_search(
     splits = splits_for(settings, photos.dataset)
     labels = photos.labels
     combos = list(itertools.product(grid["n_components"], grid["C"], grid["gamma"]))
-    scores = np.zeros((len(combos), len(splits)))
-    used = np.zeros(len(combos), dtype=np.int64)
-    params = settings["params"]
-    for f, (train, test) in enumerate(track(splits, len(splits), "Searching folds", progress)):
-        largest = max(grid["n_components"])
-        pca = GramPCA(largest, params["whiten"], params["solver"], random_state=settings["seed"])
-        with warnings.catch_warnings():  # too many components: n_components_used says so
-            warnings.simplefilter("ignore", UserWarning)
-            reduced_train = pca.fit_transform(vectors[train])
-        reduced_test = pca.transform(vectors[test])
-        for row, (n, c, gamma) in enumerate(combos):
-            svm = PCASVC(n, params["whiten"], params["solver"], params["kernel"], c, gamma, False)
-            svm.fit_reduced(pca, reduced_train, labels[train])
-            used[row] = max(used[row], svm.pca_.n_components_)
-            scores[row, f] = np.mean(svm.predict_reduced(reduced_test) == labels[test])
+    tasks = [(settings, combos, vectors, labels, split) for split in splits]
+    with engine(backend, scheduler, shared=[vectors, labels]) as run_all:
+        folds = run_all(_search_fold, tasks, "Searching folds", progress)
+    scores = np.stack([accuracy for accuracy, _ in folds], axis=1)
+    used = np.max([components for _, components in folds], axis=0)
     rows = [
         {
             "n_components": n,
@@ -112,6 +105,32 @@ def svm_search(
     _write_csv(out / "search.csv", rows)
     search_heatmap(rows, out / "search.png", f"SVM grid search, {len(splits)}-fold by group")
     return rows
+
+
+def _search_fold(
+    settings: dict[str, Any],
+    combos: list[tuple[int, float, Any]],
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One fold of the grid: each combination's accuracy and components used. The PCA is
+    fitted once, with the largest number of components, and its head serves the rest."""
+    train, test = split
+    params = settings["params"]
+    largest = max(n for n, _, _ in combos)
+    pca = GramPCA(largest, params["whiten"], params["solver"], random_state=settings["seed"])
+    with warnings.catch_warnings():  # too many components: n_components_used says so
+        warnings.simplefilter("ignore", UserWarning)
+        reduced_train = pca.fit_transform(vectors[train])
+    reduced_test = pca.transform(vectors[test])
+    accuracy, used = np.zeros(len(combos)), np.zeros(len(combos), dtype=np.int64)
+    for row, (n, c, gamma) in enumerate(combos):
+        svm = PCASVC(n, params["whiten"], params["solver"], params["kernel"], c, gamma, False)
+        svm.fit_reduced(pca, reduced_train, labels[train])
+        used[row] = svm.pca_.n_components_
+        accuracy[row] = np.mean(svm.predict_reduced(reduced_test) == labels[test])
+    return accuracy, used
 
 
 def parse_values(text: str) -> list[Any]:
@@ -139,8 +158,11 @@ def forest_sweep(
     cache: ImageCache | None = None,
     skip_bad: bool = False,
     progress: bool | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Grouped CV accuracy and raw / honest OOB of the forest for each value of ``param``.
+    """Grouped CV accuracy and raw / honest OOB of the forest for each value of ``param``
+    (every value and fold an independent fit, in parallel on ``backend`` if given).
 
     Writes ``sweep.csv`` and ``sweep.png`` (the study's figures 12-17) into ``out``.
     """
@@ -150,17 +172,26 @@ def forest_sweep(
         raise SettingsError(f"Cannot sweep {param!r}. Sweepable: {', '.join(SWEEPABLE)}.")
     photos = load_for(settings, dataset, cache, skip_bad, progress)
     splits = splits_for(settings, photos.dataset)
-    rows = []
-    for value in track(values, len(values), f"Sweeping {param}", progress):
+    trials = []
+    for value in values:
         trial = copy.deepcopy(settings)
         trial["params"][param] = value
         trial["params"]["oob_score"] = True
-        accuracies, oobs = [], []
-        for split in splits:
-            family, model = family_of(trial)
-            fold = fit_fold(family, model, photos, split)
-            accuracies.append(float(np.mean(fold.predicted == photos.labels[split[1]])))
-            oobs.append(fold.scores)
+        family_of(trial)  # every value checked before any fit
+        trials.append(trial)
+    jobs = [Job(trial, split, n) for trial in trials for n, split in enumerate(splits)]
+    done = fit_many(
+        jobs, photos, progress=progress, backend=backend, scheduler=scheduler,
+        description=f"Sweeping {param}",
+    )  # fmt: skip
+    rows = []
+    for i, value in enumerate(values):
+        folds = done[i * len(splits) : (i + 1) * len(splits)]
+        accuracies = [
+            float(np.mean(fold.predicted == photos.labels[split[1]]))
+            for (fold, _), split in zip(folds, splits, strict=True)
+        ]
+        oobs = [fold.scores for fold, _ in folds]
         rows.append(
             {
                 "value": value,

@@ -152,6 +152,8 @@ def search_command(
     recipe: RecipeOptions,
     opts: DataOptions,
     overwrite: OverwriteOpt = False,
+    backend: BackendOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Grid search of the SVM (C, gamma, PCA components) on folds by fruit.
 
@@ -162,7 +164,16 @@ def search_command(
 
     claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
     dataset, _ = opts.open(data)
-    rows = svm_search(recipe.settings(), dataset, out_dir, opts.cache, opts.skip_bad, opts.progress)
+    rows = svm_search(
+        recipe.settings(),
+        dataset,
+        out_dir,
+        opts.cache,
+        opts.skip_bad,
+        opts.progress,
+        backend,
+        scheduler,
+    )
     best = max(rows, key=lambda r: r["accuracy"])
     table = Table("PCA", "C", "gamma", "accuracy", "std", title="Top of the grid")
     for r in sorted(rows, key=lambda r: -r["accuracy"])[:8]:
@@ -185,6 +196,8 @@ def sweep_command(
     recipe: RecipeOptions,
     opts: DataOptions,
     overwrite: OverwriteOpt = False,
+    backend: BackendOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Vary one forest parameter; plot grouped CV accuracy and raw / honest OOB against it.
 
@@ -204,6 +217,8 @@ def sweep_command(
         opts.cache,
         opts.skip_bad,
         opts.progress,
+        backend,
+        scheduler,
     )
     table = Table(param, "CV accuracy", "OOB raw", "OOB honest", title=f"Sweep of {param}")
     for r in rows:
@@ -275,6 +290,8 @@ def ablate_command(
     recipe: RecipeOptions,
     opts: DataOptions,
     overwrite: OverwriteOpt = False,
+    backend: BackendOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Compare variants of a recipe on one split (the study's ablations).
 
@@ -292,7 +309,17 @@ def ablate_command(
     names = ("ablation.csv", "ablation.md", "history.csv", "curves.png")
     claim_outputs(out_dir, names, opts, overwrite)
     dataset, _ = opts.open(data)
-    rows = ablate(resolve, factors, dataset, out_dir, opts.cache, opts.skip_bad, opts.progress)
+    rows = ablate(
+        resolve,
+        factors,
+        dataset,
+        out_dir,
+        opts.cache,
+        opts.skip_bad,
+        opts.progress,
+        backend,
+        scheduler,
+    )
     table = Table("factor", "value", "accuracy", "fit (s)", title="Ablation (one split)")
     for r in rows:
         table.add_row(r["factor"], r["value"], f"{r['accuracy']:.3f}", f"{r['fit_s']:.1f}")

@@ -180,7 +180,7 @@ def _fold_task(
     split: Split,
     shared: Any,
     number: int,
-    checkpoints: Path,
+    checkpoints: Path | None,
     resume: bool,
     progress: bool | None,
 ) -> tuple[FoldResult, Any]:
@@ -192,6 +192,40 @@ def _fold_task(
     result = _fit_and_grade(family, model, FoldData(images, labels, groups, *split, shared), number)
     family.attach(model, None, False, False)  # not saved in the bundle
     return result, model
+
+
+@dataclass
+class Job:
+    """One independent fit: these settings on this split (fold ``number``)."""
+
+    settings: Settings
+    split: Split
+    number: int = 0
+    checkpoints: Path | None = None
+
+
+def fit_many(
+    jobs: list[Job],
+    photos: Photos,
+    shared: Any = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    bar: bool = True,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    description: str = "Training folds",
+) -> list[tuple[FoldResult, Any]]:
+    """Fit every job (in this process, or in parallel on ``backend``), in job order: the
+    fold results and fitted models. The photos and ``shared`` go to workers once."""
+    inner = progress if backend is None else False  # a worker's bar would go nowhere
+    labels, groups = photos.labels, photos.groups
+    tasks = [
+        (job.settings, photos.images, labels, groups, job.split, shared, job.number,
+         job.checkpoints, resume, inner)
+        for job in jobs
+    ]  # fmt: skip
+    with engine(backend, scheduler, shared=[photos.images, shared]) as run_all:
+        return run_all(_fold_task, tasks, description, progress if bar else False)
 
 
 def _start(
@@ -339,15 +373,16 @@ def _train(
     # A live bar per fold would hide a CNN's own; plain log lines can show both.
     own_bar = family.draws_progress and progress_mode(progress) == "bar"
     fold_bar = progress is not False and len(splits) > 1 and not own_bar
-    inner = progress if backend is None else False  # a worker's bar would go nowhere
-    labels, groups = photos.labels, photos.groups
-    tasks = [
-        (settings, photos.images, labels, groups, split, shared, number,
-         folder.checkpoint_folder(out, folder.fold_name(number, settings)), resume, inner)
+    jobs = [
+        Job(
+            settings,
+            split,
+            number,
+            folder.checkpoint_folder(out, folder.fold_name(number, settings)),
+        )
         for number, split in zip(numbers, splits, strict=True)
-    ]  # fmt: skip
-    with engine(backend, scheduler, shared=[photos.images, shared]) as run_all:
-        done = run_all(_fold_task, tasks, "Training folds", progress if fold_bar else False)
+    ]
+    done = fit_many(jobs, photos, shared, resume, progress, fold_bar, backend, scheduler)
     for number, split, (result, model) in zip(numbers, splits, done, strict=True):
         name = folder.fold_name(number, settings)
         test = split[1]
