@@ -54,6 +54,14 @@ def train_command(
     ] = False,
     backend: BackendOpt = None,
     scheduler: SchedulerOpt = None,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            "--track",
+            help="Mirror the run in an experiment tracker: mlflow (default when "
+            "$MLFLOW_TRACKING_URI is set; store: that URI, else sqlite:///mlflow.db).",
+        ),
+    ] = None,
     only_fold: Annotated[
         int | None,
         typer.Option(
@@ -69,8 +77,9 @@ def train_command(
     timing.json and, when photos were skipped, skipped.csv. A CNN run adds history.csv
     and curves.png (loss and accuracy per epoch), and checkpoints/ while it trains.
     """
-    from ..runs import train_run
+    from ..runs import mirror_run, tracker_for, train_run
 
+    tracker = tracker_for(track)
     if resume and overwrite:
         raise typer.BadParameter("Give --resume or --overwrite, not both.")
     extra = [] if only_fold is None else [f"split.only_fold={only_fold}"]
@@ -123,6 +132,8 @@ def train_command(
     if m["n_skipped"]:
         out.print(f"[yellow]Skipped {m['n_skipped']} unreadable photos[/] (listed in skipped.csv)")
     out.print(f"Run written to {escape(str(result.out))}")
+    if tracker:
+        out.print(f"Tracked in MLflow as run {mirror_run(result.out)}")
     warn(result.warnings)
 
 

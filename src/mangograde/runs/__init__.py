@@ -3,6 +3,7 @@
 
 from .folder import HeldOut, Run, RunError, open_run
 from .predictor import RunPredictor, open_predictor
+from .tracking import mirror_run, tracker_for
 from .train import RunResult, fit_fold, load_for, splits_for, train_run
 
 __all__ = [
@@ -13,8 +14,10 @@ __all__ = [
     "RunResult",
     "fit_fold",
     "load_for",
+    "mirror_run",
     "open_predictor",
     "open_run",
     "splits_for",
+    "tracker_for",
     "train_run",
 ]
