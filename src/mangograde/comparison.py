@@ -199,7 +199,9 @@ def _common_grades(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[str]]:
 def saved_evaluations(run: Run) -> list[RunSummary]:
     """A row for each evaluation `mangograde evaluate` saved in the run (RUN/evaluations)."""
     rows = []
-    for path in sorted((run.path / "evaluations").glob("*.json")):
+    saved = sorted((run.path / "evaluations").glob("*.json"))
+    size = run.model_bytes() if saved else 0
+    for path in saved:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             data = Path((record.get("data") or {}).get("root") or path.stem)
@@ -219,7 +221,7 @@ def saved_evaluations(run: Run) -> list[RunSummary]:
                 None,
                 None,
                 int(record.get("models", 1)),
-                run.model_bytes(),
+                size,
                 [],
                 None,
                 [],

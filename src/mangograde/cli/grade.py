@@ -122,13 +122,11 @@ def evaluate_command(
     record, graded = evaluate_dataset(
         predictor,
         dataset,
-        opts.cache,
-        opts.skip_bad,
-        n_boot,
-        seed,
-        opts.progress,
-        run.data_root,
-        run.ordered,
+        n_boot=n_boot,
+        seed=seed,
+        trained_on=run.data_root,
+        ordered=run.ordered,
+        **opts.loading,
     )
     record["run"] = str(run.path)
     record["data"] = record_data

@@ -183,6 +183,11 @@ class DataOptions:
     def progress(self) -> bool | None:
         return progress_flag(self.quiet)
 
+    @property
+    def loading(self) -> dict[str, Any]:
+        """The keyword arguments with which library functions load photos."""
+        return {"cache": self.cache, "skip_bad": self.skip_bad, "progress": self.progress}
+
     def open(
         self,
         data: Path,
@@ -224,6 +229,14 @@ class DataOptions:
             }
         notices([*dataset.notices, *chosen])
         return dataset, record
+
+
+@dataclass
+class ParallelOptions:
+    """Where independent fits run (see :mod:`mangograde.runs.parallel`)."""
+
+    backend: BackendOpt = None
+    scheduler: SchedulerOpt = None
 
 
 @dataclass
@@ -309,6 +322,10 @@ def _option_group(group: type, name: str, defaults: dict[str, Any]) -> Callable[
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def parallel_options(command: F) -> F:
+    return _option_group(ParallelOptions, "parallel", {})(command)
 
 
 def data_options(command: F) -> F:

@@ -12,17 +12,17 @@ from rich.table import Table
 from ..errors import SettingsError
 from ..models import registry
 from .options import (
-    BackendOpt,
     DataArg,
     DataOptions,
     OutDirOpt,
     OverwriteOpt,
+    ParallelOptions,
     RecipeOptions,
-    SchedulerOpt,
     claim_outputs,
     data_options,
     notices,
     out,
+    parallel_options,
     recipe_options,
     warn,
 )
@@ -32,11 +32,13 @@ presets_app = typer.Typer(help="List the named recipes, or show one as YAML.")
 
 @data_options
 @recipe_options()
+@parallel_options
 def train_command(
     data: DataArg,
     out_dir: OutDirOpt,
     recipe: RecipeOptions,
     opts: DataOptions,
+    parallel: ParallelOptions,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the run already in --out.")
     ] = False,
@@ -52,8 +54,6 @@ def train_command(
         bool,
         typer.Option("--resume", help="Continue a killed CNN run in --out from its checkpoints."),
     ] = False,
-    backend: BackendOpt = None,
-    scheduler: SchedulerOpt = None,
     track: Annotated[
         str | None,
         typer.Option(
@@ -96,14 +96,11 @@ def train_command(
         settings,
         dataset,
         out_dir,
-        opts.cache,
-        opts.skip_bad,
-        overwrite,
-        opts.progress,
-        record,
-        resume,
-        backend,
-        scheduler,
+        overwrite=overwrite,
+        data_record=record,
+        resume=resume,
+        **opts.loading,
+        **vars(parallel),
     )
     notices(result.notices)
     m, t = result.metrics, result.timing
@@ -157,14 +154,14 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> N
 
 @data_options
 @recipe_options(model="svm", preset="svm-study")
+@parallel_options
 def search_command(
     data: DataArg,
     out_dir: OutDirOpt,
     recipe: RecipeOptions,
     opts: DataOptions,
+    parallel: ParallelOptions,
     overwrite: OverwriteOpt = False,
-    backend: BackendOpt = None,
-    scheduler: SchedulerOpt = None,
 ) -> None:
     """Grid search of the SVM (C, gamma, PCA components) on folds by fruit.
 
@@ -175,16 +172,7 @@ def search_command(
 
     claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
     dataset, _ = opts.open(data)
-    rows = svm_search(
-        recipe.settings(),
-        dataset,
-        out_dir,
-        opts.cache,
-        opts.skip_bad,
-        opts.progress,
-        backend,
-        scheduler,
-    )
+    rows = svm_search(recipe.settings(), dataset, out_dir, **opts.loading, **vars(parallel))
     best = max(rows, key=lambda r: r["accuracy"])
     table = Table("PCA", "C", "gamma", "accuracy", "std", title="Top of the grid")
     for r in sorted(rows, key=lambda r: -r["accuracy"])[:8]:
@@ -199,6 +187,7 @@ def search_command(
 
 @data_options
 @recipe_options(model="rf", preset="rf-study")
+@parallel_options
 def sweep_command(
     data: DataArg,
     out_dir: OutDirOpt,
@@ -206,9 +195,8 @@ def sweep_command(
     values: Annotated[str, typer.Option("--values", help="Comma-separated, e.g. 100,300,1000.")],
     recipe: RecipeOptions,
     opts: DataOptions,
+    parallel: ParallelOptions,
     overwrite: OverwriteOpt = False,
-    backend: BackendOpt = None,
-    scheduler: SchedulerOpt = None,
 ) -> None:
     """Vary one forest parameter; plot grouped CV accuracy and raw / honest OOB against it.
 
@@ -225,11 +213,8 @@ def sweep_command(
         param,
         parse_values(values),
         out_dir,
-        opts.cache,
-        opts.skip_bad,
-        opts.progress,
-        backend,
-        scheduler,
+        **opts.loading,
+        **vars(parallel),
     )
     table = Table(param, "CV accuracy", "OOB raw", "OOB honest", title=f"Sweep of {param}")
     for r in rows:
@@ -278,15 +263,14 @@ def tsne_command(
         3 if three_d else 2,
         pca or None,
         perplexity,
-        opts.cache,
-        opts.skip_bad,
-        opts.progress,
+        **opts.loading,
     )
     out.print(f"t-SNE map written to {escape(str(path))} (coordinates in .csv beside it)")
 
 
 @data_options
 @recipe_options()
+@parallel_options
 def ablate_command(
     data: DataArg,
     out_dir: OutDirOpt,
@@ -300,9 +284,8 @@ def ablate_command(
     ],
     recipe: RecipeOptions,
     opts: DataOptions,
+    parallel: ParallelOptions,
     overwrite: OverwriteOpt = False,
-    backend: BackendOpt = None,
-    scheduler: SchedulerOpt = None,
 ) -> None:
     """Compare variants of a recipe on one split (the study's ablations).
 
@@ -320,17 +303,7 @@ def ablate_command(
     names = ("ablation.csv", "ablation.md", "history.csv", "curves.png")
     claim_outputs(out_dir, names, opts, overwrite)
     dataset, _ = opts.open(data)
-    rows = ablate(
-        resolve,
-        factors,
-        dataset,
-        out_dir,
-        opts.cache,
-        opts.skip_bad,
-        opts.progress,
-        backend,
-        scheduler,
-    )
+    rows = ablate(resolve, factors, dataset, out_dir, **opts.loading, **vars(parallel))
     table = Table("factor", "value", "accuracy", "fit (s)", title="Ablation (one split)")
     for r in rows:
         table.add_row(r["factor"], r["value"], f"{r['accuracy']:.3f}", f"{r['fit_s']:.1f}")

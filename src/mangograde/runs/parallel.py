@@ -31,13 +31,21 @@ def check_backend(backend: str | None, scheduler: str | None) -> None:
         raise SettingsError("--scheduler is the address of a Dask or Ray cluster: add --backend.")
 
 
-def _in_process(
-    function: Callable[..., R],
-    tasks: Sequence[tuple[Any, ...]],
-    description: str = "Working",
-    progress: bool | None = False,
-) -> list[R]:
-    return [function(*task) for task in track(tasks, len(tasks), description, progress)]
+def _mapper(n_jobs: int) -> Mapper:
+    """Runs tasks with joblib (``n_jobs=1``: here, one after another), in task order."""
+    import joblib
+
+    def run_all(
+        function: Callable[..., R],
+        tasks: Sequence[tuple[Any, ...]],
+        description: str = "Working",
+        progress: bool | None = False,
+    ) -> list[R]:
+        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        done = runner(joblib.delayed(function)(*task) for task in tasks)
+        return list(track(done, len(tasks), description, progress))
+
+    return run_all
 
 
 @contextmanager
@@ -50,20 +58,11 @@ def engine(
     """
     check_backend(backend, scheduler)
     if backend is None:
-        yield _in_process
+        yield _mapper(1)
         return
     import joblib
 
-    def on_joblib(
-        function: Callable[..., R],
-        tasks: Sequence[tuple[Any, ...]],
-        description: str = "Working",
-        progress: bool | None = False,
-    ) -> list[R]:
-        runner = joblib.Parallel(n_jobs=-1, return_as="generator")
-        done = runner(joblib.delayed(function)(*task) for task in tasks)
-        return list(track(done, len(tasks), description, progress))
-
+    on_joblib = _mapper(-1)
     if backend == "dask":
         with _dask_client(scheduler), joblib.parallel_config("dask", scatter=list(shared)):
             yield on_joblib
