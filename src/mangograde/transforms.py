@@ -155,15 +155,22 @@ class BatchAugment:
         crop[0, 2] = crop[1, 2] = float(round((side - s) / 2.0))
         return crop @ flip @ rotation @ perspective
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, 3, R, R)`` -> augmented, normalised float ``(N, 3, size, size)``."""
-        images = resize_batch(images, self.size)
+    def __call__(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 ``(N, 3, R, R)`` -> augmented, normalised float ``(N, 3, size, size)``.
+
+        With ``keep`` (positions), draws for all N photos but makes only those: each
+        process of a distributed run augments its share exactly as one process would.
+        """
+        drawn = images.shape[0]
+        images = resize_batch(images if keep is None else images[keep], self.size)
         n, side, s = images.shape[0], images.shape[-1], self.size
         # Fold pixel -> grid_sample's [-1, 1] coordinates into the matrices.
         to_unit = torch.tensor(
             [[2 / side, 0, 1 / side - 1], [0, 2 / side, 1 / side - 1], [0, 0, 1]]
         )
-        m = (to_unit.double() @ self.matrices(n, side)).float()
+        m = (to_unit.double() @ self.matrices(drawn, side)).float()
+        if keep is not None:
+            m = m[keep]
         ys, xs = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
         xs, ys = xs.reshape(1, 1, -1).float(), ys.reshape(1, 1, -1).float()
         mapped = m[:, :, 0:1] * xs + m[:, :, 1:2] * ys + m[:, :, 2:3]  # (N, 3, s * s)
@@ -173,12 +180,16 @@ class BatchAugment:
         low, high = 2 * offset / side - 1, 2 * (offset + s) / side - 1
         grid[((grid < low) | (grid > high)).any(-1)] = 2.0  # beyond the photo: zeros
         x = F.grid_sample(images.float().div_(255), grid, "bilinear", "zeros", align_corners=False)
-        return _normalise(self.jitter(x))
+        return _normalise(self.jitter(x, keep, drawn))
 
-    def jitter(self, x: torch.Tensor) -> torch.Tensor:
-        """Brightness, contrast, saturation, in place on float ``x`` in [0, 1]."""
+    def jitter(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None, drawn: int | None = None
+    ) -> torch.Tensor:
+        """Brightness, contrast, saturation, in place on float ``x`` in [0, 1] (drawn for
+        ``drawn`` photos, of which ``x`` holds those at ``keep``)."""
         n = x.shape[0]
-        b, c, s = (self._uniform(n, low=JITTER[0], high=JITTER[1]).float() for _ in range(3))
+        factors = [self._uniform(drawn or n, low=JITTER[0], high=JITTER[1]) for _ in range(3)]
+        b, c, s = (f.float() if keep is None else f[keep].float() for f in factors)
         weights = torch.tensor([0.2989, 0.587, 0.114])
         x.mul_(b.view(n, 1, 1, 1)).clamp_(0, 1)
         mean = (x.mean(dim=(2, 3)) @ weights).view(n, 1, 1, 1)

@@ -102,6 +102,8 @@ def train_command(
         **opts.loading,
         **vars(parallel),
     )
+    if result.rank > 0:  # under torchrun, process 0 reports
+        return
     notices(result.notices)
     m, t = result.metrics, result.timing
     folds = ", ".join(f"{a:.3f}" for a in m["accuracy_folds"])
@@ -162,26 +164,58 @@ def search_command(
     opts: DataOptions,
     parallel: ParallelOptions,
     overwrite: OverwriteOpt = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--optuna-storage",
+            help="Share an Optuna study in this database (sqlite:///search.db; "
+            "postgresql://... across machines) instead of the grid: every process started "
+            "with the same URL and --study adds its trials to it.",
+        ),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option("--trials", help="With --optuna-storage: trials this process runs.")
+    ] = 20,
+    study: Annotated[
+        str, typer.Option("--study", help="With --optuna-storage: the study's name.")
+    ] = "mangograde-search",
 ) -> None:
-    """Grid search of the SVM (C, gamma, PCA components) on folds by fruit.
+    """Search the SVM's C, gamma and PCA components on folds by fruit.
 
     The grid is the preset's `search:` section (svm-study: the study's 3 x 4 x 4 grid);
     change it with --config or --set search.C=[1,10]. Writes search.csv and search.png.
+    With --optuna-storage the grid's values bound an Optuna search instead (log scale), and
+    search.csv lists every finished trial of the shared study.
     """
     from ..tuning import svm_search
 
-    claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
-    dataset, _ = opts.open(data)
-    rows = svm_search(recipe.settings(), dataset, out_dir, **opts.loading, **vars(parallel))
+    settings = recipe.settings()
+    if storage is not None:
+        if parallel.backend is not None:
+            raise SettingsError(
+                "--optuna-storage spreads trials over processes itself: drop --backend."
+            )
+        from ..shared_search import svm_optuna
+
+        claim_outputs(out_dir, ("search.csv",), opts, overwrite)
+        dataset, _ = opts.open(data)
+        rows = svm_optuna(settings, dataset, out_dir, storage, trials, study, **opts.loading)
+        title = f"Best trials of study {study!r} ({len(rows)} finished)"
+    else:
+        claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
+        dataset, _ = opts.open(data)
+        rows = svm_search(settings, dataset, out_dir, **opts.loading, **vars(parallel))
+        title = "Top of the grid"
     best = max(rows, key=lambda r: r["accuracy"])
-    table = Table("PCA", "C", "gamma", "accuracy", "std", title="Top of the grid")
+    table = Table("PCA", "C", "gamma", "accuracy", "std", title=title)
     for r in sorted(rows, key=lambda r: -r["accuracy"])[:8]:
         acc, std = f"{r['accuracy']:.3f}", f"{r['accuracy_std']:.3f}"
-        table.add_row(str(r["n_components"]), f"{r['C']:g}", str(r["gamma"]), acc, std)
+        gamma = f"{r['gamma']:.3g}" if isinstance(r["gamma"], float) else str(r["gamma"])
+        table.add_row(str(r["n_components"]), f"{r['C']:.3g}", gamma, acc, std)
     out.print(table)
     out.print(
-        f"Best: n_components={best['n_components']} C={best['C']:g} gamma={best['gamma']} "
-        f"-> {best['accuracy']:.3f}. Table and heatmap in {escape(str(out_dir))}"
+        f"Best: n_components={best['n_components']} C={best['C']:.3g} gamma={best['gamma']} "
+        f"-> {best['accuracy']:.3f}. Results in {escape(str(out_dir))}"
     )
 
 

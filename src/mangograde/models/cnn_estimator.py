@@ -27,6 +27,7 @@ from ..errors import SettingsError
 from ..features.pixels import check_images
 from ..progress import Bar
 from ..transforms import BatchAugment, eval_batch, resize_batch, train_transforms
+from . import ddp
 from .cnn import build_network
 
 CHECKPOINT = "checkpoint.pt"
@@ -300,21 +301,24 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         # The network that is evaluated and kept: the moving average, or the network.
         kept = copy.deepcopy(network) if self.ema else network
         optimizer = self._make_optimizer(network)
+        rank, processes = ddp.world()
         generator = torch.Generator().manual_seed(self.seed)  # shuffling and augmentation
         run = {"epoch": 0, "history": [], "best": None, "best_loss": float("inf"), "stale": 0}
         path = Path(self.checkpoint_dir) / CHECKPOINT if self.checkpoint_dir else None
         fingerprint = _fingerprint(X, y_codes) if path is not None else ""
         if self.resume and path is not None and path.is_file():
             run = self._restore(path, network, kept, optimizer, generator, fingerprint)
+        trained = ddp.data_parallel(network)  # under torchrun; else the network itself
 
         steps = len(train_idx) // self.batch_size + (len(train_idx) % self.batch_size > 1)
         total = steps * (self.epochs - run["epoch"])
-        with Bar(total, "Training CNN", self.progress, every=steps) as bar:  # a line an epoch
+        shown = self.progress if rank == 0 else False
+        with Bar(total, "Training CNN", shown, every=steps) as bar:  # a line an epoch
             for epoch in range(run["epoch"], self.epochs):
                 if run["stale"] >= self.patience > 0:
                     break
                 record = self._train_one_epoch(
-                    (network, kept),
+                    (trained, kept),
                     optimizer,
                     generator,
                     photos[train_idx],
@@ -333,10 +337,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                         run["stale"] += 1
                 run["history"].append(record)
                 run["epoch"] = epoch + 1
-                if path is not None:
+                if path is not None and rank == 0:  # one writer; every process reads it
                     self._checkpoint(path, (network, kept), optimizer, generator, run, fingerprint)
         if run["best"] is not None:
             kept.load_state_dict(run["best"])
+        if processes > 1:  # a plain network again, as one process would have trained it
+            kept = self._rebuilt(kept.state_dict(), device)
         self.module_ = kept.eval()
         self.history_ = run["history"]
         self.n_epochs_ = run["epoch"]
@@ -374,27 +380,31 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         augment = self._augmenter(generator)
         order = torch.randperm(len(photos), generator=generator)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        batches = [b for b in batches if len(b) > 1]  # BatchNorm cannot train on one photo
+        # BatchNorm cannot train on one photo; under torchrun each process needs one.
+        batches = [b for b in batches if len(b) > max(1, ddp.world()[1] - 1)]
         loss_sum = correct = seen = 0.0
         data_s = step_s = 0.0
         for number, batch in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = self._lr_at(epoch + number / len(batches))
             start = time.perf_counter()
-            x = augment(photos[batch]).to(device, memory_format=CHANNELS_LAST)
-            t = labels[batch].to(device)
+            x, t = self._share(augment, photos[batch], labels[batch])
+            x, t = x.to(device, memory_format=CHANNELS_LAST), t.to(device)
             middle = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             logits = network(x)
-            loss = F.cross_entropy(logits, t, label_smoothing=self.label_smoothing)
+            if ddp.world()[1] > 1:
+                loss = ddp.share_loss(logits, t, len(batch), self.label_smoothing)
+            else:
+                loss = F.cross_entropy(logits, t, label_smoothing=self.label_smoothing)
             loss.backward()
             optimizer.step()
-            if kept is not network:
+            if kept is not ddp.plain(network):
                 step = epoch * len(batches) + number  # a short memory early: tracks sooner
-                _average_into(kept, network, min(self.ema, (1 + step) / (10 + step)))
-            loss_sum += loss.item() * len(batch)
+                _average_into(kept, ddp.plain(network), min(self.ema, (1 + step) / (10 + step)))
+            loss_sum += loss.item() * len(batch) / ddp.world()[1]  # this share's sum
             correct += (logits.argmax(1) == t).sum().item()
-            seen += len(batch)
+            seen += len(t)
             end = time.perf_counter()
             data_s, step_s = data_s + middle - start, step_s + end - middle
             bar.advance(
@@ -402,6 +412,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 f"epoch {epoch + 1}/{self.epochs} loss {loss_sum / seen:.3f} "
                 f"{seen / (data_s + step_s):.0f} photos/s",
             )
+        loss_sum, correct, seen = ddp.sum_over_processes([loss_sum, correct, seen])
         return {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
@@ -410,6 +421,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             "data_s": data_s,
             "step_s": step_s,
         }
+
+    def _share(
+        self, augment: Any, photos: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share of a global batch, augmented as one process would."""
+        if ddp.world()[1] == 1:
+            return augment(photos), labels
+        mine = ddp.my_share(torch.arange(len(photos)))
+        if isinstance(augment, BatchAugment):
+            return augment(photos, mine), labels[mine]
+        return augment(photos)[mine], labels[mine]
+
+    def _rebuilt(self, state: dict[str, torch.Tensor], device: Any) -> torch.nn.Module:
+        network = self._network(len(self.classes_)).to(device, memory_format=CHANNELS_LAST)
+        network.load_state_dict(state)
+        return network
 
     def _augmenter(self, generator: torch.Generator) -> Any:
         if self.augment == "batch":
@@ -550,6 +577,5 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         weights = state.pop("weights_", None)
         self.__dict__.update(state)
         if weights is not None:
-            network = self._network(len(self.classes_)).to(memory_format=CHANNELS_LAST)
-            network.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-            self.module_ = network.eval()
+            state = {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
+            self.module_ = self._rebuilt(state, "cpu").eval()

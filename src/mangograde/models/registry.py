@@ -122,6 +122,8 @@ class ModelFamily:
     trusted : tuple of str
         Classes (``module.QualName``) beyond mangograde's and scikit-learn's own that its
         bundles may hold.
+    distributed : bool
+        Trains on several processes under ``torchrun`` (see :mod:`.ddp`).
     """
 
     name: str
@@ -143,6 +145,7 @@ class ModelFamily:
     draws_progress: bool = False
     runtime: tuple[str, ...] = ()
     trusted: tuple[str, ...] = ()
+    distributed: bool = False
 
     def defaults(self) -> Settings:
         """Every section's defaults, in the order a run's config.yaml lists them."""

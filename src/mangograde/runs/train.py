@@ -22,6 +22,7 @@ from ..errors import DatasetError, SettingsError, listing, plural
 from ..evaluation import one_grade_warnings
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
+from ..models import ddp
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model
 from ..models.validation import check_params
@@ -40,6 +41,7 @@ class RunResult:
     metrics: dict[str, Any]
     timing: dict[str, Any]
     notices: list[str] = field(default_factory=list)
+    rank: int = 0  # under torchrun: only process 0 writes the run and has its results
 
     @property
     def warnings(self) -> list[str]:
@@ -295,6 +297,7 @@ def _timing(
         "predict_s": float(np.sum([f.predict_s for f in folds])),
         "predict_per_photo_ms": per_photo_ms,
         "resumed": resumed,  # then fit_s counts only the epochs trained after resuming
+        "processes": ddp.world()[1],  # torchrun's processes that trained together
     }
     if history:
         timing["data_share"] = _data_share(history)
@@ -323,26 +326,82 @@ def train_run(
     run wrote); ``resume`` continues a killed CNN run from its last checkpoints.
     ``backend`` (loky, threading, dask or ray; default: in this process, one fold after
     another) fits the folds in parallel, on the cluster at ``scheduler`` when given.
+    Under ``torchrun`` (2+ processes) a CNN trains with DistributedDataParallel: every
+    process fits every fold, process 0 alone writes the run and its checkpoints.
     """
     out = claim_folder(Path(out))
     check_backend(backend, scheduler)
-    with RunLock(out):
-        family, unfitted, stage = _start(settings, dataset, out, overwrite, resume, data_record)
-        try:
-            result = _train(family, unfitted, settings, dataset, stage, cache, skip_bad,
-                            progress, resume, backend, scheduler)  # fmt: skip
-            folder.publish(stage, out, uuid.uuid4().hex)
-        except KeyboardInterrupt:
-            folder.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
-            raise
-        except BaseException:
-            folder.discard_stage(stage, keep_checkpoints=False)
-            raise
+    if ddp.launched():
+        _check_distributed(settings, backend)
+    with ddp.process_group() as (rank, _):
+        if rank > 0:
+            return _follow(settings, dataset, out, cache, skip_bad, resume, rank)
+        with RunLock(out):
+            stage = None
+            try:
+                family, unfitted, stage = _start(
+                    settings, dataset, out, overwrite, resume, data_record
+                )
+            finally:  # the other processes wait for the stage, or for word of a failure
+                ddp.share_object(None if stage is None else str(stage))
+            try:
+                fitted = _fit_all(family, unfitted, settings, dataset, stage, cache, skip_bad,
+                                  progress, resume, backend, scheduler)  # fmt: skip
+                result = _write(family, settings, stage, fitted, resume)
+                folder.publish(stage, out, uuid.uuid4().hex)
+            except KeyboardInterrupt:
+                folder.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
+                raise
+            except BaseException:
+                folder.discard_stage(stage, keep_checkpoints=False)
+                raise
     result.out = out
     return result
 
 
-def _train(
+def _check_distributed(settings: Settings, backend: str | None) -> None:
+    if not get_model(settings["model"]).distributed:
+        raise SettingsError(
+            f"torchrun trains CNN families on several processes; --model {settings['model']} "
+            "does not train that way. Run it as one process, with --backend dask (or loky) "
+            "to fit its folds in parallel."
+        )
+    if backend is not None:
+        raise SettingsError(
+            "Under torchrun every process already trains every fold together: drop --backend."
+        )
+
+
+def _follow(
+    settings: Settings,
+    dataset: Dataset,
+    out: Path,
+    cache: ImageCache | None,
+    skip_bad: bool,
+    resume: bool,
+    rank: int,
+) -> RunResult:
+    """A process other than 0 under torchrun: train alongside, write nothing."""
+    stage = ddp.share_object(None)
+    if stage is None:
+        raise SettingsError(
+            f"Process {rank}: process 0 could not start the run in {out} (its message says why)."
+        )
+    family, unfitted = family_of(settings)
+    _fit_all(family, unfitted, settings, dataset, Path(stage), cache, skip_bad, False, resume)
+    return RunResult(out, {}, {}, [], rank)
+
+
+@dataclass
+class _Fitted:
+    photos: Photos
+    numbers: list[int]
+    splits: list[Split]
+    done: list[tuple[FoldResult, Any]]
+    features_s: float
+
+
+def _fit_all(
     family: ModelFamily,
     unfitted: Any,
     settings: Settings,
@@ -354,22 +413,15 @@ def _train(
     resume: bool,
     backend: str | None = None,
     scheduler: str | None = None,
-) -> RunResult:
-    """The stages, writing into ``out`` (the staging folder)."""
+) -> _Fitted:
+    """Load, split and fit every fold (checkpoints in ``out``, the staging folder)."""
     photos = load_for(settings, dataset, cache, skip_bad, progress)
     splits = splits_for(settings, photos.dataset)
     numbers = fold_numbers(settings, len(splits))
     splits = [splits[i] for i in numbers]
-    geometry = family.geometry(settings)
     start = time.perf_counter()
     shared = family.prepare(unfitted, photos.images)  # once, not per fold
     features_s = time.perf_counter() - start
-
-    n = len(photos.dataset)
-    held_fold = np.full(n, -1, dtype=np.int64)
-    proba = np.zeros((n, len(photos.dataset.grades)))
-    predicted = np.zeros(n, dtype=np.int64)
-    results: list[FoldResult] = []
     # A live bar per fold would hide a CNN's own; plain log lines can show both.
     own_bar = family.draws_progress and progress_mode(progress) == "bar"
     fold_bar = progress is not False and len(splits) > 1 and not own_bar
@@ -383,7 +435,21 @@ def _train(
         for number, split in zip(numbers, splits, strict=True)
     ]
     done = fit_many(jobs, photos, shared, resume, progress, fold_bar, backend, scheduler)
-    for number, split, (result, model) in zip(numbers, splits, done, strict=True):
+    return _Fitted(photos, numbers, splits, done, features_s)
+
+
+def _write(
+    family: ModelFamily, settings: Settings, out: Path, fitted: _Fitted, resume: bool
+) -> RunResult:
+    """Write the fitted folds' models, predictions, metrics and timing into ``out``."""
+    photos, numbers, splits = fitted.photos, fitted.numbers, fitted.splits
+    geometry = family.geometry(settings)
+    n = len(photos.dataset)
+    held_fold = np.full(n, -1, dtype=np.int64)
+    proba = np.zeros((n, len(photos.dataset.grades)))
+    predicted = np.zeros(n, dtype=np.int64)
+    results: list[FoldResult] = []
+    for number, split, (result, model) in zip(numbers, splits, fitted.done, strict=True):
         name = folder.fold_name(number, settings)
         test = split[1]
         held_fold[test], proba[test], predicted[test] = number, result.proba, result.predicted
@@ -405,7 +471,7 @@ def _train(
     start = time.perf_counter()
     model.predict_proba(photos.images[test])
     per_photo_ms = 1000 * (time.perf_counter() - start) / max(1, len(test))
-    timing = _timing(photos, results, features_s, per_photo_ms, resume, history)
+    timing = _timing(photos, results, fitted.features_s, per_photo_ms, resume, history)
     timing["model_bytes"] = sum(f.stat().st_size for f in (out / "model").rglob("*") if f.is_file())
     if history:
         folder.write_history(out, history)

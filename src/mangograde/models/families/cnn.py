@@ -119,6 +119,7 @@ register_model(
         attach=_attach,
         history=_history,
         draws_progress=True,
+        distributed=True,
         runtime=("device", "threads"),
         default_preset="cnn-fast",
         presets={
