@@ -8,6 +8,7 @@ import csv
 import itertools
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ SWEEPABLE = (
 )
 
 
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -44,7 +45,7 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return path
 
 
-def _grid(settings: dict[str, Any]) -> dict[str, list[Any]]:
+def search_grid(settings: dict[str, Any]) -> dict[str, list[Any]]:
     grid = {key: list(values) for key, values in settings.get("search", {}).items()}
     if not grid:
         raise SettingsError("The settings hold no search grid (a `search:` section).")
@@ -78,7 +79,7 @@ def svm_search(
     """
     if settings["model"] != "svm":
         raise SettingsError("`mangograde search` tunes the SVM (--model svm); use `sweep`.")
-    grid = _grid(settings)
+    grid = search_grid(settings)
     photos = load_for(settings, dataset, cache, skip_bad, progress)
     vectors = features_of(pixel_features(settings["features"]), photos.images)
     splits = splits_for(settings, photos.dataset)
@@ -102,9 +103,46 @@ def svm_search(
         for i, (n, c, gamma) in enumerate(combos)
     ]
     out = Path(out)
-    _write_csv(out / "search.csv", rows)
+    write_csv(out / "search.csv", rows)
     search_heatmap(rows, out / "search.png", f"SVM grid search, {len(splits)}-fold by group")
     return rows
+
+
+@dataclass
+class _ReducedFold:
+    """One fold's photos in the PCA space of its training photos (largest n searched)."""
+
+    pca: GramPCA
+    train: np.ndarray
+    test: np.ndarray
+    train_labels: np.ndarray
+    test_labels: np.ndarray
+
+    def score(self, params: dict[str, Any], n: int, c: float, gamma: Any) -> tuple[float, int]:
+        """Accuracy of (n components, C, gamma) on the held-out photos; components used."""
+        svm = PCASVC(n, params["whiten"], params["solver"], params["kernel"], c, gamma, False)
+        svm.fit_reduced(self.pca, self.train, self.train_labels)
+        accuracy = float(np.mean(svm.predict_reduced(self.test) == self.test_labels))
+        return accuracy, int(svm.pca_.n_components_)
+
+
+def reduce_fold(
+    settings: dict[str, Any],
+    largest: int,
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
+) -> _ReducedFold:
+    """The fold's PCA, fitted once with the largest number of components: the first ``k``
+    of an exact PCA are the PCA with ``k`` components, so smaller ones reuse it."""
+    train, test = split
+    params = settings["params"]
+    pca = GramPCA(largest, params["whiten"], params["solver"], random_state=settings["seed"])
+    with warnings.catch_warnings():  # too many components: n_components_used says so
+        warnings.simplefilter("ignore", UserWarning)
+        reduced_train = pca.fit_transform(vectors[train])
+    return _ReducedFold(pca, reduced_train, pca.transform(vectors[test]), labels[train],
+                        labels[test])  # fmt: skip
 
 
 def _search_fold(
@@ -114,23 +152,10 @@ def _search_fold(
     labels: np.ndarray,
     split: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One fold of the grid: each combination's accuracy and components used. The PCA is
-    fitted once, with the largest number of components, and its head serves the rest."""
-    train, test = split
-    params = settings["params"]
-    largest = max(n for n, _, _ in combos)
-    pca = GramPCA(largest, params["whiten"], params["solver"], random_state=settings["seed"])
-    with warnings.catch_warnings():  # too many components: n_components_used says so
-        warnings.simplefilter("ignore", UserWarning)
-        reduced_train = pca.fit_transform(vectors[train])
-    reduced_test = pca.transform(vectors[test])
-    accuracy, used = np.zeros(len(combos)), np.zeros(len(combos), dtype=np.int64)
-    for row, (n, c, gamma) in enumerate(combos):
-        svm = PCASVC(n, params["whiten"], params["solver"], params["kernel"], c, gamma, False)
-        svm.fit_reduced(pca, reduced_train, labels[train])
-        used[row] = svm.pca_.n_components_
-        accuracy[row] = np.mean(svm.predict_reduced(reduced_test) == labels[test])
-    return accuracy, used
+    """One fold of the grid: each combination's accuracy and components used."""
+    fold = reduce_fold(settings, max(n for n, _, _ in combos), vectors, labels, split)
+    scored = [fold.score(settings["params"], *combo) for combo in combos]
+    return np.array([a for a, _ in scored]), np.array([u for _, u in scored], dtype=np.int64)
 
 
 def parse_values(text: str) -> list[Any]:
@@ -202,7 +227,7 @@ def forest_sweep(
             }
         )
     out = Path(out)
-    _write_csv(out / "sweep.csv", rows)
+    write_csv(out / "sweep.csv", rows)
     sweep_plot(rows, param, out / "sweep.png")
     return rows
 
@@ -245,5 +270,5 @@ def tsne_map(
         {"image": i, "grade": kept.grades[g], **{f"t{d}": float(c[d]) for d in range(dimensions)}}
         for i, g, c in zip(kept.image_ids, kept.labels, coords, strict=True)
     ]
-    _write_csv(out.with_suffix(".csv"), rows)
+    write_csv(out.with_suffix(".csv"), rows)
     return out, coords
