@@ -2,9 +2,10 @@
 engine through joblib's backend switch: in this process (the default), ``loky`` or
 ``threading`` here, or a Dask or Ray cluster. No scheduler of our own.
 
-The large inputs (the decoded photos, features computed once) are shipped to the workers
-once (Dask: scattered; Ray: its object store), not with every task. Results come back in
-task order, so a run is the same whatever the backend.
+The large inputs (the decoded photos, features computed once) are shipped to Dask workers
+once (scattered), not with every task; Ray's joblib backend puts each task's arguments in
+its shared-memory object store, which workers on the same machine read without a copy.
+Results come back in task order, so a run is the same whatever the backend.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def check_backend(backend: str | None, scheduler: str | None) -> None:
         raise SettingsError("--scheduler is the address of a Dask or Ray cluster: add --backend.")
 
 
-def _mapper(n_jobs: int) -> Mapper:
-    """Runs tasks with joblib (``n_jobs=1``: here, one after another), in task order."""
+def _mapper(n_jobs: int, streamed: bool = True) -> Mapper:
+    """Runs tasks with joblib (``n_jobs=1``: here, one after another), in task order;
+    ``streamed``: results arrive one by one (progress per task), else all at the end."""
     import joblib
 
     def run_all(
@@ -41,7 +43,7 @@ def _mapper(n_jobs: int) -> Mapper:
         description: str = "Working",
         progress: bool | None = False,
     ) -> list[R]:
-        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator" if streamed else "list")
         done = runner(joblib.delayed(function)(*task) for task in tasks)
         return list(track(done, len(tasks), description, progress))
 
@@ -68,7 +70,7 @@ def engine(
             yield on_joblib
     elif backend == "ray":
         with _ray(scheduler), joblib.parallel_config("ray"):
-            yield on_joblib
+            yield _mapper(-1, streamed=False)  # Ray's backend returns lists only
     else:
         with joblib.parallel_config(backend):
             yield on_joblib
