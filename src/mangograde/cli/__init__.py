@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import data, grade, train
+from . import data, grade, serve, train
 from .options import out, state, user_errors
 
 
@@ -87,6 +87,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "predict": grade.predict_command,
         "explain": grade.explain_command,
         "compare": grade.compare_command,
+        "serve": serve.serve_command,
     },
     train.presets_app: {"show": train.presets_show},
 }

@@ -7,6 +7,7 @@ the pixels, and skipping them is most of the cost of a classical pipeline.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,14 @@ def _check_pixels(path: Path, image: Image.Image, reduced: bool) -> None:
 
 
 class ImageDecodeError(Exception):
-    """A photo that cannot be decoded; ``reason`` is worded for the user."""
+    """A photo that cannot be decoded; ``reason`` is worded for the user.
+    ``unsupported``: the file is not in a format mangograde reads (else damaged or too large)."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path, reason: str, unsupported: bool = False) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = Path(path)
         self.reason = reason
+        self.unsupported = unsupported
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,14 @@ class BadImage:
     reason: str
 
 
-def _unreadable_reason(path: Path) -> str:
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+def _unreadable_reason(path: Path, data: bytes | None = None) -> str:
+    if data is None:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    else:
+        head = data[:64]
     try:
-        with Image.open(path) as other:  # identifies the format; decodes nothing
+        with Image.open(path if data is None else io.BytesIO(data)) as other:  # format only
             return f"a {other.format} image, which mangograde does not read (use {READABLE})"
     except Exception:
         pass
@@ -85,21 +91,22 @@ def _unreadable_reason(path: Path) -> str:
     return f"not a photo format mangograde can read (readable: {READABLE})"
 
 
-def open_photo(path: str | Path) -> Image.Image:
-    """Open a photo lazily (header only), turning Pillow's errors into a clear reason."""
+def open_photo(path: str | Path, data: bytes | None = None) -> Image.Image:
+    """Open a photo lazily (header only), turning Pillow's errors into a clear reason.
+    ``data``: the file's bytes (an upload), ``path`` then only names it."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if data is None else len(data)
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot read the file ({exc.strerror})") from exc
     if size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:
-        return Image.open(path, formats=FORMATS)
+        return Image.open(path if data is None else io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(path, f"too large to decode safely: {exc} Shrink the photo") from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(path, _unreadable_reason(path)) from exc
+        raise ImageDecodeError(path, _unreadable_reason(path, data), unsupported=True) from exc
     except Exception as exc:  # a malformed header can raise nearly anything in a plugin
         raise ImageDecodeError(path, f"truncated or corrupt photo ({exc})") from exc
 
@@ -124,8 +131,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
-    """Decode ``path`` to an upright ``(H, W, 3)`` uint8 array, resized by ``geometry``.
+def decode(
+    path: str | Path, geometry: Geometry | None = None, data: bytes | None = None
+) -> np.ndarray:
+    """Decode ``path`` (or ``data``, the bytes of a file named ``path``) to an upright
+    ``(H, W, 3)`` uint8 array, resized by ``geometry``.
 
     Raises
     ------
@@ -133,7 +143,7 @@ def decode(path: str | Path, geometry: Geometry | None = None) -> np.ndarray:
         For an empty, truncated, unsupported or oversized file; ``reason`` says which.
     """
     path = Path(path)
-    image = open_photo(path)
+    image = open_photo(path, data)
     try:
         with image:
             reduced = geometry is not None and isinstance(image, JpegImagePlugin.JpegImageFile)

@@ -1,0 +1,156 @@
+"""Load on `mangograde serve` (loopback only), against `mangograde predict` on the same photos.
+
+    python benchmarks/bench_serve.py RUN [--uploads 2000] [--clients 16]
+
+RUN: a run folder (RESULTS.md uses cnn-fast). The aicup-sample photos are uploaded one per
+request, in turn, by 16 concurrent clients: once with micro-batching (--max-batch 32) and
+once without (--max-batch 1), each against a fresh server. A truncated JPEG goes up in the
+middle of each load run. Then `mangograde predict` grades the same number of photos (the
+sample photos linked under distinct names, a fresh cache) in one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import data_dir, machine  # noqa: E402
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _start(run: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+    port = _port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mangograde", "serve", str(run), "--port", str(port),
+         "--max-batch", str(max_batch)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not get ready in 120 s")
+
+
+async def _load(url: str, photos: list[tuple[str, bytes]], uploads: int, clients: int, pid: int):
+    latencies: list[float] = []
+    errors = lost = 0
+    rss = {"start": _rss_mb(pid)}
+    counter = iter(range(uploads))
+    bad_answer: list[int] = []
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors, lost
+        for number in counter:
+            if number == uploads // 2:  # a bad upload in the middle of the run
+                cut = photos[0][1][:500]
+                answer = await http.post("/v1/grade", files=[("files", ("cut.jpg", cut))])
+                bad_answer.append(answer.status_code)
+            name, data = photos[number % len(photos)]
+            start = time.perf_counter()
+            try:
+                answer = await http.post("/v1/grade", files=[("files", (name, data))])
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+            if answer.status_code != 200:
+                errors += 1
+            elif [r.get("grade") for r in answer.json()["results"]] == [None]:
+                lost += 1
+            if number == 500:
+                rss["after_500"] = _rss_mb(pid)
+
+    start = time.perf_counter()
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    seconds = time.perf_counter() - start
+    rss["end"] = _rss_mb(pid)
+    return seconds, latencies, errors, lost, rss, bad_answer
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+def _predict(run: Path, files: list[Path], count: int) -> float:
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "photos"
+        folder.mkdir()
+        for i in range(count):
+            source = files[i % len(files)]
+            os.link(source, folder / f"{i:05d}_{source.name}")
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "mangograde", "predict", str(run), str(folder), "--out",
+             str(Path(work) / "p.csv"), "--cache-dir", str(Path(work) / "cache"), "--quiet"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--uploads", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    files = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
+    photos = [(f.name, f.read_bytes()) for f in files]
+    print(f"machine: {machine()}; {len(files)} aicup-sample photos, "
+          f"{sum(len(d) for _, d in photos) / len(photos) / 1024:.0f} KB on average")  # fmt: skip
+    results = {}
+    for label, max_batch in (("micro-batching on (32)", 32), ("micro-batching off (1)", 1)):
+        server, url = _start(args.run, max_batch)
+        try:
+            measured = asyncio.run(_load(url, photos, args.uploads, args.clients, server.pid))
+        finally:
+            server.terminate()
+            server.wait(30)
+        seconds, latencies, errors, lost, rss, bad = measured
+        rate = args.uploads / seconds
+        results[label] = rate
+        growth = (rss["end"] - rss["after_500"]) / rss["after_500"]
+        print(f"{label}: {rate:.1f} photos/s; latency p50 {_percentile(latencies, 50):.3f} s, "
+              f"p95 {_percentile(latencies, 95):.3f} s, p99 {_percentile(latencies, 99):.3f} s; "
+              f"errors {errors}, lost {lost}; bad upload answered {bad}; RSS start "
+              f"{rss['start']:.0f} MB, after 500 {rss['after_500']:.0f} MB, end {rss['end']:.0f} "
+              f"MB ({growth:+.1%} from request 500 to the end)")  # fmt: skip
+    predict_rate = _predict(args.run, files, args.uploads)
+    print(f"mangograde predict, {args.uploads} photos: {predict_rate:.1f} photos/s (whole command)")
+    best = results["micro-batching on (32)"]
+    print(f"serve (micro-batching on) / predict: {best / predict_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

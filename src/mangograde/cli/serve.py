@@ -1,0 +1,98 @@
+"""``mangograde serve``: the grading service and its page on the packing line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..errors import SettingsError
+from ..images.decode import DEFAULT_MAX_PIXELS, set_max_pixels
+from .grade import FoldOpt, RunArg
+from .options import MaxPixelsOpt, out
+
+
+def _need_service_libraries() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise SettingsError(
+            f"serve needs {exc.name}: pip install 'mangograde[serve]' (FastAPI, uvicorn, "
+            "python-multipart, prometheus-client)."
+        ) from None
+
+
+def serve_command(
+    run_dir: RunArg,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes, each with the model loaded.")
+    ] = 1,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch", min=1, help="Photos graded in one forward pass (1: no micro-batching)."
+        ),  # fmt: skip
+    ] = 32,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option("--api-key-file", help="File holding the key clients send as X-API-Key."),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body, in MB.")
+    ] = 20.0,
+    explain: Annotated[
+        bool, typer.Option("--explain/--no-explain", help="Offer heat maps (/v1/explain).")
+    ] = True,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Let pages from this origin call the API (repeat)."),
+    ] = None,
+    fold: FoldOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Serve a run: the API under /v1 (docs at /docs), a grading page at /, health at
+    /healthz and /readyz, Prometheus metrics at /metrics. The model loads once, at start."""
+    _need_service_libraries()
+    import uvicorn
+
+    from ..service.app import ServeOptions, create_app, read_api_key
+
+    set_max_pixels(max_pixels)
+    options = ServeOptions(
+        run=run_dir,
+        fold=fold,
+        max_batch=max_batch,
+        max_upload_mb=max_upload_mb,
+        api_key=read_api_key(api_key_file) if api_key_file else None,
+        explain=explain,
+        cors_origins=list(cors_origin or []),
+    )
+    app = create_app(options)  # a bad RUN stops here, with predict's message
+    where = f"http://{host}:{port}"
+    out.print(f"Serving {escape(str(run_dir))} at {where} (page at /, API docs at /docs)")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+        return
+    # Each worker process builds its own app from the same options.
+    os.environ["MANGOGRADE_SERVE"] = json.dumps(
+        {**vars(options), "run": str(run_dir), "api_key": None,
+         "api_key_file": str(api_key_file) if api_key_file else None, "max_pixels": max_pixels}
+    )  # fmt: skip
+    uvicorn.run(
+        "mangograde.service.app:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+    )

@@ -1,0 +1,350 @@
+"""The grading service: FastAPI over one :class:`RunPredictor`, loaded once at start-up.
+
+Uploads are decoded in a thread pool at the run's geometry (the reduced-size path of
+training), graded in micro-batches by one grader thread (:mod:`.batcher`), and answered per
+photo in upload order. The page at ``/`` is plain HTML, CSS and JavaScript from ``page/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import os
+import time
+import traceback
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..errors import SettingsError
+from ..explain import explain, is_cnn
+from ..images.decode import ImageDecodeError, decode, set_max_pixels
+from ..models.bundle import library_versions
+from ..runs import open_predictor, open_run
+from .batcher import MicroBatcher
+from .guard import UploadLimit
+from .heatmap import heat_png
+from .schemas import GradeResponse, ModelInfo, ModelRef, PhotoResult
+from .telemetry import Telemetry, configure_logging, log_request
+
+PAGE = Path(__file__).parent / "page"
+EXPLAIN_METHODS = ("gradcam", "lime")
+
+
+@dataclass
+class ServeOptions:
+    """How ``mangograde serve`` runs; ``run``: a run folder."""
+
+    run: Path
+    fold: int | None = None
+    max_batch: int = 32
+    max_upload_mb: float = 20.0
+    api_key: str | None = None
+    explain: bool = True
+    cors_origins: list[str] = field(default_factory=list)
+    lime_samples: int = 150  # keeps one LIME explanation under 5 s on 2 cores
+    decode_threads: int = 4
+    batch_wait_s: float = 0.004
+
+
+@dataclass
+class _Service:
+    options: ServeOptions
+    predictor: Any
+    model: ModelRef
+    info: ModelInfo
+    telemetry: Telemetry
+    batcher: MicroBatcher
+    decoder: ThreadPoolExecutor
+    ready: bool = False
+
+
+class PhotoError(Exception):
+    def __init__(self, image_id: str, error: ImageDecodeError) -> None:
+        super().__init__(error.reason)
+        self.image_id = image_id
+        self.reason = error.reason
+        self.status = 415 if error.unsupported else 422
+
+
+def _image_id(upload: UploadFile, number: int) -> str:
+    """The uploaded file's own name, without any folders a client put in front of it."""
+    name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:200] or f"photo-{number + 1}"
+
+
+def _fold_rule(run: Any, fold: int | None, n_models: int) -> str:
+    if fold is not None:
+        return f"fold {fold} alone"
+    return "mean of the folds' probabilities" if n_models > 1 else "one model"
+
+
+def _model_info(run: Any, predictor: Any, model: ModelRef) -> ModelInfo:
+    metrics = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float, str))}
+    data = {
+        key: run.metrics[key]
+        for key in ("n_images", "n_held_out", "n_folds", "n_skipped")
+        if key in run.metrics
+    }
+    return ModelInfo(
+        run=model.run,
+        fold_rule=model.fold_rule,
+        grades=list(predictor.grades),
+        family=run.model_kind,
+        preset=run.settings.get("preset"),
+        explains_with="gradcam" if is_cnn(predictor) else "lime",
+        metrics=metrics,
+        data=data,
+        versions={"mangograde": __version__, **library_versions()},
+    )
+
+
+def _load(options: ServeOptions) -> _Service:
+    """Open the run (the same checks and messages as ``predict``)."""
+    run = open_run(options.run)
+    predictor = open_predictor(run, options.fold)
+    model = ModelRef(run=run.name, fold_rule=_fold_rule(run, options.fold, len(predictor.models)))
+    telemetry = Telemetry()
+    batcher = MicroBatcher(
+        predictor.grade, options.max_batch, options.batch_wait_s, telemetry.batch.observe
+    )
+    decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
+    return _Service(options, predictor, model, _model_info(run, predictor, model), telemetry,
+                    batcher, decoder)  # fmt: skip
+
+
+def create_app(options: ServeOptions) -> FastAPI:
+    """The service for ``options.run``; raises the run's errors before anything is served."""
+    service = _load(options)
+    configure_logging()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.batcher.start()
+        await _warm_up(service)
+        service.ready = True
+        try:
+            yield
+        finally:
+            service.ready = False
+            await service.batcher.stop()
+            service.decoder.shutdown(wait=False)
+
+    app = FastAPI(
+        title="mangograde",
+        version=__version__,
+        description="Grade mango photos with a trained mangograde run.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_routes(app, service)
+    _add_observability(app, service)
+    if options.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=options.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(UploadLimit, max_mb=options.max_upload_mb)
+    return app
+
+
+async def _warm_up(service: _Service) -> None:
+    """Grade a plain grey photo through the whole path before saying ready."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, "PNG")
+    photo = await _decode(service, "warm-up.png", buffer.getvalue())
+    await service.batcher.grade(photo)
+
+
+async def _decode(service: _Service, image_id: str, data: bytes) -> np.ndarray:
+    loop = asyncio.get_running_loop()
+    geometry = service.predictor.geometry
+    try:
+        return await loop.run_in_executor(service.decoder, decode, image_id, geometry, data)
+    except ImageDecodeError as exc:
+        raise PhotoError(image_id, exc) from None
+
+
+def _result(service: _Service, image_id: str, proba: np.ndarray, code: int) -> PhotoResult:
+    grades = service.predictor.grades
+    service.telemetry.photos.labels(grades[code]).inc()
+    probabilities = {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
+    return PhotoResult(
+        image_id=image_id, grade=grades[code], probabilities=probabilities, model=service.model
+    )
+
+
+async def _grade_one(service: _Service, image_id: str, upload: UploadFile) -> PhotoResult:
+    try:
+        photo = await _decode(service, image_id, await upload.read())
+    except PhotoError as exc:
+        service.telemetry.rejected.inc()
+        return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status)
+    proba, code = await service.batcher.grade(photo)
+    return _result(service, image_id, proba, code)
+
+
+def _add_routes(app: FastAPI, service: _Service) -> None:
+    options = service.options
+
+    def api_key(request: Request) -> None:
+        if options.api_key is None:
+            return
+        given = request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), options.api_key.encode()):
+            raise HTTPException(401, "Missing or wrong API key: send it in the X-API-Key header.")
+
+    guarded = [Depends(api_key)]
+
+    @app.post(
+        "/v1/grade",
+        response_model=GradeResponse,
+        response_model_exclude_none=True,
+        dependencies=guarded,
+        tags=["grading"],
+    )
+    async def grade(
+        request: Request,
+        files: Annotated[list[UploadFile], File(description="Photos, in the order to answer")],
+    ) -> Any:
+        """Grade one or many photos; a photo that cannot be read gets its own error entry."""
+        ids = [_image_id(upload, i) for i, upload in enumerate(files)]
+        results = await asyncio.gather(
+            *(_grade_one(service, i, u) for i, u in zip(ids, files, strict=True))
+        )
+        request.state.photos = len(results)
+        body = GradeResponse(model=service.model, results=list(results))
+        failed = [r.status for r in results if r.error is not None]
+        if results and len(failed) == len(results):  # nothing graded: the request failed
+            status = 415 if all(s == 415 for s in failed) else 422
+            return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
+        return body
+
+    @app.post(
+        "/v1/explain",
+        dependencies=guarded,
+        tags=["grading"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}, "description": "The heat map"}},
+    )
+    async def explain_photo(
+        file: Annotated[UploadFile, File(description="One photo")],
+        method: Annotated[
+            Literal["gradcam", "lime"] | None,
+            Query(description="gradcam (CNN runs) or lime; default: the run's best"),
+        ] = None,
+    ) -> Response:
+        """A PNG heat map of the regions that drove the photo's grade."""
+        if not options.explain:
+            raise HTTPException(404, "Explanations are turned off on this service (--no-explain).")
+        if method == "gradcam" and service.info.explains_with != "gradcam":
+            raise HTTPException(422, "Grad-CAM explains CNN runs only; use method=lime.")
+        image_id = _image_id(file, 0)
+        try:
+            photo = await _decode(service, image_id, await file.read())
+        except PhotoError as exc:
+            raise HTTPException(exc.status, f"{image_id}: {exc.reason}") from None
+        chosen = method or service.info.explains_with
+        found = await service.batcher.run(
+            explain, service.predictor, photo.copy(), chosen, None, options.lime_samples, 0, False
+        )
+        return Response(heat_png(found), media_type="image/png")
+
+    @app.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"])
+    async def model_info() -> ModelInfo:
+        """The run: grades, family, preset, training metrics, data and versions."""
+        return service.info
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """The model is loaded and has graded a warm-up photo."""
+        if service.ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        data = generate_latest(service.telemetry.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE / "index.html", media_type="text/html")
+
+    app.mount("/page", StaticFiles(directory=PAGE), name="page")
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+def _add_observability(app: FastAPI, service: _Service) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        failure = None
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - logged here; the client gets no traceback
+            failure = {"error": type(exc).__name__, "trace": traceback.format_exc()}
+            response = JSONResponse({"detail": "Internal error; the service log says more."}, 500)
+        seconds = time.perf_counter() - start
+        route = _route(request)
+        service.telemetry.request_done(route, response.status_code, seconds)
+        log_request(
+            method=request.method,
+            path=request.url.path,
+            route=route,
+            status=response.status_code,
+            ms=round(1000 * seconds, 2),
+            photos=getattr(request.state, "photos", None),
+            client=request.client.host if request.client else None,
+            **(failure or {}),
+        )
+        return response
+
+
+def read_api_key(path: str | Path) -> str:
+    """The key in ``path`` (surrounding whitespace dropped); never printed."""
+    path = Path(path)
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"--api-key-file {path}: cannot read it ({exc}).") from None
+    if not key:
+        raise SettingsError(f"--api-key-file {path} is empty: put the key in it.")
+    return key
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker of ``serve --workers N`` (options in $MANGOGRADE_SERVE)."""
+    settings = json.loads(os.environ["MANGOGRADE_SERVE"])
+    key_file = settings.pop("api_key_file")
+    set_max_pixels(settings.pop("max_pixels"))
+    settings["run"] = Path(settings["run"])
+    settings["api_key"] = read_api_key(key_file) if key_file else None
+    return create_app(ServeOptions(**settings))

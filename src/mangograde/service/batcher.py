@@ -1,0 +1,103 @@
+"""Micro-batching: photos from concurrent requests graded together in one forward pass.
+
+Requests put decoded photos on a queue; one task collects up to ``max_batch`` of them, or
+what arrives within ``wait_s`` of the first, and grades them in a worker thread, so the
+event loop keeps accepting uploads meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+Grade = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class MicroBatcher:
+    """``await batcher.grade(photo)`` -> (probabilities, grade code) of one photo."""
+
+    def __init__(
+        self,
+        grade: Grade,
+        max_batch: int = 32,
+        wait_s: float = 0.004,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be 1 or more, got {max_batch}.")
+        self._grade = grade
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[Any]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="grader")
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=True)
+
+    async def grade(self, photo: np.ndarray) -> tuple[np.ndarray, int]:
+        if self._queue is None:
+            raise RuntimeError("The batcher is not started.")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((photo, future))
+        return await future
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` in the grader thread: nothing else uses the model meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future[Any]]]:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        batch = [await self._queue.get()]
+        deadline = loop.time() + self.wait_s
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            waiting = [(photo, future) for photo, future in batch if not future.done()]
+            # Photos of one geometry share a shape; group in case a family's do not.
+            by_shape: dict[tuple[int, ...], list[tuple[np.ndarray, asyncio.Future[Any]]]] = {}
+            for photo, future in waiting:
+                by_shape.setdefault(photo.shape, []).append((photo, future))
+            for group in by_shape.values():
+                images = np.stack([photo for photo, _ in group])
+                try:
+                    proba, codes = await loop.run_in_executor(self._executor, self._grade, images)
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                if self._on_batch is not None:
+                    self._on_batch(len(group))
+                for i, (_, future) in enumerate(group):
+                    if not future.done():
+                        future.set_result((proba[i], int(codes[i])))

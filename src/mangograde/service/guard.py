@@ -1,0 +1,65 @@
+"""ASGI guard: uploads over the size limit get 413 before they are read whole."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class UploadLimit:
+    """Refuse a request whose declared length is over ``max_bytes`` before reading any of
+    it, and one that streams more than that as soon as it has."""
+
+    def __init__(self, app: Any, max_mb: float) -> None:
+        self.app = app
+        self.max_mb = max_mb
+        self.max_bytes = int(max_mb * 2**20)
+
+    async def _reject(self, send: Any) -> None:
+        detail = f"Upload over the limit of {self.max_mb:g} MB: send fewer or smaller photos."
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        state = {"received": 0, "over": False, "answered": False}
+
+        async def counted() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["over"] = True
+                    raise _TooLarge
+            return message
+
+        async def answer(message: Any) -> None:
+            if state["over"]:  # the app's own answer to a cut-off body is replaced
+                if not state["answered"]:
+                    state["answered"] = True
+                    await self._reject(send)
+                return
+            state["answered"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, answer)
+        except _TooLarge:
+            if not state["answered"]:
+                state["answered"] = True
+                await self._reject(send)

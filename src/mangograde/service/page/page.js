@@ -1,0 +1,171 @@
+"use strict";
+// The grading page: uploads photos to /v1/grade (a few at a time), shows each photo's grade,
+// its grade probabilities, and on request its heat map from /v1/explain.
+const state = { grades: [], results: [], key: sessionStorage.getItem("mangograde-key") || "" };
+const $ = (id) => document.getElementById(id);
+
+function headers() { return state.key ? { "X-API-Key": state.key } : {}; }
+
+async function call(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers() });
+  if (response.status === 401) { $("key-box").hidden = false; }
+  return response;
+}
+
+async function loadModel() {
+  const response = await call("/v1/model");
+  if (!response.ok) { $("model").textContent = "The model could not be read (" + response.status + ")."; return; }
+  const info = await response.json();
+  state.grades = info.grades;
+  state.explainsWith = info.explains_with;
+  const accuracy = info.metrics.accuracy === undefined ? "" : ", held-out accuracy " + (100 * info.metrics.accuracy).toFixed(1) + "%";
+  $("model").textContent = "Run " + info.run + " (" + (info.preset || info.family) + accuracy + "); grades " + info.grades.join(" > ");
+  renderTally();
+}
+
+function renderTally() {
+  const tally = $("tally");
+  tally.replaceChildren();
+  for (const grade of state.grades) {
+    const item = document.createElement("li");
+    const n = state.results.filter((r) => r.grade === grade).length;
+    item.textContent = grade + ": " + n;
+    item.dataset.grade = grade;
+    tally.append(item);
+  }
+  const graded = state.results.some((r) => r.grade);
+  $("download").disabled = !graded;
+  $("clear").disabled = state.results.length === 0;
+}
+
+function card(file) {
+  const item = document.createElement("li");
+  item.className = "photo";
+  const img = document.createElement("img");
+  img.src = URL.createObjectURL(file);
+  img.alt = "Photo " + file.name;
+  const name = document.createElement("p");
+  name.className = "name";
+  name.textContent = file.name;
+  const status = document.createElement("p");
+  status.className = "status";
+  status.setAttribute("aria-live", "polite");
+  status.textContent = "Grading…";
+  item.append(img, name, status);
+  $("photos").append(item);
+  return item;
+}
+
+function showResult(item, result) {
+  const status = item.querySelector(".status");
+  if (result.error) {
+    status.className = "status error";
+    status.textContent = "Not graded: " + result.error;
+    return;
+  }
+  status.className = "status grade";
+  status.textContent = "Grade " + result.grade;
+  for (const grade of state.grades) {
+    const p = result.probabilities[grade];
+    const row = document.createElement("div");
+    row.className = "bar";
+    const label = document.createElement("span");
+    label.textContent = grade;
+    const meter = document.createElement("meter");
+    meter.min = 0; meter.max = 1; meter.value = p;
+    meter.setAttribute("aria-label", "probability of " + grade);
+    const value = document.createElement("span");
+    value.textContent = (100 * p).toFixed(1) + "%";
+    row.append(label, meter, value);
+    item.append(row);
+  }
+  const why = document.createElement("button");
+  why.type = "button";
+  why.className = "why";
+  why.textContent = "Why " + result.grade + "?";
+  why.addEventListener("click", () => explainPhoto(item.file, result));
+  item.append(why);
+}
+
+async function gradeFile(file) {
+  const item = card(file);
+  item.file = file;
+  const form = new FormData();
+  form.append("files", file, file.name);
+  let result;
+  try {
+    const response = await call("/v1/grade", { method: "POST", body: form });
+    const body = await response.json();
+    if (body.results) { result = body.results[0]; }
+    else { result = { image_id: file.name, error: body.detail || ("error " + response.status) }; }
+  } catch (error) {
+    result = { image_id: file.name, error: "the service did not answer (" + error + ")" };
+  }
+  state.results.push(result);
+  showResult(item, result);
+  renderTally();
+}
+
+async function gradeAll(files) {
+  const queue = Array.from(files);
+  const lanes = Array.from({ length: Math.min(4, queue.length) }, async () => {
+    while (queue.length) { await gradeFile(queue.shift()); }
+  });
+  await Promise.all(lanes);
+}
+
+async function explainPhoto(file, result) {
+  const dialog = $("heat");
+  $("heat-title").textContent = "Why " + result.image_id + " is " + result.grade;
+  $("heat-status").textContent = "Working out the heat map…";
+  $("heat-image").removeAttribute("src");
+  $("heat-image").alt = "";
+  dialog.showModal();
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const response = await call("/v1/explain", { method: "POST", body: form });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    $("heat-status").textContent = "No heat map: " + (body.detail || response.status);
+    return;
+  }
+  const blob = await response.blob();
+  $("heat-image").src = URL.createObjectURL(blob);
+  $("heat-image").alt = "Heat map of " + result.image_id + ": warm regions drove the grade " + result.grade;
+  $("heat-status").textContent = (state.explainsWith === "gradcam" ? "Grad-CAM" : "LIME") + ": warm regions drove the grade.";
+}
+
+function downloadCsv() {
+  const rows = state.results.filter((r) => r.grade).map((r) => {
+    const id = /[",\n]/.test(r.image_id) ? '"' + r.image_id.replace(/"/g, '""') + '"' : r.image_id;
+    return id + "," + r.grade;
+  });
+  const blob = new Blob(["image_id,label\n" + rows.join("\n") + "\n"], { type: "text/csv" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = "grades.csv";
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+function setUp() {
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); gradeAll(e.dataTransfer.files); });
+  for (const id of ["pick", "camera"]) {
+    $(id).addEventListener("change", (e) => { gradeAll(e.target.files); e.target.value = ""; });
+  }
+  $("download").addEventListener("click", downloadCsv);
+  $("clear").addEventListener("click", () => { state.results = []; $("photos").replaceChildren(); renderTally(); });
+  $("key-save").addEventListener("click", () => {
+    state.key = $("key").value;
+    sessionStorage.setItem("mangograde-key", state.key);
+    $("key-box").hidden = true;
+    loadModel();
+  });
+  loadModel();
+}
+
+document.addEventListener("DOMContentLoaded", setUp);

@@ -1,0 +1,38 @@
+"""The API's request and answer shapes (the OpenAPI schema at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelRef(BaseModel):
+    run: str = Field(description="The run folder's name")
+    fold_rule: str = Field(description="How the run's fold models grade together")
+
+
+class PhotoResult(BaseModel):
+    image_id: str = Field(description="The uploaded file's name")
+    grade: str | None = Field(None, description="The grade; absent when the photo had an error")
+    probabilities: dict[str, float] | None = Field(None, description="Every grade's probability")
+    model: ModelRef | None = None
+    error: str | None = Field(None, description="Why this photo could not be graded")
+    status: int | None = Field(None, description="415: not a photo format; 422: damaged/too big")
+
+
+class GradeResponse(BaseModel):
+    model: ModelRef
+    results: list[PhotoResult] = Field(description="One per uploaded photo, in upload order")
+
+
+class ModelInfo(BaseModel):
+    run: str
+    fold_rule: str
+    grades: list[str] = Field(description="Best first")
+    family: str
+    preset: str | None
+    explains_with: str = Field(description="gradcam (CNN runs) or lime")
+    metrics: dict[str, Any] = Field(description="The run's held-out metrics")
+    data: dict[str, Any] = Field(description="What the run was trained and scored on")
+    versions: dict[str, str]

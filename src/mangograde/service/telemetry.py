@@ -1,0 +1,60 @@
+"""What the service tells its operators: Prometheus metrics and one JSON log line a request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LOG = logging.getLogger("mangograde.service")
+
+
+class Telemetry:
+    """The service's metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mangograde_requests", "Requests by route and status", ["route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.photos = Counter(
+            "mangograde_photos_graded", "Photos graded, by grade", ["grade"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "mangograde_photos_rejected", "Uploaded photos that could not be read",
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "mangograde_request_seconds", "Request latency by route", ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )  # fmt: skip
+        self.batch = Histogram(
+            "mangograde_batch_photos", "Photos per forward pass (micro-batches)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,
+        )  # fmt: skip
+
+    def request_done(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+
+def log_request(**fields: Any) -> None:
+    """One JSON line: what was asked and how it went (never a photo's bytes)."""
+    LOG.info(json.dumps({"time": round(time.time(), 3), **fields}, default=str))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Request lines to stderr as they are (already JSON)."""
+    if LOG.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(level)
+    LOG.propagate = False

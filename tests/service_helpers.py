@@ -1,0 +1,78 @@
+"""A tiny trained run and a real uvicorn server on 127.0.0.1 for the service tests."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image
+
+from .test_cli import run
+
+TINY_CNN = ["--model", "cnn", "--cv", "2", "--set", "features.size=32", "--set", "epochs=2",
+            "--set", "width=8", "--set", "threads=1", "--set", "batch_size=8"]  # fmt: skip
+
+
+def train_tiny(root: Path, out: Path, *recipe: str) -> Path:
+    data = [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]
+    result = run("train", *data, *(recipe or TINY_CNN), "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def jpeg(seed: int = 0, size: tuple[int, int] = (60, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 40 + seed).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("P", (20, 20)).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+def png_bomb(side: int = 30000) -> bytes:
+    """A few hundred bytes that claim ``side`` x ``side`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def live_server(app):
+    """``app`` served by uvicorn in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,226 @@
+"""mangograde serve: the API through FastAPI's TestClient on a tiny trained run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from mangograde.service import ServeOptions, create_app  # noqa: E402
+from mangograde.service.batcher import MicroBatcher  # noqa: E402
+from mangograde.service.telemetry import LOG  # noqa: E402
+
+from .service_helpers import gif, jpeg, png_bomb, train_tiny  # noqa: E402
+from .test_cli import assert_clean_failure, run  # noqa: E402
+from .test_cli_models import read_csv  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from mangograde.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("serve") / "s", n=36, size=48, seed=2)
+
+
+@pytest.fixture(scope="module")
+def cnn_run(synth, tmp_path_factory):
+    return train_tiny(synth, tmp_path_factory.mktemp("runs") / "cnn")
+
+
+@pytest.fixture(scope="module")
+def client(cnn_run):
+    with TestClient(create_app(ServeOptions(run=cnn_run))) as client:
+        yield client
+
+
+@pytest.fixture
+def lines():
+    """The JSON lines the service logs during a test."""
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOG.addHandler(handler)
+    yield records
+    LOG.removeHandler(handler)
+
+
+def upload(*photos: tuple[str, bytes]):
+    return [("files", (name, data, "application/octet-stream")) for name, data in photos]
+
+
+def test_grades_photos_in_upload_order_as_predict_does(client, synth, tmp_path, cnn_run):
+    names = sorted(p.name for p in (synth / "train").iterdir())[:5]
+    photos = [(n, (synth / "train" / n).read_bytes()) for n in names]
+    response = client.post("/v1/grade", files=upload(*photos[::-1]))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["image_id"] for r in results] == names[::-1]
+    csv = tmp_path / "p.csv"
+    done = run("predict", cnn_run, *(synth / "train" / n for n in names), "--out", csv)
+    assert done.exit_code == 0, done.output
+    expected = {r["image_id"]: r for r in read_csv(csv)}
+    for r in results:
+        assert r["model"] == {"run": "cnn", "fold_rule": "mean of the folds' probabilities"}
+        assert set(r["probabilities"]) == {"A", "B", "C"}
+        assert r["grade"] == expected[r["image_id"]]["label"]
+        for grade, p in r["probabilities"].items():
+            assert p == pytest.approx(float(expected[r["image_id"]][f"p_{grade}"]), abs=2e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "phrase"),
+    [
+        ("notes.txt", b"this is not a photo at all, only words", 415, "text file"),
+        ("anim.gif", gif(), 415, "GIF"),
+        ("cut.jpg", jpeg()[:300], 422, "truncated or corrupt"),
+        ("bomb.png", png_bomb(), 422, "too large"),
+    ],
+)
+def test_a_bad_photo_gets_its_own_error_and_the_others_are_graded(
+    client, name, data, status, phrase
+):
+    response = client.post("/v1/grade", files=upload(("good.jpg", jpeg(1)), (name, data)))
+    assert response.status_code == 200
+    good, bad = response.json()["results"]
+    assert good["grade"] in ("A", "B", "C") and "error" not in good
+    assert bad["image_id"] == name and bad["status"] == status and phrase in bad["error"]
+    alone = client.post("/v1/grade", files=upload((name, data)))
+    assert alone.status_code == status and phrase in alone.text
+    again = client.post("/v1/grade", files=upload(("after.jpg", jpeg(2))))  # process unharmed
+    assert again.status_code == 200 and again.json()["results"][0]["grade"]
+
+
+def test_uploads_over_the_limit_get_413_before_being_read(cnn_run):
+    app = create_app(ServeOptions(run=cnn_run, max_upload_mb=0.01))
+    with TestClient(app) as client:
+        big = upload(("big.jpg", jpeg(size=(400, 400)) + b"\0" * 20_000))
+        assert client.post("/v1/grade", files=big).status_code == 413
+
+        def stream():  # no Content-Length: counted while it arrives
+            yield b'--cut\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\n'
+            for _ in range(30):
+                yield b"x" * 1024
+
+        kind = {"content-type": "multipart/form-data; boundary=cut"}
+        cut = client.post("/v1/grade", content=stream(), headers=kind)
+        assert cut.status_code == 413 and "limit of 0.01 MB" in cut.json()["detail"]
+        assert client.post("/v1/grade", files=upload(("ok.jpg", jpeg()))).status_code == 200
+
+
+def test_the_api_key_is_required_compared_and_never_logged(cnn_run, lines):
+    secret = "k3y-that-must-not-leak"
+    with TestClient(create_app(ServeOptions(run=cnn_run, api_key=secret))) as client:
+        photo = upload(("a.jpg", jpeg()))
+        assert client.post("/v1/grade", files=photo).status_code == 401
+        wrong = client.post("/v1/grade", files=photo, headers={"X-API-Key": "guess"})
+        assert wrong.status_code == 401 and "X-API-Key" in wrong.json()["detail"]
+        assert client.get("/v1/model").status_code == 401
+        right = client.post("/v1/grade", files=photo, headers={"X-API-Key": secret})
+        assert right.status_code == 200
+        assert client.get("/healthz").status_code == 200  # probes need no key
+    assert lines and not any(secret in line for line in lines)
+
+
+def test_no_cors_unless_an_origin_is_given(cnn_run, client):
+    origin = {"Origin": "https://tablet.example"}
+    assert "access-control-allow-origin" not in client.get("/healthz", headers=origin).headers
+    app = create_app(ServeOptions(run=cnn_run, cors_origins=["https://tablet.example"]))
+    with TestClient(app) as allowed:
+        answer = allowed.get("/healthz", headers=origin)
+        assert answer.headers["access-control-allow-origin"] == "https://tablet.example"
+
+
+def test_internal_errors_carry_no_traceback_and_requests_log_one_json_line(
+    client, monkeypatch, lines
+):
+    service = client.app.state.service
+
+    def broken(images):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(service.batcher, "_grade", broken)
+    response = client.post("/v1/grade", files=upload(("a.jpg", jpeg())))
+    assert response.status_code == 500
+    assert "Traceback" not in response.text and "secret internals" not in response.text
+    monkeypatch.undo()
+    assert client.post("/v1/grade", files=upload(("b.jpg", jpeg()))).status_code == 200
+    records = [json.loads(line) for line in lines]
+    assert [r["status"] for r in records] == [500, 200]
+    assert records[0]["error"] == "RuntimeError" and records[1]["photos"] == 1
+    assert all(len(line) < 4000 and "\n" not in line.strip() for line in lines[1:])
+
+
+def test_health_readiness_model_and_metrics(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    info = client.get("/v1/model").json()
+    assert info["grades"] == ["A", "B", "C"] and info["family"] == "cnn"
+    assert info["preset"] == "cnn-fast" and info["explains_with"] == "gradcam"
+    assert 0 <= info["metrics"]["accuracy"] <= 1 and info["data"]["n_folds"] == 2
+    graded = client.post("/v1/grade", files=upload(("m.jpg", jpeg(5)))).json()["results"][0]
+    text = client.get("/metrics").text
+    assert f'mangograde_photos_graded_total{{grade="{graded["grade"]}"}}' in text
+    assert 'mangograde_requests_total{route="/v1/grade",status="200"}' in text
+    assert "mangograde_request_seconds_bucket" in text and "mangograde_batch_photos" in text
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/grade", "/v1/explain", "/v1/model"} <= set(schema["paths"])
+
+
+def test_explain_answers_a_heat_map_png(client, synth):
+    photo = (synth / "train" / "mango_00000.jpg").read_bytes()
+    response = client.post("/v1/explain", files={"file": ("m.jpg", photo)})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG")
+    bad = client.post("/v1/explain", files={"file": ("x.gif", gif())})
+    assert bad.status_code == 415 and "x.gif" in bad.json()["detail"]
+
+
+def test_lime_explains_a_classical_run(synth, tmp_path):
+    svm = train_tiny(synth, tmp_path / "svm", "--model", "svm", "--cv", "2")
+    with TestClient(create_app(ServeOptions(run=svm, lime_samples=40))) as client:
+        assert client.get("/v1/model").json()["explains_with"] == "lime"
+        photo = {"file": ("m.jpg", (synth / "train" / "mango_00001.jpg").read_bytes())}
+        assert client.post("/v1/explain?method=gradcam", files=photo).status_code == 422
+        response = client.post("/v1/explain", files=photo)
+        assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+    off = create_app(ServeOptions(run=svm, explain=False))
+    with TestClient(off) as client:
+        assert client.post("/v1/explain", files=photo).status_code == 404
+
+
+def test_concurrent_photos_share_one_forward_pass():
+    calls: list[int] = []
+
+    def grade(images):
+        calls.append(len(images))
+        return np.full((len(images), 3), 1 / 3), np.arange(len(images)) % 3
+
+    async def main(max_batch: int) -> list[int]:
+        batcher = MicroBatcher(grade, max_batch=max_batch, wait_s=0.05)
+        await batcher.start()
+        photos = [np.full((4, 4, 3), i, dtype=np.uint8) for i in range(5)]
+        answers = await asyncio.gather(*(batcher.grade(p) for p in photos))
+        await batcher.stop()
+        return [code for _, code in answers]
+
+    assert asyncio.run(main(32)) == [0, 1, 2, 0, 1] and calls == [5]
+    calls.clear()
+    assert asyncio.run(main(2)) == [0, 1, 0, 1, 0] and calls == [2, 2, 1]
+
+
+def test_serve_refuses_a_bad_run_or_key_file_like_predict(tmp_path, cnn_run):
+    missing = tmp_path / "nothing"
+    served = run("serve", missing)
+    predicted = run("predict", missing, tmp_path, "--out", tmp_path / "p.csv")
+    assert_clean_failure(served)
+    assert served.output.strip().splitlines()[-1] == predicted.output.strip().splitlines()[-1]
+    empty = tmp_path / "key"
+    empty.write_text("  \n")
+    assert_clean_failure(run("serve", cnn_run, "--api-key-file", empty), "is empty")

@@ -1,0 +1,100 @@
+"""The grading page in a real browser: Debian's chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+pytest.importorskip("fastapi")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from mangograde.service import ServeOptions, create_app  # noqa: E402
+
+from .service_helpers import live_server, train_tiny  # noqa: E402
+
+CHROMIUM = os.environ.get("MANGOGRADE_CHROMIUM") or next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
+)
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium on this machine: .ci/run installs Debian's chromium with apt; or set "
+    "MANGOGRADE_CHROMIUM to a Chromium binary",
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from mangograde.synth import synthesize
+
+    root = synthesize(tmp_path_factory.mktemp("page") / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path_factory.mktemp("runs") / "cnn")
+    with live_server(create_app(ServeOptions(run=out))) as url:
+        yield url, root
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(accept_downloads=True, viewport={"width": 412, "height": 915})
+        yield context.new_page()
+        browser.close()
+
+
+@needs_browser
+def test_grade_three_photos_see_why_and_download_the_csv(site, page, tmp_path):
+    url, root = site
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a photo, only text")
+    good = [root / "train" / "mango_00000.jpg", root / "train" / "mango_00001.jpg"]
+    page.goto(url)
+    sync_api.expect(page.locator("#model")).to_contain_text("grades A > B > C")
+    page.set_input_files("#pick", [*map(str, good), str(broken)])
+    cards = page.locator("#photos .photo")
+    sync_api.expect(cards).to_have_count(3)
+    sync_api.expect(page.locator(".status", has_text="Grading")).to_have_count(0, timeout=20000)
+
+    by_name = {cards.nth(i).locator(".name").inner_text(): cards.nth(i) for i in range(3)}
+    error = by_name["broken.jpg"].locator(".status")
+    sync_api.expect(error).to_contain_text("Not graded: a text file")
+    grades = {}
+    for photo in good:
+        card = by_name[photo.name]
+        grades[photo.name] = card.locator(".status").inner_text().removeprefix("Grade ")
+        assert grades[photo.name] in ("A", "B", "C")
+        sync_api.expect(card.locator("meter")).to_have_count(3)
+    tally = [li.inner_text() for li in page.locator("#tally li").all()]
+    assert sum(int(t.split(": ")[1]) for t in tally) == 2
+
+    by_name[good[0].name].locator("button.why").click()
+    heat = page.locator("#heat-image")
+    sync_api.expect(heat).to_have_attribute("alt", f"Heat map of {good[0].name}: warm regions "
+                                            f"drove the grade {grades[good[0].name]}")  # fmt: skip
+    assert page.evaluate("document.getElementById('heat-image').naturalWidth") > 0
+    page.screenshot(path=str(tmp_path / "page-heat.png"))
+    page.keyboard.press("Escape")  # the dialog closes from the keyboard
+    sync_api.expect(page.locator("#heat")).not_to_be_visible()
+
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    saved = tmp_path / "grades.csv"
+    download.value.save_as(saved)
+    lines = saved.read_text().splitlines()
+    assert lines[0] == "image_id,label"
+    assert sorted(lines[1:]) == sorted(f"{name},{grade}" for name, grade in grades.items())
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert (tmp_path / "page.png").stat().st_size > 0
+
+
+@needs_browser
+def test_the_page_works_from_the_keyboard(site, page):
+    url, _ = site
+    page.goto(url)
+    sync_api.expect(page.locator("#model")).to_contain_text("grades")
+    focused = []
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.id"))
+    assert focused[:2] == ["pick", "camera"]  # the two ways to give photos come first
