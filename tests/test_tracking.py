@@ -30,6 +30,7 @@ def test_the_metrics_logged_are_the_runs_own(data, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts in ./mlruns beside a SQLite store
     out = tmp_path / "run"
     result = run("train", data, "--model", "rf", "--set", "n_estimators=4", "--set",
                  "features.size=8", "--set", "expand=none", "--cv", "2", "--out", out)  # fmt: skip
