@@ -32,8 +32,14 @@ state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., object])
 
 
+# What `mangograde[train]` adds to the core install (which grades exports only).
+TRAINING_MODULES = ("sklearn", "torch", "torchvision", "yaml", "matplotlib", "scipy", "numba",
+                    "lime", "skimage", "captum")  # fmt: skip
+
+
 def user_errors(command: F) -> F:
-    """Turn a MangogradeError into one clear message and exit status 1."""
+    """Turn a MangogradeError into one clear message and exit status 1; so too a command
+    that needs the training install on a slim one."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -43,6 +49,16 @@ def user_errors(command: F) -> F:
             if state["debug"]:
                 raise
             err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
+        except ModuleNotFoundError as exc:
+            if state["debug"] or (exc.name or "").split(".")[0] not in TRAINING_MODULES:
+                raise
+            err.print(
+                f"[bold red]Error:[/] this command needs {exc.name}, part of the training "
+                "install: pip install 'mangograde[train]'. This install grades exported runs "
+                "only (`mangograde predict EXPORT_DIR`).",
+                highlight=False,
+            )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,9 +31,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__
 from ..errors import SettingsError
 from ..explain import explain, is_cnn
+from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
-from ..models.bundle import library_versions
-from ..runs import open_predictor, open_run
 from .batcher import MicroBatcher
 from .guard import UploadLimit
 from .heatmap import heat_png
@@ -92,14 +91,25 @@ def _fold_rule(run: Any, fold: int | None, n_models: int) -> str:
     return "mean of the folds' probabilities" if n_models > 1 else "one model"
 
 
-def _model_info(run: Any, predictor: Any, model: ModelRef) -> ModelInfo:
+def _versions(*names: str) -> dict[str, str]:
+    from importlib import metadata
+
+    found = {"mangograde": __version__}
+    for name in names:
+        with suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def _run_info(options: ServeOptions) -> tuple[Any, ModelRef, ModelInfo]:
+    """The grader of a run folder, and what /v1/model says of it."""
+    from ..runs import open_predictor, open_run
+
+    run = open_run(options.run)
+    predictor = open_predictor(run, options.fold)
+    model = ModelRef(run=run.name, fold_rule=_fold_rule(run, options.fold, len(predictor.models)))
     metrics = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float, str))}
-    data = {
-        key: run.metrics[key]
-        for key in ("n_images", "n_held_out", "n_folds", "n_skipped")
-        if key in run.metrics
-    }
-    return ModelInfo(
+    info = ModelInfo(
         run=model.run,
         fold_rule=model.fold_rule,
         grades=list(predictor.grades),
@@ -107,23 +117,49 @@ def _model_info(run: Any, predictor: Any, model: ModelRef) -> ModelInfo:
         preset=run.settings.get("preset"),
         explains_with="gradcam" if is_cnn(predictor) else "lime",
         metrics=metrics,
-        data=data,
-        versions={"mangograde": __version__, **library_versions()},
+        data={k: run.metrics[k] for k in _DATA if k in run.metrics},
+        versions=_versions("numpy", "pillow", "scikit-learn", "torch"),
     )
+    return predictor, model, info
+
+
+def _export_info(grader: ExportedGrader) -> tuple[Any, ModelRef, ModelInfo]:
+    """An export folder's grader (ONNX Runtime), and what /v1/model says of it."""
+    manifest = grader.manifest
+    model = ModelRef(
+        run=manifest["source_run"],
+        fold_rule=f"{manifest['fold_rule']}, ONNX {manifest['precision']} export",
+    )
+    metrics = manifest["source"]["metrics"]
+    info = ModelInfo(
+        run=model.run,
+        fold_rule=model.fold_rule,
+        grades=list(grader.grades),
+        family=manifest["source"]["family"],
+        preset=manifest["source"]["preset"],
+        explains_with="lime",
+        metrics=metrics,
+        data={k: metrics[k] for k in _DATA if k in metrics},
+        versions=_versions("numpy", "pillow", "onnxruntime"),
+    )
+    return grader, model, info
+
+
+_DATA = ("n_images", "n_held_out", "n_folds", "n_skipped")
 
 
 def _load(options: ServeOptions) -> _Service:
-    """Open the run (the same checks and messages as ``predict``)."""
-    run = open_run(options.run)
-    predictor = open_predictor(run, options.fold)
-    model = ModelRef(run=run.name, fold_rule=_fold_rule(run, options.fold, len(predictor.models)))
+    """Open the run or export (the same checks and messages as ``predict``)."""
+    if is_export(options.run):
+        predictor, model, info = _export_info(open_grader(options.run, options.fold))
+    else:
+        predictor, model, info = _run_info(options)
     telemetry = Telemetry()
     batcher = MicroBatcher(
         predictor.grade, options.max_batch, options.batch_wait_s, telemetry.batch.observe
     )
     decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
-    return _Service(options, predictor, model, _model_info(run, predictor, model), telemetry,
-                    batcher, decoder)  # fmt: skip
+    return _Service(options, predictor, model, info, telemetry, batcher, decoder)
 
 
 def create_app(options: ServeOptions) -> FastAPI:
@@ -262,9 +298,15 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         except PhotoError as exc:
             raise HTTPException(exc.status, f"{image_id}: {exc.reason}") from None
         chosen = method or service.info.explains_with
-        found = await service.batcher.run(
-            explain, service.predictor, photo.copy(), chosen, None, options.lime_samples, 0, False
-        )
+        try:
+            found = await service.batcher.run(
+                explain, service.predictor, photo.copy(), chosen, None, options.lime_samples, 0,
+                False,
+            )  # fmt: skip
+        except ImportError as exc:
+            raise HTTPException(
+                501, f"Explanations need {exc.name}, which this install lacks (the full one has)."
+            ) from None
         return Response(heat_png(found), media_type="image/png")
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"])

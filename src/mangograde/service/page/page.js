@@ -44,6 +44,7 @@ function card(file) {
   const img = document.createElement("img");
   img.src = URL.createObjectURL(file);
   img.alt = "Photo " + file.name;
+  img.addEventListener("error", () => { img.hidden = true; });  // the browser cannot show it either
   const name = document.createElement("p");
   name.className = "name";
   name.textContent = file.name;
