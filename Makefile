@@ -1,5 +1,5 @@
 # `make demo` and `make test` set everything up on first use (a .venv with the package
-# installed editable, test extras included); later runs reuse it.
+# installed editable, training and test extras included); later runs reuse it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[train,test]'
 	touch $(STAMP)
 
 # `make demo DEMO_OPTS=--tiny DEMO_OUT=/tmp/d` runs the seconds-long version (CI does).

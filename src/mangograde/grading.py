@@ -6,19 +6,20 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .atomic import atomic_open
 from .data import Dataset, find_photos
 from .errors import DatasetError
-from .evaluation import evaluate
 from .images import ImageCache, load_images
 from .images.decode import BadImage
 from .images.loader import bad_images_message
 from .progress import Bar
-from .runs import RunPredictor
+
+if TYPE_CHECKING:
+    from .runs import RunPredictor
 
 BATCH = 128
 
@@ -167,6 +168,8 @@ def evaluate_dataset(
     images, kept, bad, notices = _decode(predictor, dataset.paths, cache, skip_bad, progress)
     proba, predicted = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)
+    from .evaluation import evaluate
+
     record = evaluate(
         kept_set.labels,
         predicted,

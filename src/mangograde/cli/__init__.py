@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import data, grade, serve, train
+from . import data, export, grade, serve, train
 from .options import out, state, user_errors
 
 
@@ -88,6 +88,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "explain": grade.explain_command,
         "compare": grade.compare_command,
         "serve": serve.serve_command,
+        "export": export.export_command,
     },
     train.presets_app: {"show": train.presets_show},
 }

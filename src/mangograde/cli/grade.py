@@ -168,8 +168,8 @@ def predict_command(
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade."""
+    from ..graders import open_grader
     from ..grading import grade_photos, write_submission
-    from ..runs import open_predictor
 
     if csv_format not in ("probabilities", "submission"):
         raise typer.BadParameter(
@@ -177,7 +177,7 @@ def predict_command(
         )
     claim_file(out_file, "--out", photos, [run_dir], overwrite)
     set_max_pixels(max_pixels)
-    predictor = open_predictor(run_dir, fold)
+    predictor = open_grader(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
     write_submission(out_file, graded, probabilities=csv_format == "probabilities")

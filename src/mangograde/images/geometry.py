@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
-from ..errors import SettingsError
+from ..errors import MangogradeError, SettingsError
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,23 @@ def resize_for(size: int) -> int:
     if size < 1:
         raise SettingsError(f"The CNN input size must be at least 1 pixel, got {size}.")
     return round(size * 256 / 224)
+
+
+def geometry_record(geometry: Geometry) -> dict[str, Any]:
+    if isinstance(geometry, Resize):
+        return {"kind": "resize", "size": geometry.size}
+    return {"kind": "resize-center-crop", "resize": geometry.resize, "crop": geometry.crop}
+
+
+def read_geometry(record: Any) -> Geometry | None:
+    """The geometry a bundle or an export records (sides of 8 to 4,096 pixels), or None."""
+    try:
+        if record.get("kind") == "resize":
+            geometry: Geometry = Resize(int(record["size"]))
+        elif record.get("kind") == "resize-center-crop":
+            geometry = ResizeCenterCrop(int(record["resize"]), int(record["crop"]))
+        else:
+            return None
+    except (AttributeError, KeyError, TypeError, ValueError, MangogradeError):
+        return None
+    return geometry if all(8 <= side <= 4096 for side in geometry.shape[:2]) else None

@@ -27,7 +27,7 @@ from ..config import dump
 from ..data import Dataset
 from ..errors import MangogradeError, OutputError, SettingsError
 from ..images.decode import BadImage
-from ..images.geometry import Geometry, Resize, ResizeCenterCrop
+from ..images.geometry import Geometry, geometry_record, read_geometry
 from ..models.bundle import Bundle, load_bundle, save_bundle
 
 FORMAT_VERSION = 2  # 1: mangograde 0.1.0, before config.yaml recorded it
@@ -86,25 +86,11 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return []
 
 
-def geometry_record(geometry: Geometry) -> dict[str, Any]:
-    if isinstance(geometry, Resize):
-        return {"kind": "resize", "size": geometry.size}
-    return {"kind": "resize-center-crop", "resize": geometry.resize, "crop": geometry.crop}
-
-
 def geometry_from_record(record: dict[str, Any]) -> Geometry:
     """The photo geometry a bundle records (sides of 8 to 4,096 pixels)."""
-    try:
-        if record.get("kind") == "resize":
-            geometry: Geometry = Resize(int(record["size"]))
-        elif record.get("kind") == "resize-center-crop":
-            geometry = ResizeCenterCrop(int(record["resize"]), int(record["crop"]))
-        else:
-            raise ValueError(record.get("kind"))
-        if all(8 <= side <= 4096 for side in geometry.shape[:2]):
-            return geometry
-    except (AttributeError, KeyError, TypeError, ValueError, MangogradeError):
-        pass
+    geometry = read_geometry(record)
+    if geometry is not None:
+        return geometry
     raise RunError(
         f"Unknown photo geometry {str(record)[:80]!r} in a bundle; was it made by mangograde?"
     )

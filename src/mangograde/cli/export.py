@@ -1,0 +1,59 @@
+"""``mangograde export``: a CNN run as ONNX, to grade without PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..errors import SettingsError
+from .grade import FoldOpt, RunArg
+from .options import OverwriteOpt, out
+
+
+def export_command(
+    run_dir: RunArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the export into.")],
+    export_format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    fold: FoldOpt = None,
+    all_folds: Annotated[
+        bool, typer.Option("--all-folds", help="Every fold model in one graph (the default).")
+    ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Static int8 quantisation (needs --calibration).")
+    ] = False,
+    calibration: Annotated[
+        list[Path] | None,
+        typer.Option("--calibration", help="Photos (files or folders) to calibrate int8 on."),
+    ] = None,
+    check: Annotated[
+        Path | None, typer.Option("--check", help="Labelled photos to report accuracy on.")
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Label CSV of the --check photos.")
+    ] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 17 or newer.")] = 18,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Export a CNN run to ONNX: `model.onnx` (all folds in one graph, or --fold N) and
+    `grader.json`. `mangograde predict` and `serve` grade the export folder with ONNX
+    Runtime alone, without PyTorch."""
+    from ..exporting import export_run
+
+    if export_format != "onnx":
+        raise SettingsError(f"--format {export_format!r}: only onnx is supported.")
+    if all_folds and fold is not None:
+        raise SettingsError("Give --fold N or --all-folds, not both.")
+    result = export_run(
+        run_dir, out_dir, fold, opset, int8, calibration, check, labels, overwrite=overwrite
+    )
+    manifest = result.manifest
+    out.print(
+        f"Exported {escape(str(run_dir))} ({len(manifest['members'])} network(s), "
+        f"{manifest['fold_rule']}, {manifest['precision']}) to {escape(str(result.out))}; "
+        f"ONNX Runtime matches PyTorch to {manifest['parity_max_abs_diff']:.1e}"
+    )
+    for precision, accuracy in result.accuracy.items():
+        out.print(f"Accuracy on {escape(str(check))}, {precision}: {accuracy:.3f}")

@@ -1,0 +1,149 @@
+"""The graders ``predict`` and ``serve`` use: a run folder's :class:`RunPredictor`, or an
+exported run (``mangograde export``) graded with ONNX Runtime, numpy and Pillow only.
+
+An export folder holds ``model.onnx`` and ``grader.json``. The graph takes the photos as
+decoded at the run's geometry (uint8 ``(N, R, R, 3)``) and returns every fold model's
+probabilities ``(N, models, grades)``: the crop, normalisation and flip TTA are inside it.
+``grader.json`` says how the models grade together, the same rule as :class:`RunPredictor`.
+Nothing here imports torch, scikit-learn or numba.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MangogradeError, SettingsError
+from .images.geometry import read_geometry
+
+GRADER_FILE = "grader.json"
+FORMAT = "mangograde-export"
+FORMAT_VERSION = 1
+
+
+class ExportError(MangogradeError):
+    """An export folder that cannot be used as it is."""
+
+
+def is_export(folder: str | Path) -> bool:
+    return (Path(folder) / GRADER_FILE).is_file()
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """``grader.json``, checked: its format, its version, and every file's SHA-256."""
+    try:
+        manifest = json.loads((folder / GRADER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{folder / GRADER_FILE} cannot be read ({exc}).") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ExportError(f"{folder / GRADER_FILE} is not a mangograde export's grader.json.")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ExportError(
+            f"{folder} was exported in format {version!r}; this mangograde reads format "
+            f"{FORMAT_VERSION} and older. Upgrade mangograde on this machine, or export the "
+            "run again with this version."
+        )
+    for name, expected in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise ExportError(f"{path} is missing: copy the whole export folder.")
+        if sha256(path) != expected:
+            raise ExportError(
+                f"{path} is not the file that was exported (its SHA-256 differs): it was "
+                "changed or damaged. Copy the export again from where it was made."
+            )
+    return manifest
+
+
+class ExportedGrader:
+    """Grades decoded photos with an export folder; the interface of RunPredictor."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.grades = tuple(self.manifest["grades"])
+        geometry = read_geometry(self.manifest["geometry"])
+        if geometry is None:
+            raise ExportError(f"{GRADER_FILE}: unknown geometry {self.manifest['geometry']!r}.")
+        self.geometry = geometry
+        self.bundles = self.manifest["bundles"]
+        self.notices: list[str] = []
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ExportError(
+                "Grading an export needs ONNX Runtime: pip install 'mangograde[grade]'."
+            ) from None
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(self.folder / self.manifest["model"]), options, providers=["CPUExecutionProvider"]
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("source_run", self.folder.name))
+
+    def member_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """``(N, models, grades)`` from the graph, in batches of 64."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        parts = [
+            self.session.run(None, {"photos": images[i : i + 64]})[0]
+            for i in range(0, len(images), 64)
+        ]
+        members = len(self.manifest["members"])
+        empty = np.zeros((0, members, len(self.grades)), dtype=np.float32)
+        return np.concatenate(parts) if parts else empty
+
+    def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and grade codes, by the run's rule: each bundle's mean or vote
+        over its members, then the mean over bundles (one bundle: its own rule)."""
+        members = self.member_probabilities(images).astype(np.float64).transpose(1, 0, 2)
+        probabilities, codes = [], []
+        for bundle in self.bundles:
+            own = members[bundle["members"]]
+            mean = own.mean(axis=0)
+            if bundle["voting"] == "vote":
+                shares = np.eye(len(self.grades))[own.argmax(axis=2)].mean(axis=0)
+                probabilities.append(shares)
+                codes.append((shares * len(own) + mean / 2).argmax(axis=1))
+            else:
+                probabilities.append(mean)
+                codes.append(mean.argmax(axis=1))
+        proba = np.mean(probabilities, axis=0)
+        return proba, codes[0] if len(self.bundles) == 1 else proba.argmax(axis=1)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.grade(images)[0]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.grade(images)[1]
+
+
+def open_grader(path: str | Path, fold: int | None = None) -> Any:
+    """The grader of a run folder (:func:`mangograde.runs.open_predictor`) or of an export
+    folder (:class:`ExportedGrader`; torch is not imported then)."""
+    if is_export(path):
+        if fold is not None:
+            raise SettingsError(
+                f"{path} is an export: it grades with the fold rule it was exported with "
+                "(grader.json says which). Drop --fold, or export one fold with --fold."
+            )
+        return ExportedGrader(path)
+    from .runs import open_predictor
+
+    return open_predictor(path, fold)

@@ -1,0 +1,151 @@
+"""mangograde export: ONNX graphs that grade like the run, without PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from .service_helpers import train_tiny  # noqa: E402
+from .test_cli import assert_clean_failure, run  # noqa: E402
+from .test_cli_models import read_csv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SLIM = ["numpy", "pillow", "onnxruntime", "typer", "rich"]  # the [grade] extra
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from mangograde.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("export") / "s", n=40, size=48, seed=2)
+
+
+@pytest.fixture(scope="module")
+def cnn_run(synth, tmp_path_factory):
+    return train_tiny(synth, tmp_path_factory.mktemp("runs") / "cnn")
+
+
+@pytest.fixture(scope="module")
+def exported(cnn_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "fp32"
+    result = run("export", cnn_run, "--format", "onnx", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def probabilities(csv):
+    rows = read_csv(csv)
+    return [r["image_id"] for r in rows], [r["label"] for r in rows], np.array(
+        [[float(v) for k, v in r.items() if k.startswith("p_")] for r in rows]
+    )
+
+
+def photos(synth):
+    return [synth / "train", synth / "dev"]  # 40 photos
+
+
+def test_the_export_grades_as_the_run_does(synth, cnn_run, exported, tmp_path):
+    manifest = json.loads((exported / "grader.json").read_text())
+    assert manifest["grades"] == ["A", "B", "C"] and len(manifest["members"]) == 2
+    assert manifest["bundles"][0]["voting"] == "mean" and manifest["precision"] == "fp32"
+    assert manifest["parity_max_abs_diff"] < 1e-4
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(exported / "model.onnx")))
+    assert run("predict", cnn_run, *photos(synth), "--out", tmp_path / "run.csv").exit_code == 0
+    done = run("predict", exported, *photos(synth), "--out", tmp_path / "onnx.csv")
+    assert done.exit_code == 0, done.output
+    ids, labels, theirs = probabilities(tmp_path / "onnx.csv")
+    ids2, labels2, ours = probabilities(tmp_path / "run.csv")
+    assert ids == ids2 and labels == labels2 and len(ids) >= 32
+    assert np.abs(theirs - ours).max() < 1e-4
+
+
+def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_path):
+    out = tmp_path / "int8"
+    labels = synth / "train.csv"
+    result = run("export", cnn_run, "--fold", "1", "--int8", "--calibration", synth / "dev",
+                 "--check", synth / "train", "--labels", labels, "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fp32:" in result.output and "int8:" in result.output
+    manifest = json.loads((out / "grader.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["fold_rule"] == "fold 1 alone"
+    import onnx
+
+    kinds = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in kinds and "DequantizeLinear" in kinds
+    done = run("predict", out, synth / "train", "--out", tmp_path / "p.csv")
+    assert done.exit_code == 0, done.output
+    assert run("predict", out, synth / "train", "--fold", "0", "--out", tmp_path / "q.csv")\
+        .exit_code == 1  # fmt: skip
+
+
+def test_refusals(synth, exported, tmp_path):
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(exported, tampered)
+    with open(tampered / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    out = tmp_path / "p.csv"
+    assert_clean_failure(run("predict", tampered, synth / "dev", "--out", out), "SHA-256 differs")
+    newer = tmp_path / "newer"
+    shutil.copytree(exported, newer)
+    manifest = json.loads((newer / "grader.json").read_text())
+    manifest["format_version"] = 99
+    (newer / "grader.json").write_text(json.dumps(manifest))
+    assert_clean_failure(run("predict", newer, synth / "dev", "--out", out), "format 99")
+    svm = train_tiny(synth, tmp_path / "svm", "--model", "svm", "--cv", "2")
+    refused = run("export", svm, "--out", tmp_path / "e")
+    assert_clean_failure(refused, "only CNN runs export", "svm run")
+    assert not (tmp_path / "e").exists() and not out.exists()
+    again = run("export", exported.parent / "nowhere", "--out", exported)
+    assert_clean_failure(again, "not empty")
+
+
+def test_serve_grades_with_an_export(synth, exported):
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    with TestClient(create_app(ServeOptions(run=exported))) as client:
+        info = client.get("/v1/model").json()
+        assert info["run"] == "cnn" and "ONNX fp32 export" in info["fold_rule"]
+        photo = (synth / "dev" / sorted(os.listdir(synth / "dev"))[0]).read_bytes()
+        answer = client.post("/v1/grade", files=[("files", ("a.jpg", photo))]).json()
+        assert answer["results"][0]["grade"] in ("A", "B", "C")
+
+
+def test_a_slim_install_grades_an_export_without_torch(synth, cnn_run, exported, tmp_path):
+    """A venv with only the [grade] packages (pip's cache serves them) and mangograde's
+    source on the path: torch, scikit-learn, numba and lime cannot be imported there."""
+    env_dir = tmp_path / "slim"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([python, "-m", "pip", "install", "-q", *SLIM],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    if install.returncode != 0:
+        pytest.skip(f"pip could not install the slim packages here: {install.stderr[-300:]}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    absent = "import importlib.util as u; print([m for m in ('torch', 'sklearn', 'numba', " \
+             "'lime', 'scipy', 'yaml') if u.find_spec(m)])"  # fmt: skip
+    found = subprocess.run([python, "-c", absent], capture_output=True, text=True, env=env)
+    assert found.stdout.strip() == "[]", found.stdout + found.stderr
+    csv = tmp_path / "slim.csv"
+    graded = subprocess.run(
+        [python, "-m", "mangograde", "predict", exported, *photos(synth), "--out", csv],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    assert run("predict", exported, *photos(synth), "--out", tmp_path / "full.csv").exit_code == 0
+    assert csv.read_text() == (tmp_path / "full.csv").read_text()
