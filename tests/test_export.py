@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -45,8 +44,10 @@ def exported(cnn_run, tmp_path_factory):
 
 def probabilities(csv):
     rows = read_csv(csv)
-    return [r["image_id"] for r in rows], [r["label"] for r in rows], np.array(
-        [[float(v) for k, v in r.items() if k.startswith("p_")] for r in rows]
+    return (
+        [r["image_id"] for r in rows],
+        [r["label"] for r in rows],
+        np.array([[float(v) for k, v in r.items() if k.startswith("p_")] for r in rows]),
     )
 
 
