@@ -118,9 +118,12 @@ class BatchAugment:
     colour changes come in that fixed order (torchvision shuffles it per photo).
     """
 
-    def __init__(self, size: int, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, size: int, generator: torch.Generator | None = None, colour: bool = True
+    ) -> None:
         self.size = size
         self.generator = generator
+        self.colour = colour  # False: flips, rotation and perspective only
 
     def _uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         r = torch.rand(*shape, generator=self.generator, dtype=torch.float64)
@@ -188,6 +191,8 @@ class BatchAugment:
         """Brightness, contrast, saturation, in place on float ``x`` in [0, 1] (drawn for
         ``drawn`` photos, of which ``x`` holds those at ``keep``)."""
         n = x.shape[0]
+        if not self.colour:  # colour is the grade signal: kept as photographed
+            return x
         factors = [self._uniform(drawn or n, low=JITTER[0], high=JITTER[1]) for _ in range(3)]
         b, c, s = (f.float() if keep is None else f[keep].float() for f in factors)
         weights = torch.tensor([0.2989, 0.587, 0.114])

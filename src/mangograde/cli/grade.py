@@ -112,7 +112,8 @@ def evaluate_command(
         )
     # The run's own evaluations/ may be rewritten; anything else only with --overwrite.
     inputs = [p for p in (opts.labels, opts.groups) if p]
-    for path in (target, target.with_suffix(".csv")):
+    diagram = target.with_suffix(".reliability.png")
+    for path in (target, target.with_suffix(".csv"), diagram):
         claim_file(path, "--out", inputs, [run.path], overwrite or out_file is None)
     predictor = open_predictor(run, fold)
     # A set of one grade can be scored (e.g. how many A photos stay A).
@@ -142,7 +143,27 @@ def evaluate_command(
     out.print(metrics_table(record, f"{run.label} on {record['n_photos']} photos ({models})"))
     out.print(confusion_table(record))
     warn(record["warnings"])
-    out.print(f"Saved {escape(str(target))} and {escape(str(target.with_suffix('.csv')))}")
+    saved = [target, target.with_suffix(".csv")]
+    if "calibration" in record:
+        from ..report.figures import reliability_diagram
+
+        out.print(confidence_line(record))
+        saved.append(reliability_diagram(record, diagram, run.label))
+    out.print(f"Saved {', '.join(escape(str(p)) for p in saved)}")
+
+
+def confidence_line(record: dict[str, Any]) -> str:
+    """ECE, and how much can be graded at 99% accuracy leaving the rest to check by hand."""
+    ece = record["calibration"]["ece"]
+    reach = record["coverage"]["reaches_target"]
+    at_90 = record["coverage"]["accuracy_at_90"]
+    line = (
+        f"Calibration: ECE {ece:.3f}. Most confident first: accuracy {at_90:.3f} on 90% of photos"
+    )
+    if reach:
+        return (f"{line}; 99% accuracy on {reach['coverage']:.0%} of them (top probability "
+                f"at least {reach['threshold']:.2f}, the rest checked by hand).")  # fmt: skip
+    return f"{line}; 99% accuracy is not reached at any share."
 
 
 def predict_command(

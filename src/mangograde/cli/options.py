@@ -263,7 +263,8 @@ class RecipeOptions:
         str | None,
         typer.Option(
             "--model",
-            help="svm | rf | colour | cnn, or a plugin's family (default: the preset's model).",
+            help="svm | rf | colour | cnn | transfer, or a plugin's family (default: the "
+            "preset's model).",
         ),
     ] = None
     preset: Annotated[

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .bootstrap import Interval, bootstrap_intervals, count_units
+from .confidence import calibration, coverage
 from .metrics import (
     SCALAR_METRICS,
     accuracy,
@@ -68,12 +69,18 @@ def evaluate(
     Returns
     -------
     dict with ``metrics`` (name -> value, low, high), ``per_grade``, ``confusion``,
-    ``confusion_normalised`` and ``bootstrap`` (how the intervals were drawn).
+    ``confusion_normalised`` and ``bootstrap`` (how the intervals were drawn); with
+    ``proba`` also ``calibration`` (ECE and its bins) and ``coverage`` (accuracy on the
+    most confident share of photos, and the threshold that reaches 99%).
     """
     k = len(grades)
     intervals = bootstrap_intervals(y_true, y_pred, k, groups, proba, n_boot, confidence, seed)
     counts = confusion_matrix(y_true, y_pred, k)
     kept = intervals if ordered else {k: intervals[k] for k in UNORDERED_METRICS}
+    trust = {}
+    if proba is not None and len(proba):
+        trust = {"calibration": calibration(y_true, proba),
+                 "coverage": coverage(y_true, y_pred, proba)}  # fmt: skip
     return {
         "n_photos": int(counts.sum()),
         "grades": list(grades),
@@ -92,6 +99,7 @@ def evaluate(
         "warnings": one_grade_warnings(
             y_true, y_pred, grades, kind="grade" if ordered else "class"
         ),
+        **trust,
     }
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import SettingsError
+from .pretrained import PretrainedNet
 
 ORDERS = ("act-bn", "bn-act")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
@@ -174,6 +175,7 @@ class FastCNN(nn.Module):
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "study-cnn": StudyCNN,
     "fast-cnn": FastCNN,
+    "pretrained": PretrainedNet,  # an ImageNet backbone and a new head (the transfer family)
 }
 
 

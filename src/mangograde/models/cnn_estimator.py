@@ -34,9 +34,14 @@ CHECKPOINT = "checkpoint.pt"
 CHANNELS_LAST = torch.channels_last  # about 25% faster convolutions on a CPU
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
-AUGMENTS = ("batch", "per-photo", "none")
+AUGMENTS = ("batch", "geometric", "per-photo", "none")
 # Settings that do not change what is learned; a resumed run may differ in these.
 _RUNTIME = ("device", "threads", "checkpoint_dir", "resume", "progress")
+
+
+# Settings added after 0.1.0, with the values older bundles were trained with.
+_ADDED = {"backbone": "lite0", "weights": "imagenet", "bn_momentum": 0.1, "body_lr": 1.0,
+          "freeze_epochs": 0}  # fmt: skip
 
 
 def pick_device(device: str) -> torch.device:
@@ -99,9 +104,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Cosine decay per step after ``warmup_epochs`` of linear warm-up, or x
         ``step_gamma`` every ``step_size`` epochs.
     epochs, batch_size, label_smoothing
-    augment : {"batch", "per-photo", "none"}
+    augment : {"batch", "geometric", "per-photo", "none"}
         ``batch``: the study's augmentation drawn per photo, applied to the whole batch
-        in one resampling; ``per-photo``: the same with torchvision v2, photo by photo.
+        in one resampling; ``geometric``: the same without its colour jitter;
+        ``per-photo``: the same with torchvision v2, photo by photo.
+    backbone, weights, bn_momentum
+        Options of the ``pretrained`` architecture (see :mod:`.pretrained`).
+    body_lr : float
+        Learning rate of ``network.features`` as a share of ``lr`` (discriminative
+        rates: the head learns at ``lr``); 1 trains all at ``lr``.
+    freeze_epochs : int
+        Epochs at the start that train the head alone (``features`` frozen).
     ema : float
         0, or the decay of an exponential moving average of the weights, updated every
         step; the average is what is evaluated and kept (e.g. 0.98).
@@ -148,6 +161,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int = 32,
         label_smoothing: float = 0.0,
         augment: str = "batch",
+        backbone: str = "lite0",
+        weights: str = "imagenet",
+        bn_momentum: float = 0.1,
+        body_lr: float = 1.0,
+        freeze_epochs: int = 0,
         ema: float = 0.0,
         tta: bool = False,
         validation_fraction: float = 0.0,
@@ -180,6 +198,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.label_smoothing = label_smoothing
         self.augment = augment
+        self.backbone = backbone
+        self.weights = weights
+        self.bn_momentum = bn_momentum
+        self.body_lr = body_lr
+        self.freeze_epochs = freeze_epochs
         self.ema = ema
         self.tta = tta
         self.validation_fraction = validation_fraction
@@ -234,7 +257,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise SettingsError("resume needs a checkpoint_dir to resume from.")
 
     def _make_optimizer(self, network: torch.nn.Module) -> torch.optim.Optimizer:
-        params = network.parameters()
+        params: Any = network.parameters()
+        body = getattr(network, "features", None)
+        if self.body_lr != 1.0 and body is not None:
+            mine = {id(p) for p in body.parameters()}
+            params = [
+                {"params": list(body.parameters()), "lr_scale": self.body_lr},
+                {"params": [p for p in network.parameters() if id(p) not in mine]},
+            ]
         if self.optimizer == "sgd":
             return torch.optim.SGD(
                 params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
@@ -377,6 +407,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         network, kept = networks
         device = next(network.parameters()).device
         network.train()
+        body = getattr(ddp.plain(network), "features", None)
+        if body is not None and self.freeze_epochs:
+            for parameter in body.parameters():
+                parameter.requires_grad_(epoch >= self.freeze_epochs)
         augment = self._augmenter(generator)
         order = torch.randperm(len(photos), generator=generator)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -386,7 +420,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         data_s = step_s = 0.0
         for number, batch in enumerate(batches):
             for group in optimizer.param_groups:
-                group["lr"] = self._lr_at(epoch + number / len(batches))
+                group["lr"] = self._lr_at(epoch + number / len(batches)) * group.get("lr_scale", 1)
             start = time.perf_counter()
             x, t = self._share(augment, photos[batch], labels[batch])
             x, t = x.to(device, memory_format=CHANNELS_LAST), t.to(device)
@@ -439,8 +473,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return network
 
     def _augmenter(self, generator: torch.Generator) -> Any:
-        if self.augment == "batch":
-            return BatchAugment(self.size, generator)
+        if self.augment in ("batch", "geometric"):
+            return BatchAugment(self.size, generator, colour=self.augment == "batch")
         if self.augment == "none":
             return lambda photos: eval_batch(photos, self.size)
         per_photo = train_transforms(self.size)
@@ -573,7 +607,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
+        state = {**_ADDED, **state}  # bundles written before these settings existed
         weights = state.pop("weights_", None)
         self.__dict__.update(state)
         if weights is not None:

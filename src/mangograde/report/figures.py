@@ -217,3 +217,24 @@ def metric_intervals(
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def reliability_diagram(record: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """Accuracy against confidence per bin (calibrated: on the diagonal), and accuracy
+    against coverage when the least confident photos are checked by hand."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+    bins = record["calibration"]["bins"]
+    left.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    left.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins],
+             width=[b["high"] - b["low"] for b in bins], alpha=0.7, edgecolor="black")  # fmt: skip
+    left.set(xlabel="top probability", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
+             title=f"Reliability (ECE {record['calibration']['ece']:.3f})")  # fmt: skip
+    curve = record["coverage"]["curve"]
+    right.plot([c["coverage"] for c in curve], [c["accuracy"] for c in curve], marker="o")
+    right.axhline(record["coverage"]["target"], color="grey", linestyle="--", linewidth=1)
+    right.set(xlabel="share of photos graded (most confident first)", ylabel="accuracy",
+              xlim=(0, 1.02), title="Check the rest by hand")  # fmt: skip
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -11,12 +11,14 @@ from ..registry import FoldData, ModelFamily, Settings, register_model, signatur
 
 # Set per fold by the run (size and seed come from their own sections).
 _FROM_RUN = ("size", "seed", "checkpoint_dir", "resume", "progress")
+# The transfer family's settings (a pretrained backbone), not this one's.
+_PRETRAINED = ("backbone", "weights", "bn_momentum", "body_lr", "freeze_epochs")
 
 
 def _params() -> dict[str, Any]:
     from ..cnn_estimator import CNNClassifier
 
-    return signature_defaults(CNNClassifier, exclude=_FROM_RUN)
+    return signature_defaults(CNNClassifier, exclude=_FROM_RUN + _PRETRAINED)
 
 
 def _build(settings: Settings) -> Any:

@@ -1,0 +1,67 @@
+"""Calibration (ECE, reliability bins) and accuracy against coverage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mangograde.evaluation import evaluate
+from mangograde.evaluation.confidence import calibration, coverage
+
+from .service_helpers import train_tiny
+from .test_cli import run
+
+
+def three_grades(top: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Probabilities whose top value is ``top``, on grade ``predicted``."""
+    proba = np.tile(((1 - top) / 2)[:, None], (1, 3))
+    proba[np.arange(len(top)), predicted] = top
+    return proba
+
+
+def test_a_calibrated_grader_has_no_calibration_error_and_an_overconfident_one_does():
+    rng = np.random.default_rng(0)
+    n = 10_000
+    predicted = rng.integers(0, 3, n)
+    proba = three_grades(np.full(n, 0.8), predicted)
+    truth = np.where(rng.random(n) < 0.8, predicted, (predicted + 1) % 3)
+    assert calibration(truth, proba)["ece"] == pytest.approx(0.0, abs=0.01)
+    sure = three_grades(np.full(n, 0.99), predicted)
+    half = np.where(rng.random(n) < 0.5, predicted, (predicted + 1) % 3)
+    record = calibration(half, sure)
+    assert record["ece"] == pytest.approx(0.49, abs=0.02)
+    assert [b["n"] for b in record["bins"]] == [n] and record["bins"][0]["low"] == 14 / 15
+
+
+def test_coverage_finds_the_share_graded_at_99_percent():
+    n = 100
+    top = np.linspace(0.99, 0.40, n)  # most confident first
+    predicted = np.zeros(n, dtype=int)
+    truth = np.where(np.arange(n) < 90, 0, 1)  # the 10 least confident are wrong
+    record = coverage(truth, predicted, three_grades(top, predicted))
+    reach = record["reaches_target"]
+    assert reach["coverage"] == pytest.approx(0.90) and reach["accuracy"] == 1.0
+    assert reach["threshold"] == pytest.approx(top[89])
+    assert record["accuracy_at_90"] == 1.0
+    assert record["curve"][-1] == {"coverage": 1.0, "accuracy": 0.9, "threshold": top[-1]}
+    wrong_first = coverage(1 - truth, predicted, three_grades(top, predicted))
+    assert wrong_first["reaches_target"] is None
+
+
+def test_evaluate_records_and_prints_them(tmp_path):
+    from mangograde.synth import synthesize
+
+    record = evaluate([0, 1, 2, 2], [0, 1, 2, 1], ["A", "B", "C"], np.eye(3)[[0, 1, 2, 1]])
+    assert record["calibration"]["ece"] == pytest.approx(0.25)
+    assert record["coverage"]["reaches_target"] is None
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path / "svm", "--model", "svm", "--cv", "2")
+    done = run("evaluate", out, root / "dev", "--labels", root / "dev.csv", "--out",
+               tmp_path / "e.json")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "Calibration: ECE" in done.output
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert 0 <= saved["calibration"]["ece"] <= 1 and saved["coverage"]["curve"]
+    assert (tmp_path / "e.reliability.png").stat().st_size > 0
