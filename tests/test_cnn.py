@@ -87,7 +87,7 @@ def test_fast_cnn_needs_far_fewer_multiply_adds():
 
 
 def test_unknown_architecture_and_bad_sizes_are_named():
-    with pytest.raises(SettingsError, match="fast-cnn, study-cnn"):
+    with pytest.raises(SettingsError, match="fast-cnn, pretrained, study-cnn"):
         build_network("resnet9000", 3, 64)
     with pytest.raises(SettingsError, match="multiple of 32.*Try 96"):
         build_network("study-cnn", 3, 100)

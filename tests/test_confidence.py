@@ -65,3 +65,24 @@ def test_evaluate_records_and_prints_them(tmp_path):
     saved = json.loads((tmp_path / "e.json").read_text())
     assert 0 <= saved["calibration"]["ece"] <= 1 and saved["coverage"]["curve"]
     assert (tmp_path / "e.reliability.png").stat().st_size > 0
+
+
+def test_predict_abstain_leaves_unsure_photos_to_check_by_hand(tmp_path):
+    from mangograde.synth import synthesize
+
+    from .test_cli_models import read_csv
+
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path / "svm", "--model", "svm", "--cv", "2")
+    assert run("predict", out, root / "dev", "--out", tmp_path / "all.csv").exit_code == 0
+    tops = sorted(max(float(v) for k, v in r.items() if k.startswith("p_"))
+                  for r in read_csv(tmp_path / "all.csv"))  # fmt: skip
+    threshold = f"{(tops[len(tops) // 2 - 1] + tops[len(tops) // 2]) / 2:.6f}"
+    done = run("predict", out, root / "dev", "--abstain", threshold, "--out", tmp_path / "p.csv")
+    assert done.exit_code == 0, done.output
+    rows = read_csv(tmp_path / "p.csv")
+    for row in rows:
+        top = max(float(v) for k, v in row.items() if k.startswith("p_"))
+        assert (row["label"] == "check") == (top < float(threshold))
+    assert sum(r["label"] == "check" for r in rows) == len(rows) // 2
+    assert f"check {len(rows) // 2}" in done.output

@@ -280,6 +280,7 @@ def _manifest(
         "bundles": bundles,
         "fold_rule": f"fold {fold} alone" if fold is not None else (
             "mean of the folds' probabilities" if several else "one model"),
+        "decision": run.settings.get("decision", "argmax"),
         "source_run": run.name,
         "source": {
             "family": run.model_kind,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MangogradeError, SettingsError
+from .evaluation.decisions import decide
 from .images.geometry import read_geometry
 
 GRADER_FILE = "grader.json"
@@ -125,6 +126,9 @@ class ExportedGrader:
                 probabilities.append(mean)
                 codes.append(mean.argmax(axis=1))
         proba = np.mean(probabilities, axis=0)
+        decision = self.manifest.get("decision", "argmax")
+        if decision != "argmax":
+            return proba, decide(proba, decision)
         return proba, codes[0] if len(self.bundles) == 1 else proba.argmax(axis=1)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .runs import RunPredictor
 
 BATCH = 128
+CHECK = "check"  # the label of a photo left to grade by hand (predict --abstain)
 
 
 @dataclass
@@ -37,8 +38,13 @@ class Graded:
     notices: list[str] = field(default_factory=list)
     truth: np.ndarray | None = None  # grade codes, when the photos were labelled
 
-    def labels(self) -> list[str]:
-        return [self.grades[c] for c in self.predicted]
+    def labels(self, abstain: float | None = None) -> list[str]:
+        """Each photo's grade, or ``check`` (to grade by hand) where its top probability is
+        below ``abstain``."""
+        unsure = np.zeros(len(self.predicted), dtype=bool)
+        if abstain is not None:
+            unsure = self.proba.max(axis=1) < abstain
+        return [CHECK if u else self.grades[c] for c, u in zip(self.predicted, unsure, strict=True)]
 
 
 def grade_images(
@@ -90,16 +96,20 @@ def grade_photos(
     )
 
 
-def write_submission(path: str | Path, graded: Graded, probabilities: bool = True) -> Path:
+def write_submission(
+    path: str | Path, graded: Graded, probabilities: bool = True, abstain: float | None = None
+) -> Path:
     """The competition's ``image_id,label`` columns, ``true`` when the photos were
-    labelled, then (unless ``probabilities`` is False) ``p_<grade>`` for each grade."""
+    labelled, then (unless ``probabilities`` is False) ``p_<grade>`` for each grade. With
+    ``abstain``, a photo whose top probability is below it is labelled ``check``."""
     path = Path(path)
     truth = [] if graded.truth is None else ["true"]
     columns = [f"p_{g}" for g in graded.grades] if probabilities else []
     with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image_id", "label", *truth, *columns])
-        for i, (image_id, label) in enumerate(zip(graded.image_ids, graded.labels(), strict=True)):
+        labels = graded.labels(abstain)
+        for i, (image_id, label) in enumerate(zip(graded.image_ids, labels, strict=True)):
             true = [] if graded.truth is None else [graded.grades[graded.truth[i]]]
             shares = [f"{p:.6f}" for p in graded.proba[i]] if probabilities else []
             writer.writerow([image_id, label, *true, *shares])

@@ -74,6 +74,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "inspect": data.data_inspect,
         "prepare": data.data_prepare,
         "cache": data.data_cache,
+        "audit": data.data_audit,
     },
     app: {
         "synth": data.synth_command,

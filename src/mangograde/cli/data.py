@@ -173,3 +173,28 @@ def demo_command(
     out.print(
         f"Done in {result.seconds:.0f} s. Open the report: [bold]{escape(str(result.report))}[/]"
     )
+
+
+def data_audit(
+    runs: Annotated[
+        list[Path], typer.Argument(metavar="RUN...", help="Runs trained with --cv on the data.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the CSV and HTML sheet.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="Photos on the contact sheet.")] = 60,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the outputs.")] = False,
+) -> None:
+    """Suspected label errors: photos whose given grade the runs' out-of-fold
+    probabilities find least likely (cleanlab). Writes label_issues.csv and
+    label_issues.html (photos with given and suggested grades). Changes no data."""
+    from ..audit import audit
+    from ..outputs import claim_file
+
+    for name in ("label_issues.csv", "label_issues.html"):
+        claim_file(out_dir / name, "--out", [], list(runs), overwrite)
+    suspects = audit(runs, out_dir, top)
+    everyone = sum(s.misgraded_by == len(runs) for s in suspects)
+    out.print(
+        f"{plural(len(suspects), 'suspected label error')} ({everyone} misgraded by every run); "
+        f"the most suspect first in {escape(str(out_dir / 'label_issues.csv'))} and "
+        f"{escape(str(out_dir / 'label_issues.html'))}"
+    )

@@ -186,6 +186,16 @@ def predict_command(
     quiet: QuietOpt = False,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    abstain: Annotated[
+        float | None,
+        typer.Option(
+            "--abstain",
+            min=0.0,
+            max=1.0,
+            help="Label a photo `check` (grade it by hand) when its top probability is below "
+            "this, e.g. 0.8; `evaluate` shows the accuracy each threshold gives.",
+        ),
+    ] = None,
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade."""
@@ -201,10 +211,12 @@ def predict_command(
     predictor = open_grader(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
-    write_submission(out_file, graded, probabilities=csv_format == "probabilities")
+    write_submission(out_file, graded, csv_format == "probabilities", abstain)
     notices(graded.notices)
     counts = {g: 0 for g in graded.grades}
-    for label in graded.labels():
+    if abstain is not None:
+        counts["check"] = 0
+    for label in graded.labels(abstain):
         counts[label] += 1
     shares = ", ".join(f"{g} {n}" for g, n in counts.items())
     out.print(f"Graded {plural(len(graded.image_ids), 'photo')} ({shares})")

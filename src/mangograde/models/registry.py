@@ -288,7 +288,8 @@ def resolve(
     if not preset_name and family.default_preset:
         preset_name = family.default_preset
         chosen = _preset(preset_name)[1]
-    settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0}
+    settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0,
+                          "decision": "argmax"}  # fmt: skip
     settings.update(family.defaults())
     reference = copy.deepcopy(settings)
     chosen.pop("description", None)

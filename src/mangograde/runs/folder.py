@@ -414,6 +414,7 @@ def check_resume(stage: Path, settings: dict[str, Any], runtime: Sequence[str] =
     if not path.is_file():
         raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
     before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    before.setdefault("decision", "argmax")  # a run killed before decisions were a setting
     now = yaml.safe_load(yaml.safe_dump(settings))  # a copy, as the file reads it back
     for record in (before, now):
         for key in runtime:

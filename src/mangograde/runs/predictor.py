@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.decisions import decide
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
@@ -20,6 +21,8 @@ class RunPredictor:
         self.grades = bundles[0].grades
         self.geometry = geometry_from_record(bundles[0].manifest["preprocessing"]["geometry"])
         self.notices = sorted({n for b in bundles for n in b.notices})
+        # How probabilities become a grade (runs before 0.2 knew only the model's own rule).
+        self.decision = str(bundles[0].settings.get("decision", "argmax"))
 
     @property
     def models(self) -> list[Any]:
@@ -36,6 +39,8 @@ class RunPredictor:
         """Probabilities and grade codes. One model grades by its own rule, as in training
         (a blend's vote, an SVM's decision); several fold models by their mean."""
         proba = self.predict_proba(images)
+        if self.decision != "argmax":
+            return proba, decide(proba, self.decision)
         if len(self.bundles) == 1:
             return proba, np.asarray(self.models[0].predict(images), dtype=int)
         return proba, proba.argmax(axis=1)

@@ -20,6 +20,7 @@ from ..data import Dataset
 from ..data.splits import holdout, kfold
 from ..errors import DatasetError, SettingsError, listing, plural
 from ..evaluation import one_grade_warnings
+from ..evaluation.decisions import check_decision, decide
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
 from ..models import ddp
@@ -85,6 +86,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     """The settings' family and an unfitted model, the settings checked before any photo
     is decoded."""
     family = get_model(settings["model"])
+    check_decision(settings.get("decision", "argmax"))
     model = family.build(settings)
     check_params(model)
     family.check(settings)
@@ -192,6 +194,9 @@ def _fold_task(
     model = family.build(settings)
     family.attach(model, checkpoints, resume, progress)
     result = _fit_and_grade(family, model, FoldData(images, labels, groups, *split, shared), number)
+    rule = settings.get("decision", "argmax")
+    if rule != "argmax":  # the family's own rule otherwise (a blend's vote, an SVM's margin)
+        result.predicted = decide(result.proba, rule)
     family.attach(model, None, False, False)  # not saved in the bundle
     return result, model
 

@@ -107,23 +107,28 @@ _FAST = {
     "tta": True,
 }
 
+# What every family trained by CNNClassifier shares (the transfer family too).
+NETWORK_FAMILY: dict[str, Any] = {
+    "build": _build,
+    # folds > 1: that many models on different fruit-grouped splits, then voting.
+    "sections": {"blend": {"folds": 1, "voting": "vote"}},
+    "geometry": _geometry,
+    "check": _check,
+    "fit_fold": _fit_fold,
+    "attach": _attach,
+    "history": _history,
+    "draws_progress": True,
+    "runtime": ("device", "threads"),
+}
+
 register_model(
     ModelFamily(
         name="cnn",
-        build=_build,
         params=_params,
         features={"size": 128},
-        # folds > 1: that many models on different fruit-grouped splits, then voting.
-        sections={"blend": {"folds": 1, "voting": "vote"}},
-        geometry=_geometry,
-        check=_check,
-        fit_fold=_fit_fold,
-        attach=_attach,
-        history=_history,
-        draws_progress=True,
         distributed=True,
-        runtime=("device", "threads"),
         default_preset="cnn-fast",
+        **NETWORK_FAMILY,
         presets={
             "cnn-study": {
                 "description": "The study's CNN: 224 px (resize 256, centre crop), 10 conv "
