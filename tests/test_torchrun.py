@@ -97,7 +97,7 @@ def test_a_killed_run_resumes_under_torchrun(data, one_process, tmp_path, monkey
 def test_torchrun_refuses_families_that_do_not_train_that_way(data, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; refused before joining
     result = run("train", *data, "--model", "svm", "--cv", "2", "--out", tmp_path / "r")
-    assert_clean_failure(result, "torchrun trains CNN families", "--model svm")
+    assert_clean_failure(result, "several processes: cnn;", "--model svm does not")
     result = run("train", *data, *RECIPE, "--backend", "loky", "--out", tmp_path / "r")
     assert_clean_failure(result, "drop --backend")
     assert not any(tmp_path.iterdir())

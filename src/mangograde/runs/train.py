@@ -25,7 +25,7 @@ from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
 from ..models import ddp
 from ..models.bundle import library_versions
-from ..models.registry import FoldData, ModelFamily, Settings, get_model
+from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_names
 from ..models.validation import check_params
 from ..outputs import claim_folder
 from ..progress import progress_mode
@@ -366,10 +366,11 @@ def train_run(
 
 def _check_distributed(settings: Settings, backend: str | None) -> None:
     if not get_model(settings["model"]).distributed:
+        able = [name for name in model_names() if get_model(name).distributed]
         raise SettingsError(
-            f"torchrun trains CNN families on several processes; --model {settings['model']} "
-            "does not train that way. Run it as one process, with --backend dask (or loky) "
-            "to fit its folds in parallel."
+            f"torchrun trains these families on several processes: {', '.join(able)}; "
+            f"--model {settings['model']} does not train that way. Run it as one process, "
+            "with --backend dask (or loky) to fit its folds in parallel."
         )
     if backend is not None:
         raise SettingsError(
