@@ -281,6 +281,7 @@ def _manifest(
         "fold_rule": f"fold {fold} alone" if fold is not None else (
             "mean of the folds' probabilities" if several else "one model"),
         "decision": run.settings.get("decision", "argmax"),
+        "temperature": run.temperature(fold),
         "source_run": run.name,
         "source": {
             "family": run.model_kind,

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import MangogradeError, SettingsError
 from .evaluation.decisions import decide
+from .evaluation.temperature import apply_temperature
 from .images.geometry import read_geometry
 
 GRADER_FILE = "grader.json"
@@ -126,6 +127,8 @@ class ExportedGrader:
                 probabilities.append(mean)
                 codes.append(mean.argmax(axis=1))
         proba = np.mean(probabilities, axis=0)
+        if self.manifest.get("temperature"):
+            proba = apply_temperature(proba, float(self.manifest["temperature"]))
         decision = self.manifest.get("decision", "argmax")
         if decision != "argmax":
             return proba, decide(proba, decision)

@@ -289,7 +289,7 @@ def resolve(
         preset_name = family.default_preset
         chosen = _preset(preset_name)[1]
     settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0,
-                          "decision": "argmax"}  # fmt: skip
+                          "decision": "argmax", "calibration": "none"}  # fmt: skip
     settings.update(family.defaults())
     reference = copy.deepcopy(settings)
     chosen.pop("description", None)

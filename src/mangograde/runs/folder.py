@@ -32,6 +32,7 @@ from ..models.bundle import Bundle, load_bundle, save_bundle
 
 FORMAT_VERSION = 2  # 1: mangograde 0.1.0, before config.yaml recorded it
 CONFIG = "config.yaml"
+CALIBRATION = "calibration.json"  # calibration=temperature: the fitted temperatures
 HISTORY_FIELDS = (
     "fold",
     "member",
@@ -141,6 +142,15 @@ class Run:
             else f"{split.get('cv', '?')}-fold cross-validation"
         )
         return f"{kind} {'by fruit' if grouped else 'by photo (no groups given)'}"
+
+    def temperature(self, fold: int | None = None) -> float | None:
+        """calibration=temperature: the temperature fit on the run's out-of-fold
+        probabilities (all of them, or the one fold ``fold`` was calibrated with)."""
+        record = _read_json(self.path / CALIBRATION)
+        value = (
+            record.get("temperature") if fold is None else record.get("per_fold", {}).get(str(fold))
+        )
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
     @property
     def data_root(self) -> Path | None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.decisions import decide
+from ..evaluation.temperature import apply_temperature
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
@@ -16,8 +17,9 @@ from .folder import Run, geometry_from_record, open_run
 class RunPredictor:
     """Grades decoded photos with one or more bundles of a run (mean of their probabilities)."""
 
-    def __init__(self, bundles: list[Bundle]) -> None:
+    def __init__(self, bundles: list[Bundle], temperature: float | None = None) -> None:
         self.bundles = bundles
+        self.temperature = temperature  # calibration=temperature: applied to the mean
         self.grades = bundles[0].grades
         self.geometry = geometry_from_record(bundles[0].manifest["preprocessing"]["geometry"])
         self.notices = sorted({n for b in bundles for n in b.notices})
@@ -33,7 +35,10 @@ class RunPredictor:
         return model_probabilities(self.models, images, np.arange(len(self.grades)))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return self.model_probabilities(images).mean(axis=0)
+        proba = self.model_probabilities(images).mean(axis=0)
+        if self.temperature is not None:
+            proba = apply_temperature(proba, self.temperature)
+        return proba
 
     def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and grade codes. One model grades by its own rule, as in training
@@ -53,4 +58,4 @@ def open_predictor(run: Run | str | Path, fold: int | None = None) -> RunPredict
     """The predictor of a run folder: the mean of its fold models, or fold ``fold``'s."""
     if not isinstance(run, Run):
         run = open_run(run)
-    return RunPredictor(run.bundles(fold))
+    return RunPredictor(run.bundles(fold), run.temperature(fold))

@@ -87,10 +87,28 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     is decoded."""
     family = get_model(settings["model"])
     check_decision(settings.get("decision", "argmax"))
+    _check_calibration(settings)
     model = family.build(settings)
     check_params(model)
     family.check(settings)
     return family, model
+
+
+CALIBRATIONS = ("none", "temperature")
+
+
+def _check_calibration(settings: Settings) -> None:
+    how = settings.get("calibration", "none")
+    if how not in CALIBRATIONS:
+        raise SettingsError(
+            f"Unknown calibration {how!r}: use none or temperature (fit on held-out fruits)."
+        )
+    split = settings["split"]
+    if how == "temperature" and (split.get("val_fraction") or split.get("only_fold") is not None):
+        raise SettingsError(
+            "calibration=temperature is fit on the out-of-fold probabilities of the other "
+            "folds: train all folds of --cv K (no --val-fraction, no --only-fold)."
+        )
 
 
 def load_for(
@@ -275,6 +293,37 @@ def _metrics(photos: Photos, splits: list[Split], folds: list[FoldResult]) -> di
         metrics[key] = float(np.mean(values))
         metrics[f"{key}_folds"] = values
     return metrics
+
+
+def _calibrate(
+    photos: Photos,
+    results: list[FoldResult],
+    splits: list[Split],
+    settings: Settings,
+    proba: np.ndarray,
+    predicted: np.ndarray,
+    held_fold: np.ndarray,
+) -> dict[str, Any]:
+    """Temperature-scale every fold's held-out probabilities (in place, results too) with a
+    temperature fit on the other folds' photos; the record for calibration.json."""
+    from ..evaluation.confidence import calibration
+    from ..evaluation.temperature import cross_fit
+
+    before = calibration(photos.labels, proba)["ece"]
+    scaled, per_fold, overall = cross_fit(proba, photos.labels, held_fold)
+    rule = settings.get("decision", "argmax")
+    for result, (_, test) in zip(results, splits, strict=True):
+        result.proba = scaled[test]
+        if rule != "argmax":  # the most likely grade does not change with a temperature
+            result.predicted = decide(result.proba, rule)
+        proba[test], predicted[test] = result.proba, result.predicted
+    return {
+        "method": "temperature",
+        "temperature": overall,
+        "per_fold": {str(k): v for k, v in per_fold.items()},
+        "ece_before": before,
+        "ece_after": calibration(photos.labels, proba)["ece"],
+    }
 
 
 def _data_share(rows: list[dict[str, Any]]) -> float:
@@ -464,6 +513,9 @@ def _write(
         grades = photos.dataset.grades
         folder.save_fold_model(out, name, model, settings, grades, geometry, record)
 
+    if settings.get("calibration", "none") == "temperature":
+        temperature = _calibrate(photos, results, splits, settings, proba, predicted, held_fold)
+        folder.write_json(out, folder.CALIBRATION, temperature)
     metrics = _metrics(photos, splits, results)
     if settings["split"].get("only_fold") is not None:
         metrics["only_fold"] = numbers[0]
