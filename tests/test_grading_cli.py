@@ -266,6 +266,7 @@ def test_compare_writes_one_self_contained_report(trained, tmp_path):
     for phrase in ("rf (rf-study)", "cnn (cnn-fast)", "Confusion matrices", "QWK", "Accuracy"):
         assert phrase in text
     assert "CNN learning curves" in text and "Beside the study" in text
+    assert text.count("reliability (out-of-fold probabilities)") == 2  # one a run
     assert "84.1%" in text  # the study's CNN on its validation set
     assert len(parsed.images) >= 3
     for src in parsed.images:

@@ -156,6 +156,13 @@ def summarise_run(
     folders = run.bundle_folders()
     fit_s = run.timing.get("fit_s")
     held_root = run.data_root or run.path
+    plots = _plots(run)
+    if "calibration" in record:  # how far its probabilities can be trusted
+        from .report.figures import reliability_diagram
+
+        buffer = io.BytesIO()
+        reliability_diagram(record, buffer, run.label)
+        plots.append(("reliability (out-of-fold probabilities)", buffer.getvalue()))
     summary = RunSummary(
         run.label,
         run.model_kind,
@@ -169,7 +176,7 @@ def summarise_run(
         run.model_bytes(),
         history,
         _curves(run, history),
-        _plots(run),
+        plots,
         confident_mistakes(run, mistakes),
         scored_on=f"{len(held.image_ids)} held-out photos of {held_root}",
     )

@@ -219,7 +219,9 @@ def metric_intervals(
     return _save(fig, path)
 
 
-def reliability_diagram(record: dict[str, Any], path: str | Path, title: str = "") -> Path:
+def reliability_diagram(
+    record: dict[str, Any], path: str | Path | BinaryIO, title: str = ""
+) -> Any:
     """Accuracy against confidence per bin (calibrated: on the diagonal), and accuracy
     against coverage when the least confident photos are checked by hand."""
     plt = _pyplot()
