@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -213,3 +214,43 @@ def multiply_adds(network: nn.Module, size: int) -> int:
     for hook in hooks:
         hook.remove()
     return total
+
+
+HEADS = ("softmax", "cumulative")
+
+
+class CumulativeLink(nn.Module):
+    """An ordinal head: one score ``s`` a photo and ordered thresholds ``t_0 < t_1 < ...``,
+    P(grade <= k) = sigmoid(t_k - s) (grades best-first, the proportional-odds model).
+    Returns log-probabilities of the grades, so softmax, cross-entropy (its likelihood)
+    and the export treat them as logits."""
+
+    def __init__(self, in_features: int, n_classes: int) -> None:
+        super().__init__()
+        if n_classes < 2:
+            raise SettingsError("An ordinal head needs at least two grades.")
+        self.score = nn.Linear(in_features, 1)
+        self.first = nn.Parameter(torch.tensor(-1.0))
+        # softplus(gap) = 2 / (k - 2): thresholds start evenly spread over [-1, 1]
+        spread = 2.0 / max(1, n_classes - 2)
+        self.gaps = nn.Parameter(torch.full((n_classes - 2,), float(np.log(np.expm1(spread)))))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        steps = torch.nn.functional.softplus(self.gaps)
+        thresholds = torch.cat([self.first.view(1), self.first + torch.cumsum(steps, 0)])
+        below = torch.sigmoid(thresholds - self.score(features))  # (N, K-1), increasing
+        ones = torch.ones_like(below[:, :1])
+        cumulative = torch.cat([torch.zeros_like(ones), below, ones], dim=1)
+        return torch.log((cumulative[:, 1:] - cumulative[:, :-1]).clamp_min(1e-8))
+
+
+def with_head(network: nn.Module, head: str, n_classes: int) -> nn.Module:
+    """``network`` with its last linear layer replaced by ``head`` (softmax: as built)."""
+    if head not in HEADS:
+        raise SettingsError(f"Unknown head {head!r}. Valid: {', '.join(HEADS)}.")
+    if head == "softmax":
+        return network
+    name, last = [(n, m) for n, m in network.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
+    setattr(parent, name.rpartition(".")[2], CumulativeLink(last.in_features, n_classes))
+    return network

@@ -28,7 +28,7 @@ from ..features.pixels import check_images
 from ..progress import Bar
 from ..transforms import BatchAugment, eval_batch, resize_batch, train_transforms
 from . import ddp
-from .cnn import build_network
+from .cnn import build_network, with_head
 
 CHECKPOINT = "checkpoint.pt"
 CHANNELS_LAST = torch.channels_last  # about 25% faster convolutions on a CPU
@@ -41,7 +41,7 @@ _RUNTIME = ("device", "threads", "checkpoint_dir", "resume", "progress")
 
 # Settings added after 0.1.0, with the values older bundles were trained with.
 _ADDED = {"backbone": "lite0", "weights": "imagenet", "bn_momentum": 0.1, "body_lr": 1.0,
-          "freeze_epochs": 0}  # fmt: skip
+          "freeze_epochs": 0, "head": "softmax"}  # fmt: skip
 
 
 def pick_device(device: str) -> torch.device:
@@ -108,6 +108,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``batch``: the study's augmentation drawn per photo, applied to the whole batch
         in one resampling; ``geometric``: the same without its colour jitter;
         ``per-photo``: the same with torchvision v2, photo by photo.
+    head : {"softmax", "cumulative"}
+        ``cumulative``: an ordinal head (one score and ordered thresholds,
+        :class:`.cnn.CumulativeLink`) in place of the last linear layer.
     backbone, weights, bn_momentum
         Options of the ``pretrained`` architecture (see :mod:`.pretrained`).
     body_lr : float
@@ -161,6 +164,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int = 32,
         label_smoothing: float = 0.0,
         augment: str = "batch",
+        head: str = "softmax",
         backbone: str = "lite0",
         weights: str = "imagenet",
         bn_momentum: float = 0.1,
@@ -198,6 +202,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.label_smoothing = label_smoothing
         self.augment = augment
+        self.head = head
         self.backbone = backbone
         self.weights = weights
         self.bn_momentum = bn_momentum
@@ -217,9 +222,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     # -- building -----------------------------------------------------------------
 
     def _network(self, n_classes: int) -> torch.nn.Module:
-        """The architecture, built with those of our parameters that it takes."""
+        """The architecture, built with those of our parameters that it takes, and its head."""
         options = {k: v for k, v in self.get_params().items() if k not in ("architecture", "size")}
-        return build_network(self.architecture, n_classes, self.size, **options)
+        network = build_network(self.architecture, n_classes, self.size, **options)
+        return with_head(network, self.head, n_classes)
 
     def check_params(self) -> None:
         """Every setting, before training: the network is built once to check its own."""
