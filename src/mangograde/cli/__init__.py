@@ -45,7 +45,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
-data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Look at a dataset: before training (inspect, prepare, cache) and after (audit its "
+    "labels).",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(train.presets_app, name="presets")
 
