@@ -42,13 +42,15 @@ class ExportResult:
     accuracy: dict[str, float]  # with --check: fp32 and (with --int8) int8
 
 
-def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Every CNN of the run (fold models, or blend members) and how they grade together."""
+def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any]], dict[str, Any]]:
+    """Every CNN of the run (fold models, or blend members), how they grade together, and
+    the geometry their photos are decoded at (each bundle is loaded once)."""
     members: list[Any] = []
     bundles = []
     folders = run.bundle_folders()
     names = [folders[fold].name] if fold is not None and fold < len(folders) else []
-    for number, bundle in enumerate(run.bundles(fold)):
+    loaded = run.bundles(fold)
+    for number, bundle in enumerate(loaded):
         model = bundle.model
         own = list(getattr(model, "estimators_", [model]))
         if not all(hasattr(m, "module_") for m in own):
@@ -68,7 +70,7 @@ def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any
         name = names[0] if names else folders[number].name
         bundles.append({"name": name, "members": indices, "voting": voting})
         members.extend(own)
-    return members, bundles
+    return members, bundles, loaded[0].manifest["preprocessing"]["geometry"]
 
 
 def _graph(members: list[Any]) -> Any:
@@ -208,8 +210,7 @@ def export_run(
     if (check is None) != (labels is None):
         raise ExportError("--check PHOTOS and --labels CSV go together.")
     run = open_run(run_dir)
-    members, bundles = _networks(run, fold)
-    geometry = run.bundles(fold)[0].manifest["preprocessing"]["geometry"]
+    members, bundles, geometry = _networks(run, fold)
     shape = read_geometry(geometry)
     assert shape is not None  # the run opened, so its geometry was read already
     side = shape.shape[0]

@@ -85,7 +85,7 @@ def _image_id(upload: UploadFile, number: int) -> str:
     return name[:200] or f"photo-{number + 1}"
 
 
-def _fold_rule(run: Any, fold: int | None, n_models: int) -> str:
+def _fold_rule(fold: int | None, n_models: int) -> str:
     if fold is not None:
         return f"fold {fold} alone"
     return "mean of the folds' probabilities" if n_models > 1 else "one model"
@@ -107,7 +107,7 @@ def _run_info(options: ServeOptions) -> tuple[Any, ModelRef, ModelInfo]:
 
     run = open_run(options.run)
     predictor = open_predictor(run, options.fold)
-    model = ModelRef(run=run.name, fold_rule=_fold_rule(run, options.fold, len(predictor.models)))
+    model = ModelRef(run=run.name, fold_rule=_fold_rule(options.fold, len(predictor.models)))
     metrics = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float, str))}
     info = ModelInfo(
         run=model.run,
