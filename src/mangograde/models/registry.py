@@ -159,6 +159,9 @@ class ModelFamily:
         )
 
 
+# Top-level settings added after 0.1.0, with the meaning older runs had without them.
+ADDED_SETTINGS: dict[str, Any] = {"decision": "argmax", "calibration": "none"}
+
 _FAMILIES: dict[str, ModelFamily] = {}
 _PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {}  # name -> (family, settings)
 _loaded = False
@@ -289,7 +292,7 @@ def resolve(
         preset_name = family.default_preset
         chosen = _preset(preset_name)[1]
     settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0,
-                          "decision": "argmax", "calibration": "none"}  # fmt: skip
+                          **ADDED_SETTINGS}  # fmt: skip
     settings.update(family.defaults())
     reference = copy.deepcopy(settings)
     chosen.pop("description", None)

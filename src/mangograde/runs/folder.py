@@ -29,6 +29,7 @@ from ..errors import MangogradeError, OutputError, SettingsError
 from ..images.decode import BadImage
 from ..images.geometry import Geometry, geometry_record, read_geometry
 from ..models.bundle import Bundle, load_bundle, save_bundle
+from ..models.registry import ADDED_SETTINGS
 
 FORMAT_VERSION = 2  # 1: mangograde 0.1.0, before config.yaml recorded it
 CONFIG = "config.yaml"
@@ -424,7 +425,7 @@ def check_resume(stage: Path, settings: dict[str, Any], runtime: Sequence[str] =
     if not path.is_file():
         raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
     before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    before.setdefault("decision", "argmax")  # a run killed before decisions were a setting
+    before = {**ADDED_SETTINGS, **before}  # a run killed before these were settings
     now = yaml.safe_load(yaml.safe_dump(settings))  # a copy, as the file reads it back
     for record in (before, now):
         for key in runtime:
