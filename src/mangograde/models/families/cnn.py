@@ -64,7 +64,7 @@ def _fit_fold(model: Any, fold: FoldData) -> None:
 
     train, test = fold.train, fold.test
     photos, grades = fold.images[train], fold.labels[train]
-    if isinstance(model, FoldEnsemble):
+    if isinstance(model, FoldEnsemble) or not len(test):
         model.fit(photos, grades, fold.train_groups)
     else:
         model.fit(photos, grades, fold.train_groups, (fold.images[test], fold.labels[test]))
