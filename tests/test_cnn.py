@@ -183,6 +183,23 @@ def test_classifier_predicts_probabilities_in_grade_order():
     assert model.history_[0]["data_s"] > 0 and model.history_[0]["step_s"] > 0
 
 
+def test_bf16_training_learns_like_fp32_and_grades_in_fp32():
+    """precision=bf16 runs the training steps under bfloat16 autocast: other weights than
+    fp32's (so it did take effect), the same fit on 16 photos, fp32 weights kept."""
+    tiny = ["features.size=32", "epochs=30", "batch_size=8", "augment=none"]
+    fits = {}
+    for precision in ("fp32", "bf16"):
+        settings = registry.resolve(
+            preset_name="cnn-fast", assignments=[*tiny, f"precision={precision}"]
+        )
+        fits[precision] = registry.build_model(settings).fit(*photos(16))
+    first = [next(iter(fits[p].module_.state_dict().values())) for p in fits]
+    assert first[1].dtype == torch.float32 and not torch.equal(*first)
+    assert fits["bf16"].history_[-1]["train_acc"] == fits["fp32"].history_[-1]["train_acc"] == 1.0
+    with pytest.raises(SettingsError, match="Unknown precision 'fp16'. Valid: fp32, bf16"):
+        CNNClassifier(**TINY, precision="fp16").fit(*photos(6))
+
+
 def _weights(model):
     return {k: v.clone() for k, v in model.module_.state_dict().items()}
 
