@@ -86,3 +86,60 @@ def test_predict_abstain_leaves_unsure_photos_to_check_by_hand(tmp_path):
         assert (row["label"] == "check") == (top < float(threshold))
     assert sum(r["label"] == "check" for r in rows) == len(rows) // 2
     assert f"check {len(rows) // 2}" in done.output
+
+
+def _tops(rows: list[dict[str, str]]) -> list[float]:
+    return [max(float(v) for k, v in r.items() if k.startswith("p_")) for r in rows]
+
+
+def test_the_runs_abstain_setting_is_followed_by_train_predict_evaluate_export_and_serve(
+    tmp_path,
+):
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+    from mangograde.synth import synthesize
+
+    from .service_helpers import TINY_CNN
+    from .test_cli_models import read_csv
+
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    spread = ["--set", "epochs=8", "--set", "lr=0.01"]  # top probabilities 0.34 to 0.59
+    out = train_tiny(root, tmp_path / "cnn", *TINY_CNN, *spread, "--set", "abstain=0.45")
+    held = read_csv(out / "predictions.csv")
+    unsure = [top < 0.45 for top in _tops(held)]
+    assert 0 < sum(unsure) < len(held)  # the check below can fail both ways
+    record = json.loads((out / "metrics.json").read_text())["abstain"]
+    right = [r["true"] == r["predicted"] for r, u in zip(held, unsure, strict=True) if not u]
+    assert record["n_check"] == sum(unsure) and record["threshold"] == 0.45
+    assert record["accuracy"] == pytest.approx(np.mean(right))
+    # predict follows the run's setting; --abstain 0 grades every photo.
+    exported = tmp_path / "onnx"
+    assert run("export", out, "--format", "onnx", "--out", exported).exit_code == 0
+    assert json.loads((exported / "grader.json").read_text())["abstain"] == 0.45
+    for grader in (out, exported):
+        done = run("predict", grader, root / "dev", "--out", tmp_path / f"{grader.name}.csv")
+        assert done.exit_code == 0, done.output
+        rows = read_csv(tmp_path / f"{grader.name}.csv")
+        labels = [r["label"] == "check" for r in rows]
+        assert labels == [t < 0.45 for t in _tops(rows)] and 0 < sum(labels) < len(labels)
+    done = run("predict", out, root / "dev", "--abstain", "0", "--out", tmp_path / "all.csv")
+    assert "check" not in {r["label"] for r in read_csv(tmp_path / "all.csv")}
+    done = run("evaluate", out, root / "dev", "--labels", root / "dev.csv", "--out",
+               tmp_path / "e.json")  # fmt: skip
+    assert "Check by hand below p = 0.45" in done.output
+    assert json.loads((tmp_path / "e.json").read_text())["abstain"]["n_check"] == sum(
+        r["label"] == "check" for r in read_csv(tmp_path / "cnn.csv")
+    )
+    photos = sorted((root / "dev").iterdir())
+    with TestClient(create_app(ServeOptions(run=out))) as client:
+        files = [("files", (p.name, p.read_bytes())) for p in photos]
+        answer = client.post("/v1/grade", files=files).json()["results"]
+    checks = [a["check"] for a in answer]
+    assert checks == [max(a["probabilities"].values()) < 0.45 for a in answer] and any(checks)
+
+
+def test_bad_abstain_settings_are_refused(tmp_path, class_folders):
+    done = run("train", class_folders, "--model", "svm", "--set", "abstain=high",
+               "--out", tmp_path / "r")  # fmt: skip
+    assert done.exit_code != 0 and "abstain must be a probability from 0 to 1" in done.output

@@ -283,6 +283,7 @@ def _manifest(
             "mean of the folds' probabilities" if several else "one model"),
         "decision": run.settings.get("decision", "argmax"),
         "temperature": run.temperature(fold),
+        "abstain": run.settings.get("abstain"),
         "source_run": run.name,
         "source": {
             "family": run.model_kind,

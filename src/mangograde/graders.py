@@ -82,6 +82,7 @@ class ExportedGrader:
             raise ExportError(f"{GRADER_FILE}: unknown geometry {self.manifest['geometry']!r}.")
         self.geometry = geometry
         self.bundles = self.manifest["bundles"]
+        self.abstain: float | None = self.manifest.get("abstain")
         self.notices: list[str] = []
         try:
             import onnxruntime

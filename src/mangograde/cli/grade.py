@@ -101,6 +101,7 @@ def evaluate_command(
 ) -> None:
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
+    from ..evaluation.confidence import abstained
     from ..grading import evaluate_dataset, write_submission
     from ..runs import open_predictor, open_run
 
@@ -132,6 +133,10 @@ def evaluate_command(
     record["run"] = str(run.path)
     record["data"] = record_data
     record["models"] = len(predictor.bundles)
+    if predictor.abstain is not None and graded.truth is not None:
+        record["abstain"] = abstained(
+            graded.truth, graded.predicted, graded.proba, predictor.abstain
+        )
     write_text(target, json.dumps(record, indent=2))
     write_submission(target.with_suffix(".csv"), graded)
     notices(graded.notices)
@@ -149,7 +154,18 @@ def evaluate_command(
 
         out.print(confidence_line(record))
         saved.append(reliability_diagram(record, diagram, run.label))
+    if "abstain" in record:
+        out.print(abstain_line(record["abstain"]))
     out.print(f"Saved {', '.join(escape(str(p)) for p in saved)}")
+
+
+def abstain_line(record: dict[str, Any]) -> str:
+    """What the run's abstain setting leaves to check by hand, and the accuracy on the rest."""
+    line = (f"Check by hand below p = {record['threshold']:.2f}: {record['n_check']} photos "
+            f"({1 - record['coverage']:.0%})")  # fmt: skip
+    if record["accuracy"] is None:
+        return f"{line}; none graded."
+    return f"{line}; accuracy {record['accuracy']:.3f} on the {record['coverage']:.0%} graded."
 
 
 def confidence_line(record: dict[str, Any]) -> str:
@@ -193,7 +209,8 @@ def predict_command(
             min=0.0,
             max=1.0,
             help="Label a photo `check` (grade it by hand) when its top probability is below "
-            "this, e.g. 0.8; `evaluate` shows the accuracy each threshold gives.",
+            "this, e.g. 0.8 (default: the run's abstain setting; 0 grades every photo); "
+            "`evaluate` shows the accuracy each threshold gives.",
         ),
     ] = None,
 ) -> None:
@@ -211,6 +228,7 @@ def predict_command(
     predictor = open_grader(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
+    abstain = predictor.abstain if abstain is None else abstain
     write_submission(out_file, graded, csv_format == "probabilities", abstain)
     notices(graded.notices)
     counts = {g: 0 for g in graded.grades}

@@ -263,7 +263,7 @@ class RecipeOptions:
         str | None,
         typer.Option(
             "--model",
-            help="svm | rf | colour | cnn | transfer, or a plugin's family (default: the "
+            help="svm | rf | colour | cnn | transfer | stack, or a plugin's family (default: the "
             "preset's model).",
         ),
     ] = None

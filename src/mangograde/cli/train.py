@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import SettingsError
 from ..models import registry
+from .grade import abstain_line
 from .options import (
     DataArg,
     DataOptions,
@@ -128,6 +129,8 @@ def train_command(
             f"CNN: {m['epochs_run']} epochs; augmentation and batches took "
             f"{t['data_share']:.0%} of training. Curves in curves.png"
         )
+    if "abstain" in m:
+        out.print(abstain_line(m["abstain"]))
     if m["n_skipped"]:
         out.print(f"[yellow]Skipped {m['n_skipped']} unreadable photos[/] (listed in skipped.csv)")
     out.print(f"Run written to {escape(str(result.out))}")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SettingsError
+
 BINS = 15
 
 
@@ -68,3 +70,35 @@ def coverage(
         },
         "accuracy_at_90": None if at_90 is None else float(accuracy[at_90]),
     }  # fmt: skip
+
+
+def check_abstain(threshold: Any) -> None:
+    """``abstain``: None, or the top probability (0 to 1) below which a photo is checked."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise SettingsError(
+            f"abstain must be a probability from 0 to 1 (e.g. 0.8), got {threshold!r}."
+        )
+    if not 0 <= threshold <= 1:
+        raise SettingsError(
+            f"abstain must be a probability from 0 to 1 (e.g. 0.8), got {threshold}."
+        )
+
+
+def abstained(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
+) -> dict[str, Any]:
+    """What ``abstain=threshold`` does to these photos: the share graded (the rest are
+    left to check by hand) and the accuracy on those graded."""
+    true, pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    graded = np.asarray(proba, dtype=float).max(axis=1) >= threshold
+    return {
+        "threshold": float(threshold),
+        "coverage": float(graded.mean()) if len(graded) else 0.0,
+        "n_check": int((~graded).sum()),
+        "accuracy": float(np.mean(pred[graded] == true[graded])) if graded.any() else None,
+    }

@@ -160,7 +160,7 @@ class ModelFamily:
 
 
 # Top-level settings added after 0.1.0, with the meaning older runs had without them.
-ADDED_SETTINGS: dict[str, Any] = {"decision": "argmax", "calibration": "none"}
+ADDED_SETTINGS: dict[str, Any] = {"decision": "argmax", "calibration": "none", "abstain": None}
 
 _FAMILIES: dict[str, ModelFamily] = {}
 _PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {}  # name -> (family, settings)

@@ -25,6 +25,8 @@ class RunPredictor:
         self.notices = sorted({n for b in bundles for n in b.notices})
         # How probabilities become a grade (runs before 0.2 knew only the model's own rule).
         self.decision = str(bundles[0].settings.get("decision", "argmax"))
+        # abstain=P: photos whose top probability is below P are labelled "check".
+        self.abstain: float | None = bundles[0].settings.get("abstain")
 
     @property
     def models(self) -> list[Any]:

@@ -20,6 +20,7 @@ from ..data import Dataset
 from ..data.splits import holdout, kfold
 from ..errors import DatasetError, SettingsError, listing, plural
 from ..evaluation import one_grade_warnings
+from ..evaluation.confidence import abstained, check_abstain
 from ..evaluation.decisions import check_decision, decide
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
@@ -88,6 +89,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     family = get_model(settings["model"])
     check_decision(settings.get("decision", "argmax"))
     _check_calibration(settings)
+    check_abstain(settings.get("abstain"))
     model = family.build(settings)
     check_params(model)
     family.check(settings)
@@ -524,6 +526,10 @@ def _write(
     warnings = one_grade_warnings(photos.labels[held], predicted[held], grades, held_fold[held])
     if warnings:
         metrics["warnings"] = warnings
+    if settings.get("abstain") is not None:  # what "check by hand" leaves of the held-out photos
+        metrics["abstain"] = abstained(
+            photos.labels[held], predicted[held], proba[held], settings["abstain"]
+        )
     history = [row for r in results for row in r.history]
     # End to end (features + model) on the last fold's photos, decoding excluded.
     start = time.perf_counter()

@@ -222,9 +222,10 @@ def _result(service: _Service, image_id: str, proba: np.ndarray, code: int) -> P
     grades = service.predictor.grades
     service.telemetry.photos.labels(grades[code]).inc()
     probabilities = {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
-    return PhotoResult(
-        image_id=image_id, grade=grades[code], probabilities=probabilities, model=service.model
-    )
+    abstain = service.predictor.abstain
+    check = None if abstain is None else bool(max(proba) < abstain)
+    return PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
+                       check=check, model=service.model)  # fmt: skip
 
 
 async def _grade_one(service: _Service, image_id: str, upload: UploadFile) -> PhotoResult:

@@ -16,6 +16,11 @@ class PhotoResult(BaseModel):
     image_id: str = Field(description="The uploaded file's name")
     grade: str | None = Field(None, description="The grade; absent when the photo had an error")
     probabilities: dict[str, float] | None = Field(None, description="Every grade's probability")
+    check: bool | None = Field(
+        None,
+        description="True: the top probability is below the run's abstain setting, so grade "
+        "this fruit by hand; absent when the run has none",
+    )
     model: ModelRef | None = None
     error: str | None = Field(None, description="Why this photo could not be graded")
     status: int | None = Field(None, description="415: not a photo format; 422: damaged/too big")
