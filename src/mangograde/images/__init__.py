@@ -11,7 +11,7 @@ from .decode import (
     set_max_pixels,
     to_rgb,
 )
-from .geometry import Geometry, Resize, ResizeCenterCrop
+from .geometry import FruitCrop, Geometry, Resize, ResizeCenterCrop
 from .loader import LoadedImages, bad_images_message, load_dataset_images, load_images
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "CACHE_MAX_ENV",
     "DEFAULT_MAX_PIXELS",
     "BadImage",
+    "FruitCrop",
     "Geometry",
     "ImageCache",
     "ImageDecodeError",

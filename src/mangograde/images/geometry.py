@@ -1,10 +1,12 @@
-"""The study's two geometries: resize to N x N, and resize then centre-crop."""
+"""How a photo becomes an N x N array: the study's resize (and centre crop), or a square
+around the fruit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ..errors import MangogradeError, SettingsError
@@ -73,7 +75,70 @@ class ResizeCenterCrop:
         return image.crop((left, left, left + self.crop, left + self.crop))
 
 
-Geometry = Resize | ResizeCenterCrop
+@dataclass(frozen=True)
+class FruitCrop:
+    """A square around the fruit, resized to ``size`` x ``size``: the fruit keeps its shape
+    and fills ``fill`` of the side, where a plain resize squashes a wide photo and leaves
+    background around the fruit.
+
+    The fruit is what is coloured (saturation above 0.2) or dark on the pale background,
+    found on a 64-pixel thumbnail; without one (under 2% of the photo), the whole photo.
+    """
+
+    size: int
+    fill: float = 0.85
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise SettingsError(f"The crop size must be at least 1 pixel, got {self.size}.")
+        if not 0.3 <= self.fill <= 1:
+            raise SettingsError(f"The fruit's share of the crop must be 0.3 to 1, not {self.fill}.")
+
+    @property
+    def key(self) -> str:
+        return f"fruit{self.size}-{self.fill:g}"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 3)
+
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        left, top, right, bottom = fruit_box(image)
+        side = max(right - left, bottom - top) / self.fill
+        middle_x, middle_y = (left + right) / 2, (top + bottom) / 2
+        box = [middle_x - side / 2, middle_y - side / 2, middle_x + side / 2, middle_y + side / 2]
+        # Never beyond the photo (padding would add dark edges, and dark is a blemish's colour).
+        width, height = image.size
+        box = [max(0.0, box[0]), max(0.0, box[1]), min(width, box[2]), min(height, box[3])]
+        return image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=tuple(box))
+
+
+def fruit_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of the fruit in ``image``'s pixels."""
+    width, height = image.size
+    scale = 64 / max(width, height)
+    thumb = image.resize((max(1, round(width * scale)), max(1, round(height * scale))))
+    hsv = np.asarray(thumb.convert("HSV"), dtype=np.float32) / 255
+    fruit = (hsv[..., 1] > 0.2) | (hsv[..., 2] < 0.25)
+    if fruit.mean() < 0.02:
+        return 0, 0, width, height
+    rows = np.flatnonzero(fruit.mean(axis=1) > 0.1)
+    columns = np.flatnonzero(fruit.mean(axis=0) > 0.1)
+    if not len(rows) or not len(columns):
+        return 0, 0, width, height
+    return (
+        int(columns[0] / scale),
+        int(rows[0] / scale),
+        min(width, int(np.ceil((columns[-1] + 1) / scale))),
+        min(height, int(np.ceil((rows[-1] + 1) / scale))),
+    )
+
+
+Geometry = Resize | ResizeCenterCrop | FruitCrop
 
 
 def resize_for(size: int) -> int:
@@ -86,6 +151,8 @@ def resize_for(size: int) -> int:
 def geometry_record(geometry: Geometry) -> dict[str, Any]:
     if isinstance(geometry, Resize):
         return {"kind": "resize", "size": geometry.size}
+    if isinstance(geometry, FruitCrop):
+        return {"kind": "fruit-crop", "size": geometry.size, "fill": geometry.fill}
     return {"kind": "resize-center-crop", "resize": geometry.resize, "crop": geometry.crop}
 
 
@@ -94,6 +161,8 @@ def read_geometry(record: Any) -> Geometry | None:
     try:
         if record.get("kind") == "resize":
             geometry: Geometry = Resize(int(record["size"]))
+        elif record.get("kind") == "fruit-crop":
+            geometry = FruitCrop(int(record["size"]), float(record["fill"]))
         elif record.get("kind") == "resize-center-crop":
             geometry = ResizeCenterCrop(int(record["resize"]), int(record["crop"]))
         else:

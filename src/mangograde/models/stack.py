@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..data.splits import kfold
 from ..errors import DatasetError, SettingsError
 from ..features.pixels import resize_images
+from ..images.geometry import Resize
 from .registry import FoldData, Settings, get_model
 
 DEFAULT_MEMBERS = ("transfer", "cnn-fast", "colour-texture")
@@ -59,13 +60,12 @@ def _is_preset(name: str) -> bool:
 def decode_size(settings: Settings) -> int:
     """The square size a member's photos are decoded at."""
     geometry = get_model(settings["model"]).geometry(settings)
-    size = getattr(geometry, "size", None)
-    if size is None:
+    if not isinstance(geometry, Resize):
         raise SettingsError(
             f"Stack member {settings['preset'] or settings['model']}: its photos are "
-            "cropped after decoding; a stack's members must decode at a plain square size."
+            "cropped when decoded; a stack's members must decode at a plain square size."
         )
-    return int(size)
+    return geometry.size
 
 
 class StackedGrader(ClassifierMixin, BaseEstimator):

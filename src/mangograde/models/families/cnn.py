@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import SettingsError
-from ...images.geometry import Geometry, Resize, resize_for
+from ...images.geometry import FruitCrop, Geometry, Resize, resize_for
 from ..registry import FoldData, ModelFamily, Settings, register_model, signature_defaults
 
 # Set per fold by the run (size and seed come from their own sections).
@@ -36,13 +36,23 @@ def _build(settings: Settings) -> Any:
     return network
 
 
+CROPS = ("none", "fruit")
+
+
 def _geometry(settings: Settings) -> Geometry:
-    """Decoded at size * 256 / 224, then centre-cropped to size (the study's 256 -> 224)."""
-    return Resize(resize_for(settings["features"]["size"]))
+    """Decoded at size * 256 / 224, then centre-cropped to size (the study's 256 -> 224);
+    ``crop=fruit`` decodes a square around the fruit instead of the whole photo."""
+    side = resize_for(settings["features"]["size"])
+    return FruitCrop(side) if settings["features"].get("crop") == "fruit" else Resize(side)
 
 
 def _check(settings: Settings) -> None:
     """Early stopping must not look at the photos the run is scored on."""
+    crop = settings["features"].get("crop", "none")
+    if crop not in CROPS:
+        raise SettingsError(
+            f"Unknown crop {crop!r}: none (the whole photo) or fruit (a square around the fruit)."
+        )
     folds = settings["blend"]["folds"]
     if not isinstance(folds, int) or folds < 1:
         raise SettingsError(
@@ -125,7 +135,7 @@ register_model(
     ModelFamily(
         name="cnn",
         params=_params,
-        features={"size": 128},
+        features={"size": 128, "crop": "none"},
         distributed=True,
         default_preset="cnn-fast",
         **NETWORK_FAMILY,

