@@ -12,8 +12,23 @@ from PIL import Image
 from ..errors import MangogradeError, SettingsError
 
 
+class _Square:
+    """A geometry whose arrays are ``size`` x ``size``."""
+
+    size: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 3)
+
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        """Smallest decoded size that loses nothing for this geometry."""
+        return (self.size, self.size)
+
+
 @dataclass(frozen=True)
-class Resize:
+class Resize(_Square):
     """Resize to ``size`` x ``size`` (aspect not kept, bilinear, as the study's cv2 did)."""
 
     size: int
@@ -25,15 +40,6 @@ class Resize:
     @property
     def key(self) -> str:
         return f"resize{self.size}"
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.size, self.size, 3)
-
-    @property
-    def decode_size(self) -> tuple[int, int]:
-        """Smallest decoded size that loses nothing for this geometry."""
-        return (self.size, self.size)
 
     def apply(self, image: Image.Image) -> Image.Image:
         return image.resize((self.size, self.size), Image.Resampling.BILINEAR)
@@ -76,7 +82,7 @@ class ResizeCenterCrop:
 
 
 @dataclass(frozen=True)
-class FruitCrop:
+class FruitCrop(_Square):
     """A square around the fruit, resized to ``size`` x ``size``: the fruit keeps its shape
     and fills ``fill`` of the side, where a plain resize squashes a wide photo and leaves
     background around the fruit.
@@ -97,14 +103,6 @@ class FruitCrop:
     @property
     def key(self) -> str:
         return f"fruit{self.size}-{self.fill:g}"
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.size, self.size, 3)
-
-    @property
-    def decode_size(self) -> tuple[int, int]:
-        return (self.size, self.size)
 
     def apply(self, image: Image.Image) -> Image.Image:
         left, top, right, bottom = fruit_box(image)
