@@ -3,7 +3,9 @@
 Usage:
   python benchmarks/bench_cnn.py fold0 [PRESET ...]   plain script, then each preset, on fold 0
   python benchmarks/bench_cnn.py cv PRESET            all 5 folds of `mangograde train`
-  python benchmarks/bench_cnn.py grade PRESET         grading speed on the aicup-sample photos
+  python benchmarks/bench_cnn.py grade NAME [SET...]  grading speed on the aicup-sample photos
+                                                      (a preset or a family, e.g. transfer,
+                                                      then key=value settings)
 
 fold0: ../shared/benchmarks/baseline_cnn.py (128 px, 30 epochs) trains on fold 0 of a 5-fold
 StratifiedGroupKFold by fruit (seed 0) of ../shared/data/mango-grading; each preset then
@@ -26,7 +28,7 @@ from _common import data_dir, machine
 from mangograde.data import load_dataset
 from mangograde.data.splits import kfold
 from mangograde.images import ImageCache, load_dataset_images, load_images
-from mangograde.models.registry import build_model, get_model, resolve
+from mangograde.models.registry import build_model, get_model, model_names, resolve
 
 MANGOGRADE = str(Path(sys.executable).parent / "mangograde")  # this environment's command
 BASELINE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "baseline_cnn.py"
@@ -103,26 +105,26 @@ def cross_validation(preset: str) -> None:
           f"data {timing['data_share']:.1%} of training")  # fmt: skip
 
 
-def grading_speed(preset: str) -> None:
-    """Decode (no cache), preprocess and grade every aicup-sample photo with a trained model."""
+def grading_speed(name: str, assignments: list[str]) -> None:
+    """Decode (no cache), preprocess and grade every aicup-sample photo with one trained
+    model of a preset or family."""
     root, dataset = mango_grading()
-    settings = resolve(preset_name=preset, assignments=["epochs=1"])
-    kept, loaded = load_dataset_images(
-        dataset, get_model("cnn").geometry(settings), ImageCache(None)
-    )
+    family = name if name in model_names() else None
+    settings = resolve(family, None if family else name, assignments=["epochs=1", *assignments])
+    geometry = get_model(settings["model"]).geometry(settings)
+    kept, loaded = load_dataset_images(dataset, geometry, ImageCache(None))
     model = build_model(settings).fit(loaded.arrays[::9], kept.labels[::9])  # all grades
     paths = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     model.predict_proba(loaded.arrays[:8])  # warm-up: the first call pays for torch's setup
     runs = []
     for _ in range(3):
         start = time.perf_counter()
-        photos = load_images(
-            paths, get_model("cnn").geometry(settings), cache=None, progress=False
-        ).arrays
+        photos = load_images(paths, geometry, cache=None, progress=False).arrays
         model.predict_proba(photos)
         runs.append(time.perf_counter() - start)
     best = min(runs)
-    print(f"{preset}: graded {len(paths)} aicup-sample photos in {best:.2f} s = "
+    label = " ".join([name, *assignments])
+    print(f"{label}: graded {len(paths)} aicup-sample photos in {best:.2f} s = "
           f"{len(paths) / best:.1f} photos/s (best of 3; decode, preprocess, predict)")  # fmt: skip
 
 
@@ -135,4 +137,4 @@ if __name__ == "__main__":
     elif mode == "cv":
         cross_validation(names[0])
     else:
-        grading_speed(names[0])
+        grading_speed(names[0], names[1:])

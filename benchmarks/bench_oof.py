@@ -56,8 +56,8 @@ def main() -> None:
         name, _, spec = argument.partition("=")
         _, true, folds, proba = read(spec)
         k = proba.shape[1]
-        for label, probabilities in (("as trained", proba),
-                                     ("temperature", cross_fit(proba, true, folds)[0])):  # fmt: skip
+        scaled = cross_fit(proba, true, folds)[0]
+        for label, probabilities in (("as trained", proba), ("temperature", scaled)):
             ece = calibration(true, probabilities)["ece"]
             for rule in DECISIONS:
                 codes = decide(probabilities, rule)
