@@ -140,6 +140,7 @@ def test_a_stack_of_two_real_families_trains_grades_and_explains(tmp_path):
         ("members=[spy, no-such-thing]", "Unknown model 'no-such-thing'"),
         ("members=[spy, stack]", "cannot be a member of a stack"),
         ("members=[spy, {set: {C: 1}}]", "name a preset or family"),
+        ("members=[spy, {model: spy, sett: {C: 1}}]", "unknown key sett"),
         ("inner_cv=1", "at least 2 folds"),
         ("meta_c=0", "above 0"),
     ],

@@ -22,7 +22,7 @@ from ..data.splits import kfold
 from ..errors import DatasetError, SettingsError
 from ..features.pixels import resize_images
 from ..images.geometry import Resize
-from .registry import FoldData, Settings, get_model
+from .registry import FoldData, Settings, get_model, preset_names, resolve
 
 DEFAULT_MEMBERS = ("transfer", "cnn-fast", "colour-texture")
 FLOOR = 1e-4  # probabilities are clipped here before the log the meta-learner reads
@@ -31,14 +31,18 @@ FLOOR = 1e-4  # probabilities are clipped here before the log the meta-learner r
 def member_settings(spec: Any, seed: int) -> tuple[str, Settings]:
     """``(label, resolved settings)`` of one member: a preset or family name, or a
     mapping ``{preset | model: NAME, set: {key: value}}``."""
-    from .registry import resolve
-
     if isinstance(spec, str):
-        spec = {"preset" if _is_preset(spec) else "model": spec}
+        spec = {"preset" if spec in preset_names() else "model": spec}
     if not isinstance(spec, dict) or not ({"preset", "model"} & set(spec)):
         raise SettingsError(
             f"Stack member {spec!r}: name a preset or family (e.g. cnn-fast), or give "
             "{preset: NAME, set: {key: value}}."
+        )
+    unknown = sorted(set(spec) - {"preset", "model", "set"})
+    if unknown:
+        raise SettingsError(
+            f"Stack member {spec!r}: unknown key {', '.join(map(str, unknown))}; a member "
+            "takes preset, model and set."
         )
     changes = spec.get("set") or {}
     if not isinstance(changes, dict):
@@ -49,12 +53,6 @@ def member_settings(spec: Any, seed: int) -> tuple[str, Settings]:
     if settings["model"] == "stack":
         raise SettingsError("A stack cannot be a member of a stack.")
     return str(spec.get("preset") or spec.get("model")), settings
-
-
-def _is_preset(name: str) -> bool:
-    from .registry import preset_names
-
-    return name in preset_names()
 
 
 def decode_size(settings: Settings) -> int:
