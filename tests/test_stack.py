@@ -159,3 +159,15 @@ def test_too_few_fruits_for_the_inner_folds_says_which_setting(fruits):
     stack = StackedGrader(members=["spy", "spy"], inner_cv=5)
     with pytest.raises(SettingsError, match="inner_cv=5"):
         stack.fit(photos, np.array(list("AABBCC")))
+
+
+def test_the_best_measured_stack_is_a_preset():
+    from mangograde.models.registry import resolve
+
+    settings = resolve(preset_name="stack-study-colour")
+    assert settings["model"] == "stack"
+    labels = StackedGrader(**settings["params"]).resolved_members()
+    assert [(label, s["features"].get("size")) for label, s in labels] == [
+        ("cnn-study", 224),
+        ("colour-texture", 256),
+    ]
