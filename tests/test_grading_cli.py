@@ -346,3 +346,24 @@ def test_compare_explains_mistakes_with_the_chosen_method(trained):
     assert mistake.figure is None and "is not a CNN" in mistake.note
     with pytest.raises(SettingsError, match="auto, lime, gradcam"):
         compare_runs([runs["rf"]], method="shap")
+
+
+def test_one_network_grades_each_photo_once(trained, monkeypatch):
+    """A CNN's own rule is the most likely grade: the grader takes it from the
+    probabilities instead of running the network a second time (an rf's runs its own)."""
+    from mangograde.models.cnn_estimator import CNNClassifier
+
+    root, runs = trained
+    predictor = open_predictor(runs["cnn"], fold=0)
+    photos = load_images(sorted((root / "dev").iterdir()), predictor.geometry).arrays
+    expected = predictor.models[0].predict(photos)
+
+    def twice(*_):
+        raise AssertionError("the network ran a second time")
+
+    monkeypatch.setattr(CNNClassifier, "predict", twice)
+    proba, codes = predictor.grade(photos)
+    np.testing.assert_array_equal(codes, expected)
+    np.testing.assert_array_equal(codes, proba.argmax(1))
+    forest = open_predictor(runs["rf"], fold=0)
+    assert not getattr(forest.models[0], "predicts_most_likely", False)

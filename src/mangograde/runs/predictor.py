@@ -44,11 +44,13 @@ class RunPredictor:
 
     def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and grade codes. One model grades by its own rule, as in training
-        (a blend's vote, an SVM's decision); several fold models by their mean."""
+        (a blend's vote, an SVM's decision); several fold models by their mean. A model
+        whose rule is the most likely grade is not run twice."""
         proba = self.predict_proba(images)
         if self.decision != "argmax":
             return proba, decide(proba, self.decision)
-        if len(self.bundles) == 1:
+        own_rule = not getattr(self.models[0], "predicts_most_likely", False)
+        if len(self.bundles) == 1 and own_rule:
             return proba, np.asarray(self.models[0].predict(images), dtype=int)
         return proba, proba.argmax(axis=1)
 
