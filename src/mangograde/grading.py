@@ -13,6 +13,7 @@ import numpy as np
 from .atomic import atomic_open
 from .data import Dataset, find_photos
 from .errors import DatasetError
+from .evaluation.confidence import to_check
 from .images import ImageCache, load_images
 from .images.decode import BadImage
 from .images.loader import bad_images_message
@@ -41,9 +42,7 @@ class Graded:
     def labels(self, abstain: float | None = None) -> list[str]:
         """Each photo's grade, or ``check`` (to grade by hand) where its top probability is
         below ``abstain``."""
-        unsure = np.zeros(len(self.predicted), dtype=bool)
-        if abstain is not None:
-            unsure = self.proba.max(axis=1) < abstain
+        unsure = to_check(self.proba, abstain)
         return [CHECK if u else self.grades[c] for c, u in zip(self.predicted, unsure, strict=True)]
 
 

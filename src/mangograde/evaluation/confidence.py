@@ -86,6 +86,15 @@ def check_abstain(threshold: Any) -> None:
         )
 
 
+def to_check(proba: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Which photos ``abstain=threshold`` leaves to check by hand: those whose top
+    probability is below it (none without a threshold)."""
+    proba = np.asarray(proba, dtype=float)
+    if threshold is None:
+        return np.zeros(len(proba), dtype=bool)
+    return proba.max(axis=-1) < threshold
+
+
 def abstained(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -95,7 +104,7 @@ def abstained(
     """What ``abstain=threshold`` does to these photos: the share graded (the rest are
     left to check by hand) and the accuracy on those graded."""
     true, pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    graded = np.asarray(proba, dtype=float).max(axis=1) >= threshold
+    graded = ~to_check(proba, threshold)
     return {
         "threshold": float(threshold),
         "coverage": float(graded.mean()) if len(graded) else 0.0,

@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
 from ..errors import SettingsError
+from ..evaluation.confidence import to_check
 from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
@@ -223,7 +224,7 @@ def _result(service: _Service, image_id: str, proba: np.ndarray, code: int) -> P
     service.telemetry.photos.labels(grades[code]).inc()
     probabilities = {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
     abstain = service.predictor.abstain
-    check = None if abstain is None else bool(max(proba) < abstain)
+    check = None if abstain is None else bool(to_check(proba, abstain))
     return PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
                        check=check, model=service.model)  # fmt: skip
 
