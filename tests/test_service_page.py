@@ -12,7 +12,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from mangograde.service import ServeOptions, create_app  # noqa: E402
 
-from .service_helpers import live_server, train_tiny  # noqa: E402
+from .service_helpers import TINY_CNN, live_server, train_tiny  # noqa: E402
 
 CHROMIUM = os.environ.get("MANGOGRADE_CHROMIUM") or next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
@@ -98,3 +98,30 @@ def test_the_page_works_from_the_keyboard(site, page):
         page.keyboard.press("Tab")
         focused.append(page.evaluate("document.activeElement.id"))
     assert focused[:2] == ["pick", "camera"]  # the two ways to give photos come first
+
+
+@needs_browser
+def test_photos_the_run_is_unsure_of_are_marked_check_by_hand(page, tmp_path):
+    """abstain=1: every photo is below it, so every card, the tally and the CSV say check."""
+    from mangograde.synth import synthesize
+
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path / "cnn", *TINY_CNN, "--set", "abstain=1.0")
+    photos = [root / "train" / "mango_00000.jpg", root / "train" / "mango_00001.jpg"]
+    with live_server(create_app(ServeOptions(run=out))) as url:
+        page.goto(url)
+        sync_api.expect(page.locator("#model")).to_contain_text("grades")
+        page.set_input_files("#pick", [str(p) for p in photos])
+        statuses = page.locator("#photos .status")
+        sync_api.expect(statuses).to_have_count(2)
+        sync_api.expect(page.locator(".status", has_text="Grading")).to_have_count(0, timeout=20000)
+        for i in range(2):
+            sync_api.expect(statuses.nth(i)).to_contain_text("Check by hand (")
+        sync_api.expect(page.locator("#tally li[data-grade=check]")).to_have_text(
+            "check by hand: 2"
+        )
+        with page.expect_download() as download:
+            page.locator("#download").click()
+        saved = tmp_path / "grades.csv"
+        download.value.save_as(saved)
+    assert sorted(saved.read_text().splitlines()[1:]) == [f"{p.name},check" for p in photos]

@@ -1,6 +1,7 @@
 "use strict";
 // The grading page: uploads photos to /v1/grade (a few at a time), shows each photo's grade,
-// its grade probabilities, and on request its heat map from /v1/explain.
+// its grade probabilities, and on request its heat map from /v1/explain. A photo the run is
+// unsure of (below its abstain setting) is marked "check by hand", as `predict` labels it.
 const state = { grades: [], results: [], key: sessionStorage.getItem("mangograde-key") || "" };
 const $ = (id) => document.getElementById(id);
 
@@ -28,9 +29,16 @@ function renderTally() {
   tally.replaceChildren();
   for (const grade of state.grades) {
     const item = document.createElement("li");
-    const n = state.results.filter((r) => r.grade === grade).length;
+    const n = state.results.filter((r) => r.grade === grade && !r.check).length;
     item.textContent = grade + ": " + n;
     item.dataset.grade = grade;
+    tally.append(item);
+  }
+  const unsure = state.results.filter((r) => r.check).length;
+  if (unsure) {
+    const item = document.createElement("li");
+    item.textContent = "check by hand: " + unsure;
+    item.dataset.grade = "check";
     tally.append(item);
   }
   const graded = state.results.some((r) => r.grade);
@@ -64,8 +72,10 @@ function showResult(item, result) {
     status.textContent = "Not graded: " + result.error;
     return;
   }
-  status.className = "status grade";
-  status.textContent = "Grade " + result.grade;
+  status.className = result.check ? "status grade check" : "status grade";
+  status.textContent = result.check
+    ? "Check by hand (" + result.grade + " at " + (100 * result.probabilities[result.grade]).toFixed(0) + "%)"
+    : "Grade " + result.grade;
   for (const grade of state.grades) {
     const p = result.probabilities[grade];
     const row = document.createElement("div");
@@ -139,7 +149,7 @@ async function explainPhoto(file, result) {
 function downloadCsv() {
   const rows = state.results.filter((r) => r.grade).map((r) => {
     const id = /[",\n]/.test(r.image_id) ? '"' + r.image_id.replace(/"/g, '""') + '"' : r.image_id;
-    return id + "," + r.grade;
+    return id + "," + (r.check ? "check" : r.grade);
   });
   const blob = new Blob(["image_id,label\n" + rows.join("\n") + "\n"], { type: "text/csv" });
   const link = document.createElement("a");
