@@ -47,7 +47,7 @@ def _geometry(settings: Settings) -> Geometry:
 
 
 def _check(settings: Settings) -> None:
-    """Early stopping must not look at the photos the run is scored on."""
+    """An unknown crop; early stopping that would look at the photos the run is scored on."""
     crop = settings["features"].get("crop", "none")
     if crop not in CROPS:
         raise SettingsError(
