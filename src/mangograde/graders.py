@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MangogradeError, SettingsError
-from .evaluation.decisions import decide
-from .evaluation.temperature import apply_temperature
+from .evaluation.decisions import GradingRule
 from .images.geometry import read_geometry
 
 GRADER_FILE = "grader.json"
@@ -82,7 +81,11 @@ class ExportedGrader:
             raise ExportError(f"{GRADER_FILE}: unknown geometry {self.manifest['geometry']!r}.")
         self.geometry = geometry
         self.bundles = self.manifest["bundles"]
-        self.abstain: float | None = self.manifest.get("abstain")
+        self.rule = GradingRule(
+            self.manifest.get("decision", "argmax"),
+            self.manifest.get("temperature") or None,
+            self.manifest.get("abstain"),
+        )
         self.notices: list[str] = []
         try:
             import onnxruntime
@@ -127,13 +130,8 @@ class ExportedGrader:
             else:
                 probabilities.append(mean)
                 codes.append(mean.argmax(axis=1))
-        proba = np.mean(probabilities, axis=0)
-        if self.manifest.get("temperature"):
-            proba = apply_temperature(proba, float(self.manifest["temperature"]))
-        decision = self.manifest.get("decision", "argmax")
-        if decision != "argmax":
-            return proba, decide(proba, decision)
-        return proba, codes[0] if len(self.bundles) == 1 else proba.argmax(axis=1)
+        proba = self.rule.calibrated(np.mean(probabilities, axis=0))
+        return proba, self.rule.grades(proba, (lambda: codes[0]) if len(codes) == 1 else None)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[0]

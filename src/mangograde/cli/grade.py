@@ -133,9 +133,9 @@ def evaluate_command(
     record["run"] = str(run.path)
     record["data"] = record_data
     record["models"] = len(predictor.bundles)
-    if predictor.abstain is not None and graded.truth is not None:
+    if predictor.rule.abstain is not None and graded.truth is not None:
         record["abstain"] = abstained(
-            graded.truth, graded.predicted, graded.proba, predictor.abstain
+            graded.truth, graded.predicted, graded.proba, predictor.rule.abstain
         )
     write_text(target, json.dumps(record, indent=2))
     write_submission(target.with_suffix(".csv"), graded)
@@ -228,7 +228,7 @@ def predict_command(
     predictor = open_grader(run_dir, fold)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
-    abstain = predictor.abstain if abstain is None else abstain
+    abstain = predictor.rule.abstain if abstain is None else abstain
     write_submission(out_file, graded, csv_format == "probabilities", abstain)
     notices(graded.notices)
     counts = {g: 0 for g in graded.grades}

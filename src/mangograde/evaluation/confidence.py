@@ -74,15 +74,10 @@ def coverage(
 
 def check_abstain(threshold: Any) -> None:
     """``abstain``: None, or the top probability (0 to 1) below which a photo is checked."""
-    if threshold is None:
-        return
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+    number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+    if threshold is not None and not (number and 0 <= threshold <= 1):
         raise SettingsError(
             f"abstain must be a probability from 0 to 1 (e.g. 0.8), got {threshold!r}."
-        )
-    if not 0 <= threshold <= 1:
-        raise SettingsError(
-            f"abstain must be a probability from 0 to 1 (e.g. 0.8), got {threshold}."
         )
 
 

@@ -7,9 +7,13 @@ apart): the median of the probability distribution over the ordered grades.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import SettingsError
+from .temperature import apply_temperature
 
 DECISIONS = ("argmax", "min-cost")
 
@@ -36,3 +40,23 @@ def decide(proba: np.ndarray, rule: str) -> np.ndarray:
         return proba.argmax(axis=1)
     expected = proba @ cost_matrix(proba.shape[1])  # expected cost of each choice
     return expected.argmin(axis=1)
+
+
+@dataclass(frozen=True)
+class GradingRule:
+    """What a grader does with its models' mean probabilities, as its run was trained:
+    scale them by the run's temperature (calibration=temperature), grade them by its
+    decision, and leave photos below ``abstain`` to check by hand."""
+
+    decision: str = "argmax"
+    temperature: float | None = None
+    abstain: float | None = None
+
+    def calibrated(self, proba: np.ndarray) -> np.ndarray:
+        return proba if self.temperature is None else apply_temperature(proba, self.temperature)
+
+    def grades(self, proba: np.ndarray, own: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        """Grade codes; under argmax, the model's own rule (``own``) where it has one."""
+        if self.decision != "argmax":
+            return decide(proba, self.decision)
+        return proba.argmax(axis=1) if own is None else np.asarray(own(), dtype=int)

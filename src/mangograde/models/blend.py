@@ -100,7 +100,12 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
 def model_probabilities(models: Sequence[Any], X: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """``(n_models, n_photos, n_classes)``: each model's probabilities with its columns
     placed at its ``classes_`` among the sorted ``classes`` (a class it never saw gets 0)."""
-    stacked = np.zeros((len(models), len(X), len(classes)))
-    for proba, model in zip(stacked, models, strict=True):
-        proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X)
-    return stacked
+    return np.stack([in_columns(m.predict_proba(X), m.classes_, classes) for m in models])
+
+
+def in_columns(proba: np.ndarray, own: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Probabilities over a model's own sorted classes ``own``, placed among the sorted
+    ``classes`` (0 for a class the model never saw)."""
+    placed = np.zeros((len(proba), len(classes)))
+    placed[:, np.searchsorted(classes, own)] = proba
+    return placed

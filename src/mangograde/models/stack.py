@@ -22,6 +22,7 @@ from ..data.splits import kfold
 from ..errors import DatasetError, SettingsError
 from ..features.pixels import resize_images
 from ..images.geometry import Resize
+from .blend import in_columns, model_probabilities
 from .registry import FoldData, Settings, get_model, preset_names, resolve
 
 DEFAULT_MEMBERS = ("transfer", "cnn-fast", "colour-texture")
@@ -160,7 +161,7 @@ class StackedGrader(ClassifierMixin, BaseEstimator):
                 fold = FoldData(photos, y, groups, train, test, shared)
                 family.fit_fold(model, fold)
                 proba, _ = family.grade_fold(model, fold)
-                self.inner_proba_[test, j] = self._columns(proba, model.classes_)
+                self.inner_proba_[test, j] = in_columns(proba, model.classes_, self.classes_)
             model = self._member(settings, label, "all")
             everything = np.arange(len(y))
             family.fit_fold(model, FoldData(photos, y, groups, everything, everything[:0], shared))
@@ -177,13 +178,6 @@ class StackedGrader(ClassifierMixin, BaseEstimator):
         family.attach(model, where, self.resume, self.progress)
         return model
 
-    def _columns(self, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """A member's probabilities in the stack's grade order (0 for a grade it never saw)."""
-        out = np.zeros((len(proba), len(self.classes_)))
-        for column, grade in enumerate(np.asarray(classes).tolist()):
-            out[:, self.classes_.tolist().index(grade)] = proba[:, column]
-        return out
-
     @staticmethod
     def _meta_features(proba: np.ndarray) -> np.ndarray:
         return np.log(np.clip(proba, FLOOR, 1.0)).reshape(len(proba), -1)
@@ -196,7 +190,7 @@ class StackedGrader(ClassifierMixin, BaseEstimator):
             zip(self.members_, self.member_settings_, strict=True)
         ):
             photos = resize_images(X, decode_size(settings))
-            out[:, j] = self._columns(model.predict_proba(photos), model.classes_)
+            out[:, j] = model_probabilities([model], photos, self.classes_)[0]
         return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.decisions import decide
-from ..evaluation.temperature import apply_temperature
+from ..evaluation.decisions import GradingRule
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
@@ -19,14 +18,13 @@ class RunPredictor:
 
     def __init__(self, bundles: list[Bundle], temperature: float | None = None) -> None:
         self.bundles = bundles
-        self.temperature = temperature  # calibration=temperature: applied to the mean
         self.grades = bundles[0].grades
         self.geometry = geometry_from_record(bundles[0].manifest["preprocessing"]["geometry"])
         self.notices = sorted({n for b in bundles for n in b.notices})
-        # How probabilities become a grade (runs before 0.2 knew only the model's own rule).
-        self.decision = str(bundles[0].settings.get("decision", "argmax"))
-        # abstain=P: photos whose top probability is below P are labelled "check".
-        self.abstain: float | None = bundles[0].settings.get("abstain")
+        settings = bundles[0].settings  # runs before 0.2 knew only the model's own rule
+        self.rule = GradingRule(
+            str(settings.get("decision", "argmax")), temperature, settings.get("abstain")
+        )
 
     @property
     def models(self) -> list[Any]:
@@ -37,22 +35,16 @@ class RunPredictor:
         return model_probabilities(self.models, images, np.arange(len(self.grades)))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        proba = self.model_probabilities(images).mean(axis=0)
-        if self.temperature is not None:
-            proba = apply_temperature(proba, self.temperature)
-        return proba
+        return self.rule.calibrated(self.model_probabilities(images).mean(axis=0))
 
     def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and grade codes. One model grades by its own rule, as in training
         (a blend's vote, an SVM's decision); several fold models by their mean. A model
         whose rule is the most likely grade is not run twice."""
         proba = self.predict_proba(images)
-        if self.decision != "argmax":
-            return proba, decide(proba, self.decision)
-        own_rule = not getattr(self.models[0], "predicts_most_likely", False)
-        if len(self.bundles) == 1 and own_rule:
-            return proba, np.asarray(self.models[0].predict(images), dtype=int)
-        return proba, proba.argmax(axis=1)
+        model = self.models[0]
+        own_rule = len(self.bundles) == 1 and not getattr(model, "predicts_most_likely", False)
+        return proba, self.rule.grades(proba, (lambda: model.predict(images)) if own_rule else None)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[1]

@@ -20,8 +20,9 @@ from ..data import Dataset
 from ..data.splits import holdout, kfold
 from ..errors import DatasetError, SettingsError, listing, plural
 from ..evaluation import one_grade_warnings
-from ..evaluation.confidence import abstained, check_abstain
+from ..evaluation.confidence import abstained, calibration, check_abstain
 from ..evaluation.decisions import check_decision, decide
+from ..evaluation.temperature import cross_fit
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
 from ..models import ddp
@@ -308,9 +309,6 @@ def _calibrate(
 ) -> dict[str, Any]:
     """Temperature-scale every fold's held-out probabilities (in place, results too) with a
     temperature fit on the other folds' photos; the record for calibration.json."""
-    from ..evaluation.confidence import calibration
-    from ..evaluation.temperature import cross_fit
-
     before = calibration(photos.labels, proba)["ece"]
     scaled, per_fold, overall = cross_fit(proba, photos.labels, held_fold)
     rule = settings.get("decision", "argmax")

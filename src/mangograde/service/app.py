@@ -223,7 +223,7 @@ def _result(service: _Service, image_id: str, proba: np.ndarray, code: int) -> P
     grades = service.predictor.grades
     service.telemetry.photos.labels(grades[code]).inc()
     probabilities = {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
-    abstain = service.predictor.abstain
+    abstain = service.predictor.rule.abstain
     check = None if abstain is None else bool(to_check(proba, abstain))
     return PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
                        check=check, model=service.model)  # fmt: skip
