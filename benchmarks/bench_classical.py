@@ -84,10 +84,10 @@ def memory(n: int) -> None:
     import numpy as np
 
     from mangograde.data import load_dataset
+    from mangograde.data.synth import synthesize
     from mangograde.images import ImageCache, Resize, load_dataset_images
     from mangograde.models.classical import build_photo_classifier
     from mangograde.models.registry import resolve
-    from mangograde.synth import synthesize
 
     root = Path(tempfile.gettempdir()) / f"mangograde-synth-{n}"
     if not (root / "train.csv").is_file():

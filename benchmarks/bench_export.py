@@ -61,10 +61,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from mangograde.exporting import export_run
     from mangograde.graders import ExportedGrader
     from mangograde.images import ImageCache, load_images
     from mangograde.runs import open_predictor
+    from mangograde.workflows.export import export_run
 
     held, truth, training = _held_out(args.run)
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))

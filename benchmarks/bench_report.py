@@ -35,7 +35,7 @@ def train(data: list[str], preset: str, out: Path, split: list[str], extra: list
 
 
 def prepare(work: Path) -> None:
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = work / "synth"
     if not (root / "train.csv").is_file():
@@ -49,8 +49,8 @@ def prepare(work: Path) -> None:
 
 
 def report(work: Path) -> None:
-    from mangograde.comparison import compare_runs
     from mangograde.report.html import render_report
+    from mangograde.workflows.compare import compare_runs
 
     runs = [work / p for p in PRESETS]
     for attempt in range(3):

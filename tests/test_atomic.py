@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mangograde.atomic import atomic_open, write_text
+from mangograde.basics.atomic import atomic_open, write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_debris(tmp_path):

@@ -16,7 +16,7 @@ from .test_cli_models import read_csv  # noqa: E402
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("audit") / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path_factory.mktemp("runs") / "svm", "--model", "svm", "--cv", "2")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.models import registry
 from mangograde.models.bundle import BundleError, load_bundle, save_bundle
 

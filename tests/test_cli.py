@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mangograde.basics.errors import DatasetError
 from mangograde.cli import app
-from mangograde.errors import DatasetError
-from mangograde.synth import synthesize
+from mangograde.data.synth import synthesize
 
 from .helpers import SHARED_DATA, needs_shared_data, write_csv, write_photo
 

@@ -21,7 +21,7 @@ TINY_COLOUR = ["--set", "features.size=32", "--set", "n_estimators=10"]
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("models") / "s", n=48, size=48, seed=1)
     return [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]

@@ -9,14 +9,19 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from mangograde.errors import OutputError, SettingsError
+from mangograde.basics.errors import OutputError, SettingsError
+from mangograde.data.synth import make_fruit, render
+from mangograde.features.transforms import (
+    BatchAugment,
+    eval_batch,
+    eval_transforms,
+    train_transforms,
+)
 from mangograde.models import registry
 from mangograde.models.blend import FoldEnsemble
 from mangograde.models.bundle import load_bundle, save_bundle
 from mangograde.models.cnn import ARCHITECTURES, build_network, multiply_adds
 from mangograde.models.cnn_estimator import CHECKPOINT, CNNClassifier
-from mangograde.synth import make_fruit, render
-from mangograde.transforms import BatchAugment, eval_batch, eval_transforms, train_transforms
 
 torch.set_num_threads(1)  # tests stay quick and exact beside other processes
 TINY = {"architecture": "fast-cnn", "size": 32, "width": 8, "batch_size": 8, "threads": 1}

@@ -51,7 +51,7 @@ def test_coverage_finds_the_share_graded_at_99_percent():
 
 
 def test_evaluate_records_and_prints_them(tmp_path):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     record = evaluate([0, 1, 2, 2], [0, 1, 2, 1], ["A", "B", "C"], np.eye(3)[[0, 1, 2, 1]])
     assert record["calibration"]["ece"] == pytest.approx(0.25)
@@ -68,7 +68,7 @@ def test_evaluate_records_and_prints_them(tmp_path):
 
 
 def test_predict_abstain_leaves_unsure_photos_to_check_by_hand(tmp_path):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     from .test_cli_models import read_csv
 
@@ -97,8 +97,8 @@ def test_the_runs_abstain_setting_is_followed_by_train_predict_evaluate_export_a
 ):
     from fastapi.testclient import TestClient
 
+    from mangograde.data.synth import synthesize
     from mangograde.service import ServeOptions, create_app
-    from mangograde.synth import synthesize
 
     from .service_helpers import TINY_CNN
     from .test_cli_models import read_csv

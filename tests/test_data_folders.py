@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mangograde.basics.errors import DatasetError
 from mangograde.data import attach_groups, load_dataset
-from mangograde.errors import DatasetError
 
 from .helpers import SHARED_DATA, needs_shared_data, write_csv, write_photo
 

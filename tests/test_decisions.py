@@ -19,7 +19,7 @@ def test_min_cost_takes_the_median_grade_where_argmax_takes_the_mode():
 
 
 def test_a_run_with_min_cost_grades_by_it_in_training_and_in_predict(tmp_path):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path / "r", "--model", "svm", "--cv", "2",

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.evaluation import (
     accuracy,
     balanced_accuracy,

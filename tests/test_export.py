@@ -24,7 +24,7 @@ SLIM = ["numpy", "pillow", "onnxruntime", "typer", "rich"]  # the [grade] extra
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("export") / "s", n=40, size=48, seed=2)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.features.expand import expand_features, expand_images
 from mangograde.features.pixels import PixelVectors
 from mangograde.features.polar import PolarWarp, polar_warp

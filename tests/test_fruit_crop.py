@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.images.geometry import FruitCrop, fruit_box, read_geometry
 
 from .service_helpers import TINY_CNN, train_tiny
@@ -52,7 +52,7 @@ def test_no_fruit_means_the_whole_photo_and_bad_settings_are_named():
 
 
 def test_a_fruit_crop_run_trains_grades_and_exports_with_its_geometry(tmp_path):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path / "run", *TINY_CNN, "--set", "crop=fruit")

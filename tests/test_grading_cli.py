@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.explain import explain
 from mangograde.images import load_images
 from mangograde.models.bundle import load_bundle
@@ -29,7 +29,7 @@ TINY_CNN = ["--model", "cnn", "--set", "features.size=32", "--set", "epochs=2", 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Synthetic photos (train/ labelled, dev/ as new photos) and an rf and a cnn run."""
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     base = tmp_path_factory.mktemp("grading")
     root = synthesize(base / "s", n=48, size=48, seed=3)
@@ -281,7 +281,7 @@ def test_compare_writes_one_self_contained_report(trained, tmp_path):
 def test_the_study_is_shown_only_beside_competition_data(trained, tmp_path):
     import yaml
 
-    from mangograde.comparison import is_competition_data
+    from mangograde.workflows.compare import is_competition_data
 
     root, runs = trained
     out = tmp_path / "r.html"
@@ -313,8 +313,8 @@ def test_open_run_explains_an_unfinished_run(tmp_path):
 def test_report_holds_the_search_plots_a_run_folder_has(trained, tmp_path):
     from PIL import Image
 
-    from mangograde.comparison import compare_runs, confident_mistakes
     from mangograde.report.html import render_report
+    from mangograde.workflows.compare import compare_runs, confident_mistakes
 
     root, runs = trained
     copy = shutil.copytree(runs["rf"], tmp_path / "rf")
@@ -338,7 +338,7 @@ def test_report_holds_the_search_plots_a_run_folder_has(trained, tmp_path):
 
 
 def test_compare_explains_mistakes_with_the_chosen_method(trained):
-    from mangograde.comparison import compare_runs
+    from mangograde.workflows.compare import compare_runs
 
     root, runs = trained
     forced = compare_runs([runs["rf"]], mistakes=1, n_boot=50, progress=False, method="gradcam")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from mangograde.errors import BadImagesError
+from mangograde.basics.errors import BadImagesError
 from mangograde.images import (
     ImageDecodeError,
     Resize,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.models.cnn import CumulativeLink, build_network, with_head
 
 from .service_helpers import train_tiny
@@ -48,7 +48,7 @@ def test_the_last_linear_layer_is_replaced():
 
 
 def test_a_cumulative_cnn_trains_grades_explains_and_exports(tmp_path):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path / "run", "--model", "cnn", "--cv", "2", "--set",

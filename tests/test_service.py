@@ -24,7 +24,7 @@ from .test_cli_models import read_csv  # noqa: E402
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("serve") / "s", n=36, size=48, seed=2)
 

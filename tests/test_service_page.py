@@ -26,7 +26,7 @@ needs_browser = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("page") / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path_factory.mktemp("runs") / "cnn")
@@ -103,7 +103,7 @@ def test_the_page_works_from_the_keyboard(site, page):
 @needs_browser
 def test_photos_the_run_is_unsure_of_are_marked_check_by_hand(page, tmp_path):
     """abstain=1: every photo is below it, so every card, the tally and the CSV say check."""
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path / "cnn", *TINY_CNN, "--set", "abstain=1.0")

@@ -17,7 +17,7 @@ from .service_helpers import live_server, train_tiny  # noqa: E402
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("schema") / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path_factory.mktemp("runs") / "cnn")

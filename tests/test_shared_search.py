@@ -15,7 +15,7 @@ pytest.importorskip("optuna")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("optuna") / "s", n=36, size=48, seed=2)
     return [str(root / "train"), "--labels", str(root / "train.csv"), "--groups",

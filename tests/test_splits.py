@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mangograde.basics.errors import DatasetError
 from mangograde.data import fold_of_each, holdout, kfold, train_val_test
-from mangograde.errors import DatasetError
 
 PINNED_FOLDS = [0, 0, 1, 1, 2, 2, 2, 2, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
 

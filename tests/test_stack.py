@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from mangograde.errors import SettingsError
+from mangograde.basics.errors import SettingsError
 from mangograde.models.registry import ModelFamily, register_model, signature_defaults
 from mangograde.models.stack import StackedGrader
 from mangograde.runs import open_run
@@ -107,7 +107,7 @@ def test_every_probability_the_meta_learner_fits_on_comes_from_a_model_blind_to_
 
 
 def test_a_stack_of_two_real_families_trains_grades_and_explains(tmp_path):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path / "s", n=60, size=48, seed=3)
     tiny_cnn = "{preset: cnn-fast, set: {epochs: 2, width: 8, features.size: 32}}"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
+from mangograde.basics.errors import MangogradeError
 from mangograde.data import kfold, load_dataset
-from mangograde.errors import MangogradeError
+from mangograde.data.synth import synthesize
 from mangograde.images import Resize, load_dataset_images
-from mangograde.synth import synthesize
 
 
 def read_csv(path):
@@ -46,7 +46,7 @@ def test_same_seed_same_photos_other_seed_other_photos(tmp_path):
 
 
 def test_parallel_drawing_gives_the_same_photos_as_serial(tmp_path, monkeypatch):
-    import mangograde.synth as synth
+    import mangograde.data.synth as synth
 
     serial = synthesize(tmp_path / "serial", n=24, size=32, seed=1)
     monkeypatch.setattr(synth, "PARALLEL_FROM", 1)

@@ -46,7 +46,7 @@ def test_each_fold_is_calibrated_on_the_other_folds_only():
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("temp") / "s", n=36, size=48, seed=2)
 

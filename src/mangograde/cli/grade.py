@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..atomic import write_text
-from ..errors import SettingsError, plural
+from ..basics.atomic import write_text
+from ..basics.errors import SettingsError, plural
+from ..basics.outputs import claim_file
 from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
-from ..outputs import claim_file
 from .options import (
     CacheDirOpt,
     DataOptions,
@@ -102,8 +102,9 @@ def evaluate_command(
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
     from ..evaluation.confidence import abstained
-    from ..grading import evaluate_dataset, write_submission
     from ..runs import open_predictor, open_run
+    from ..workflows.evaluate import evaluate_dataset
+    from ..workflows.predict import write_submission
 
     run = open_run(run_dir)
     target = out_file or run.path / "evaluations" / _evaluation_name(data)
@@ -217,7 +218,7 @@ def predict_command(
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade."""
     from ..graders import open_grader
-    from ..grading import grade_photos, write_submission
+    from ..workflows.predict import grade_photos, write_submission
 
     if csv_format not in ("probabilities", "submission"):
         raise typer.BadParameter(
@@ -319,9 +320,9 @@ def compare_command(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Write one self-contained HTML report comparing runs side by side."""
-    from ..comparison import compare_runs
     from ..evaluation.metrics import format_metric
     from ..report.html import render_report
+    from ..workflows.compare import compare_runs
 
     if mistakes > 0 and samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")

@@ -19,12 +19,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..basics.errors import DatasetError, MangogradeError
+from ..basics.outputs import claim_file, claim_folder
 from ..data import Dataset, load_dataset
-from ..errors import DatasetError, MangogradeError
+from ..data.synth import is_synthetic
 from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from ..models.registry import Settings, resolve
-from ..outputs import claim_file, claim_folder
-from ..synth import is_synthetic
 
 out = Console(soft_wrap=True)  # long paths stay whole, for copying
 err = Console(stderr=True, soft_wrap=True)

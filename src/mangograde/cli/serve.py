@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from ..images.decode import DEFAULT_MAX_PIXELS, set_max_pixels
 from .grade import FoldOpt, RunArg
 from .options import MaxPixelsOpt, out

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from ..models import registry
 from .grade import abstain_line
 from .options import (
@@ -152,7 +152,7 @@ def presets_list(ctx: typer.Context) -> None:
 
 def presets_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> None:
     """Print a preset's fully resolved settings as YAML (usable with --config)."""
-    from ..config import dump
+    from ..basics.config import dump
 
     out.print(dump(registry.resolve(preset_name=name)), end="", highlight=False, markup=False)
 
@@ -190,7 +190,7 @@ def search_command(
     With --optuna-storage the grid's values bound an Optuna search instead (log scale), and
     search.csv lists every finished trial of the shared study.
     """
-    from ..tuning import svm_search
+    from ..workflows.search import svm_search
 
     settings = recipe.settings()
     if storage is not None:
@@ -198,7 +198,7 @@ def search_command(
             raise SettingsError(
                 "--optuna-storage spreads trials over processes itself: drop --backend."
             )
-        from ..shared_search import svm_optuna
+        from ..workflows.optuna_search import svm_optuna
 
         claim_outputs(out_dir, ("search.csv",), opts, overwrite)
         dataset, _ = opts.open(data)
@@ -240,7 +240,7 @@ def sweep_command(
     Parameters: n_estimators, max_features, min_samples_leaf, min_samples_split, max_depth,
     max_samples, selection_scaling, n_components. Writes sweep.csv and sweep.png.
     """
-    from ..tuning import forest_sweep, parse_values
+    from ..workflows.search import forest_sweep, parse_values
 
     claim_outputs(out_dir, ("sweep.csv", "sweep.png"), opts, overwrite)
     dataset, _ = opts.open(data)
@@ -285,7 +285,7 @@ def tsne_command(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Draw a t-SNE map of the photos' pixel features, coloured by grade (study 2.4.2)."""
-    from ..tuning import tsne_map
+    from ..workflows.search import tsne_map
 
     claim_outputs(
         out_file.parent, (out_file.name, out_file.with_suffix(".csv").name), opts, overwrite
@@ -331,7 +331,7 @@ def ablate_command(
     The split is --val-fraction's hold-out, or fold 0 of --cv. Writes ablation.csv,
     ablation.md, history.csv and curves.png.
     """
-    from ..ablation import ablate, parse_vary
+    from ..workflows.ablate import ablate, parse_vary
 
     def resolve(extra: list[str]) -> dict[str, Any]:
         return recipe.settings(extra)

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..errors import DatasetError
+from ..basics.errors import DatasetError
 
 # Tried in order. Big5 is what the competition's Traditional Chinese Windows users save.
 ENCODINGS = ("utf-8-sig", "big5", "cp950")

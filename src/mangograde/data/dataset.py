@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError, listing, plural
+from ..basics.errors import DatasetError, listing, plural
 from .csvfile import find_column, read_rows
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..basics.errors import DatasetError
 
 
 def _groups_or_singletons(labels: np.ndarray, groups: Sequence[str] | None) -> np.ndarray:

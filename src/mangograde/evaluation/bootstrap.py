@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .metrics import SCALAR_METRICS, _codes, _photo_log_losses, confusion_matrix
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 
 BINS = 15
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .temperature import apply_temperature
 
 DECISIONS = ("argmax", "min-cost")

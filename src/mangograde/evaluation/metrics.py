@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 
 
 def _codes(values: Sequence[int] | np.ndarray, what: str) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .grader import Grader
 
 METHODS = ("lime", "gradcam")

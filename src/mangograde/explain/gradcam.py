@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .grader import Grader
 
 SUPPORT = 0.5  # a pixel supports the grade where its map reaches half the maximum
@@ -55,7 +55,7 @@ def gradcam_regions(
     """(the CNN's centre crop, mean Grad-CAM map 0-1, support mask) for ``target``."""
     from captum.attr import LayerAttribution, LayerGradCam
 
-    from ..transforms import crop_batch, eval_batch
+    from ..features.transforms import crop_batch, eval_batch
 
     maps = []
     view = None

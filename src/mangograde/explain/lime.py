@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..progress import track
+from ..basics.progress import track
 from .grader import Grader
 
 SUPERPIXELS = 40  # SLIC segments: enough to single out a blemish, few enough to sample

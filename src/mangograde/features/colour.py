@@ -7,7 +7,7 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .pixels import check_images
 
 # sRGB 0-255 to linear light, as a lookup table

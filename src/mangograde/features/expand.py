@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .pixels import check_images
 
 Op = Callable[[np.ndarray], np.ndarray]

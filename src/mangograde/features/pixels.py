@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 
 
 def check_images(images: np.ndarray, what: str = "images") -> np.ndarray:

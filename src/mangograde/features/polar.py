@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .pixels import check_images, resize_images
 
 

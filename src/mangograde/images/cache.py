@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import PIL
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 
 CACHE_ENV = "MANGOGRADE_CACHE_DIR"
 CACHE_MAX_ENV = "MANGOGRADE_CACHE_MAX"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import MangogradeError, SettingsError
+from ..basics.errors import MangogradeError, SettingsError
 
 
 class _Square:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..basics.errors import BadImagesError, plural
+from ..basics.progress import track
 from ..data import Dataset
-from ..errors import BadImagesError, plural
-from ..progress import track
 from .cache import ImageCache
 from .decode import BadImage, ImageDecodeError, decode
 from .geometry import Geometry

@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ..basics.errors import SettingsError
 from ..data.splits import kfold
-from ..errors import SettingsError
 
 VOTINGS = ("vote", "mean")
 

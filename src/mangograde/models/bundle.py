@@ -18,8 +18,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_bytes
-from ..errors import MangogradeError
+from ..basics.atomic import write_bytes
+from ..basics.errors import MangogradeError
 from . import state
 
 FORMAT = "mangograde-bundle"

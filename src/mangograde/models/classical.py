@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from ..features.expand import expand_features, expansion_ops, pixel_permutations
 from ..features.pixels import PixelVectors, check_images
 from ..features.polar import PolarWarp

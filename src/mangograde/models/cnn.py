@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .pretrained import PretrainedNet
 
 ORDERS = ("act-bn", "bn-act")

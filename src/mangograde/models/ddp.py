@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 
 
 def world() -> tuple[int, int]:

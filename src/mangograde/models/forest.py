@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..progress import track
+from ..basics.progress import track
 from . import _trees
 from .validation import is_int, is_number, require, share
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import SettingsError
-from ..transforms import MEAN, STD
+from ..basics.errors import SettingsError
+from ..features.transforms import MEAN, STD
 
 LITE0 = "tf_efficientnet_lite0"
 WEIGHTS = ("imagenet", "timm", "none")  # or a path to a state dict

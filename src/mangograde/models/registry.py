@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import config
-from ..errors import SettingsError
+from ..basics import config
+from ..basics.errors import SettingsError
 from ..images.geometry import Geometry, Resize
 
 Settings = dict[str, Any]

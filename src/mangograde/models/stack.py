@@ -18,8 +18,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from ..basics.errors import DatasetError, SettingsError
 from ..data.splits import kfold
-from ..errors import DatasetError, SettingsError
 from ..features.pixels import resize_images
 from ..images.geometry import Resize
 from .blend import in_columns, model_probabilities

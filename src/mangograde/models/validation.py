@@ -7,7 +7,7 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 
 
 def check_params(estimator: Any) -> None:

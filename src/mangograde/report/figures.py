@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..basics.atomic import atomic_path
 
 GRADE_COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#1565c0", "#6a1b9a")
 

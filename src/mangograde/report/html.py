@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..atomic import write_text
+from ..basics.atomic import write_text
 from ..evaluation.metrics import METRIC_INFO, format_metric
 from .figures import metric_intervals
 from .records import Comparison, RunSummary

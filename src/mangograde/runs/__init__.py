@@ -1,4 +1,5 @@
-"""Runs: the run folder (written and read in :mod:`.folder`), training as flat stages
+"""Runs: the run folder (its files in :mod:`.folder`, staged and replaced by
+:mod:`.staging`), training as flat stages
 (:mod:`.train`) and grading with a run (:mod:`.predictor`)."""
 
 from .folder import HeldOut, Run, RunError, open_run

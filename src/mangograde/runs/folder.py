@@ -1,4 +1,5 @@
-"""The run folder: written and read here, nowhere else.
+"""The run folder's files: written and read here, nowhere else (staging, marking and
+replacing a run is :mod:`.staging`).
 
 A run folder holds ``config.yaml`` (the resolved settings and the folder's format
 version), ``model/`` (one bundle, or ``fold-N/`` bundles), ``predictions.csv`` (every
@@ -22,16 +23,16 @@ import numpy as np
 import yaml
 
 from .. import __version__
-from ..atomic import atomic_open, write_text
-from ..config import dump
+from ..basics.atomic import atomic_open, write_text
+from ..basics.config import dump
+from ..basics.errors import MangogradeError, SettingsError
 from ..data import Dataset
-from ..errors import MangogradeError, OutputError, SettingsError
 from ..images.decode import BadImage
 from ..images.geometry import Geometry, geometry_record, read_geometry
 from ..models.bundle import Bundle, load_bundle, save_bundle
 from ..models.registry import ADDED_SETTINGS
+from .staging import FORMAT_VERSION, MARKER, read_marker
 
-FORMAT_VERSION = 2  # 1: mangograde 0.1.0, before config.yaml recorded it
 CONFIG = "config.yaml"
 CALIBRATION = "calibration.json"  # calibration=temperature: the fitted temperatures
 HISTORY_FIELDS = (
@@ -50,8 +51,6 @@ HISTORY_FIELDS = (
 _RECORDS = ("data", "mangograde", "format_version", "labels")
 # Keys of config.yaml that a resumed run may change.
 _NOT_COMPARED = ("mangograde", "format_version")
-MARKER = ".mangograde-run"  # JSON: format, version, run id and what the run wrote
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class RunError(MangogradeError):
@@ -323,109 +322,21 @@ def open_run(path: str | Path) -> Run:
     return Run(path, settings, _read_json(path / "metrics.json"), _read_json(path / "timing.json"))
 
 
-# -- writing ---------------------------------------------------------------------------
-
-
-def staging_folder(out: Path) -> Path:
-    """Where a run is written until it is complete (and where a killed run waits)."""
-    return out.parent / f".{out.name}.partial"
-
-
-def read_marker(folder: Path) -> dict[str, Any] | None:
-    """The marker of a run folder that mangograde wrote, or None."""
-    try:
-        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("format") == "mangograde-run" else None
-
-
-def write_marker(folder: Path, run_id: str) -> None:
-    """Mark ``folder`` as a run and list what it holds (all that a later --overwrite clears)."""
-    entries = sorted(p.name for p in folder.iterdir() if p.name != MARKER)
-    record = {
-        "format": "mangograde-run",
-        "format_version": FORMAT_VERSION,
-        "run_id": run_id,
-        "mangograde": __version__,
-        "entries": entries,
-    }
-    write_text(folder / MARKER, json.dumps(record, indent=2))
-
-
-def prepare_stage(out: Path, overwrite: bool, resume: bool) -> Path:
-    """The staging folder to train into, after checking what ``out`` and a killed run's
-    staging folder hold. Nothing is deleted here except a killed run's stage on
-    ``overwrite``; ``out`` itself is replaced only when the new run is complete."""
-    stage = staging_folder(out)
-    if resume:
-        if stage.is_dir():
-            return stage
-        if read_marker(out) is not None:
-            raise SettingsError(f"The run in {out} is finished: there is nothing to resume.")
-        raise SettingsError(f"Nothing to resume in {out}: no killed run was found. Drop --resume.")
-    if stage.exists():
-        if not overwrite:
-            raise SettingsError(
-                f"A killed run of {out} left its work in {stage}. Pass --resume to continue "
-                "it, or --overwrite to start again."
-            )
-        if read_marker(stage) is None:
-            raise OutputError(f"{stage} is not a mangograde run's stage; remove it yourself.")
-        shutil.rmtree(stage)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise SettingsError(
-                f"{out} already exists and is not empty. Choose another --out, or pass "
-                "--overwrite to replace the run in it."
-            )
-        if read_marker(out) is None:
-            raise OutputError(
-                f"{out} holds no run marked by mangograde ({MARKER}): refusing to replace "
-                "what is in it. Choose another --out (runs written before 0.2 carry no "
-                "marker: delete such a run yourself to train into its folder again)."
-            )
-    stage.mkdir(parents=True)
-    write_marker(stage, "")
-    return stage
-
-
-def discard_stage(stage: Path, keep_checkpoints: bool) -> None:
-    """After a failure: remove the stage, unless it holds checkpoints worth resuming."""
-    if keep_checkpoints and any((stage / "checkpoints").rglob(CHECKPOINT_FILE)):
-        return
-    shutil.rmtree(stage, ignore_errors=True)
-
-
-def publish(stage: Path, out: Path, run_id: str) -> None:
-    """Move the complete run into ``out`` in one rename. A run it replaces loses what that
-    run wrote (its marker's list); anything else in the folder moves to the new run."""
-    write_marker(stage, run_id)
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    if not out.exists():
-        stage.rename(out)
-        return
-    old = read_marker(out) or {"entries": []}
-    retired = out.parent / f".{out.name}.replaced"
-    shutil.rmtree(retired, ignore_errors=True)
-    out.rename(retired)
-    stage.rename(out)
-    for entry in retired.iterdir():
-        theirs = entry.name in old["entries"] or entry.name == MARKER
-        if not theirs and not (out / entry.name).exists():
-            entry.rename(out / entry.name)
-    shutil.rmtree(retired)
-
-
-def check_resume(stage: Path, settings: dict[str, Any], runtime: Sequence[str] = ()) -> None:
+def check_resume(
+    stage: Path,
+    settings: dict[str, Any],
+    runtime: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
+) -> None:
     """A run resumes only with the settings and data it was started with; ``runtime``
-    params (where and how fast it runs) may differ."""
+    params (where and how fast it runs) may differ. A setting the killed run's config.yaml
+    lacks, at the top or inside a section, had its default then (``defaults``: the family's
+    defaults; the settings added after 0.1.0 are always known)."""
     path = stage / CONFIG
     if not path.is_file():
         raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
     before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    before = {**ADDED_SETTINGS, **before}  # a run killed before these were settings
+    before = _with_defaults(before, {**ADDED_SETTINGS, **(defaults or {})})
     now = yaml.safe_load(yaml.safe_dump(settings))  # a copy, as the file reads it back
     for record in (before, now):
         for key in runtime:
@@ -440,6 +351,17 @@ def check_resume(stage: Path, settings: dict[str, Any], runtime: Sequence[str] =
             f"Cannot resume the run in {stage}: its settings differ in {', '.join(changed)} "
             f"(see its {CONFIG}). Resume with the same preset and flags, or use a new --out."
         )
+
+
+def _with_defaults(written: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``written`` with every key it lacks taken from ``defaults``, section by section."""
+    merged = dict(written)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = _with_defaults(merged[key], value)
+    return merged
 
 
 def run_config(

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..atomic import output_error
-from ..errors import OutputError
+from ..basics.atomic import output_error
+from ..basics.errors import OutputError
 
 
 def lock_path(out: Path) -> Path:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..errors import SettingsError
-from ..progress import track
+from ..basics.errors import SettingsError
+from ..basics.progress import track
 
 BACKENDS = ("loky", "threading", "dask", "ray")
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from .folder import open_run
 
 TRACKERS = ("mlflow",)

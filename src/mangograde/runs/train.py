@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ..basics.errors import DatasetError, SettingsError, listing, plural
+from ..basics.outputs import claim_folder
+from ..basics.progress import progress_mode
 from ..data import Dataset
 from ..data.splits import holdout, kfold
-from ..errors import DatasetError, SettingsError, listing, plural
 from ..evaluation import one_grade_warnings
 from ..evaluation.confidence import abstained, calibration, check_abstain
 from ..evaluation.decisions import check_decision, decide
@@ -29,9 +31,7 @@ from ..models import ddp
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_names
 from ..models.validation import check_params
-from ..outputs import claim_folder
-from ..progress import progress_mode
-from . import folder
+from . import folder, staging
 from .lock import RunLock
 from .parallel import check_backend, engine
 
@@ -269,9 +269,9 @@ def _start(
     fold_numbers(settings, int(settings["split"].get("cv") or 1))  # --only-fold, checked now
     record = data_record or {"root": str(dataset.root)}
     resolved = folder.run_config(settings, record, dataset.ordered)
-    stage = folder.prepare_stage(out, overwrite, resume)
+    stage = staging.prepare_stage(out, overwrite, resume)
     if resume:
-        folder.check_resume(stage, resolved, family.runtime)
+        folder.check_resume(stage, resolved, family.runtime, family.defaults())
     folder.write_config(stage, resolved)
     return family, model, stage
 
@@ -402,12 +402,12 @@ def train_run(
                 fitted = _fit_all(family, unfitted, settings, dataset, stage, cache, skip_bad,
                                   progress, resume, backend, scheduler)  # fmt: skip
                 result = _write(family, settings, stage, fitted, resume)
-                folder.publish(stage, out, uuid.uuid4().hex)
+                staging.publish(stage, out, uuid.uuid4().hex)
             except KeyboardInterrupt:
-                folder.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
+                staging.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
                 raise
             except BaseException:
-                folder.discard_stage(stage, keep_checkpoints=False)
+                staging.discard_stage(stage, keep_checkpoints=False)
                 raise
     result.out = out
     return result

@@ -29,7 +29,7 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
-from ..errors import SettingsError
+from ..basics.errors import SettingsError
 from ..evaluation.confidence import to_check
 from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import SettingsError
+from ...basics.errors import SettingsError
 from ..registry import FoldData, ModelFamily, Settings, fit_on_photos, grade_photos
 
 PIXELS = {"kind": "pixels", "size": 128, "polar": False, "polar_half": False, "expand": "none"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import SettingsError
+from ...basics.errors import SettingsError
 from ...images.geometry import Geometry, Resize
 from ..registry import ModelFamily, Settings, register_model, signature_defaults
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .images.geometry import resize_for
+from ..images.geometry import resize_for
 
 # The study's normalisation (its own numbers: note 0.256, not ImageNet's 0.224).
 MEAN = (0.485, 0.456, 0.406)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_open, write_text
-from .errors import SettingsError
-from .outputs import claim_folder
-from .runs.folder import open_run
+from ..basics.atomic import atomic_open, write_text
+from ..basics.errors import SettingsError
+from ..basics.outputs import claim_folder
+from ..runs.folder import open_run
 
 
 @dataclass

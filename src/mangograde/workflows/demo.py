@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import load_dataset
-from .errors import OutputError
-from .images import ImageCache
-from .models.registry import resolve
-from .synth import SYNTHETIC_MARKER, synthesize
+from ..basics.errors import OutputError
+from ..data import load_dataset
+from ..data.synth import SYNTHETIC_MARKER, synthesize
+from ..images import ImageCache
+from ..models.registry import resolve
 
 DEMO_PRESETS = ("cnn-fast", "svm-study", "rf-study")
 
@@ -61,10 +61,10 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> DemoResult:
     """Draw photos, train the study's three recipes, grade the dev photos and compare."""
-    from .comparison import compare_runs
-    from .grading import grade_photos, write_submission
-    from .report.html import render_report
-    from .runs import open_predictor, train_run
+    from ..report.html import render_report
+    from ..runs import open_predictor, train_run
+    from .compare import compare_runs
+    from .predict import grade_photos, write_submission
 
     start = time.perf_counter()
     size = SCALES[scale]

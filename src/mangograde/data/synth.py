@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_open, write_text
-from .data.splits import holdout
-from .errors import MangogradeError, OutputError
-from .progress import track
+from ..basics.atomic import atomic_open, write_text
+from ..basics.errors import MangogradeError, OutputError
+from ..basics.progress import track
+from .splits import holdout
 
 GRADES = ("A", "B", "C")
 GRADE_SHARE = (0.3, 0.35, 0.35)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset
-from .images import BadImage, ImageDecodeError, Resize, decode, photo_size
-from .images.loader import default_workers
-from .progress import track
+from ..basics.progress import track
+from ..data import Dataset
+from ..images import BadImage, ImageDecodeError, Resize, decode, photo_size
+from ..images.loader import default_workers
 
 # Decoding at a tiny size still reads the whole stream, so a truncated file is caught,
 # while reduced-size JPEG decoding keeps it fast.

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_open
-from .data import Dataset
-from .errors import SettingsError
-from .images import ImageCache
-from .models.classical import features_of, pixel_features
-from .models.svm import PCASVC, GramPCA
-from .report.figures import search_heatmap, sweep_plot, tsne_plot
-from .runs.parallel import engine
-from .runs.train import Job, family_of, fit_many, load_for, splits_for
+from ..basics.atomic import atomic_open
+from ..basics.errors import SettingsError
+from ..data import Dataset
+from ..images import ImageCache
+from ..models.classical import features_of, pixel_features
+from ..models.svm import PCASVC, GramPCA
+from ..report.figures import search_heatmap, sweep_plot, tsne_plot
+from ..runs.parallel import engine
+from ..runs.train import Job, family_of, fit_many, load_for, splits_for
 
 SWEEPABLE = (
     "n_estimators",

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MangogradeError, SettingsError
-from .evaluation import evaluate, one_grade_warnings
-from .images import load_images
-from .progress import track
-from .report.records import Comparison, Mistake, RunSummary
-from .runs import Run, RunError, RunPredictor, open_predictor, open_run
+from ..basics.errors import MangogradeError, SettingsError
+from ..basics.progress import track
+from ..evaluation import evaluate, one_grade_warnings
+from ..images import load_images
+from ..report.records import Comparison, Mistake, RunSummary
+from ..runs import Run, RunError, RunPredictor, open_predictor, open_run
 
 # The study's own figures on the AI CUP 2020 data (../reference): model kind -> rows.
 STUDY_RESULTS: dict[str, list[tuple[str, str, float]]] = {
@@ -41,7 +41,7 @@ SUPPORTING_PLOTS = ("search.png", "sweep.png", "tsne.png")
 
 def is_competition_data(run: Run) -> bool:
     """Photos in the AI CUP 2020 layout (a label CSV, grades A, B, C), not drawn by synth."""
-    from .synth import is_synthetic
+    from ..data.synth import is_synthetic
 
     data = run.settings.get("data") or {}
     if data.get("layout") != "labels-csv" or tuple(run.grades) != ("A", "B", "C"):
@@ -57,7 +57,7 @@ def _curves(run: Run, history: list[dict[str, Any]]) -> bytes | None:
         return saved.read_bytes()
     if not history:
         return None
-    from .report.figures import training_curves
+    from ..report.figures import training_curves
 
     buffer = io.BytesIO()
     training_curves(history, buffer, run.label)
@@ -98,8 +98,8 @@ def _explain_mistakes(
     """Explain each mistake with the fold model that held the photo out (it never saw it).
 
     ``method`` auto: Grad-CAM for CNNs (fast), LIME for the others (see ``explain``)."""
-    from .explain import explain
-    from .report.figures import explanation_figure
+    from ..explain import explain
+    from ..report.figures import explanation_figure
 
     predictors: dict[int | None, RunPredictor] = {}
     for mistake in mistakes:
@@ -158,7 +158,7 @@ def summarise_run(
     held_root = run.data_root or run.path
     plots = _plots(run)
     if "calibration" in record:  # how far its probabilities can be trusted
-        from .report.figures import reliability_diagram
+        from ..report.figures import reliability_diagram
 
         buffer = io.BytesIO()
         reliability_diagram(record, buffer, run.label)

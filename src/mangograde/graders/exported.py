@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MangogradeError, SettingsError
-from .evaluation.decisions import GradingRule
-from .images.geometry import read_geometry
+from ..basics.errors import MangogradeError
+from ..evaluation.decisions import GradingRule
+from ..images.geometry import read_geometry
 
 GRADER_FILE = "grader.json"
 FORMAT = "mangograde-export"
@@ -138,18 +138,3 @@ class ExportedGrader:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[1]
-
-
-def open_grader(path: str | Path, fold: int | None = None) -> Any:
-    """The grader of a run folder (:func:`mangograde.runs.open_predictor`) or of an export
-    folder (:class:`ExportedGrader`; torch is not imported then)."""
-    if is_export(path):
-        if fold is not None:
-            raise SettingsError(
-                f"{path} is an export: it grades with the fold rule it was exported with "
-                "(grader.json says which). Drop --fold, or export one fold with --fold."
-            )
-        return ExportedGrader(path)
-    from .runs import open_predictor
-
-    return open_predictor(path, fold)

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset
-from .errors import SettingsError
-from .images import ImageCache
-from .models.classical import features_of, pixel_features
-from .progress import Bar
-from .runs.train import load_for, splits_for
-from .tuning import reduce_fold, search_grid, write_csv
+from ..basics.errors import SettingsError
+from ..basics.progress import Bar
+from ..data import Dataset
+from ..images import ImageCache
+from ..models.classical import features_of, pixel_features
+from ..runs.train import load_for, splits_for
+from .search import reduce_fold, search_grid, write_csv
 
 
 def _optuna() -> Any:

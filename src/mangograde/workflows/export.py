@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .graders import FORMAT, FORMAT_VERSION, GRADER_FILE, ExportedGrader, ExportError, sha256
-from .images import ImageCache, load_images
-from .images.geometry import read_geometry
-from .models.registry import model_names
-from .outputs import claim_folder
-from .runs import open_run
-from .runs.folder import Run
+from .. import __version__
+from ..basics.outputs import claim_folder
+from ..graders import FORMAT, FORMAT_VERSION, GRADER_FILE, ExportedGrader, ExportError, sha256
+from ..images import ImageCache, load_images
+from ..images.geometry import read_geometry
+from ..models.registry import model_names
+from ..runs import open_run
+from ..runs.folder import Run
 
 MODEL_FILE = "model.onnx"
 PARITY_PHOTOS = 32
@@ -77,7 +77,7 @@ def _graph(members: list[Any]) -> Any:
     import torch
     from torch import nn
 
-    from .transforms import eval_batch
+    from ..features.transforms import eval_batch
 
     class Ensemble(nn.Module):
         """uint8 NHWC photos -> ``(N, models, grades)`` probabilities."""
@@ -174,7 +174,7 @@ def _accuracy(folder: Path, photos: np.ndarray, truth: np.ndarray) -> float:
 def _labelled(
     run: Run, check: Path, labels: Path, geometry: Any, cache: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    from .data import load_dataset
+    from ..data import load_dataset
 
     dataset = load_dataset(check, labels, grades=run.grades, allow_single_grade=True)
     loaded = load_images(dataset.paths, geometry, cache)
@@ -234,7 +234,7 @@ def export_run(
         if labelled is not None:
             accuracy["fp32"] = _accuracy(stage, *labelled)
         if int8:
-            from .data import find_photos
+            from ..data import find_photos
 
             photos, _, _ = find_photos([Path(p) for p in calibration or []])
             loaded = load_images(photos, shape, cache)
@@ -263,7 +263,7 @@ def _manifest(
     import onnxruntime
     import torch
 
-    from .transforms import MEAN, STD
+    from ..features.transforms import MEAN, STD
 
     several = len(bundles) > 1
     return {

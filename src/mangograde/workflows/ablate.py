@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_open, write_text
-from .data import Dataset
-from .errors import SettingsError
-from .images import ImageCache
-from .runs.folder import write_history
-from .runs.train import Job, family_of, fit_many, load_for, splits_for
+from ..basics.atomic import atomic_open, write_text
+from ..basics.errors import SettingsError
+from ..data import Dataset
+from ..images import ImageCache
+from ..runs.folder import write_history
+from ..runs.train import Job, family_of, fit_many, load_for, splits_for
 
 FIELDS = ("factor", "value", "accuracy", "val_loss", "fit_s", "epochs", "parameters", "mmacs")
 
@@ -49,7 +49,7 @@ def _size_of(model: Any) -> tuple[int | None, float | None]:
     network = getattr(model, "module_", None)
     if network is None:
         return None, None
-    from .models.cnn import multiply_adds
+    from ..models.cnn import multiply_adds
 
     parameters = sum(p.numel() for p in network.parameters())
     return parameters, multiply_adds(network, model.size) / 1e6

@@ -1,0 +1,47 @@
+"""The graders ``predict`` and ``serve`` open: a run folder's :class:`RunPredictor` (torch and
+scikit-learn are imported only then), or an export folder's :class:`ExportedGrader` (ONNX
+Runtime, numpy and Pillow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..basics.errors import SettingsError
+from .exported import (
+    FORMAT,
+    FORMAT_VERSION,
+    GRADER_FILE,
+    ExportedGrader,
+    ExportError,
+    is_export,
+    read_manifest,
+    sha256,
+)
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "GRADER_FILE",
+    "ExportError",
+    "ExportedGrader",
+    "is_export",
+    "open_grader",
+    "read_manifest",
+    "sha256",
+]
+
+
+def open_grader(path: str | Path, fold: int | None = None) -> Any:
+    """The grader of a run folder (:func:`mangograde.runs.open_predictor`) or of an export
+    folder (:class:`ExportedGrader`; torch is not imported then)."""
+    if is_export(path):
+        if fold is not None:
+            raise SettingsError(
+                f"{path} is an export: it grades with the fold rule it was exported with "
+                "(grader.json says which). Drop --fold, or export one fold with --fold."
+            )
+        return ExportedGrader(path)
+    from ..runs import open_predictor
+
+    return open_predictor(path, fold)

@@ -1,0 +1,105 @@
+"""``evaluate``'s work: grade a labelled photo set with a run and measure it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..basics.errors import DatasetError
+from ..data import Dataset
+from ..evaluation import evaluate
+from ..images import ImageCache
+from .predict import Graded, decode_photos, grade_images
+
+if TYPE_CHECKING:
+    from ..runs import RunPredictor
+
+
+def match_grades(
+    run_grades: Sequence[str], dataset: Dataset, ordered: bool = True
+) -> tuple[Dataset, list[str]]:
+    """The dataset with its labels in the run's grade codes, and how they were matched.
+
+    The same names match by name, whatever order the data lists them in. Other names match
+    by rank when both are grades best-first (a run trained on Extra_Class / Class_I /
+    Class_II scores photos labelled A / B / C); classes with no order only match by name.
+    """
+    if not dataset.labelled:
+        raise DatasetError(
+            f"{dataset.root} has no grades to evaluate against: give a label CSV (--labels) "
+            "or grade folders. To grade unlabelled photos, use `mangograde predict`."
+        )
+    if set(dataset.grades) <= set(run_grades):
+        return dataset.in_grade_order(tuple(run_grades)), []
+    what = "grades" if ordered else "classes"
+    if not ordered or len(dataset.grades) != len(run_grades):
+        raise DatasetError(
+            f"The run's {what} are {', '.join(run_grades)} but {dataset.root} is labelled "
+            f"{', '.join(dataset.grades)}. Evaluate on photos labelled with the run's "
+            f"{what}" + (", or as many grades best-first (--grades)." if ordered else ".")
+        )
+    pairs = ", ".join(f"{d} = {r}" for d, r in zip(dataset.grades, run_grades, strict=True))
+    return replace(dataset, grades=tuple(run_grades)), [
+        f"Grades matched by rank, best first: {pairs}."
+    ]
+
+
+def seen_in_training(data_root: Path | None, dataset: Dataset) -> list[str]:
+    """A notice when the photos to evaluate come from the folder the run was trained on."""
+    if data_root is None or Path(data_root).resolve() != Path(dataset.root).resolve():
+        return []
+    return [
+        f"{dataset.root} is the folder this run was trained on: its models have seen these "
+        "photos (every fold model but one saw each of them), so these scores are inflated. "
+        "The run's own held-out scores are in its metrics.json; `mangograde compare` shows "
+        "them with intervals."
+    ]
+
+
+def evaluate_dataset(
+    predictor: RunPredictor,
+    dataset: Dataset,
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: bool | None = None,
+    trained_on: Path | None = None,
+    ordered: bool = True,
+) -> tuple[dict[str, Any], Graded]:
+    """Grade a labelled dataset and measure it (bootstrap by fruit when it has groups).
+
+    ``trained_on``: the run's data folder, to warn when these are its training photos;
+    ``ordered``: False for a run of classes with no order.
+    """
+    dataset, matched = match_grades(predictor.grades, dataset, ordered)
+    matched += seen_in_training(trained_on, dataset)
+    images, kept, bad, notices = decode_photos(predictor, dataset.paths, cache, skip_bad, progress)
+    proba, predicted = grade_images(predictor, images, progress)
+    kept_set = dataset.subset(kept)
+    record = evaluate(
+        kept_set.labels,
+        predicted,
+        dataset.grades,
+        proba,
+        kept_set.groups,
+        n_boot,
+        0.95,
+        seed,
+        ordered,
+    )
+    record["n_skipped"] = len(bad)
+    record["notices"] = matched
+    graded = Graded(
+        list(kept_set.paths),
+        list(kept_set.image_ids),
+        proba,
+        predicted,
+        predictor.grades,
+        bad,
+        matched + notices + predictor.notices,
+        kept_set.labels,
+    )
+    return record, graded

@@ -1,0 +1,52 @@
+"""The package's folders are its layers; modules that moved keep their old import paths."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import mangograde
+from mangograde._moved import MOVED
+
+PACKAGE = Path(mangograde.__file__).parent
+
+
+def test_the_top_level_holds_folders_not_loose_modules():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert set(loose) - {"__init__.py", "__main__.py"} == {"_moved.py"}, loose
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_an_old_import_path_still_works_and_says_where_the_module_went(old):
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    homes = [importlib.import_module(name) for name in MOVED[old]]
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    assert any(MOVED[old][0] in str(w.message) for w in caught)
+    for home in homes:
+        public = [n for n in vars(home) if not n.startswith("_")]
+        assert public, home
+        for name in public:
+            assert getattr(module, name) is getattr(home, name), (old, name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        module.not_a_name  # noqa: B018
+
+
+def test_names_the_readme_showed_before_the_move_import_as_before():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mangograde.grading import evaluate_dataset, grade_photos, write_submission
+        from mangograde.transforms import eval_batch
+    from mangograde.features.transforms import eval_batch as moved_eval_batch
+    from mangograde.workflows.evaluate import evaluate_dataset as moved_evaluate
+    from mangograde.workflows.predict import grade_photos as moved_grade
+
+    assert eval_batch is moved_eval_batch
+    assert evaluate_dataset is moved_evaluate and grade_photos is moved_grade
+    assert callable(write_submission)
