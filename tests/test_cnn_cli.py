@@ -21,7 +21,7 @@ TINY_CNN = ["--set", "features.size=32", "--set", "epochs=2", "--set", "width=8"
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
-    from mangograde.synth import synthesize
+    from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path_factory.mktemp("cnn") / "s", n=36, size=48, seed=2)
     return [root / "train", "--labels", root / "train.csv", "--groups", root / "groups.csv"]
@@ -102,6 +102,53 @@ def test_resume_finishes_a_killed_run_as_if_never_stopped(synth_data, tmp_path, 
     assert not stage.exists()
     np.testing.assert_array_equal(probabilities(killed), probabilities(whole))
     assert_clean_failure(run("train", *args, "--resume", "--out", killed), "is finished")
+
+
+def _as_an_older_version_wrote_it(stage, params=("head", "precision"), features=("crop",)):
+    """Drop settings added inside sections since, from the stage's config.yaml and from
+    every checkpoint, as a run killed under an older version has them."""
+    import torch
+
+    config = stage / "config.yaml"
+    settings = yaml.safe_load(config.read_text())
+    for key in params:
+        settings["params"].pop(key)
+    for key in features:
+        settings["features"].pop(key)
+    config.write_text(yaml.safe_dump(settings))
+    for path in stage.glob("checkpoints/*/checkpoint.pt"):
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        written = json.loads(saved["params"])
+        saved["params"] = json.dumps({k: v for k, v in written.items() if k not in params})
+        torch.save(saved, path)
+
+
+def test_a_run_killed_under_an_older_version_resumes_without_its_new_settings(
+    synth_data, tmp_path, monkeypatch
+):
+    args = [*synth_data, "--model", "cnn", "--cv", "2", *TINY_CNN]
+    whole = tmp_path / "whole"
+    assert run("train", *args, "--out", whole).exit_code == 0
+    original, saves = CNNClassifier._checkpoint, []
+
+    def killed_in_fold_1(self, *a, **k):
+        original(self, *a, **k)
+        saves.append(1)
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(CNNClassifier, "_checkpoint", killed_in_fold_1)
+    killed = tmp_path / "killed"
+    assert run("train", *args, "--out", killed).exit_code == 130
+    monkeypatch.setattr(CNNClassifier, "_checkpoint", original)
+    _as_an_older_version_wrote_it(tmp_path / ".killed.partial")
+    assert_clean_failure(
+        run("train", *args, "--set", "head=cumulative", "--resume", "--out", killed),
+        "settings differ in params",
+    )
+    resumed = run("train", *args, "--resume", "--out", killed)
+    assert resumed.exit_code == 0, resumed.output
+    np.testing.assert_array_equal(probabilities(killed), probabilities(whole))
 
 
 def test_early_stopping_on_the_scored_photos_is_refused(synth_data, tmp_path):

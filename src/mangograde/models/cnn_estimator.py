@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..atomic import atomic_path
+from ..basics.atomic import atomic_path
+from ..basics.errors import SettingsError
+from ..basics.progress import Bar
 from ..data.splits import holdout
-from ..errors import SettingsError
 from ..features.pixels import check_images
-from ..progress import Bar
-from ..transforms import BatchAugment, eval_batch, resize_batch, train_transforms
+from ..features.transforms import BatchAugment, eval_batch, resize_batch, train_transforms
 from . import ddp
 from .cnn import build_network, with_head
 
@@ -571,7 +571,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             ) from None
         if not isinstance(saved, dict) or saved.get("format") != "mangograde-checkpoint":
             raise SettingsError(f"{path} is not a mangograde checkpoint.")
-        before = json.loads(saved["params"])
+        before = {**_ADDED, **json.loads(saved["params"])}  # a checkpoint older than these
         now = json.loads(json.dumps(self._training_params(), sort_keys=True, default=str))
         changed = [
             f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in now if before.get(k) != now[k]
