@@ -39,6 +39,22 @@ SeedOpt = Annotated[
     int, typer.Option("--seed", help="Seed of the bootstrap (and of LIME, in compare).")
 ]
 LimeSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of LIME's perturbed photos.")]
+FruitGroupsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--groups",
+        help="CSV of image,group saying which photos show one fruit (as train reads it): "
+        "each fruit is graded from all its photos. A photo it does not name is a fruit of "
+        "its own.",
+    ),
+]
+FruitFoldersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fruit-folders",
+        help="The photos lie as PHOTOS/FRUIT_ID/*.jpg: each subfolder is one fruit.",
+    ),
+]
 BootOpt = Annotated[
     int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% intervals.")
 ]
@@ -104,7 +120,7 @@ def evaluate_command(
     from ..evaluation.confidence import abstained
     from ..runs import open_predictor, open_run
     from ..workflows.evaluate import evaluate_dataset
-    from ..workflows.predict import write_submission
+    from ..workflows.predict import write_fruits, write_submission
 
     run = open_run(run_dir)
     target = out_file or run.path / "evaluations" / _evaluation_name(data)
@@ -115,7 +131,8 @@ def evaluate_command(
     # The run's own evaluations/ may be rewritten; anything else only with --overwrite.
     inputs = [p for p in (opts.labels, opts.groups) if p]
     diagram = target.with_suffix(".reliability.png")
-    for path in (target, target.with_suffix(".csv"), diagram):
+    fruits_csv = target.with_suffix(".fruits.csv")
+    for path in (target, target.with_suffix(".csv"), diagram, fruits_csv):
         claim_file(path, "--out", inputs, [run.path], overwrite or out_file is None)
     predictor = open_predictor(run, fold)
     # A set of one grade can be scored (e.g. how many A photos stay A).
@@ -140,6 +157,9 @@ def evaluate_command(
         )
     write_text(target, json.dumps(record, indent=2))
     write_submission(target.with_suffix(".csv"), graded)
+    saved = [target, target.with_suffix(".csv")]
+    if "fruit" in record:
+        saved.append(write_fruits(fruits_csv, graded.grade_fruits(predictor.rule), graded.grades))
     notices(graded.notices)
     models = (
         "1 model"
@@ -149,7 +169,6 @@ def evaluate_command(
     out.print(metrics_table(record, f"{run.label} on {record['n_photos']} photos ({models})"))
     out.print(confusion_table(record))
     warn(record["warnings"])
-    saved = [target, target.with_suffix(".csv")]
     if "calibration" in record:
         from ..report.figures import reliability_diagram
 
@@ -157,16 +176,38 @@ def evaluate_command(
         saved.append(reliability_diagram(record, diagram, run.label))
     if "abstain" in record:
         out.print(abstain_line(record["abstain"]))
+    if "fruit" in record:
+        out.print(fruit_line(record["fruit"]["headline"], record["grades"]))
+        if "abstain" in record["fruit"]["headline"]:
+            out.print(abstain_line(record["fruit"]["headline"]["abstain"], "fruits"))
+        warn(record["fruit"]["warnings"])
     out.print(f"Saved {', '.join(escape(str(p)) for p in saved)}")
 
 
-def abstain_line(record: dict[str, Any]) -> str:
+def abstain_line(record: dict[str, Any], what: str = "photos") -> str:
     """What the run's abstain setting leaves to check by hand, and the accuracy on the rest."""
-    line = (f"Check by hand below p = {record['threshold']:.2f}: {record['n_check']} photos "
+    line = (f"Check by hand below p = {record['threshold']:.2f}: {record['n_check']} {what} "
             f"({1 - record['coverage']:.0%})")  # fmt: skip
     if record["accuracy"] is None:
         return f"{line}; none graded."
     return f"{line}; accuracy {record['accuracy']:.3f} on the {record['coverage']:.0%} graded."
+
+
+def fruit_line(found: dict[str, Any], grades: list[str]) -> str:
+    """The fruit level in one line, from a :func:`~mangograde.evaluation.headline` record."""
+    value, low, high = (found["accuracy"][k] for k in ("value", "low", "high"))
+    line = (f"Fruit level ({found['rule']} of each fruit's photos, {found['n']} fruits): "
+            f"accuracy {value:.3f} [{low:.3f}, {high:.3f}]")  # fmt: skip
+    if found.get("qwk") is not None:
+        line += (
+            f", QWK {found['qwk']:.3f}, {grades[0]}<->{grades[-1]} errors {found['extreme_errors']}"
+        )
+    if found.get("ece") is not None:
+        line += f", ECE {found['ece']:.3f}"
+    if found.get("accuracy_at_90") is not None:
+        line += (f"; accuracy {found['accuracy_at_90']:.3f} on the surest 90% of fruits, 99% "
+                 f"accuracy on {found['coverage_at_99']:.0%} of them")  # fmt: skip
+    return line
 
 
 def confidence_line(record: dict[str, Any]) -> str:
@@ -214,23 +255,61 @@ def predict_command(
             "`evaluate` shows the accuracy each threshold gives.",
         ),
     ] = None,
+    groups: FruitGroupsOpt = None,
+    fruit_folders: FruitFoldersOpt = False,
+    fruits_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--fruits-out",
+            help="With --groups or --fruit-folders: the CSV of fruit grades (default "
+            "fruits.csv beside --out).",
+        ),
+    ] = None,
+    fruit_grade: Annotated[
+        bool,
+        typer.Option(
+            "--fruit-grade",
+            help="Label each photo with its fruit's grade (with --groups or --fruit-folders).",
+        ),
+    ] = False,
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
-    with one probability column per grade."""
+    with one probability column per grade. With --groups or --fruit-folders, each fruit
+    is also graded from all of its photos (fruits.csv)."""
+    from dataclasses import replace
+
     from ..graders import open_grader
-    from ..workflows.predict import grade_photos, write_submission
+    from ..workflows.predict import grade_photos, write_fruits, write_submission
 
     if csv_format not in ("probabilities", "submission"):
         raise typer.BadParameter(
             f"--format must be probabilities or submission, not {csv_format!r}."
         )
-    claim_file(out_file, "--out", photos, [run_dir], overwrite)
+    as_fruits = groups is not None or fruit_folders
+    if (fruit_grade or fruits_out is not None) and not as_fruits:
+        flag = "--fruit-grade" if fruit_grade else "--fruits-out"
+        raise SettingsError(
+            f"{flag} needs to know which photos show one fruit: add --groups CSV or "
+            "--fruit-folders."
+        )
+    inputs = [*photos, *([groups] if groups else [])]
+    claim_file(out_file, "--out", inputs, [run_dir], overwrite)
+    fruits_file = fruits_out or out_file.with_name("fruits.csv")
+    if as_fruits:
+        if fruits_file.resolve() == out_file.resolve():
+            raise SettingsError(f"--fruits-out and --out are the same file ({out_file}).")
+        claim_file(fruits_file, "--fruits-out", inputs, [run_dir], overwrite)
     set_max_pixels(max_pixels)
     predictor = open_grader(run_dir, fold)
     progress = progress_flag(quiet)
-    graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress)
+    graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress,
+                          groups, fruit_folders)  # fmt: skip
     abstain = predictor.rule.abstain if abstain is None else abstain
-    write_submission(out_file, graded, csv_format == "probabilities", abstain)
+    fruits = graded.grade_fruits(replace(predictor.rule, abstain=abstain)) if as_fruits else None
+    write_submission(out_file, graded, csv_format == "probabilities", abstain,
+                     fruits if fruit_grade else None)  # fmt: skip
+    if fruits is not None:
+        write_fruits(fruits_file, fruits, graded.grades)
     notices(graded.notices)
     counts = {g: 0 for g in graded.grades}
     if abstain is not None:
@@ -239,6 +318,16 @@ def predict_command(
         counts[label] += 1
     shares = ", ".join(f"{g} {n}" for g, n in counts.items())
     out.print(f"Graded {plural(len(graded.image_ids), 'photo')} ({shares})")
+    if fruits is not None:
+        fruit_counts = {g: 0 for g in graded.grades}
+        for code, check in zip(fruits.predicted, fruits.check, strict=True):
+            if not check:
+                fruit_counts[graded.grades[code]] += 1
+        if abstain is not None:
+            fruit_counts["check"] = int(fruits.check.sum())
+        mix = ", ".join(f"{g} {n}" for g, n in fruit_counts.items())
+        out.print(f"Graded {plural(len(fruits.fruits), 'fruit')} ({mix}); wrote "
+                  f"{escape(str(fruits_file))}")  # fmt: skip
     if graded.bad:
         out.print(
             f"[yellow]Skipped {plural(len(graded.bad), 'unreadable photo')}[/] (listed above)"

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..basics.errors import SettingsError
 from ..models import registry
-from .grade import abstain_line
+from .grade import abstain_line, fruit_line
 from .options import (
     DataArg,
     DataOptions,
@@ -131,6 +131,10 @@ def train_command(
         )
     if "abstain" in m:
         out.print(abstain_line(m["abstain"]))
+    if "fruit" in m:
+        out.print(fruit_line(m["fruit"], m["grades"]))
+        if "abstain" in m["fruit"]:
+            out.print(abstain_line(m["fruit"]["abstain"], "fruits"))
     if m["n_skipped"]:
         out.print(f"[yellow]Skipped {m['n_skipped']} unreadable photos[/] (listed in skipped.csv)")
     out.print(f"Run written to {escape(str(result.out))}")

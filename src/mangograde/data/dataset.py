@@ -627,11 +627,13 @@ def _from_label_csv(
     )
 
 
-def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
+def attach_groups(dataset: Dataset, groups_csv: Path, complete: bool = True) -> Dataset:
     """Give every photo its fruit group from ``groups_csv``.
 
     Every photo must have a group (a split that guesses could leak one fruit into two
-    folds); rows for photos outside the dataset are reported and ignored.
+    folds); rows for photos outside the dataset are reported and ignored. With
+    ``complete=False`` (grading, not splitting) a photo without a row gets the group ``""``:
+    a fruit of its own.
     """
     if not groups_csv.is_file():
         raise DatasetError(f"Groups file {groups_csv} does not exist.")
@@ -685,7 +687,7 @@ def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
     no_group = [
         name for name, p in zip(dataset.image_ids, dataset.paths, strict=True) if p not in group_of
     ]
-    if no_group:
+    if no_group and complete:
         problems.add(
             f"{plural(len(no_group), 'photo')} of the dataset have no group: {listing(no_group)}; "
             "add a row for each"
@@ -699,6 +701,6 @@ def attach_groups(dataset: Dataset, groups_csv: Path) -> Dataset:
         )
     return replace(
         dataset,
-        groups=tuple(group_of[p][0] for p in dataset.paths),
+        groups=tuple(group_of[p][0] if p in group_of else "" for p in dataset.paths),
         notices=tuple(notices),
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .bootstrap import Interval, bootstrap_intervals, count_units
-from .confidence import calibration, coverage
+from .confidence import abstained, calibration, coverage
+from .decisions import decide
+from .fruits import Fruits, combine, fruit_folds, fruit_labels
 from .metrics import (
     SCALAR_METRICS,
     accuracy,
@@ -23,6 +26,7 @@ from .metrics import (
 )
 
 __all__ = [
+    "FruitLevel",
     "one_grade_warnings",
     "SCALAR_METRICS",
     "Interval",
@@ -31,6 +35,8 @@ __all__ = [
     "bootstrap_intervals",
     "confusion_matrix",
     "evaluate",
+    "fruit_level",
+    "headline",
     "log_loss",
     "macro_f1",
     "mean_grade_error",
@@ -137,4 +143,70 @@ def one_grade_warnings(
                 "duplicate or blank photos (`mangograde data inspect`), give them more "
                 "training, and retrain."
             )
+    return found
+
+
+@dataclass
+class FruitLevel:
+    """Held-out photos graded as whole fruits: fruit ``i`` is ``fruits.names[i]``."""
+
+    fruits: Fruits
+    true: np.ndarray
+    folds: np.ndarray
+    proba: np.ndarray
+    predicted: np.ndarray
+    rule: str
+    mixed_labels: int  # fruits whose photos carry different grades
+    temperature: dict[str, Any] | None = None  # calibration=temperature, fit on fruits
+
+
+def fruit_level(
+    true: np.ndarray,
+    proba: np.ndarray,
+    folds: np.ndarray,
+    fruits: Fruits,
+    rule: str = "mean",
+    decision: str = "argmax",
+    calibrate: bool = False,
+) -> FruitLevel:
+    """Out-of-fold photos as fruits. With ``calibrate``, each fold's fruits are scaled by a
+    temperature fit on the other folds' fruits (and the run's on all of them), as
+    calibration=temperature does for photos."""
+    from .temperature import cross_fit
+
+    fruit_true, mixed = fruit_labels(true, fruits)
+    fruit_fold = fruit_folds(folds, fruits)
+    fruit_proba = combine(proba, fruits, rule)
+    temperature = None
+    if calibrate:
+        fruit_proba, per_fold, overall = cross_fit(fruit_proba, fruit_true, fruit_fold)
+        temperature = {"temperature": overall, "per_fold": {str(k): v for k, v in per_fold.items()}}
+    predicted = decide(fruit_proba, decision)
+    return FruitLevel(
+        fruits, fruit_true, fruit_fold, fruit_proba, predicted, rule, mixed, temperature
+    )
+
+
+def headline(
+    record: dict[str, Any], abstain: float | None = None, level: FruitLevel | None = None
+) -> dict[str, Any]:
+    """The figures a summary line shows, from an :func:`evaluate` record: accuracy with its
+    interval, QWK, best<->worst grade errors, ECE, accuracy on the surest 90% and the share
+    graded at 99% accuracy (and, with ``abstain``, what it leaves to check)."""
+    metrics = record["metrics"]
+    confusion = np.asarray(record["confusion"])
+    reach = (record.get("coverage") or {}).get("reaches_target")
+    found: dict[str, Any] = {
+        "n": record["n_photos"],
+        "accuracy": metrics["accuracy"],
+        "qwk": metrics.get("quadratic_kappa", {}).get("value"),
+        "extreme_errors": int(confusion[0, -1] + confusion[-1, 0]) if record["ordered"] else None,
+        "ece": (record.get("calibration") or {}).get("ece"),
+        "accuracy_at_90": (record.get("coverage") or {}).get("accuracy_at_90"),
+        "coverage_at_99": 0.0 if reach is None else reach["coverage"],
+    }
+    if level is not None:
+        found.update(rule=level.rule, mixed_labels=level.mixed_labels)
+        if abstain is not None:
+            found["abstain"] = abstained(level.true, level.predicted, level.proba, abstain)
     return found

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..basics.errors import SettingsError
+from .fruits import Fruits, combine
 from .temperature import apply_temperature
 
 DECISIONS = ("argmax", "min-cost")
@@ -46,11 +47,15 @@ def decide(proba: np.ndarray, rule: str) -> np.ndarray:
 class GradingRule:
     """What a grader does with its models' mean probabilities, as its run was trained:
     scale them by the run's temperature (calibration=temperature), grade them by its
-    decision, and leave photos below ``abstain`` to check by hand."""
+    decision, and leave photos below ``abstain`` to check by hand. A fruit's photos
+    become one fruit by ``fruit`` (``mean`` or ``log-mean``), scaled by the temperature
+    fit on whole fruits, then graded and checked the same way."""
 
     decision: str = "argmax"
     temperature: float | None = None
     abstain: float | None = None
+    fruit: str = "mean"
+    fruit_temperature: float | None = None
 
     def calibrated(self, proba: np.ndarray) -> np.ndarray:
         return proba if self.temperature is None else apply_temperature(proba, self.temperature)
@@ -60,3 +65,11 @@ class GradingRule:
         if self.decision != "argmax":
             return decide(proba, self.decision)
         return proba.argmax(axis=1) if own is None else np.asarray(own(), dtype=int)
+
+    def grade_fruits(self, proba: np.ndarray, fruits: Fruits) -> tuple[np.ndarray, np.ndarray]:
+        """Each fruit's probabilities and grade code, from its photos' graded
+        probabilities (``proba``, as :meth:`calibrated` left them)."""
+        combined = combine(proba, fruits, self.fruit)
+        if self.fruit_temperature is not None:
+            combined = apply_temperature(combined, self.fruit_temperature)
+        return combined, self.grades(combined)

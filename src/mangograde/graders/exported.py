@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..basics.errors import MangogradeError
 from ..evaluation.decisions import GradingRule
+from ..evaluation.fruits import FruitGrades, grade_fruits
 from ..images.geometry import read_geometry
 
 GRADER_FILE = "grader.json"
@@ -85,6 +87,8 @@ class ExportedGrader:
             self.manifest.get("decision", "argmax"),
             self.manifest.get("temperature") or None,
             self.manifest.get("abstain"),
+            self.manifest.get("fruit_rule", "mean"),
+            self.manifest.get("fruit_temperature") or None,
         )
         self.notices: list[str] = []
         try:
@@ -138,3 +142,9 @@ class ExportedGrader:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[1]
+
+    def grade_fruits(
+        self, images: np.ndarray, fruit_ids: Sequence[str | None]
+    ) -> tuple[FruitGrades, np.ndarray, np.ndarray]:
+        """As :meth:`mangograde.runs.RunPredictor.grade_fruits`."""
+        return grade_fruits(self, images, fruit_ids)

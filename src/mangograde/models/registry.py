@@ -160,7 +160,12 @@ class ModelFamily:
 
 
 # Top-level settings added after 0.1.0, with the meaning older runs had without them.
-ADDED_SETTINGS: dict[str, Any] = {"decision": "argmax", "calibration": "none", "abstain": None}
+ADDED_SETTINGS: dict[str, Any] = {
+    "decision": "argmax",
+    "calibration": "none",
+    "abstain": None,
+    "fruit": {"rule": "mean"},  # how a fruit's photos become one grade
+}
 
 _FAMILIES: dict[str, ModelFamily] = {}
 _PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {}  # name -> (family, settings)
@@ -292,7 +297,7 @@ def resolve(
         preset_name = family.default_preset
         chosen = _preset(preset_name)[1]
     settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0,
-                          **ADDED_SETTINGS}  # fmt: skip
+                          **copy.deepcopy(ADDED_SETTINGS)}  # fmt: skip
     settings.update(family.defaults())
     reference = copy.deepcopy(settings)
     chosen.pop("description", None)

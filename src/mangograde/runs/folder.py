@@ -27,6 +27,7 @@ from ..basics.atomic import atomic_open, write_text
 from ..basics.config import dump
 from ..basics.errors import MangogradeError, SettingsError
 from ..data import Dataset
+from ..evaluation import FruitLevel
 from ..images.decode import BadImage
 from ..images.geometry import Geometry, geometry_record, read_geometry
 from ..models.bundle import Bundle, load_bundle, save_bundle
@@ -35,6 +36,7 @@ from .staging import FORMAT_VERSION, MARKER, read_marker
 
 CONFIG = "config.yaml"
 CALIBRATION = "calibration.json"  # calibration=temperature: the fitted temperatures
+FRUITS = "fruits.csv"  # with groups: every held-out fruit, graded by the run's fruit rule
 HISTORY_FIELDS = (
     "fold",
     "member",
@@ -143,12 +145,18 @@ class Run:
         )
         return f"{kind} {'by fruit' if grouped else 'by photo (no groups given)'}"
 
-    def temperature(self, fold: int | None = None) -> float | None:
+    def temperature(self, fold: int | None = None, level: str = "photo") -> float | None:
         """calibration=temperature: the temperature fit on the run's out-of-fold
-        probabilities (all of them, or the one fold ``fold`` was calibrated with)."""
+        probabilities (all of them, or the one fold ``fold`` was calibrated with), of
+        photos or (``level="fruit"``) of whole fruits."""
         record = _read_json(self.path / CALIBRATION)
+        if level == "fruit":
+            record = record.get("fruit") if isinstance(record.get("fruit"), dict) else {}
+        per_fold = record.get("per_fold")
         value = (
-            record.get("temperature") if fold is None else record.get("per_fold", {}).get(str(fold))
+            record.get("temperature")
+            if fold is None
+            else (per_fold.get(str(fold)) if isinstance(per_fold, dict) else None)
         )
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
@@ -425,6 +433,21 @@ def write_predictions(
                     *(f"{p:.6f}" for p in proba[i]),
                 ]
             )
+
+
+def write_fruit_predictions(out: Path, level: FruitLevel, grades: Sequence[str]) -> None:
+    """fruits.csv: every held-out fruit as the run's fruit rule graded it."""
+    with atomic_open(out / FRUITS, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["fruit", "fold", "photos", "true", "predicted", *(f"p_{g}" for g in grades)]
+        )
+        counts = level.fruits.counts
+        for i, name in enumerate(level.fruits.names):
+            writer.writerow(
+                [name, int(level.folds[i]), int(counts[i]), grades[level.true[i]],
+                 grades[level.predicted[i]], *(f"{p:.6f}" for p in level.proba[i])]
+            )  # fmt: skip
 
 
 def write_json(out: Path, name: str, record: dict[str, Any]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..evaluation.decisions import GradingRule
+from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
@@ -16,14 +18,23 @@ from .folder import Run, geometry_from_record, open_run
 class RunPredictor:
     """Grades decoded photos with one or more bundles of a run (mean of their probabilities)."""
 
-    def __init__(self, bundles: list[Bundle], temperature: float | None = None) -> None:
+    def __init__(
+        self,
+        bundles: list[Bundle],
+        temperature: float | None = None,
+        fruit_temperature: float | None = None,
+    ) -> None:
         self.bundles = bundles
         self.grades = bundles[0].grades
         self.geometry = geometry_from_record(bundles[0].manifest["preprocessing"]["geometry"])
         self.notices = sorted({n for b in bundles for n in b.notices})
         settings = bundles[0].settings  # runs before 0.2 knew only the model's own rule
         self.rule = GradingRule(
-            str(settings.get("decision", "argmax")), temperature, settings.get("abstain")
+            str(settings.get("decision", "argmax")),
+            temperature,
+            settings.get("abstain"),
+            fruit_rule(settings),
+            fruit_temperature,
         )
 
     @property
@@ -49,9 +60,17 @@ class RunPredictor:
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[1]
 
+    def grade_fruits(
+        self, images: np.ndarray, fruit_ids: Sequence[str | None]
+    ) -> tuple[FruitGrades, np.ndarray, np.ndarray]:
+        """Grade decoded photos as fruits (``fruit_ids[i]``: photo i's fruit; None or empty,
+        a fruit of its own): each fruit's grades, then each photo's probabilities and
+        grade codes."""
+        return grade_fruits(self, images, fruit_ids)
+
 
 def open_predictor(run: Run | str | Path, fold: int | None = None) -> RunPredictor:
     """The predictor of a run folder: the mean of its fold models, or fold ``fold``'s."""
     if not isinstance(run, Run):
         run = open_run(run)
-    return RunPredictor(run.bundles(fold), run.temperature(fold))
+    return RunPredictor(run.bundles(fold), run.temperature(fold), run.temperature(fold, "fruit"))

@@ -21,9 +21,10 @@ from ..basics.outputs import claim_folder
 from ..basics.progress import progress_mode
 from ..data import Dataset
 from ..data.splits import holdout, kfold
-from ..evaluation import one_grade_warnings
+from ..evaluation import FruitLevel, evaluate, fruit_level, headline, one_grade_warnings
 from ..evaluation.confidence import abstained, calibration, check_abstain
 from ..evaluation.decisions import check_decision, decide
+from ..evaluation.fruits import Fruits, check_fruit_rule, fruit_rule
 from ..evaluation.temperature import cross_fit
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
@@ -91,6 +92,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     check_decision(settings.get("decision", "argmax"))
     _check_calibration(settings)
     check_abstain(settings.get("abstain"))
+    check_fruit_rule(fruit_rule(settings))
     model = family.build(settings)
     check_params(model)
     family.check(settings)
@@ -98,6 +100,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
 
 
 CALIBRATIONS = ("none", "temperature")
+FRUIT_BOOTSTRAP = 1000  # replicates for the fruit-level accuracy's interval
 
 
 def _check_calibration(settings: Settings) -> None:
@@ -326,6 +329,40 @@ def _calibrate(
     }
 
 
+def _fruit_level(
+    photos: Photos, held_fold: np.ndarray, proba: np.ndarray, settings: Settings
+) -> FruitLevel:
+    """The held-out photos graded as whole fruits by the run's fruit rule."""
+    held = np.flatnonzero(held_fold >= 0)
+    dataset = photos.dataset
+    groups = dataset.groups
+    assert groups is not None
+    fruits = Fruits.from_ids([groups[i] for i in held], [dataset.image_ids[i] for i in held])
+    return fruit_level(
+        photos.labels[held],
+        proba[held],
+        held_fold[held],
+        fruits,
+        fruit_rule(settings),
+        settings.get("decision", "argmax"),
+        settings.get("calibration", "none") == "temperature",
+    )
+
+
+def _fruit_metrics(level: FruitLevel, dataset: Dataset, settings: Settings) -> dict[str, Any]:
+    """metrics.json's ``fruit`` section: the fruit level beside the photo level."""
+    record = evaluate(
+        level.true,
+        level.predicted,
+        dataset.grades,
+        level.proba,
+        n_boot=FRUIT_BOOTSTRAP,
+        seed=int(settings["seed"]),
+        ordered=dataset.ordered,
+    )
+    return headline(record, settings.get("abstain"), level)
+
+
 def _data_share(rows: list[dict[str, Any]]) -> float:
     """Share of training time spent augmenting and assembling batches."""
     data = sum(r["data_s"] for r in rows)
@@ -513,10 +550,18 @@ def _write(
         grades = photos.dataset.grades
         folder.save_fold_model(out, name, model, settings, grades, geometry, record)
 
-    if settings.get("calibration", "none") == "temperature":
+    calibrate = settings.get("calibration", "none") == "temperature"
+    if calibrate:
         temperature = _calibrate(photos, results, splits, settings, proba, predicted, held_fold)
-        folder.write_json(out, folder.CALIBRATION, temperature)
     metrics = _metrics(photos, splits, results)
+    if photos.dataset.groups is not None:
+        level = _fruit_level(photos, held_fold, proba, settings)
+        metrics["fruit"] = _fruit_metrics(level, photos.dataset, settings)
+        folder.write_fruit_predictions(out, level, photos.dataset.grades)
+        if level.temperature is not None:
+            temperature["fruit"] = level.temperature
+    if calibrate:
+        folder.write_json(out, folder.CALIBRATION, temperature)
     if settings["split"].get("only_fold") is not None:
         metrics["only_fold"] = numbers[0]
     held = held_fold >= 0

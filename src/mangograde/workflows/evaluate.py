@@ -7,9 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..basics.errors import DatasetError
 from ..data import Dataset
-from ..evaluation import evaluate
+from ..evaluation import FruitLevel, evaluate, headline
+from ..evaluation.decisions import GradingRule
+from ..evaluation.fruits import fruit_labels
 from ..images import ImageCache
 from .predict import Graded, decode_photos, grade_images
 
@@ -101,5 +105,29 @@ def evaluate_dataset(
         bad,
         matched + notices + predictor.notices,
         kept_set.labels,
+        None if kept_set.groups is None else list(kept_set.groups),
     )
+    if graded.fruit_ids is not None:
+        record["fruit"] = evaluate_fruits(graded, predictor.rule, n_boot, seed, ordered)
     return record, graded
+
+
+def evaluate_fruits(
+    graded: Graded, rule: GradingRule, n_boot: int = 2000, seed: int = 0, ordered: bool = True
+) -> dict[str, Any]:
+    """The fruit level of labelled graded photos: every metric of the fruits, as the
+    grader grades them (its fruit rule, temperature and decision), and the headline."""
+    assert graded.truth is not None
+    fruits = graded.grade_fruits(rule)
+    truth, mixed = fruit_labels(graded.truth, fruits.fruits)
+    record = evaluate(truth, fruits.predicted, graded.grades, fruits.proba,
+                      None, n_boot, 0.95, seed, ordered)  # fmt: skip
+    level = FruitLevel(fruits.fruits, truth, np.zeros(len(truth), dtype=int), fruits.proba,
+                       fruits.predicted, rule.fruit, mixed)  # fmt: skip
+    record["headline"] = headline(record, rule.abstain, level)
+    if mixed:
+        record["warnings"].append(
+            f"{mixed} fruits have photos labelled with different grades; each is scored "
+            "against its photos' most frequent grade (ties: the worse)."
+        )
+    return record

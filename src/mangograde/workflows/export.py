@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..basics.outputs import claim_folder
+from ..evaluation.fruits import fruit_rule
 from ..graders import FORMAT, FORMAT_VERSION, GRADER_FILE, ExportedGrader, ExportError, sha256
 from ..images import ImageCache, load_images
 from ..images.geometry import read_geometry
@@ -284,6 +285,8 @@ def _manifest(
         "decision": run.settings.get("decision", "argmax"),
         "temperature": run.temperature(fold),
         "abstain": run.settings.get("abstain"),
+        "fruit_rule": fruit_rule(run.settings),
+        "fruit_temperature": run.temperature(fold, "fruit"),
         "source_run": run.name,
         "source": {
             "family": run.model_kind,

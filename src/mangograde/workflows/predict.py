@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..basics.atomic import atomic_open
-from ..basics.errors import DatasetError
+from ..basics.errors import DatasetError, SettingsError
 from ..basics.progress import Bar
 from ..data import find_photos
+from ..data.fruit_ids import fruits_from_csv, fruits_from_folders
 from ..evaluation.confidence import to_check
+from ..evaluation.decisions import GradingRule
+from ..evaluation.fruits import FruitGrades, Fruits, fruit_grades
 from ..images import ImageCache, load_images
 from ..images.decode import BadImage
 from ..images.loader import bad_images_message
@@ -38,12 +41,28 @@ class Graded:
     bad: list[BadImage] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     truth: np.ndarray | None = None  # grade codes, when the photos were labelled
+    fruit_ids: list[str] | None = None  # which fruit each photo shows ("": its own)
 
     def labels(self, abstain: float | None = None) -> list[str]:
         """Each photo's grade, or ``check`` (to grade by hand) where its top probability is
         below ``abstain``."""
         unsure = to_check(self.proba, abstain)
         return [CHECK if u else self.grades[c] for c, u in zip(self.predicted, unsure, strict=True)]
+
+    @property
+    def fruits(self) -> Fruits | None:
+        return None if self.fruit_ids is None else Fruits.from_ids(self.fruit_ids, self.image_ids)
+
+    def grade_fruits(self, rule: GradingRule) -> FruitGrades:
+        """The fruits these photos show, graded by ``rule`` (each photo its own fruit when
+        no fruit ids were given)."""
+        return fruit_grades(rule, self.proba, self.fruits or Fruits.each_photo(self.image_ids))
+
+    def fruit_labels(self, fruits: FruitGrades) -> list[str]:
+        """Each photo's label taken from its fruit's grade (``check`` where the fruit is)."""
+        return [
+            CHECK if fruits.check[f] else self.grades[fruits.predicted[f]] for f in fruits.fruits.of
+        ]
 
 
 def grade_images(
@@ -79,9 +98,24 @@ def grade_photos(
     cache: ImageCache | None = None,
     skip_bad: bool = False,
     progress: bool | None = None,
+    groups: Path | None = None,
+    fruit_folders: bool = False,
 ) -> Graded:
-    """Grade photo files and folders (labels, if any, are not needed and not read)."""
+    """Grade photo files and folders (labels, if any, are not needed and not read).
+
+    ``groups`` (a CSV of image,group, as ``train`` reads) or ``fruit_folders``
+    (``PHOTOS/FRUIT_ID/*.jpg``) say which photos show one fruit; both are read before any
+    photo is decoded."""
     paths, ids, notices = find_photos(inputs)
+    fruit_ids = None
+    if groups is not None and fruit_folders:
+        raise SettingsError("Give --groups or --fruit-folders, not both.")
+    if groups is not None:
+        fruit_ids, found = fruits_from_csv(paths, ids, groups)
+        notices += found
+    elif fruit_folders:
+        fruit_ids, found = fruits_from_folders([Path(i) for i in inputs], paths)
+        notices += found
     images, kept, bad, load_notices = decode_photos(predictor, paths, cache, skip_bad, progress)
     proba, predicted = grade_images(predictor, images, progress)
     return Graded(
@@ -92,24 +126,53 @@ def grade_photos(
         predictor.grades,
         bad,
         notices + load_notices + predictor.notices,
+        fruit_ids=None if fruit_ids is None else [fruit_ids[i] for i in kept],
     )
 
 
 def write_submission(
-    path: str | Path, graded: Graded, probabilities: bool = True, abstain: float | None = None
+    path: str | Path,
+    graded: Graded,
+    probabilities: bool = True,
+    abstain: float | None = None,
+    fruits: FruitGrades | None = None,
 ) -> Path:
     """The competition's ``image_id,label`` columns, ``true`` when the photos were
-    labelled, then (unless ``probabilities`` is False) ``p_<grade>`` for each grade. With
-    ``abstain``, a photo whose top probability is below it is labelled ``check``."""
+    labelled, ``fruit`` when they were graded as fruits, then (unless ``probabilities`` is
+    False) ``p_<grade>`` for each grade. With ``abstain``, a photo whose top probability
+    is below it is labelled ``check``. With ``fruits``, each photo is labelled with its
+    fruit's grade (``--fruit-grade``)."""
     path = Path(path)
     truth = [] if graded.truth is None else ["true"]
+    fruit = ["fruit"] if probabilities and graded.fruit_ids is not None else []
     columns = [f"p_{g}" for g in graded.grades] if probabilities else []
+    names = graded.fruits.names if graded.fruits is not None else ()
+    of = graded.fruits.of if graded.fruits is not None else ()
     with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "label", *truth, *columns])
-        labels = graded.labels(abstain)
+        writer.writerow(["image_id", "label", *truth, *fruit, *columns])
+        labels = graded.labels(abstain) if fruits is None else graded.fruit_labels(fruits)
         for i, (image_id, label) in enumerate(zip(graded.image_ids, labels, strict=True)):
             true = [] if graded.truth is None else [graded.grades[graded.truth[i]]]
+            its_fruit = [names[of[i]]] if fruit else []
             shares = [f"{p:.6f}" for p in graded.proba[i]] if probabilities else []
-            writer.writerow([image_id, label, *true, *shares])
+            writer.writerow([image_id, label, *true, *its_fruit, *shares])
+    return path
+
+
+def write_fruits(path: str | Path, fruits: FruitGrades, grades: Sequence[str]) -> Path:
+    """One row a fruit: its id, its photo count, its grade, one probability per grade,
+    whether to check it by hand and why."""
+    path = Path(path)
+    counts = fruits.fruits.counts
+    with atomic_open(path, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["fruit", "photos", "grade", *(f"p_{g}" for g in grades), "check", "reason"]
+        )
+        for i, name in enumerate(fruits.fruits.names):
+            shares = [f"{p:.6f}" for p in fruits.proba[i]]
+            check = "yes" if fruits.check[i] else "no"
+            writer.writerow([name, int(counts[i]), grades[fruits.predicted[i]], *shares, check,
+                             fruits.reason(i)])  # fmt: skip
     return path
