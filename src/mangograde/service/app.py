@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
@@ -31,13 +31,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__
 from ..basics.errors import SettingsError
 from ..evaluation.confidence import to_check
+from ..evaluation.fruits import Fruits, fruit_grades
 from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
 from .batcher import MicroBatcher
 from .guard import UploadLimit
 from .heatmap import heat_png
-from .schemas import GradeResponse, ModelInfo, ModelRef, PhotoResult
+from .schemas import FruitResult, GradeResponse, ModelInfo, ModelRef, PhotoResult
 from .telemetry import Telemetry, configure_logging, log_request
 
 PAGE = Path(__file__).parent / "page"
@@ -219,24 +220,75 @@ async def _decode(service: _Service, image_id: str, data: bytes) -> np.ndarray:
         raise PhotoError(image_id, exc) from None
 
 
+def _shares(grades: tuple[str, ...], proba: np.ndarray) -> dict[str, float]:
+    return {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
+
+
 def _result(service: _Service, image_id: str, proba: np.ndarray, code: int) -> PhotoResult:
     grades = service.predictor.grades
     service.telemetry.photos.labels(grades[code]).inc()
-    probabilities = {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
+    probabilities = _shares(grades, proba)
     abstain = service.predictor.rule.abstain
     check = None if abstain is None else bool(to_check(proba, abstain))
     return PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
                        check=check, model=service.model)  # fmt: skip
 
 
-async def _grade_one(service: _Service, image_id: str, upload: UploadFile) -> PhotoResult:
+async def _grade_one(
+    service: _Service, image_id: str, upload: UploadFile
+) -> tuple[PhotoResult, np.ndarray | None]:
+    """The photo's answer, and its probabilities (None when it could not be graded)."""
     try:
         photo = await _decode(service, image_id, await upload.read())
     except PhotoError as exc:
         service.telemetry.rejected.inc()
-        return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status)
+        return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status), None
     proba, code = await service.batcher.grade(photo)
-    return _result(service, image_id, proba, code)
+    return _result(service, image_id, proba, code), proba
+
+
+def _fruit_ids(fruit: list[str] | None, n_files: int) -> list[str] | None:
+    """The ``fruit`` field as one id per file (422 when it cannot be)."""
+    if fruit is None:
+        return None
+    if any(not f.strip() for f in fruit):
+        raise HTTPException(422, "An empty fruit id: send a name for each fruit, or no fruit.")
+    if len(fruit) == 1:
+        return fruit * n_files
+    if len(fruit) != n_files:
+        raise HTTPException(
+            422,
+            f"{len(fruit)} fruit values for {n_files} photos: send one fruit for all the "
+            "photos, or one per photo in upload order.",
+        )
+    return [f.strip() for f in fruit]
+
+
+def _fruits(
+    service: _Service,
+    answers: list[tuple[PhotoResult, np.ndarray | None]],
+    fruit_ids: list[str],
+) -> list[FruitResult]:
+    """Each fruit graded from its photos that could be graded, by the run's fruit rule."""
+    graded = [(r, p, f) for (r, p), f in zip(answers, fruit_ids, strict=True) if p is not None]
+    if not graded:
+        return []
+    grades = service.predictor.grades
+    proba = np.array([p for _, p, _ in graded])
+    fruits = Fruits.from_ids([f for _, _, f in graded])
+    found = fruit_grades(service.predictor.rule, proba, fruits)
+    has_check = service.predictor.rule.abstain is not None
+    return [
+        FruitResult(
+            fruit=name,
+            photos=[graded[i][0].image_id for i in fruits.photos_of(n)],
+            grade=grades[found.predicted[n]],
+            probabilities=_shares(grades, found.proba[n]),
+            check=bool(found.check[n]) if has_check else None,
+            reason=found.reason(n) or None,
+        )
+        for n, name in enumerate(fruits.names)
+    ]
 
 
 def _add_routes(app: FastAPI, service: _Service) -> None:
@@ -261,14 +313,27 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
     async def grade(
         request: Request,
         files: Annotated[list[UploadFile], File(description="Photos, in the order to answer")],
+        fruit: Annotated[
+            list[str] | None,
+            Form(
+                description="Which fruit the photos show: one value (every photo is that "
+                "fruit) or one per file, in upload order. Each fruit is then graded from "
+                "all of its photos."
+            ),
+        ] = None,
     ) -> Any:
-        """Grade one or many photos; a photo that cannot be read gets its own error entry."""
+        """Grade one or many photos; a photo that cannot be read gets its own error entry.
+        With ``fruit``, each fruit is graded from all of its photos too."""
+        fruit_ids = _fruit_ids(fruit, len(files))
         ids = [_image_id(upload, i) for i, upload in enumerate(files)]
-        results = await asyncio.gather(
+        answers = await asyncio.gather(
             *(_grade_one(service, i, u) for i, u in zip(ids, files, strict=True))
         )
+        results = [result for result, _ in answers]
         request.state.photos = len(results)
-        body = GradeResponse(model=service.model, results=list(results))
+        body = GradeResponse(model=service.model, results=results)
+        if fruit_ids is not None:
+            body.fruits = _fruits(service, answers, fruit_ids)
         failed = [r.status for r in results if r.error is not None]
         if results and len(failed) == len(results):  # nothing graded: the request failed
             status = 415 if all(s == 415 for s in failed) else 422

@@ -26,9 +26,25 @@ class PhotoResult(BaseModel):
     status: int | None = Field(None, description="415: not a photo format; 422: damaged/too big")
 
 
+class FruitResult(BaseModel):
+    fruit: str = Field(description="The fruit id sent in the `fruit` field")
+    photos: list[str] = Field(description="Its photos that were graded (image ids)")
+    grade: str = Field(description="The fruit's grade, from all of its photos")
+    probabilities: dict[str, float] = Field(description="Every grade's probability")
+    check: bool | None = Field(
+        None, description="True: grade this fruit by hand; absent when the run has no abstain"
+    )
+    reason: str | None = Field(None, description="Why to check it: unsure")
+
+
 class GradeResponse(BaseModel):
     model: ModelRef
     results: list[PhotoResult] = Field(description="One per uploaded photo, in upload order")
+    fruits: list[FruitResult] | None = Field(
+        None,
+        description="With the `fruit` field: one per fruit, graded from all its photos by "
+        "the run's fruit rule, in order of first photo",
+    )
 
 
 class ModelInfo(BaseModel):
