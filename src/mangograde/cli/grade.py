@@ -285,6 +285,8 @@ def predict_command(
         raise typer.BadParameter(
             f"--format must be probabilities or submission, not {csv_format!r}."
         )
+    if groups is not None and fruit_folders:
+        raise SettingsError("Give --groups or --fruit-folders, not both.")
     as_fruits = groups is not None or fruit_folders
     if (fruit_grade or fruits_out is not None) and not as_fruits:
         flag = "--fruit-grade" if fruit_grade else "--fruits-out"

@@ -46,8 +46,9 @@ def fruits_from_folders(
     ]
     if empty:
         raise DatasetError(
-            f"{plural(len(empty), 'fruit folder')} hold no photos: {listing(empty)}. Put each "
-            "fruit's photos in its folder, or remove the empty folders."
+            f"{'This fruit folder holds' if len(empty) == 1 else 'These fruit folders hold'} no "
+            f"photos: {listing(empty)}. Put each fruit's photos in its folder, or remove the "
+            "empty folders."
         )
     fruit_ids, loose = [], []
     for path in paths:
