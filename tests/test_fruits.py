@@ -319,3 +319,16 @@ def test_run_export_and_serve_grade_a_fruit_alike(synth, calibrated_cnn, tmp_pat
         assert empty.status_code == 422 and "empty fruit id" in empty.text
         plain = client.post("/v1/grade", files=files[:2]).json()
         assert "fruits" not in plain
+
+
+def test_compare_shows_the_fruit_level_beside_the_photo_level(colour_run, tmp_path):
+    result = run("compare", colour_run, "--mistakes", "0", "--out", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    fruits = read_csv(colour_run / "fruits.csv")
+    right = np.mean([r["true"] == r["predicted"] for r in fruits])
+    assert f"{len(fruits)} fruits: accuracy {right:.3f}" in result.output
+    html = (tmp_path / "r.html").read_text()
+    assert "<h2>Fruit level</h2>" in html and "reliability of whole fruits" in html
+    start = html.index("<h2>Fruit level</h2>")
+    section = html[start : html.index("</section>", start)]
+    assert section.count('class="cm"') == 1 and f"<td>{len(fruits)}</td>" in section

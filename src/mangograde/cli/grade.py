@@ -426,7 +426,12 @@ def compare_command(
         accuracy = summary.evaluation["metrics"]["accuracy"]
         low, high = (format_metric("{:.3f}", accuracy[k]) for k in ("low", "high"))
         value = format_metric("{:.3f}", accuracy["value"])
-        out.print(f"{escape(summary.label)}: accuracy {value} [{low}, {high}]")
+        line = f"{escape(summary.label)}: accuracy {value} [{low}, {high}]"
+        if summary.fruit is not None:
+            fruit = summary.fruit["metrics"]["accuracy"]
+            line += (f"; {summary.fruit['n_photos']} fruits: accuracy "
+                     f"{format_metric('{:.3f}', fruit['value'])}")  # fmt: skip
+        out.print(line)
     notices(comparison.notices)
     for summary in comparison.runs:
         warn([f"{summary.label}: {w}" for w in summary.evaluation["warnings"]])

@@ -220,7 +220,7 @@ def metric_intervals(
 
 
 def reliability_diagram(
-    record: dict[str, Any], path: str | Path | BinaryIO, title: str = ""
+    record: dict[str, Any], path: str | Path | BinaryIO, title: str = "", unit: str = "photos"
 ) -> Any:
     """Accuracy against confidence per bin (calibrated: on the diagonal), and accuracy
     against coverage when the least confident photos are checked by hand."""
@@ -235,7 +235,7 @@ def reliability_diagram(
     curve = record["coverage"]["curve"]
     right.plot([c["coverage"] for c in curve], [c["accuracy"] for c in curve], marker="o")
     right.axhline(record["coverage"]["target"], color="grey", linestyle="--", linewidth=1)
-    right.set(xlabel="share of photos graded (most confident first)", ylabel="accuracy",
+    right.set(xlabel=f"share of {unit} graded (most confident first)", ylabel="accuracy",
               xlim=(0, 1.02), title="Check the rest by hand")  # fmt: skip
     fig.suptitle(title)
     fig.tight_layout()

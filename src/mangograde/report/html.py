@@ -173,9 +173,12 @@ def _labels_line(comparison: Comparison) -> str:
     return "classes " + ", ".join(comparison.grades)
 
 
-def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
-    counts = summary.evaluation["confusion"]
-    shares = summary.evaluation["confusion_normalised"]
+def _confusion(
+    summary: RunSummary, grades: Sequence[str], record: dict[str, Any] | None = None
+) -> str:
+    record = summary.evaluation if record is None else record
+    counts = record["confusion"]
+    shares = record["confusion_normalised"]
     head = "".join(f"<th>{_e(g)}</th>" for g in grades)
     rows = []
     for i, grade in enumerate(grades):
@@ -192,7 +195,7 @@ def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
             )
         rows.append(f"<tr><th>{_e(grade)}</th>{''.join(cells)}</tr>")
     # A run of other grade names (matched by rank) keys its scores by its own names.
-    per_grade = dict(zip(grades, summary.evaluation["per_grade"].values(), strict=True))
+    per_grade = dict(zip(grades, record["per_grade"].values(), strict=True))
     scores = "".join(
         f"<tr><td>{_e(g)}</td>"
         + "".join(
@@ -201,11 +204,12 @@ def _confusion(summary: RunSummary, grades: Sequence[str]) -> str:
         + f"<td>{per_grade[g]['support']}</td></tr>"
         for g in grades
     )
+    unit = "Photos" if record is summary.evaluation else "Fruits"
     return (
         f'<div class="card"><h3>{_e(summary.label)}</h3>'
         f'<table class="cm"><tr><th>true &darr; / predicted &rarr;</th>{head}</tr>'
         f"{''.join(rows)}</table>"
-        "<table><tr><th>Grade</th><th>Precision</th><th>Recall</th><th>F1</th><th>Photos</th>"
+        f"<table><tr><th>Grade</th><th>Precision</th><th>Recall</th><th>F1</th><th>{unit}</th>"
         f"</tr>{scores}</table></div>"
     )
 
@@ -282,6 +286,41 @@ def _definitions(runs: Sequence[RunSummary]) -> str:
     return f"<dl>{items}</dl>"
 
 
+def _fruit_section(runs: Sequence[RunSummary], grades: Sequence[str]) -> str:
+    """Whole fruits graded from all their photos by each run's fruit rule."""
+    rows = []
+    for s in runs:
+        assert s.fruit is not None
+        found = s.fruit["headline"]
+        accuracy = s.fruit["metrics"]["accuracy"]
+        kappa = s.fruit["metrics"].get("quadratic_kappa", {}).get("value")
+        errors = found.get("extreme_errors")
+        ece = (s.fruit.get("calibration") or {}).get("ece")
+        reach = ((s.fruit.get("coverage") or {}).get("reaches_target") or {}).get("coverage", 0.0)
+        rows.append(
+            f"<tr><td><b>{_e(s.label)}</b></td><td>{s.fruit['n_photos']}</td>"
+            f"<td>{_e(found.get('rule', 'mean'))}</td>"
+            f"<td>{_fmt('{:.3f}', accuracy['value'])} [{_fmt('{:.3f}', accuracy['low'])}, "
+            f"{_fmt('{:.3f}', accuracy['high'])}]</td><td>{_fmt('{:.3f}', kappa)}</td>"
+            f"<td>{'' if errors is None else errors}</td><td>{_fmt('{:.3f}', ece)}</td>"
+            f"<td>{reach:.0%}</td></tr>"
+        )
+    extreme = f"{grades[0]}&harr;{grades[-1]}" if len(grades) > 2 else "Extreme"
+    table = (
+        "<table><tr><th>Run</th><th>Fruits</th><th>Rule</th><th>Accuracy</th><th>QWK</th>"
+        f"<th>{extreme} errors</th><th>ECE</th><th>Graded at 99% accuracy</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    matrices = "".join(_confusion(s, grades, s.fruit) for s in runs)
+    return (
+        "<section><h2>Fruit level</h2><p>Each fruit graded from all of its photos by the "
+        "run's fruit rule, as a packing line sorts it; intervals redraw whole fruits. The "
+        "reliability and coverage of whole fruits are among the plots below.</p>"
+        f'{table}<div class="row">{matrices}</div></section>'
+    )
+
+
 def render_report(comparison: Comparison, path: str | Path) -> Path:
     """Write ``comparison`` (from :func:`mangograde.comparison.compare_runs`) as HTML."""
     runs, grades = comparison.runs, comparison.grades
@@ -313,6 +352,9 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         "given; each cell: photos and share of the row.</p>"
         f'<div class="row">{matrices}</div></section>'
     )
+    with_fruits = [s for s in runs if s.fruit is not None]
+    if with_fruits:
+        parts.append(_fruit_section(with_fruits, grades))
     curves = [(s.label, s.curves) for s in runs if s.curves]
     if curves:
         images = "".join(f'<div class="card"><h3>{_e(n)}</h3>{_img(c, n)}</div>' for n, c in curves)

@@ -36,6 +36,7 @@ class RunSummary:
     plots: list[tuple[str, bytes]]
     mistakes: list[Mistake] = field(default_factory=list)
     scored_on: str = ""  # which photos the row was scored on: rows differ, scores do too
+    fruit: dict[str, Any] | None = None  # the same scores of whole fruits, where groups said
 
 
 @dataclass

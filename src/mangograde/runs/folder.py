@@ -224,6 +224,30 @@ class Run:
                 f"(problem with {exc}); retrain the run to rewrite it."
             ) from None
 
+    @cached_property
+    def held_out_fruits(self) -> HeldOut | None:
+        """The run's held-out fruits (fruits.csv, written when it was trained with groups):
+        ``image_ids`` are the fruits, ``groups`` their photo counts."""
+        rows = _read_rows(self.path / FRUITS)
+        if not rows:
+            return None
+        code = {g: i for i, g in enumerate(self.grades)}
+        try:
+            return HeldOut(
+                image_ids=[r["fruit"] for r in rows],
+                groups=[r["photos"] for r in rows],
+                folds=np.array([int(r["fold"]) for r in rows]),
+                true=np.array([code[r["true"]] for r in rows]),
+                predicted=np.array([code[r["predicted"]] for r in rows]),
+                proba=np.array([[float(r[f"p_{g}"]) for g in self.grades] for r in rows]),
+                grades=self.grades,
+            )
+        except (KeyError, ValueError) as exc:
+            raise RunError(
+                f"{self.path / FRUITS} is not a mangograde fruits file (problem with {exc}); "
+                "retrain the run to rewrite it."
+            ) from None
+
     def history(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for row in _read_rows(self.path / "history.csv"):

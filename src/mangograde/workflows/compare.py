@@ -15,7 +15,7 @@ import numpy as np
 
 from ..basics.errors import MangogradeError, SettingsError
 from ..basics.progress import track
-from ..evaluation import evaluate, one_grade_warnings
+from ..evaluation import evaluate, headline, one_grade_warnings
 from ..images import load_images
 from ..report.records import Comparison, Mistake, RunSummary
 from ..runs import Run, RunError, RunPredictor, open_predictor, open_run
@@ -163,6 +163,13 @@ def summarise_run(
         buffer = io.BytesIO()
         reliability_diagram(record, buffer, run.label)
         plots.append(("reliability (out-of-fold probabilities)", buffer.getvalue()))
+    fruit = _fruit_record(run, n_boot, seed)
+    if fruit is not None and "calibration" in fruit:
+        from ..report.figures import reliability_diagram
+
+        buffer = io.BytesIO()
+        reliability_diagram(fruit, buffer, run.label, unit="fruits")
+        plots.append(("reliability of whole fruits (out-of-fold)", buffer.getvalue()))
     summary = RunSummary(
         run.label,
         run.model_kind,
@@ -179,9 +186,21 @@ def summarise_run(
         plots,
         confident_mistakes(run, mistakes),
         scored_on=f"{len(held.image_ids)} held-out photos of {held_root}",
+        fruit=fruit,
     )
     _explain_mistakes(run, summary.mistakes, samples, seed, method, len(folders) == 1)
     return summary
+
+
+def _fruit_record(run: Run, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """The run's held-out fruits scored as its photos are (each fruit one unit)."""
+    fruits = run.held_out_fruits
+    if fruits is None:
+        return None
+    record = evaluate(fruits.true, fruits.predicted, fruits.grades, fruits.proba, None,
+                      n_boot, 0.95, seed, run.ordered)  # fmt: skip
+    record["headline"] = run.metrics.get("fruit") or headline(record)
+    return record
 
 
 def _common_grades(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[str]]:
@@ -233,6 +252,7 @@ def saved_evaluations(run: Run) -> list[RunSummary]:
                 None,
                 [],
                 scored_on=f"{photos} photos of {data}",
+                fruit=record.get("fruit"),
             )
         )
     return rows
