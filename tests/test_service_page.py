@@ -125,3 +125,49 @@ def test_photos_the_run_is_unsure_of_are_marked_check_by_hand(page, tmp_path):
         saved = tmp_path / "grades.csv"
         download.value.save_as(saved)
     assert sorted(saved.read_text().splitlines()[1:]) == [f"{p.name},check" for p in photos]
+
+
+@needs_browser
+def test_one_fruit_several_photos_shows_the_fruits_grade_and_each_view(site, page, tmp_path):
+    import httpx
+
+    url, root = site
+    views = [root / "train" / f"mango_0000{i}.jpg" for i in range(3)]
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in views]
+    expected = httpx.post(f"{url}/v1/grade", files=files, data={"fruit": "m1"}).json()
+    page.goto(url)
+    sync_api.expect(page.locator("#model")).to_contain_text("grades")
+    assert page.locator("#fruit-name").is_disabled()
+    page.locator("#fruit-mode").check()
+    page.locator("#fruit-name").fill("m1")
+    page.set_input_files("#pick", [str(p) for p in views])
+    fruit = page.locator("#fruits .fruit")
+    sync_api.expect(fruit).to_have_count(1)
+    sync_api.expect(fruit.locator("h3")).to_have_text("Fruit m1 (3 photos)")
+    status = fruit.locator("> .status")
+    sync_api.expect(status).to_have_text(f"Fruit grade {expected['fruits'][0]['grade']}",
+                                         timeout=20000)  # fmt: skip
+    sync_api.expect(fruit.locator("> div meter")).to_have_count(3)
+    cards = fruit.locator(".views .photo")
+    sync_api.expect(cards).to_have_count(3)
+    for i, result in enumerate(expected["results"]):
+        sync_api.expect(cards.nth(i).locator(".status")).to_have_text(f"Grade {result['grade']}")
+    cards.nth(1).locator("button.why").click()
+    sync_api.expect(page.locator("#heat-image")).to_have_attribute(
+        "alt", f"Heat map of {views[1].name}: warm regions drove the grade "
+        f"{expected['results'][1]['grade']}"
+    )  # fmt: skip
+    page.keyboard.press("Escape")
+    page.set_input_files("#pick", [str(views[0])])  # the next fruit is named for the user
+    sync_api.expect(page.locator("#fruits .fruit h3").first).to_have_text("Fruit fruit-2 (1 photo)")
+    sync_api.expect(page.locator("#fruits .fruit > .status").first).to_contain_text(
+        "grade", timeout=20000
+    )
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    saved = tmp_path / "grades.csv"
+    download.value.save_as(saved)
+    lines = saved.read_text().splitlines()
+    assert lines[0] == "image_id,label,fruit" and len(lines) == 5
+    assert {line.split(",")[2] for line in lines[1:]} == {"m1", "fruit-2"}
+    page.screenshot(path=str(tmp_path / "fruit.png"), full_page=True)

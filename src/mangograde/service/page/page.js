@@ -2,7 +2,9 @@
 // The grading page: uploads photos to /v1/grade (a few at a time), shows each photo's grade,
 // its grade probabilities, and on request its heat map from /v1/explain. A photo the run is
 // unsure of (below its abstain setting) is marked "check by hand", as `predict` labels it.
-const state = { grades: [], results: [], key: sessionStorage.getItem("mangograde-key") || "" };
+// "One fruit, several photos": the photos dropped together are one mango, graded as a fruit
+// by the run's fruit rule (the `fruit` field of /v1/grade), each view shown with its own grade.
+const state = { grades: [], results: [], fruits: [], key: sessionStorage.getItem("mangograde-key") || "" };
 const $ = (id) => document.getElementById(id);
 
 function headers() { return state.key ? { "X-API-Key": state.key } : {}; }
@@ -46,7 +48,7 @@ function renderTally() {
   $("clear").disabled = state.results.length === 0;
 }
 
-function card(file) {
+function card(file, list = $("photos")) {
   const item = document.createElement("li");
   item.className = "photo";
   const img = document.createElement("img");
@@ -61,23 +63,13 @@ function card(file) {
   status.setAttribute("aria-live", "polite");
   status.textContent = "Grading…";
   item.append(img, name, status);
-  $("photos").append(item);
+  list.append(item);
   return item;
 }
 
-function showResult(item, result) {
-  const status = item.querySelector(".status");
-  if (result.error) {
-    status.className = "status error";
-    status.textContent = "Not graded: " + result.error;
-    return;
-  }
-  status.className = result.check ? "status grade check" : "status grade";
-  status.textContent = result.check
-    ? "Check by hand (" + result.grade + " at " + (100 * result.probabilities[result.grade]).toFixed(0) + "%)"
-    : "Grade " + result.grade;
+function bars(item, probabilities) {
   for (const grade of state.grades) {
-    const p = result.probabilities[grade];
+    const p = probabilities[grade];
     const row = document.createElement("div");
     row.className = "bar";
     const label = document.createElement("span");
@@ -90,6 +82,24 @@ function showResult(item, result) {
     row.append(label, meter, value);
     item.append(row);
   }
+}
+
+function gradeText(result, what) {
+  return result.check
+    ? "Check by hand (" + result.grade + " at " + (100 * result.probabilities[result.grade]).toFixed(0) + "%)"
+    : what + result.grade;
+}
+
+function showResult(item, result) {
+  const status = item.querySelector(".status");
+  if (result.error) {
+    status.className = "status error";
+    status.textContent = "Not graded: " + result.error;
+    return;
+  }
+  status.className = result.check ? "status grade check" : "status grade";
+  status.textContent = gradeText(result, "Grade ");
+  bars(item, result.probabilities);
   const why = document.createElement("button");
   why.type = "button";
   why.className = "why";
@@ -117,7 +127,55 @@ async function gradeFile(file) {
   renderTally();
 }
 
+async function gradeFruit(files) {
+  const name = $("fruit-name").value.trim() || "fruit-" + (state.fruits.length + 1);
+  $("fruit-name").value = "";
+  $("fruits-box").hidden = false;
+  const box = document.createElement("li");
+  box.className = "fruit";
+  const title = document.createElement("h3");
+  title.textContent = "Fruit " + name + " (" + files.length + " photo" + (files.length === 1 ? "" : "s") + ")";
+  const status = document.createElement("p");
+  status.className = "status";
+  status.setAttribute("aria-live", "polite");
+  status.textContent = "Grading…";
+  const views = document.createElement("ol");
+  views.className = "views";
+  box.append(title, status, views);
+  $("fruits").prepend(box);
+  const items = files.map((file) => { const item = card(file, views); item.file = file; return item; });
+  const form = new FormData();
+  for (const file of files) { form.append("files", file, file.name); }
+  form.append("fruit", name);
+  let body = {};
+  try {
+    const response = await call("/v1/grade", { method: "POST", body: form });
+    body = await response.json();
+    if (!body.results) { body = { error: body.detail || ("error " + response.status) }; }
+  } catch (error) {
+    body = { error: "the service did not answer (" + error + ")" };
+  }
+  const results = body.results || files.map((f) => ({ image_id: f.name, error: body.error }));
+  results.forEach((result, i) => {
+    result.fruit = name;
+    state.results.push(result);
+    showResult(items[i], result);
+  });
+  const fruit = (body.fruits || [])[0];
+  if (fruit) {
+    state.fruits.push(fruit);
+    status.className = fruit.check ? "status grade check" : "status grade";
+    status.textContent = gradeText(fruit, "Fruit grade ");
+    bars(status.parentElement.insertBefore(document.createElement("div"), views), fruit.probabilities);
+  } else {
+    status.className = "status error";
+    status.textContent = "Not graded: " + (body.error || "no photo of it could be read");
+  }
+  renderTally();
+}
+
 async function gradeAll(files) {
+  if ($("fruit-mode").checked) { await gradeFruit(Array.from(files)); return; }
   const queue = Array.from(files);
   const lanes = Array.from({ length: Math.min(4, queue.length) }, async () => {
     while (queue.length) { await gradeFile(queue.shift()); }
@@ -146,12 +204,16 @@ async function explainPhoto(file, result) {
   $("heat-status").textContent = (state.explainsWith === "gradcam" ? "Grad-CAM" : "LIME") + ": warm regions drove the grade.";
 }
 
+function quoted(text) {
+  return /[",\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
 function downloadCsv() {
-  const rows = state.results.filter((r) => r.grade).map((r) => {
-    const id = /[",\n]/.test(r.image_id) ? '"' + r.image_id.replace(/"/g, '""') + '"' : r.image_id;
-    return id + "," + (r.check ? "check" : r.grade);
-  });
-  const blob = new Blob(["image_id,label\n" + rows.join("\n") + "\n"], { type: "text/csv" });
+  const fruits = state.results.some((r) => r.fruit);
+  const rows = state.results.filter((r) => r.grade).map((r) =>
+    quoted(r.image_id) + "," + (r.check ? "check" : r.grade) + (fruits ? "," + quoted(r.fruit || "") : ""));
+  const header = fruits ? "image_id,label,fruit" : "image_id,label";
+  const blob = new Blob([header + "\n" + rows.join("\n") + "\n"], { type: "text/csv" });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
   link.download = "grades.csv";
@@ -169,7 +231,12 @@ function setUp() {
     $(id).addEventListener("change", (e) => { gradeAll(e.target.files); e.target.value = ""; });
   }
   $("download").addEventListener("click", downloadCsv);
-  $("clear").addEventListener("click", () => { state.results = []; $("photos").replaceChildren(); renderTally(); });
+  $("clear").addEventListener("click", () => {
+    state.results = []; state.fruits = [];
+    $("photos").replaceChildren(); $("fruits").replaceChildren(); $("fruits-box").hidden = true;
+    renderTally();
+  });
+  $("fruit-mode").addEventListener("change", (e) => { $("fruit-name").disabled = !e.target.checked; });
   $("key-save").addEventListener("click", () => {
     state.key = $("key").value;
     sessionStorage.setItem("mangograde-key", state.key);
