@@ -332,3 +332,30 @@ def test_compare_shows_the_fruit_level_beside_the_photo_level(colour_run, tmp_pa
     start = html.index("<h2>Fruit level</h2>")
     section = html[start : html.index("</section>", start)]
     assert section.count('class="cm"') == 1 and f"<td>{len(fruits)}</td>" in section
+
+
+def test_explain_shows_every_view_of_one_fruit_under_its_grade(synth, colour_run, tmp_path):
+    groups = _groups(synth)
+    fruit = next(f for f in groups.values() if list(groups.values()).count(f) == 2)
+    folder = tmp_path / "lot" / fruit
+    folder.mkdir(parents=True)
+    for name in (n for n, f in groups.items() if f == fruit):
+        (folder / name).write_bytes((synth / "train" / name).read_bytes())
+    out = tmp_path / "why.png"
+    done = run("explain", colour_run, folder.parent, "--fruit-folders", "--samples", "10",
+               "--out", out)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    predictor = open_predictor(colour_run)
+    images = load_images(sorted(folder.iterdir()), predictor.geometry).arrays
+    fruits, _, _ = predictor.grade_fruits(images, [fruit, fruit])
+    assert f"Fruit {fruit}: grade {'ABC'[fruits.predicted[0]]} (mean of 2 photos" in done.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    by_csv = run("explain", colour_run, synth / "train", "--groups", synth / "groups.csv",
+                 "--fruit", fruit, "--samples", "10", "--out", tmp_path / "csv.png")  # fmt: skip
+    assert by_csv.exit_code == 0 and f"Fruit {fruit}:" in by_csv.output
+    several = run("explain", colour_run, synth / "train", "--groups", synth / "groups.csv",
+                  "--out", tmp_path / "x.png")  # fmt: skip
+    assert_clean_failure(several, "fruits (", "pick one with --fruit")
+    alone = run("explain", colour_run, folder, "--fruit", fruit, "--out", tmp_path / "y.png")
+    assert_clean_failure(alone, "--fruit names a fruit of the --groups CSV")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()

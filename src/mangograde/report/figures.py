@@ -117,14 +117,9 @@ def _save(fig: Any, path: str | Path | BinaryIO) -> Any:
     return path
 
 
-def explanation_figure(explanation: Any, path: str | Path | BinaryIO, title: str = "") -> Any:
-    """The photo as the model saw it, beside its explanation: LIME's supporting regions
-    shaded green (the study's figure 17), or the Grad-CAM map with its support outlined."""
-    plt = _pyplot()
-    e = explanation
-    fig, (photo_ax, why_ax) = plt.subplots(1, 2, figsize=(7.2, 3.9))
+def _draw_explanation(photo_ax: Any, why_ax: Any, e: Any, photo_title: str) -> None:
     photo_ax.imshow(e.image)
-    photo_ax.set_title("Photo (model input)", fontsize=9)
+    photo_ax.set_title(_wrapped(photo_title), fontsize=9)
     shown = e.image.astype(float) / 255
     if e.method == "lime":
         from skimage.segmentation import mark_boundaries
@@ -141,8 +136,33 @@ def explanation_figure(explanation: Any, path: str | Path | BinaryIO, title: str
     why_ax.set_title(_wrapped(caption), fontsize=9)
     for ax in (photo_ax, why_ax):
         ax.set_axis_off()
+
+
+def explanation_figure(explanation: Any, path: str | Path | BinaryIO, title: str = "") -> Any:
+    """The photo as the model saw it, beside its explanation: LIME's supporting regions
+    shaded green (the study's figure 17), or the Grad-CAM map with its support outlined."""
+    plt = _pyplot()
+    e = explanation
+    fig, (photo_ax, why_ax) = plt.subplots(1, 2, figsize=(7.2, 3.9))
+    _draw_explanation(photo_ax, why_ax, e, "Photo (model input)")
     odds = "  ".join(f"{g} {p:.2f}" for g, p in e.proba.items())
     fig.suptitle(_wrapped(title or f"Predicted {e.predicted}   ({odds})", 80), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def fruit_explanation_figure(
+    explanations: Sequence[Any], names: Sequence[str], title: str, path: str | Path | BinaryIO
+) -> Any:
+    """Every view of one fruit beside its explanation, one row a photo, under the fruit's
+    grade."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(explanations), 2, figsize=(7.2, 3.6 * len(explanations)),
+                             squeeze=False)  # fmt: skip
+    for (photo_ax, why_ax), e, name in zip(axes, explanations, names, strict=True):
+        odds = "  ".join(f"{g} {p:.2f}" for g, p in e.proba.items())
+        _draw_explanation(photo_ax, why_ax, e, f"{name}: {e.predicted} ({odds})")
+    fig.suptitle(_wrapped(title, 80), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
