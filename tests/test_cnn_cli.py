@@ -74,8 +74,8 @@ def test_folds_blend_several_cnns(synth_data, tmp_path):
     assert len(model.estimators_) == 2 and model.voting == "mean"
 
 
-def test_resume_finishes_a_killed_run_as_if_never_stopped(synth_data, tmp_path, monkeypatch):
-    args = [*synth_data, "--model", "cnn", "--cv", "2", *TINY_CNN]
+def _whole_and_killed(args, tmp_path, monkeypatch):
+    """A run trained whole, and the same run killed one epoch into fold 1."""
     whole = tmp_path / "whole"
     assert run("train", *args, "--out", whole).exit_code == 0
     original, saves = CNNClassifier._checkpoint, []
@@ -90,6 +90,12 @@ def test_resume_finishes_a_killed_run_as_if_never_stopped(synth_data, tmp_path, 
     killed = tmp_path / "killed"
     assert run("train", *args, "--out", killed).exit_code == 130  # as after Ctrl-C
     monkeypatch.setattr(CNNClassifier, "_checkpoint", original)
+    return whole, killed
+
+
+def test_resume_finishes_a_killed_run_as_if_never_stopped(synth_data, tmp_path, monkeypatch):
+    args = [*synth_data, "--model", "cnn", "--cv", "2", *TINY_CNN]
+    whole, killed = _whole_and_killed(args, tmp_path, monkeypatch)
     stage = tmp_path / ".killed.partial"  # a killed run waits beside its --out
     assert (stage / "checkpoints" / "fold-1" / "checkpoint.pt").is_file()
     assert not killed.exists()
@@ -127,20 +133,7 @@ def test_a_run_killed_under_an_older_version_resumes_without_its_new_settings(
     synth_data, tmp_path, monkeypatch
 ):
     args = [*synth_data, "--model", "cnn", "--cv", "2", *TINY_CNN]
-    whole = tmp_path / "whole"
-    assert run("train", *args, "--out", whole).exit_code == 0
-    original, saves = CNNClassifier._checkpoint, []
-
-    def killed_in_fold_1(self, *a, **k):
-        original(self, *a, **k)
-        saves.append(1)
-        if len(saves) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(CNNClassifier, "_checkpoint", killed_in_fold_1)
-    killed = tmp_path / "killed"
-    assert run("train", *args, "--out", killed).exit_code == 130
-    monkeypatch.setattr(CNNClassifier, "_checkpoint", original)
+    whole, killed = _whole_and_killed(args, tmp_path, monkeypatch)
     _as_an_older_version_wrote_it(tmp_path / ".killed.partial")
     assert_clean_failure(
         run("train", *args, "--set", "head=cumulative", "--resume", "--out", killed),
