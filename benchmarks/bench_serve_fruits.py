@@ -79,7 +79,7 @@ async def _fruits(url: str, photos, n_fruits: int, per_fruit: int, clients: int)
     return n_fruits / (time.perf_counter() - start), latencies, errors
 
 
-def _steps(grader_path: Path, photos, per_fruit: int) -> list[str]:
+def _steps(grader_path: Path, photos, per_fruit: int, fold: int | None = None) -> list[str]:
     """Per-photo cost of each step of a request, measured in this process."""
     import numpy as np
     from python_multipart import MultipartParser  # as Starlette parses
@@ -87,7 +87,7 @@ def _steps(grader_path: Path, photos, per_fruit: int) -> list[str]:
     from mangograde.graders import open_grader
     from mangograde.images.decode import decode
 
-    grader = open_grader(grader_path)
+    grader = open_grader(grader_path, fold)
     boundary = "mangogradebench"
     views = photos[:per_fruit]
     body = (
@@ -140,11 +140,16 @@ def main() -> None:
     parser.add_argument("--per-fruit", type=int, default=10)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--uploads", type=int, default=1000)
+    parser.add_argument("--steps-only", action="store_true", help="Only the per-step costs.")
+    parser.add_argument("--fold", type=int, help="With --steps-only: one fold of a run.")
     args = parser.parse_args()
     files = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     photos = [(f.name, f.read_bytes()) for f in files]
     print(f"machine: {machine()}; {len(files)} aicup-sample photos, "
           f"{sum(len(d) for _, d in photos) / len(photos) / 1024:.0f} KB on average")  # fmt: skip
+    if args.steps_only:
+        print("\n".join(_steps(args.grader, photos, args.per_fruit, args.fold)))
+        return
     server, url = _start(args.grader, 32)
     try:
         rates: dict[bool, list[float]] = {False: [], True: []}
