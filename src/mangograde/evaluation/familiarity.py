@@ -1,0 +1,133 @@
+"""Has the grader seen photos like these? A photo's distance from the training photos, in
+the model's own features (a network's penultimate layer, a classical model's vector).
+
+Features are l2-normalised (a camera's gain scales them), projected on their first
+principal components (at most ``MAX_COMPONENTS``: a 49,152-pixel vector has no usable
+covariance from a few hundred photos), and scored by the Mahalanobis distance under a
+shrunk covariance (Ledoit-Wolf). A photo whose score is above the threshold is
+unfamiliar; the threshold is set on out-of-fold photos, so that about ``1 - quantile`` of
+photos like the training ones are flagged. A photo whose features are not finite (a
+broken photo) scores ``inf``: unfamiliar, never silently familiar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..basics.errors import SettingsError
+
+MAX_COMPONENTS = 64
+_EPS = 1e-12
+
+
+def _normalised(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"features must be (n_photos, n_features), got shape {features.shape}")
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, _EPS)
+
+
+@dataclass(frozen=True)
+class FamiliarityModel:
+    """What the training photos' features look like (see the module's docstring)."""
+
+    center: np.ndarray  # (d,) mean of the normalised features
+    components: np.ndarray  # (k, d) principal axes
+    precision: np.ndarray  # (k, k) inverse of the shrunk covariance of the projections
+    threshold: float | None = None  # a score above it is unfamiliar
+
+    @classmethod
+    def fit(cls, features: np.ndarray, max_components: int = MAX_COMPONENTS) -> FamiliarityModel:
+        from sklearn.covariance import LedoitWolf
+        from sklearn.decomposition import PCA
+
+        x = _normalised(features)
+        if len(x) < 3 or not np.isfinite(x).all():
+            raise SettingsError(
+                f"A familiarity model needs the finite features of at least 3 training "
+                f"photos; got {len(x)} photos{'' if np.isfinite(x).all() else ' with NaN'}."
+            )
+        k = max(1, min(max_components, x.shape[1], len(x) - 1))
+        pca = PCA(n_components=k, svd_solver="auto", random_state=0).fit(x)
+        projected = pca.transform(x)
+        covariance = LedoitWolf(assume_centered=True).fit(projected).covariance_
+        precision = np.linalg.pinv(covariance, hermitian=True)
+        return cls(pca.mean_, pca.components_, precision)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Each photo's Mahalanobis distance from the training photos (``inf`` where its
+        features are not finite)."""
+        x = _normalised(features)
+        finite = np.isfinite(x).all(axis=1)
+        projected = (np.where(finite[:, None], x, 0.0) - self.center) @ self.components.T
+        squared = np.einsum("ij,jk,ik->i", projected, self.precision, projected)
+        return np.where(finite, np.sqrt(np.maximum(squared, 0.0)), np.inf)
+
+    def flags(self, features: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            raise SettingsError("This familiarity model has no threshold yet.")
+        return self.score(features) > self.threshold
+
+    def with_threshold(self, held_out_scores: np.ndarray, quantile: float) -> FamiliarityModel:
+        """The model with its threshold at ``quantile`` of scores of photos it never saw."""
+        return replace(self, threshold=threshold_for(held_out_scores, quantile))
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Plain arrays to store (no pickle); :meth:`from_arrays` reads them back."""
+        threshold = np.nan if self.threshold is None else self.threshold
+        return {
+            f"{prefix}center": self.center,
+            f"{prefix}components": self.components,
+            f"{prefix}precision": self.precision,
+            f"{prefix}threshold": np.array(threshold),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "") -> FamiliarityModel:
+        try:
+            center = np.asarray(arrays[f"{prefix}center"], dtype=np.float64)
+            components = np.asarray(arrays[f"{prefix}components"], dtype=np.float64)
+            precision = np.asarray(arrays[f"{prefix}precision"], dtype=np.float64)
+            threshold = float(arrays[f"{prefix}threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SettingsError(f"Stored familiarity arrays are incomplete ({exc}).") from None
+        k, d = components.shape if components.ndim == 2 else (-1, -1)
+        if center.shape != (d,) or precision.shape != (k, k):
+            raise SettingsError(
+                f"Stored familiarity arrays do not fit together: center {center.shape}, "
+                f"components {components.shape}, precision {precision.shape}."
+            )
+        return cls(center, components, precision, None if np.isnan(threshold) else threshold)
+
+
+def check_quantile(quantile: object) -> float:
+    number = isinstance(quantile, (int, float)) and not isinstance(quantile, bool)
+    if not (number and 0.5 <= quantile < 1):  # type: ignore[operator]
+        raise SettingsError(
+            f"familiar.quantile must be from 0.5 to below 1 (0.99 flags about 1% of photos "
+            f"like the training ones), got {quantile!r}."
+        )
+    return float(quantile)  # type: ignore[arg-type]
+
+
+def threshold_for(held_out_scores: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of finite out-of-fold scores."""
+    scores = np.asarray(held_out_scores, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if len(scores) == 0:
+        raise SettingsError("No finite out-of-fold familiarity score to set a threshold on.")
+    return float(np.quantile(scores, check_quantile(quantile)))
+
+
+def auroc(familiar: np.ndarray, other: np.ndarray) -> float:
+    """How well the scores tell ``other`` photos from ``familiar`` ones: 0.5 not at all,
+    1.0 always (every other photo scores higher)."""
+    from sklearn.metrics import roc_auc_score
+
+    familiar, other = np.asarray(familiar, float), np.asarray(other, float)
+    finite = np.nan_to_num(np.concatenate([familiar, other]), posinf=np.finfo(float).max)
+    truth = np.concatenate([np.zeros(len(familiar)), np.ones(len(other))])
+    return float(roc_auc_score(truth, finite))
