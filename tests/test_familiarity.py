@@ -70,3 +70,74 @@ def test_bad_input_is_named():
         threshold_for(np.arange(10.0), 1.5)
     with pytest.raises(SettingsError, match="No finite"):
         threshold_for(np.array([np.inf, np.nan]), 0.99)
+
+
+# -- a run learns what its training photos look like -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from mangograde.data.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("familiar") / "s", n=36, size=48, seed=2)
+
+
+def _noise(n: int, side: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("recipe", ["colour", "cnn"])
+def test_every_fold_stores_a_familiarity_model_and_new_photos_are_scored(synth, tmp_path, recipe):
+    import json
+
+    from mangograde.images import load_images
+    from mangograde.runs import open_predictor, open_run
+
+    from .service_helpers import TINY_CNN, train_tiny
+
+    args = TINY_CNN if recipe == "cnn" else ["--preset", "colour-texture", "--cv", "3",
+                                             "--set", "n_estimators=20"]  # fmt: skip
+    run = train_tiny(synth, tmp_path / recipe, *args, "--set", "familiar.quantile=0.9")
+    record = json.loads((run / "metrics.json").read_text())["familiar"]
+    assert record["method"] == "mahalanobis" and record["quantile"] == 0.9
+    assert 0.05 <= record["held_out_flagged"] <= 0.2
+    assert all((f / "familiarity.npz").is_file() for f in (run / "model").iterdir())
+    predictor = open_predictor(run)
+    assert predictor.familiar and predictor.familiar_threshold == record["threshold"]
+    # the threshold was set on each fold model's own held-out photos
+    held = open_run(run).held_out
+    scores = np.zeros(len(held.image_ids))
+    for k, bundle in enumerate(predictor.bundles):
+        mine = np.flatnonzero(held.folds == k)
+        photos = load_images([synth / "train" / held.image_ids[i] for i in mine],
+                             predictor.geometry).arrays  # fmt: skip
+        model = FamiliarityModel.from_arrays(bundle.familiarity)
+        scores[mine] = model.score(bundle.model.embed(photos))
+    assert np.mean(scores > record["threshold"]) == pytest.approx(record["held_out_flagged"])
+    assert record["threshold"] == pytest.approx(np.quantile(scores, 0.9))
+    images = load_images(sorted((synth / "dev").iterdir())[:6], predictor.geometry).arrays
+    own = predictor.familiarity(images)
+    assert own.shape == (6,) and np.isfinite(own).all()
+    assert np.isfinite(predictor.familiarity(images[..., ::-1])).all()  # a flipped view
+    if recipe == "colour":  # a tiny two-epoch CNN's features tell little apart
+        other = predictor.familiarity(_noise(6, images.shape[1]))  # not a fruit at all
+        assert other.min() > np.max(own) and (other > predictor.familiar_threshold).all()
+
+
+def test_a_family_without_features_and_an_old_run_say_so(synth, tmp_path):
+    import json
+    from pathlib import Path
+
+    from mangograde.runs import open_predictor
+
+    from .service_helpers import train_tiny
+
+    stack = train_tiny(synth, tmp_path / "stack", "--model", "stack", "--cv", "2", "--set",
+                       "members=[colour-texture, rf-study]", "--set", "inner_cv=2")  # fmt: skip
+    record = json.loads((stack / "metrics.json").read_text())["familiar"]
+    assert record["method"] is None and "--model stack gives no features" in record["note"]
+    assert not open_predictor(stack).familiar
+    old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
+    predictor = open_predictor(old)
+    assert not predictor.familiar and predictor.familiarity(_noise(2, 32)) is None

@@ -80,6 +80,10 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         return model_probabilities(self.estimators_, X, self.classes_)
 
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """Every member's features of photos ``X``, side by side (familiarity)."""
+        return np.concatenate([m.embed(X) for m in self.estimators_], axis=1)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         members = self.member_probabilities(X)
         if self.voting == "mean":

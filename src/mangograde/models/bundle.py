@@ -10,6 +10,7 @@ in it is used.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import platform
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..basics.atomic import write_bytes
 from ..basics.errors import MangogradeError
@@ -27,6 +30,7 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
 ARRAYS_FILE = "arrays.npz"
 MANIFEST = "bundle.json"
+FAMILIARITY_FILE = "familiarity.npz"  # plain arrays of the fold's familiarity model
 
 
 class BundleError(MangogradeError):
@@ -38,6 +42,7 @@ class Bundle:
     model: Any
     manifest: dict[str, Any]
     notices: list[str] = field(default_factory=list)
+    familiarity: dict[str, np.ndarray] | None = None  # arrays, when the run stored them
 
     @property
     def grades(self) -> tuple[str, ...]:
@@ -70,8 +75,10 @@ def save_bundle(
     grades: tuple[str, ...],
     preprocessing: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    familiarity: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write ``model`` and what is needed to use it into ``folder``; returns the folder."""
+    """Write ``model`` and what is needed to use it into ``folder``; returns the folder.
+    ``familiarity``: plain arrays of the fold's familiarity model (``familiarity.npz``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -80,6 +87,12 @@ def save_bundle(
         raise BundleError(str(exc)) from None
     write_bytes(folder / ARRAYS_FILE, arrays)
     write_bytes(folder / MODEL_FILE, tree)
+    files = {MODEL_FILE: _sha256(tree), ARRAYS_FILE: _sha256(arrays)}
+    if familiarity is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **familiarity)
+        write_bytes(folder / FAMILIARITY_FILE, buffer.getvalue())
+        files[FAMILIARITY_FILE] = _sha256(buffer.getvalue())
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -88,7 +101,7 @@ def save_bundle(
         "settings": settings,
         "preprocessing": preprocessing,
         "versions": library_versions(),
-        "files": {MODEL_FILE: _sha256(tree), ARRAYS_FILE: _sha256(arrays)},
+        "files": files,
         **(extra or {}),
     }
     write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
@@ -124,7 +137,8 @@ def load_bundle(folder: str | Path) -> Bundle:
     manifest = _read_manifest(folder)
     load_families()  # a plugin family's own classes become trusted
     data = {}
-    for name in (MODEL_FILE, ARRAYS_FILE):
+    stored = (MODEL_FILE, ARRAYS_FILE, FAMILIARITY_FILE)
+    for name in [n for n in stored if n != FAMILIARITY_FILE or n in manifest.get("files", {})]:
         path = folder / name
         try:
             data[name] = path.read_bytes()
@@ -142,7 +156,14 @@ def load_bundle(folder: str | Path) -> Bundle:
             f"Refusing to load {folder / MODEL_FILE}: {exc}. The bundle is not as mangograde "
             "saves it (foreign, damaged or tampered with); retrain, or get it again."
         ) from None
-    return Bundle(model, manifest, _version_notices(manifest))
+    familiarity = None
+    if FAMILIARITY_FILE in data:
+        try:
+            with np.load(io.BytesIO(data[FAMILIARITY_FILE]), allow_pickle=False) as arrays:
+                familiarity = {k: arrays[k] for k in arrays.files}
+        except (ValueError, OSError) as exc:
+            raise BundleError(f"{folder / FAMILIARITY_FILE} cannot be read ({exc}).") from None
+    return Bundle(model, manifest, _version_notices(manifest), familiarity)
 
 
 def _version_notices(manifest: dict[str, Any]) -> list[str]:

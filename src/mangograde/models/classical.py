@@ -106,6 +106,11 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.classifier_.predict_proba(self.transform_photos(X))
 
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """``(n, d)`` features of photos ``X`` (the feature vectors the classifier reads),
+        for the familiarity model."""
+        return np.asarray(self.transform_photos(X), dtype=np.float64)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classifier_.predict(self.transform_photos(X))
 

@@ -405,7 +405,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _photos(self, images: np.ndarray, what: str = "photos") -> torch.Tensor:
         """uint8 ``(n, H, W, 3)`` -> ``(n, 3, R, R)`` at the decode size of ``size``."""
-        images = check_images(images, what)
+        images = np.ascontiguousarray(check_images(images, what))  # a flipped view too
         return resize_batch(torch.from_numpy(images).permute(0, 3, 1, 2), self.size).contiguous()
 
     def _train_one_epoch(
@@ -607,6 +607,28 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return torch.softmax(self._logits(self.module_, self._photos(X), device), 1).numpy()
 
     predicts_most_likely = True  # predict is the argmax of predict_proba (graders skip it)
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """``(n, d)`` features of photos ``X``: what the network's last layer reads (its
+        penultimate layer), one view each, for the familiarity model."""
+        check_is_fitted(self, "module_")
+        network = self.module_.eval()
+        last = [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1]
+        found: list[torch.Tensor] = []
+        hook = last.register_forward_pre_hook(lambda _, inputs: found.append(inputs[0].cpu()))
+        device = next(network.parameters()).device
+        photos = self._photos(X)
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(photos), 64):
+                    x = eval_batch(photos[i : i + 64], self.size)
+                    network(x.to(device, memory_format=CHANNELS_LAST))
+        finally:
+            hook.remove()
+        width = last.in_features
+        return (
+            torch.cat(found).reshape(-1, width).double().numpy() if found else np.zeros((0, width))
+        )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -67,6 +67,14 @@ def grade_photos(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray]:
     return model.predict_proba(held_out), model.predict(held_out)
 
 
+def embed_photos(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray] | None:
+    """The fold model's features of its training and held-out photos (its ``embed``), for
+    the familiarity model; None when the model has no ``embed``."""
+    if not callable(getattr(model, "embed", None)):
+        return None
+    return model.embed(fold.images[fold.train]), model.embed(fold.images[fold.test])
+
+
 def resize_to_features(settings: Settings) -> Geometry:
     """Photos decoded at ``features.size`` square."""
     return Resize(int(settings["features"]["size"]))
@@ -110,6 +118,9 @@ class ModelFamily:
     attach : callable
         ``(model, checkpoint folder or None, resume, progress) -> None`` before a fold is
         fitted, and with ``(None, False, False)`` before it is saved.
+    embed_fold : callable
+        ``(fitted model, FoldData) -> (training photos' features, held-out photos'
+        features)`` for the familiarity model, or None when the family gives none.
     history : callable
         ``(fitted model, fold) -> rows`` of per-epoch records (``history.csv``).
     fold_scores : callable
@@ -140,6 +151,7 @@ class ModelFamily:
     fit_fold: Callable[[Any, FoldData], None] = fit_on_photos
     grade_fold: Callable[[Any, FoldData], tuple[np.ndarray, np.ndarray]] = grade_photos
     attach: Callable[[Any, Path | None, bool, bool | None], None] = _nothing
+    embed_fold: Callable[[Any, FoldData], tuple[np.ndarray, np.ndarray] | None] = embed_photos
     history: Callable[[Any, int], list[dict[str, Any]]] = lambda model, fold: []
     fold_scores: Callable[[Any], dict[str, float]] = lambda model: {}
     draws_progress: bool = False
@@ -165,6 +177,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "calibration": "none",
     "abstain": None,
     "fruit": {"rule": "mean"},  # how a fruit's photos become one grade
+    "familiar": {"quantile": 0.99},  # share of photos like the training ones not flagged
 }
 
 _FAMILIES: dict[str, ModelFamily] = {}

@@ -431,9 +431,11 @@ def save_fold_model(
     grades: tuple[str, ...],
     geometry: Geometry,
     record: dict[str, Any],
+    familiarity: dict[str, np.ndarray] | None = None,
 ) -> Path:
     preprocessing = {"geometry": geometry_record(geometry), "features": settings["features"]}
-    return save_bundle(model, out / "model" / name, settings, grades, preprocessing, record)
+    folder = out / "model" / name
+    return save_bundle(model, folder, settings, grades, preprocessing, record, familiarity)
 
 
 def write_predictions(

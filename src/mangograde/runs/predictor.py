@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.decisions import GradingRule
+from ..evaluation.familiarity import FamiliarityModel
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
@@ -59,6 +60,30 @@ class RunPredictor:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[1]
+
+    @property
+    def familiar(self) -> bool:
+        """Whether every model of this grader has a familiarity model (runs trained
+        before familiarity existed, and families without features, have none)."""
+        return all(b.familiarity is not None for b in self.bundles)
+
+    def familiarity(self, images: np.ndarray) -> np.ndarray | None:
+        """Each photo's familiarity score: the mean over the fold models of its distance
+        from their training photos (``inf`` for broken features); None without models.
+        A score above :attr:`familiar_threshold` is unfamiliar."""
+        if not self.familiar:
+            return None
+        scores = [
+            FamiliarityModel.from_arrays(b.familiarity).score(b.model.embed(images))  # type: ignore[arg-type]
+            for b in self.bundles
+        ]
+        return np.mean(scores, axis=0)
+
+    @property
+    def familiar_threshold(self) -> float | None:
+        if not self.familiar:
+            return None
+        return FamiliarityModel.from_arrays(self.bundles[0].familiarity).threshold  # type: ignore[arg-type]
 
     def grade_fruits(
         self, images: np.ndarray, fruit_ids: Sequence[str | None]

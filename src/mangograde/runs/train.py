@@ -33,6 +33,7 @@ from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_names
 from ..models.validation import check_params
 from . import folder, staging
+from .familiar import familiar_quantile, fit_familiarity
 from .lock import RunLock
 from .parallel import check_backend, engine
 
@@ -93,6 +94,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     _check_calibration(settings)
     check_abstain(settings.get("abstain"))
     check_fruit_rule(fruit_rule(settings))
+    familiar_quantile(settings)
     model = family.build(settings)
     check_params(model)
     family.check(settings)
@@ -329,6 +331,25 @@ def _calibrate(
     }
 
 
+def _familiarity(
+    family: ModelFamily, fitted: _Fitted, settings: Settings
+) -> tuple[list[Any], dict[str, Any]]:
+    """Each fold's familiarity model (none when the family gives no features, or a fold
+    was trained on every photo), and metrics.json's record of it."""
+    photos = fitted.photos
+    if not all(len(test) for _, test in fitted.splits):
+        return [], {"method": None, "note": "no familiarity model: no photo was held out"}
+    features = []
+    for (_, model), split in zip(fitted.done, fitted.splits, strict=True):
+        fold = FoldData(photos.images, photos.labels, photos.groups, *split, fitted.shared)
+        pair = family.embed_fold(model, fold)
+        if pair is None:
+            note = f"no familiarity model: --model {settings['model']} gives no features"
+            return [], {"method": None, "note": note}
+        features.append(pair)
+    return fit_familiarity(features, familiar_quantile(settings))
+
+
 def _fruit_level(
     photos: Photos, held_fold: np.ndarray, proba: np.ndarray, settings: Settings
 ) -> FruitLevel:
@@ -491,6 +512,7 @@ class _Fitted:
     splits: list[Split]
     done: list[tuple[FoldResult, Any]]
     features_s: float
+    shared: Any = None
 
 
 def _fit_all(
@@ -527,7 +549,7 @@ def _fit_all(
         for number, split in zip(numbers, splits, strict=True)
     ]
     done = fit_many(jobs, photos, shared, resume, progress, fold_bar, backend, scheduler)
-    return _Fitted(photos, numbers, splits, done, features_s)
+    return _Fitted(photos, numbers, splits, done, features_s, shared)
 
 
 def _write(
@@ -541,19 +563,24 @@ def _write(
     proba = np.zeros((n, len(photos.dataset.grades)))
     predicted = np.zeros(n, dtype=np.int64)
     results: list[FoldResult] = []
-    for number, split, (result, model) in zip(numbers, splits, fitted.done, strict=True):
+    familiar, familiar_record = _familiarity(family, fitted, settings)
+    for i, (number, split, (result, model)) in enumerate(
+        zip(numbers, splits, fitted.done, strict=True)
+    ):
         name = folder.fold_name(number, settings)
         test = split[1]
         held_fold[test], proba[test], predicted[test] = number, result.proba, result.predicted
         results.append(result)
         record = {"fold": number, "n_train": int(len(split[0])), "n_held_out": int(len(test))}
         grades = photos.dataset.grades
-        folder.save_fold_model(out, name, model, settings, grades, geometry, record)
+        arrays = familiar[i].arrays() if familiar else None
+        folder.save_fold_model(out, name, model, settings, grades, geometry, record, arrays)
 
     calibrate = settings.get("calibration", "none") == "temperature"
     if calibrate:
         temperature = _calibrate(photos, results, splits, settings, proba, predicted, held_fold)
     metrics = _metrics(photos, splits, results)
+    metrics["familiar"] = familiar_record
     if photos.dataset.groups is not None:
         level = _fruit_level(photos, held_fold, proba, settings)
         metrics["fruit"] = _fruit_metrics(level, photos.dataset, settings)

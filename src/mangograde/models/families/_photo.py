@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from ...basics.errors import SettingsError
-from ..registry import FoldData, ModelFamily, Settings, fit_on_photos, grade_photos
+from ..registry import (
+    FoldData,
+    ModelFamily,
+    Settings,
+    embed_photos,
+    fit_on_photos,
+    grade_photos,
+)
 
 PIXELS = {"kind": "pixels", "size": 128, "polar": False, "polar_half": False, "expand": "none"}
 
@@ -54,6 +61,14 @@ def grade_features(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray]:
     return model.grade_features(fold.shared["vectors"][fold.test])
 
 
+def embed_features(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray] | None:
+    """The features ``prepare_features`` computed: what the classifier reads."""
+    if fold.shared is None:
+        return embed_photos(model, fold)
+    vectors = np.asarray(fold.shared["vectors"], dtype=np.float64)
+    return vectors[fold.train], vectors[fold.test]
+
+
 def photo_family(
     name: str,
     classifier: Callable[[], Callable[..., Any]],
@@ -68,6 +83,7 @@ def photo_family(
         "prepare": prepare_features,
         "fit_fold": fit_on_features,
         "grade_fold": grade_features,
+        "embed_fold": embed_features,
         **options,
     }
     return ModelFamily(
