@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from mangograde.basics.errors import SettingsError
-from mangograde.evaluation.familiarity import FamiliarityModel, auroc, threshold_for
+from mangograde.evaluation.familiarity import (
+    FamiliarityModel,
+    auroc,
+    drift_pvalue,
+    threshold_for,
+)
 
 
 def _features(n: int, d: int = 20, shift: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -61,6 +66,23 @@ def test_stored_as_plain_arrays_and_read_back():
     broken["precision"] = broken["precision"][:2]
     with pytest.raises(SettingsError, match="do not fit together"):
         FamiliarityModel.from_arrays(broken)
+
+
+def test_a_batch_that_drifted_is_told_from_one_that_did_not():
+    model = FamiliarityModel.fit(_features(300))
+    reference = model.score(_features(300, seed=1))
+    alarms = [drift_pvalue([model.score(_features(30, seed=s))], [reference]) < 0.01
+              for s in range(10, 50)]  # fmt: skip
+    assert np.mean(alarms) <= 0.05
+    moved = [drift_pvalue([model.score(_features(30, shift=0.3, seed=s))], [reference]) < 0.01
+             for s in range(10, 50)]  # fmt: skip
+    assert np.mean(moved) >= 0.95
+    two = drift_pvalue([reference[:30], reference[30:60]], [reference, reference])
+    assert 0 < two <= 1
+    assert drift_pvalue([reference[:1]], [reference]) is None  # a window of one photo
+    assert drift_pvalue([reference[:5]], [None]) is None  # an old run: no reference
+    same = np.full(30, reference[0])  # thirty identical photos
+    assert drift_pvalue([same], [reference]) is not None
 
 
 def test_bad_input_is_named():
@@ -120,6 +142,9 @@ def test_every_fold_stores_a_familiarity_model_and_new_photos_are_scored(synth, 
     own = predictor.familiarity(images)
     assert own.shape == (6,) and np.isfinite(own).all()
     assert np.isfinite(predictor.familiarity(images[..., ::-1])).all()  # a flipped view
+    assert all(len(f.reference) == len(held.folds[held.folds == k])
+               for k, f in enumerate(predictor.familiarity_models))  # fmt: skip
+    assert predictor.drift(predictor.familiarity_scores(images)) > 0
     if recipe == "colour":  # a tiny two-epoch CNN's features tell little apart
         other = predictor.familiarity(_noise(6, images.shape[1]))  # not a fruit at all
         assert other.min() > np.max(own) and (other > predictor.familiar_threshold).all()

@@ -38,6 +38,7 @@ class FamiliarityModel:
     components: np.ndarray  # (k, d) principal axes
     precision: np.ndarray  # (k, k) inverse of the shrunk covariance of the projections
     threshold: float | None = None  # a score above it is unfamiliar
+    reference: np.ndarray | None = None  # scores of held-out photos it never saw (drift)
 
     @classmethod
     def fit(cls, features: np.ndarray, max_components: int = MAX_COMPONENTS) -> FamiliarityModel:
@@ -78,11 +79,13 @@ class FamiliarityModel:
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Plain arrays to store (no pickle); :meth:`from_arrays` reads them back."""
         threshold = np.nan if self.threshold is None else self.threshold
+        reference = np.zeros(0) if self.reference is None else self.reference
         return {
             f"{prefix}center": self.center,
             f"{prefix}components": self.components,
             f"{prefix}precision": self.precision,
             f"{prefix}threshold": np.array(threshold),
+            f"{prefix}reference": np.asarray(reference, dtype=np.float64),
         }
 
     @classmethod
@@ -100,7 +103,10 @@ class FamiliarityModel:
                 f"Stored familiarity arrays do not fit together: center {center.shape}, "
                 f"components {components.shape}, precision {precision.shape}."
             )
-        return cls(center, components, precision, None if np.isnan(threshold) else threshold)
+        reference = arrays.get(f"{prefix}reference")
+        reference = None if reference is None or len(reference) == 0 else np.asarray(reference)
+        return cls(center, components, precision, None if np.isnan(threshold) else threshold,
+                   reference)  # fmt: skip
 
 
 def check_quantile(quantile: object) -> float:
@@ -131,3 +137,23 @@ def auroc(familiar: np.ndarray, other: np.ndarray) -> float:
     finite = np.nan_to_num(np.concatenate([familiar, other]), posinf=np.finfo(float).max)
     truth = np.concatenate([np.zeros(len(familiar)), np.ones(len(other))])
     return float(roc_auc_score(truth, finite))
+
+
+def drift_pvalue(scores: list[np.ndarray], references: list[np.ndarray | None]) -> float | None:
+    """Whether a batch of photos scores higher than photos like the training ones: for each
+    fold model, a one-sided two-sample Kolmogorov-Smirnov test of its scores of the batch
+    against its scores of its own held-out photos (both from a model blind to them); the
+    smallest p-value times the number of models (Bonferroni). None without references or
+    with fewer than 2 finite scores."""
+    from scipy.stats import ks_2samp
+
+    found = []
+    for batch, reference in zip(scores, references, strict=True):
+        if reference is None:
+            return None
+        batch = np.nan_to_num(np.asarray(batch, float), posinf=np.finfo(float).max)
+        if len(batch) < 2:
+            return None
+        # alternative "less": the batch's distribution lies below, i.e. its scores are higher
+        found.append(ks_2samp(batch, reference, alternative="less").pvalue)
+    return float(min(1.0, min(found) * len(found))) if found else None

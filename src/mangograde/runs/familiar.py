@@ -31,8 +31,8 @@ def fit_familiarity(
         held_scores.append(familiar.score(test))
     scores = np.concatenate(held_scores)
     threshold = threshold_for(scores, quantile)
-    with_threshold = [FamiliarityModel(f.center, f.components, f.precision, threshold)
-                      for f in fitted]  # fmt: skip
+    with_threshold = [FamiliarityModel(f.center, f.components, f.precision, threshold, held)
+                      for f, held in zip(fitted, held_scores, strict=True)]  # fmt: skip
     record = {
         "method": "mahalanobis",
         "quantile": quantile,

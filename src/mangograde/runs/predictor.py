@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..evaluation.decisions import GradingRule
-from ..evaluation.familiarity import FamiliarityModel
+from ..evaluation.familiarity import FamiliarityModel, drift_pvalue
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
@@ -67,23 +68,34 @@ class RunPredictor:
         before familiarity existed, and families without features, have none)."""
         return all(b.familiarity is not None for b in self.bundles)
 
-    def familiarity(self, images: np.ndarray) -> np.ndarray | None:
-        """Each photo's familiarity score: the mean over the fold models of its distance
-        from their training photos (``inf`` for broken features); None without models.
-        A score above :attr:`familiar_threshold` is unfamiliar."""
+    @cached_property
+    def familiarity_models(self) -> list[FamiliarityModel]:
+        return [FamiliarityModel.from_arrays(b.familiarity) for b in self.bundles if b.familiarity]
+
+    def familiarity_scores(self, images: np.ndarray) -> np.ndarray | None:
+        """``(n_models, n_photos)``: each fold model's distance of each photo from its
+        training photos (``inf`` for broken features); None without familiarity models."""
         if not self.familiar:
             return None
-        scores = [
-            FamiliarityModel.from_arrays(b.familiarity).score(b.model.embed(images))  # type: ignore[arg-type]
-            for b in self.bundles
-        ]
-        return np.mean(scores, axis=0)
+        pairs = zip(self.familiarity_models, self.bundles, strict=True)
+        return np.stack([f.score(b.model.embed(images)) for f, b in pairs])
+
+    def familiarity(self, images: np.ndarray) -> np.ndarray | None:
+        """Each photo's familiarity score, the mean over the fold models (see
+        :meth:`familiarity_scores`); above :attr:`familiar_threshold` it is unfamiliar."""
+        scores = self.familiarity_scores(images)
+        return None if scores is None else scores.mean(axis=0)
+
+    def drift(self, scores: np.ndarray) -> float | None:
+        """The p-value that photos of these ``familiarity_scores`` are like the run's
+        held-out photos (see :func:`~mangograde.evaluation.familiarity.drift_pvalue`)."""
+        return drift_pvalue(list(scores), [f.reference for f in self.familiarity_models])
 
     @property
     def familiar_threshold(self) -> float | None:
         if not self.familiar:
             return None
-        return FamiliarityModel.from_arrays(self.bundles[0].familiarity).threshold  # type: ignore[arg-type]
+        return self.familiarity_models[0].threshold
 
     def grade_fruits(
         self, images: np.ndarray, fruit_ids: Sequence[str | None]
