@@ -166,3 +166,36 @@ def test_a_family_without_features_and_an_old_run_say_so(synth, tmp_path):
     old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
     predictor = open_predictor(old)
     assert not predictor.familiar and predictor.familiarity(_noise(2, 32)) is None
+
+
+def test_data_familiar_checks_photos_against_a_run_before_the_line_starts(synth, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .service_helpers import train_tiny
+    from .test_cli import assert_clean_failure, run
+    from .test_cli_models import read_csv
+
+    colour = train_tiny(synth, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                        "--set", "n_estimators=20")  # fmt: skip
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for i, array in enumerate(_noise(5, 48)):
+        Image.fromarray(array).save(odd / f"noise_{i}.png")
+    labels = tmp_path / "odd.csv"
+    labels.write_text("image_id,label\n" + "".join(f"noise_{i}.png,A\n" for i in range(5)))
+    result = run("data", "familiar", colour, odd, "--labels", labels, "--out", tmp_path / "f")
+    assert result.exit_code == 0, result.output
+    assert "5 photos: 5 flagged unfamiliar (100%)" in result.output
+    assert "AUROC (the run's held-out photos against these): 1.000" in result.output
+    assert "Warning: these photos are not like" in result.output
+    assert "Accuracy: unfamiliar" in result.output
+    rows = read_csv(tmp_path / "f" / "familiarity.csv")
+    assert [r["unfamiliar"] for r in rows] == ["yes"] * 5
+    assert (tmp_path / "f" / "familiarity.png").read_bytes()[:4] == b"\x89PNG"
+    own = run("data", "familiar", colour, synth / "dev", "--out", tmp_path / "g")
+    assert own.exit_code == 0 and "Warning" not in own.output
+    old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
+    refused = run("data", "familiar", old, odd, "--out", tmp_path / "h")
+    assert_clean_failure(refused, "has no familiarity model", "train it again")

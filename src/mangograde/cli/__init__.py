@@ -47,7 +47,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(
     help="Look at a dataset: before training (inspect, prepare, cache) and after (audit its "
-    "labels).",
+    "labels, check new photos against a run: familiar).",
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
@@ -79,6 +79,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "prepare": data.data_prepare,
         "cache": data.data_cache,
         "audit": data.data_audit,
+        "familiar": data.data_familiar,
     },
     app: {
         "synth": data.synth_command,

@@ -198,3 +198,64 @@ def data_audit(
         f"the most suspect first in {escape(str(out_dir / 'label_issues.csv'))} and "
         f"{escape(str(out_dir / 'label_issues.html'))}"
     )
+
+
+def data_familiar(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run folder.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photo files and/or folders of photos.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the CSV and histogram.")],
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Label CSV of these photos: accuracy on flagged ones."),
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the outputs.")] = False,
+) -> None:
+    """Before the line starts: how unlike the run's training photos these photos are. The
+    share flagged unfamiliar, the AUROC of the run's held-out photos against these, whether
+    the batch drifted (p-value), and with --labels the accuracy on flagged and familiar
+    photos. Writes familiarity.csv and familiarity.png."""
+    from ..basics.outputs import claim_file
+    from ..report.figures import familiarity_histogram
+    from ..runs import open_predictor
+    from ..workflows.familiar import check_familiar, write_scores
+
+    inputs = [*photos, *([labels] if labels else [])]
+    for name in ("familiarity.csv", "familiarity.png"):
+        claim_file(out_dir / name, "--out", inputs, [run_dir], overwrite)
+    predictor = open_predictor(run_dir)
+    truth = None
+    if labels is not None:
+        from ..data import load_dataset
+        from ..workflows.evaluate import match_grades
+
+        folder = next((p for p in photos if p.is_dir()), photos[0].parent)
+        dataset = load_dataset(folder, labels, allow_single_grade=True)
+        dataset, matched = match_grades(predictor.grades, dataset)
+        notices(matched)
+        codes = dataset.labels.tolist()  # type: ignore[union-attr]
+        truth = dict(zip(dataset.image_ids, codes, strict=True))
+    report = check_familiar(
+        predictor, photos, ImageCache(cache_dir), False, progress_flag(quiet), truth
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_scores(out_dir / "familiarity.csv", report)
+    familiarity_histogram(report.reference, report.scores, report.threshold,
+                          out_dir / "familiarity.png")  # fmt: skip
+    n, flagged = len(report.scores), int(report.flagged.sum())
+    held = float(np.mean(report.reference > report.threshold))
+    out.print(f"{plural(n, 'photo')}: {flagged} flagged unfamiliar ({flagged / n:.0%}); the "
+              f"run's held-out photos: {held:.1%} flagged")  # fmt: skip
+    drift = "" if report.drift_p is None else f"; drift p = {report.drift_p:.2g}"
+    out.print(f"AUROC (the run's held-out photos against these): {report.auroc:.3f}{drift}")
+    if report.drift_p is not None and report.drift_p < 0.01:
+        out.print("[yellow]Warning:[/] these photos are not like the run's training photos: "
+                  "grade them with care, or adapt the run to them.")  # fmt: skip
+    if truth is not None:
+        parts = [(what, report.accuracy(which)) for what, which in
+                 (("unfamiliar", report.flagged), ("familiar", ~report.flagged))]  # fmt: skip
+        out.print("Accuracy: " + ", ".join(
+            f"{what} {'-' if a is None else f'{a:.3f}'}" for what, a in parts))  # fmt: skip
+    out.print(f"Wrote {escape(str(out_dir / 'familiarity.csv'))} and "
+              f"{escape(str(out_dir / 'familiarity.png'))}")  # fmt: skip

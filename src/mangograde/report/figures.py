@@ -260,3 +260,26 @@ def reliability_diagram(
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def familiarity_histogram(
+    reference: np.ndarray, scores: np.ndarray, threshold: float, path: str | Path, title: str = ""
+) -> Path:
+    """Scores of the run's held-out photos beside those of the photos checked, with the
+    threshold above which a photo is unfamiliar."""
+    plt = _pyplot()
+    finite = np.concatenate([reference, scores])
+    finite = finite[np.isfinite(finite)]
+    top = float(np.quantile(finite, 0.995)) if len(finite) else threshold * 2
+    bins = np.linspace(0, max(top, threshold) * 1.05, 40)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.hist(np.clip(reference, 0, bins[-1]), bins, alpha=0.6, density=True,
+            label=f"the run's held-out photos ({len(reference)})")  # fmt: skip
+    ax.hist(np.clip(scores, 0, bins[-1]), bins, alpha=0.6, density=True,
+            label=f"these photos ({len(scores)})")  # fmt: skip
+    ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+    ax.set(xlabel="distance from the training photos (familiarity score)", ylabel="density",
+           title=title or "How familiar these photos look")  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

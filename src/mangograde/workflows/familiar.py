@@ -1,0 +1,96 @@
+"""``data familiar``'s work: before a line starts, how unlike the run's training photos
+a set of photos is (the share flagged, how well the scores tell them apart from the run's
+own held-out photos, whether the batch drifted) and, with labels, what it costs."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..basics.atomic import atomic_open
+from ..basics.errors import SettingsError
+from ..data import find_photos
+from ..evaluation.familiarity import auroc
+from ..images import ImageCache
+from .predict import Graded, decode_photos, grade_images
+
+
+@dataclass
+class FamiliarReport:
+    graded: Graded
+    scores: np.ndarray  # each photo's score (the mean over the fold models)
+    reference: np.ndarray  # the run's held-out photos' scores, each by its own fold model
+    threshold: float
+    drift_p: float | None
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.scores > self.threshold
+
+    @property
+    def auroc(self) -> float:
+        return auroc(self.reference, self.scores)
+
+    def accuracy(self, which: np.ndarray) -> float | None:
+        """Accuracy on the photos ``which`` selects, when the photos were labelled."""
+        truth = self.graded.truth
+        if truth is None or not which.any():
+            return None
+        return float(np.mean(self.graded.predicted[which] == truth[which]))
+
+
+def check_familiar(
+    predictor: Any,
+    inputs: Sequence[str | Path],
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+    truth: dict[str, int] | None = None,
+) -> FamiliarReport:
+    """Grade ``inputs`` with a run's predictor and score how familiar they look.
+    ``truth``: grade codes by image id, to measure the accuracy on flagged photos."""
+    if not getattr(predictor, "familiar", False):
+        raise SettingsError(
+            "This run has no familiarity model (it was trained before mangograde kept one, "
+            "or its family gives no features): train it again to check photos against it."
+        )
+    paths, ids, notices = find_photos(inputs)
+    images, kept, bad, decoded = decode_photos(predictor, paths, cache, skip_bad, progress)
+    proba, predicted = grade_images(predictor, images, progress)
+    graded = Graded([paths[i] for i in kept], [ids[i] for i in kept], proba, predicted,
+                    predictor.grades, bad, notices + decoded)  # fmt: skip
+    per_model = predictor.familiarity_scores(images)
+    if truth is not None:
+        missing = [i for i in graded.image_ids if i not in truth]
+        if missing:
+            raise SettingsError(
+                f"{len(missing)} photos have no label, e.g. {', '.join(missing[:3])}: give "
+                "a label for every photo, or leave --labels out."
+            )
+        graded.truth = np.array([truth[i] for i in graded.image_ids])
+    reference = np.concatenate([f.reference for f in predictor.familiarity_models])
+    return FamiliarReport(
+        graded,
+        per_model.mean(axis=0),
+        reference,
+        float(predictor.familiar_threshold),
+        predictor.drift(per_model),
+    )
+
+
+def write_scores(path: Path, report: FamiliarReport) -> Path:
+    """One row a photo: its id, score, whether it is unfamiliar, its grade."""
+    with atomic_open(path, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "familiarity", "unfamiliar", "grade"])
+        grades = report.graded.grades
+        for image_id, score, flag, code in zip(report.graded.image_ids, report.scores,
+                                                report.flagged, report.graded.predicted,
+                                                strict=True):  # fmt: skip
+            writer.writerow([image_id, f"{score:.4f}", "yes" if flag else "no", grades[code]])
+    return path
