@@ -294,6 +294,21 @@ def test_run_export_and_serve_grade_a_fruit_alike(synth, calibrated_cnn, tmp_pat
     same = fruit_grades(exported.rule, photo_proba, Fruits.from_ids(fruit_ids))
     np.testing.assert_allclose(same.proba, ours.proba, atol=1e-6)
     np.testing.assert_allclose(theirs.proba, ours.proba, atol=1e-3)
+    groups = tmp_path / "groups.csv"
+    rows = zip(names, fruit_ids, strict=True)
+    groups.write_text("image,group\n" + "".join(f"{n},{f}\n" for n, f in rows))
+    for grader, name in ((calibrated_cnn, "run"), (export, "export")):
+        done = run("predict", grader, *[synth / "train" / n for n in names], "--groups", groups,
+                   "--out", tmp_path / "graded" / name / "p.csv")  # fmt: skip
+        assert done.exit_code == 0, done.output
+    by_run, by_export = (
+        read_csv(tmp_path / "graded" / n / "fruits.csv") for n in ("run", "export")
+    )
+    assert [r["fruit"] for r in by_run] == [r["fruit"] for r in by_export] == ["f1", "f2", "f3"]
+    for a, b in zip(by_run, by_export, strict=True):
+        assert a["grade"] == b["grade"] and a["check"] == b["check"]
+        np.testing.assert_allclose([float(a[f"p_{g}"]) for g in "ABC"],
+                                   [float(b[f"p_{g}"]) for g in "ABC"], atol=1e-3)  # fmt: skip
 
     files = [("files", (n, (synth / "train" / n).read_bytes(), "image/jpeg")) for n in names]
     with TestClient(create_app(ServeOptions(run=calibrated_cnn))) as client:
