@@ -169,6 +169,7 @@ def test_a_family_without_features_and_an_old_run_say_so(synth, tmp_path):
 
 
 def test_data_familiar_checks_photos_against_a_run_before_the_line_starts(synth, tmp_path):
+    import json
     from pathlib import Path
 
     from PIL import Image
@@ -187,15 +188,22 @@ def test_data_familiar_checks_photos_against_a_run_before_the_line_starts(synth,
     labels.write_text("image_id,label\n" + "".join(f"noise_{i}.png,A\n" for i in range(5)))
     result = run("data", "familiar", colour, odd, "--labels", labels, "--out", tmp_path / "f")
     assert result.exit_code == 0, result.output
-    assert "5 photos: 5 flagged unfamiliar (100%)" in result.output
-    assert "AUROC (the run's held-out photos against these): 1.000" in result.output
-    assert "Warning: these photos are not like" in result.output
-    assert "Accuracy: unfamiliar" in result.output
+    assert "Unfamiliar to the run: 5 photos (100%)" in result.output
+    assert "AUROC (held-out against these) 1.000" in result.output
+    assert "these photos are not like its training photos" in result.output
+    assert "accuracy unfamiliar" in result.output
     rows = read_csv(tmp_path / "f" / "familiarity.csv")
     assert [r["unfamiliar"] for r in rows] == ["yes"] * 5
     assert (tmp_path / "f" / "familiarity.png").read_bytes()[:4] == b"\x89PNG"
     own = run("data", "familiar", colour, synth / "dev", "--out", tmp_path / "g")
-    assert own.exit_code == 0 and "Warning" not in own.output
+    assert own.exit_code == 0 and "not like its training photos" not in own.output
+    target = tmp_path / "ev.json"
+    graded = run("evaluate", colour, odd, "--labels", labels, "--out", target)
+    assert graded.exit_code == 0, graded.output
+    record = json.loads(target.read_text())["familiar"]
+    assert record["n_unfamiliar"] == 5 and record["drift_p"] < 0.01
+    assert record["accuracy_familiar"] is None and record["accuracy_unfamiliar"] is not None
+    assert "Unfamiliar to the run: 5 photos (100%)" in graded.output
     old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
     refused = run("data", "familiar", old, odd, "--out", tmp_path / "h")
     assert_clean_failure(refused, "has no familiarity model", "train it again")

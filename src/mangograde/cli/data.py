@@ -220,6 +220,7 @@ def data_familiar(
     from ..report.figures import familiarity_histogram
     from ..runs import open_predictor
     from ..workflows.familiar import check_familiar, write_scores
+    from .grade import familiar_line
 
     inputs = [*photos, *([labels] if labels else [])]
     for name in ("familiarity.csv", "familiarity.png"):
@@ -241,21 +242,11 @@ def data_familiar(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_scores(out_dir / "familiarity.csv", report)
-    familiarity_histogram(report.reference, report.scores, report.threshold,
+    familiarity_histogram(report.reference, report.scores, report.record["threshold"],
                           out_dir / "familiarity.png")  # fmt: skip
-    n, flagged = len(report.scores), int(report.flagged.sum())
-    held = float(np.mean(report.reference > report.threshold))
-    out.print(f"{plural(n, 'photo')}: {flagged} flagged unfamiliar ({flagged / n:.0%}); the "
-              f"run's held-out photos: {held:.1%} flagged")  # fmt: skip
-    drift = "" if report.drift_p is None else f"; drift p = {report.drift_p:.2g}"
-    out.print(f"AUROC (the run's held-out photos against these): {report.auroc:.3f}{drift}")
-    if report.drift_p is not None and report.drift_p < 0.01:
-        out.print("[yellow]Warning:[/] these photos are not like the run's training photos: "
-                  "grade them with care, or adapt the run to them.")  # fmt: skip
-    if truth is not None:
-        parts = [(what, report.accuracy(which)) for what, which in
-                 (("unfamiliar", report.flagged), ("familiar", ~report.flagged))]  # fmt: skip
-        out.print("Accuracy: " + ", ".join(
-            f"{what} {'-' if a is None else f'{a:.3f}'}" for what, a in parts))  # fmt: skip
+    held = float(np.mean(report.reference > report.record["threshold"]))
+    out.print(f"{plural(len(report.scores), 'photo')} checked; the run's held-out photos: "
+              f"{held:.1%} flagged; AUROC (held-out against these) {report.auroc:.3f}")  # fmt: skip
+    out.print(familiar_line(report.record))
     out.print(f"Wrote {escape(str(out_dir / 'familiarity.csv'))} and "
               f"{escape(str(out_dir / 'familiarity.png'))}")  # fmt: skip

@@ -176,6 +176,8 @@ def evaluate_command(
         saved.append(reliability_diagram(record, diagram, run.label))
     if "abstain" in record:
         out.print(abstain_line(record["abstain"]))
+    if "familiar" in record:
+        out.print(familiar_line(record["familiar"]))
     if "fruit" in record:
         out.print(fruit_line(record["fruit"]["headline"], record["grades"]))
         if "abstain" in record["fruit"]["headline"]:
@@ -191,6 +193,19 @@ def abstain_line(record: dict[str, Any], what: str = "photos") -> str:
     if record["accuracy"] is None:
         return f"{line}; none graded."
     return f"{line}; accuracy {record['accuracy']:.3f} on the {record['coverage']:.0%} graded."
+
+
+def familiar_line(found: dict[str, Any]) -> str:
+    """What the run's familiarity model says of a batch of photos, in one line."""
+    line = (f"Unfamiliar to the run: {found['n_unfamiliar']} photos "
+            f"({found['share_unfamiliar']:.0%})")  # fmt: skip
+    if found["drift_p"] is not None:
+        line += f"; drift p = {found['drift_p']:.2g}"
+        if found["drift_p"] < 0.01:
+            line += " ([yellow]these photos are not like its training photos[/])"
+    sides = [(k, found[f"accuracy_{k}"]) for k in ("familiar", "unfamiliar")]
+    shown = [f"{k} {a:.3f}" for k, a in sides if a is not None]
+    return line + (f"; accuracy {', '.join(shown)}" if shown else "")
 
 
 def fruit_line(found: dict[str, Any], grades: list[str]) -> str:

@@ -17,6 +17,7 @@ from ..basics.errors import SettingsError
 from ..data import find_photos
 from ..evaluation.familiarity import auroc
 from ..images import ImageCache
+from .evaluate import familiar_record
 from .predict import Graded, decode_photos, grade_images
 
 
@@ -25,23 +26,15 @@ class FamiliarReport:
     graded: Graded
     scores: np.ndarray  # each photo's score (the mean over the fold models)
     reference: np.ndarray  # the run's held-out photos' scores, each by its own fold model
-    threshold: float
-    drift_p: float | None
+    record: dict[str, Any]  # :func:`familiar_record`: shares, drift, accuracy either side
 
     @property
     def flagged(self) -> np.ndarray:
-        return self.scores > self.threshold
+        return self.scores > self.record["threshold"]
 
     @property
     def auroc(self) -> float:
         return auroc(self.reference, self.scores)
-
-    def accuracy(self, which: np.ndarray) -> float | None:
-        """Accuracy on the photos ``which`` selects, when the photos were labelled."""
-        truth = self.graded.truth
-        if truth is None or not which.any():
-            return None
-        return float(np.mean(self.graded.predicted[which] == truth[which]))
 
 
 def check_familiar(
@@ -74,13 +67,9 @@ def check_familiar(
             )
         graded.truth = np.array([truth[i] for i in graded.image_ids])
     reference = np.concatenate([f.reference for f in predictor.familiarity_models])
-    return FamiliarReport(
-        graded,
-        per_model.mean(axis=0),
-        reference,
-        float(predictor.familiar_threshold),
-        predictor.drift(per_model),
-    )
+    record = familiar_record(predictor, images, graded.predicted, graded.truth, per_model)
+    assert record is not None
+    return FamiliarReport(graded, per_model.mean(axis=0), reference, record)
 
 
 def write_scores(path: Path, report: FamiliarReport) -> Path:
