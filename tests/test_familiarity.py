@@ -207,3 +207,48 @@ def test_data_familiar_checks_photos_against_a_run_before_the_line_starts(synth,
     old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
     refused = run("data", "familiar", old, odd, "--out", tmp_path / "h")
     assert_clean_failure(refused, "has no familiarity model", "train it again")
+
+
+def _png(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_serve_scores_each_photo_and_says_when_the_line_drifts(synth, tmp_path):
+    pytest.importorskip("fastapi")
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    from .service_helpers import train_tiny
+    from .test_cli import assert_clean_failure, run
+
+    colour = train_tiny(synth, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                        "--set", "n_estimators=20")  # fmt: skip
+    own = [("files", (p.name, p.read_bytes(), "image/jpeg"))
+           for p in sorted((synth / "dev").iterdir())[:4]]  # fmt: skip
+    noise = [("files", (f"n{i}.png", _png(a), "image/png")) for i, a in enumerate(_noise(4, 48))]
+    with TestClient(create_app(ServeOptions(run=colour, drift_window=4))) as client:
+        calm = client.post("/v1/grade", files=own).json()
+        assert all(isinstance(r["familiarity"], float) for r in calm["results"])
+        assert calm["drift"]["window"] == 4 and calm["drift"]["photos_in_window"] == 4
+        odd = client.post("/v1/grade", files=noise).json()
+        assert all(r["unfamiliar"] for r in odd["results"])
+        assert odd["drift"]["drifting"] and odd["drift"]["drift_p"] < 0.01
+        assert client.get("/v1/model").json()["familiarity"]["drifting"] is True
+        metrics = client.get("/metrics").text
+        assert "mangograde_photos_unfamiliar_total 4.0" in metrics
+        assert "mangograde_drift_p " in metrics
+    old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
+    with TestClient(create_app(ServeOptions(run=old))) as client:
+        body = client.post("/v1/grade", files=noise[:1]).json()
+        assert "familiarity" not in body["results"][0] and "drift" not in body
+        assert client.get("/v1/model").json()["familiarity"] is None
+    assert_clean_failure(run("serve", colour, "--drift-window", "1"), "--drift-window must be")

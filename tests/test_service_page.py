@@ -171,3 +171,33 @@ def test_one_fruit_several_photos_shows_the_fruits_grade_and_each_view(site, pag
     assert lines[0] == "image_id,label,fruit" and len(lines) == 5
     assert {line.split(",")[2] for line in lines[1:]} == {"m1", "fruit-2"}
     page.screenshot(path=str(tmp_path / "fruit.png"), full_page=True)
+
+
+@needs_browser
+def test_the_page_warns_while_the_line_drifts(page, tmp_path):
+    """Photos unlike the run's training photos: each card says so, and once the drift
+    window's test fails, a banner asks to check the camera, the light and the fruit."""
+    import numpy as np
+    from PIL import Image
+
+    from mangograde.data.synth import synthesize
+
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                     "--set", "n_estimators=20")  # fmt: skip
+    rng = np.random.default_rng(0)
+    odd = []
+    for i in range(5):  # a run of 36 photos holds 12 held-out photos a fold to test against
+        odd.append(tmp_path / f"noise_{i}.png")
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(odd[-1])
+    with live_server(create_app(ServeOptions(run=out, drift_window=5))) as url:
+        page.goto(url)
+        sync_api.expect(page.locator("#model")).to_contain_text("grades")
+        assert page.locator("#drift-banner").is_hidden()
+        page.set_input_files("#pick", [str(p) for p in odd])
+        sync_api.expect(page.locator(".status", has_text="Grading")).to_have_count(0, timeout=20000)
+        sync_api.expect(page.locator(".photo .unfamiliar")).to_have_count(5)
+        banner = page.locator("#drift-banner")
+        sync_api.expect(banner).to_be_visible()
+        sync_api.expect(banner).to_contain_text("not like the run's training photos")
+        page.screenshot(path=str(tmp_path / "drift.png"), full_page=True)

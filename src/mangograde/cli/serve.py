@@ -58,6 +58,14 @@ def serve_command(
     ] = None,
     fold: FoldOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    drift_window: Annotated[
+        int,
+        typer.Option(
+            "--drift-window",
+            help="Test the last N photos against the run's held-out photos (runs with a "
+            "familiarity model): /metrics, /v1/model and the page say when they drift.",
+        ),
+    ] = 50,
 ) -> None:
     """Serve a run: the API under /v1 (docs at /docs), a grading page at /, health at
     /healthz and /readyz, Prometheus metrics at /metrics. The model loads once, at start."""
@@ -75,6 +83,7 @@ def serve_command(
         api_key=read_api_key(api_key_file) if api_key_file else None,
         explain=explain,
         cors_origins=list(cors_origin or []),
+        drift_window=drift_window,
     )
     app = create_app(options)  # a bad RUN stops here, with predict's message
     where = f"http://{host}:{port}"

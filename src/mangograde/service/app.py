@@ -36,9 +36,10 @@ from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
 from .batcher import MicroBatcher
+from .drift import DriftWindow, check_window
 from .guard import UploadLimit
 from .heatmap import heat_png
-from .schemas import FruitResult, GradeResponse, ModelInfo, ModelRef, PhotoResult
+from .schemas import DriftStatus, FruitResult, GradeResponse, ModelInfo, ModelRef, PhotoResult
 from .telemetry import Telemetry, configure_logging, log_request
 
 PAGE = Path(__file__).parent / "page"
@@ -59,6 +60,7 @@ class ServeOptions:
     lime_samples: int = 150  # keeps one LIME explanation under 5 s on 2 cores
     decode_threads: int = 4
     batch_wait_s: float = 0.004
+    drift_window: int = 50
 
 
 @dataclass
@@ -70,6 +72,7 @@ class _Service:
     telemetry: Telemetry
     batcher: MicroBatcher
     decoder: ThreadPoolExecutor
+    drift: DriftWindow | None = None  # runs with a familiarity model
     ready: bool = False
 
 
@@ -157,11 +160,25 @@ def _load(options: ServeOptions) -> _Service:
     else:
         predictor, model, info = _run_info(options)
     telemetry = Telemetry()
+    check_window(options.drift_window)
+    familiar = bool(getattr(predictor, "familiar", False))
     batcher = MicroBatcher(
-        predictor.grade, options.max_batch, options.batch_wait_s, telemetry.batch.observe
+        lambda images: _grade_batch(predictor, familiar, images),
+        options.max_batch,
+        options.batch_wait_s,
+        telemetry.batch.observe,
     )
     decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
-    return _Service(options, predictor, model, info, telemetry, batcher, decoder)
+    drift = DriftWindow(predictor, options.drift_window) if familiar else None
+    return _Service(options, predictor, model, info, telemetry, batcher, decoder, drift)
+
+
+def _grade_batch(predictor: Any, familiar: bool, images: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Probabilities, grade codes and (with familiarity) each fold model's scores."""
+    proba, codes = predictor.grade(images)
+    if not familiar:
+        return proba, codes
+    return proba, codes, predictor.familiarity_scores(images).T
 
 
 def create_app(options: ServeOptions) -> FastAPI:
@@ -243,8 +260,17 @@ async def _grade_one(
     except PhotoError as exc:
         service.telemetry.rejected.inc()
         return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status), None
-    proba, code = await service.batcher.grade(photo)
-    return _result(service, image_id, proba, code), proba
+    proba, code, *scores = await service.batcher.grade(photo)
+    result = _result(service, image_id, proba, int(code))
+    if scores and service.drift is not None:
+        mean = float(np.mean(scores[0]))
+        result.familiarity = round(mean, 4) if np.isfinite(mean) else None
+        result.unfamiliar = not mean <= service.predictor.familiar_threshold
+        if result.unfamiliar:
+            service.telemetry.unfamiliar.inc()
+        p_value = service.drift.add(scores[0])
+        service.telemetry.drift_p.set(float("nan") if p_value is None else p_value)
+    return result, proba
 
 
 def _fruit_ids(fruit: list[str] | None, n_files: int) -> list[str] | None:
@@ -334,6 +360,8 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         body = GradeResponse(model=service.model, results=results)
         if fruit_ids is not None:
             body.fruits = _fruits(service, answers, fruit_ids)
+        if service.drift is not None:
+            body.drift = DriftStatus(**service.drift.status())
         failed = [r.status for r in results if r.error is not None]
         if results and len(failed) == len(results):  # nothing graded: the request failed
             status = 415 if all(s == 415 for s in failed) else 422
@@ -378,8 +406,13 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"])
     async def model_info() -> ModelInfo:
-        """The run: grades, family, preset, training metrics, data and versions."""
-        return service.info
+        """The run: grades, family, preset, training metrics, data and versions; with a
+        familiarity model, its threshold and the drift window's status."""
+        if service.drift is None:
+            return service.info
+        threshold = service.predictor.familiar_threshold
+        familiarity = {"threshold": threshold, **service.drift.status()}
+        return service.info.model_copy(update={"familiarity": familiarity})
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-Grade = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Grade = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
 class MicroBatcher:
-    """``await batcher.grade(photo)`` -> (probabilities, grade code) of one photo."""
+    """``await batcher.grade(photo)`` -> one photo's row of each array that ``grade``
+    returns for a batch (e.g. its probabilities and its grade code)."""
 
     def __init__(
         self,
@@ -49,7 +50,7 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def grade(self, photo: np.ndarray) -> tuple[np.ndarray, int]:
+    async def grade(self, photo: np.ndarray) -> tuple[Any, ...]:
         if self._queue is None:
             raise RuntimeError("The batcher is not started.")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -90,7 +91,7 @@ class MicroBatcher:
             for group in by_shape.values():
                 images = np.stack([photo for photo, _ in group])
                 try:
-                    proba, codes = await loop.run_in_executor(self._executor, self._grade, images)
+                    parts = await loop.run_in_executor(self._executor, self._grade, images)
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                     for _, future in group:
                         if not future.done():
@@ -100,4 +101,4 @@ class MicroBatcher:
                     self._on_batch(len(group))
                 for i, (_, future) in enumerate(group):
                     if not future.done():
-                        future.set_result((proba[i], int(codes[i])))
+                        future.set_result(tuple(part[i] for part in parts))

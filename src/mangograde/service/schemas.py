@@ -21,6 +21,14 @@ class PhotoResult(BaseModel):
         description="True: the top probability is below the run's abstain setting, so grade "
         "this fruit by hand; absent when the run has none",
     )
+    familiarity: float | None = Field(
+        None,
+        description="Distance from the run's training photos (its familiarity score); "
+        "absent when the run has no familiarity model",
+    )
+    unfamiliar: bool | None = Field(
+        None, description="True: the score is above the run's threshold (unlike its photos)"
+    )
     model: ModelRef | None = None
     error: str | None = Field(None, description="Why this photo could not be graded")
     status: int | None = Field(None, description="415: not a photo format; 422: damaged/too big")
@@ -37,6 +45,17 @@ class FruitResult(BaseModel):
     reason: str | None = Field(None, description="Why to check it: unsure")
 
 
+class DriftStatus(BaseModel):
+    window: int = Field(description="How many of the last photos are tested")
+    photos_in_window: int
+    photos_seen: int = Field(description="Photos tested since the service started: the "
+                             "status with the most is the latest")  # fmt: skip
+    drift_p: float | None = Field(
+        None, description="p-value that the window's photos are like the run's held-out ones"
+    )
+    drifting: bool = Field(description="True while the p-value is below 0.01")
+
+
 class GradeResponse(BaseModel):
     model: ModelRef
     results: list[PhotoResult] = Field(description="One per uploaded photo, in upload order")
@@ -44,6 +63,9 @@ class GradeResponse(BaseModel):
         None,
         description="With the `fruit` field: one per fruit, graded from all its photos by "
         "the run's fruit rule, in order of first photo",
+    )
+    drift: DriftStatus | None = Field(
+        None, description="The drift window after these photos (runs with familiarity)"
     )
 
 
@@ -57,3 +79,6 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] = Field(description="The run's held-out metrics")
     data: dict[str, Any] = Field(description="What the run was trained and scored on")
     versions: dict[str, str]
+    familiarity: dict[str, Any] | None = Field(
+        None, description="The familiarity threshold and the drift window's status"
+    )

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LOG = logging.getLogger("mangograde.service")
 
@@ -34,6 +34,15 @@ class Telemetry:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )  # fmt: skip
+        self.unfamiliar = Counter(
+            "mangograde_photos_unfamiliar", "Photos unlike the run's training photos",
+            registry=self.registry,
+        )  # fmt: skip
+        self.drift_p = Gauge(
+            "mangograde_drift_p", "p-value that the last photos are like the run's held-out "
+            "photos (NaN until two photos are in the window)", registry=self.registry,
+        )  # fmt: skip
+        self.drift_p.set(float("nan"))
         self.batch = Histogram(
             "mangograde_batch_photos", "Photos per forward pass (micro-batches)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,

@@ -90,6 +90,19 @@ function gradeText(result, what) {
     : what + result.grade;
 }
 
+function showDrift(body) {
+  const drift = body && body.drift;
+  // Answers to concurrent uploads arrive in any order: keep the latest window's status.
+  if (!drift || drift.photos_seen < (state.driftSeen || 0)) { return; }
+  state.driftSeen = drift.photos_seen;
+  const banner = $("drift-banner");
+  banner.hidden = !drift.drifting;
+  if (drift.drifting) {
+    banner.textContent = "The last " + drift.photos_in_window + " photos are not like the run's training photos (p = "
+      + drift.drift_p.toPrecision(2) + "): check the camera, the light and the fruit before trusting the grades.";
+  }
+}
+
 function showResult(item, result) {
   const status = item.querySelector(".status");
   if (result.error) {
@@ -99,6 +112,12 @@ function showResult(item, result) {
   }
   status.className = result.check ? "status grade check" : "status grade";
   status.textContent = gradeText(result, "Grade ");
+  if (result.unfamiliar) {
+    const note = document.createElement("p");
+    note.className = "unfamiliar";
+    note.textContent = "Unlike the run's training photos";
+    item.append(note);
+  }
   bars(item, result.probabilities);
   const why = document.createElement("button");
   why.type = "button";
@@ -117,6 +136,7 @@ async function gradeFile(file) {
   try {
     const response = await call("/v1/grade", { method: "POST", body: form });
     const body = await response.json();
+    showDrift(body);
     if (body.results) { result = body.results[0]; }
     else { result = { image_id: file.name, error: body.detail || ("error " + response.status) }; }
   } catch (error) {
@@ -151,6 +171,7 @@ async function gradeFruit(files) {
   try {
     const response = await call("/v1/grade", { method: "POST", body: form });
     body = await response.json();
+    showDrift(body);
     if (!body.results) { body = { error: body.detail || ("error " + response.status) }; }
   } catch (error) {
     body = { error: "the service did not answer (" + error + ")" };
