@@ -186,6 +186,21 @@ def evaluate_command(
     out.print(f"Saved {', '.join(escape(str(p)) for p in saved)}")
 
 
+def _as_fruits(groups: Path | None, fruit_folders: bool) -> bool:
+    """Whether the photos are graded as fruits; one way of saying which, not both."""
+    if groups is not None and fruit_folders:
+        raise SettingsError("Give --groups or --fruit-folders, not both.")
+    return groups is not None or fruit_folders
+
+
+def _tally(labels: list[str], grades: tuple[str, ...], checks: bool) -> str:
+    """``A 3, B 1, C 0`` (and ``check N`` when some may be left to check by hand)."""
+    counts = {g: 0 for g in grades} | ({"check": 0} if checks else {})
+    for label in labels:
+        counts[label] += 1
+    return ", ".join(f"{g} {n}" for g, n in counts.items())
+
+
 def abstain_line(record: dict[str, Any], what: str = "photos") -> str:
     """What the run's abstain setting leaves to check by hand, and the accuracy on the rest."""
     line = (f"Check by hand below p = {record['threshold']:.2f}: {record['n_check']} {what} "
@@ -294,15 +309,18 @@ def predict_command(
     from dataclasses import replace
 
     from ..graders import open_grader
-    from ..workflows.predict import grade_photos, write_fruits, write_submission
+    from ..workflows.predict import (
+        fruit_grade_labels,
+        grade_photos,
+        write_fruits,
+        write_submission,
+    )
 
     if csv_format not in ("probabilities", "submission"):
         raise typer.BadParameter(
             f"--format must be probabilities or submission, not {csv_format!r}."
         )
-    if groups is not None and fruit_folders:
-        raise SettingsError("Give --groups or --fruit-folders, not both.")
-    as_fruits = groups is not None or fruit_folders
+    as_fruits = _as_fruits(groups, fruit_folders)
     if (fruit_grade or fruits_out is not None) and not as_fruits:
         flag = "--fruit-grade" if fruit_grade else "--fruits-out"
         raise SettingsError(
@@ -328,21 +346,10 @@ def predict_command(
     if fruits is not None:
         write_fruits(fruits_file, fruits, graded.grades)
     notices(graded.notices)
-    counts = {g: 0 for g in graded.grades}
-    if abstain is not None:
-        counts["check"] = 0
-    for label in graded.labels(abstain):
-        counts[label] += 1
-    shares = ", ".join(f"{g} {n}" for g, n in counts.items())
+    shares = _tally(graded.labels(abstain), graded.grades, abstain is not None)
     out.print(f"Graded {plural(len(graded.image_ids), 'photo')} ({shares})")
     if fruits is not None:
-        fruit_counts = {g: 0 for g in graded.grades}
-        for code, check in zip(fruits.predicted, fruits.check, strict=True):
-            if not check:
-                fruit_counts[graded.grades[code]] += 1
-        if abstain is not None:
-            fruit_counts["check"] = int(fruits.check.sum())
-        mix = ", ".join(f"{g} {n}" for g, n in fruit_counts.items())
+        mix = _tally(fruit_grade_labels(fruits, graded.grades), graded.grades, abstain is not None)
         out.print(f"Graded {plural(len(fruits.fruits), 'fruit')} ({mix}); wrote "
                   f"{escape(str(fruits_file))}")  # fmt: skip
     if graded.bad:
@@ -399,14 +406,12 @@ def explain_command(
 
     if samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
-    if groups is not None and fruit_folders:
-        raise SettingsError("Give --groups or --fruit-folders, not both.")
+    as_fruit = _as_fruits(groups, fruit_folders)
     if fruit is not None and groups is None:
         raise SettingsError("--fruit names a fruit of the --groups CSV: add --groups.")
     inputs = [*photos, *([groups] if groups else [])]
     claim_file(out_file, "--out", inputs, [run_dir], overwrite)
     paths, ids, _ = find_photos(photos)
-    as_fruit = groups is not None or fruit_folders
     if not as_fruit:
         if len(paths) != 1:
             raise typer.BadParameter(

@@ -71,10 +71,7 @@ class Fruits:
 
     def first_photo(self) -> np.ndarray:
         """The index of each fruit's first photo."""
-        first = np.full(len(self.names), -1, dtype=np.int64)
-        for i in range(len(self.of) - 1, -1, -1):
-            first[self.of[i]] = i
-        return first
+        return np.unique(self.of, return_index=True)[1]
 
     def photos_of(self, fruit: int) -> np.ndarray:
         return np.flatnonzero(self.of == fruit)

@@ -18,7 +18,7 @@ from ..data import find_photos
 from ..evaluation.familiarity import auroc
 from ..images import ImageCache
 from .evaluate import familiar_record
-from .predict import Graded, decode_photos, grade_images
+from .predict import Graded, grade_found
 
 
 @dataclass
@@ -52,11 +52,7 @@ def check_familiar(
             "This run has no familiarity model (it was trained before mangograde kept one, "
             "or its family gives no features): train it again to check photos against it."
         )
-    paths, ids, notices = find_photos(inputs)
-    images, kept, bad, decoded = decode_photos(predictor, paths, cache, skip_bad, progress)
-    proba, predicted = grade_images(predictor, images, progress)
-    graded = Graded([paths[i] for i in kept], [ids[i] for i in kept], proba, predicted,
-                    predictor.grades, bad, notices + decoded)  # fmt: skip
+    graded, images = grade_found(predictor, *find_photos(inputs), cache, skip_bad, progress)
     per_model = predictor.familiarity_scores(images)
     if truth is not None:
         missing = [i for i in graded.image_ids if i not in truth]

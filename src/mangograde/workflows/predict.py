@@ -60,9 +60,13 @@ class Graded:
 
     def fruit_labels(self, fruits: FruitGrades) -> list[str]:
         """Each photo's label taken from its fruit's grade (``check`` where the fruit is)."""
-        return [
-            CHECK if fruits.check[f] else self.grades[fruits.predicted[f]] for f in fruits.fruits.of
-        ]
+        labels = fruit_grade_labels(fruits, self.grades)
+        return [labels[f] for f in fruits.fruits.of]
+
+
+def fruit_grade_labels(fruits: FruitGrades, grades: Sequence[str]) -> list[str]:
+    """Each fruit's grade, or ``check`` where it is left to grade by hand."""
+    return [CHECK if c else grades[p] for p, c in zip(fruits.predicted, fruits.check, strict=True)]
 
 
 def grade_images(
@@ -116,9 +120,24 @@ def grade_photos(
     elif fruit_folders:
         fruit_ids, found = fruits_from_folders([Path(i) for i in inputs], paths)
         notices += found
+    return grade_found(predictor, paths, ids, notices, cache, skip_bad, progress, fruit_ids)[0]
+
+
+def grade_found(
+    predictor: RunPredictor,
+    paths: Sequence[Path],
+    ids: Sequence[str],
+    notices: list[str],
+    cache: ImageCache | None = None,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+    fruit_ids: Sequence[str] | None = None,
+) -> tuple[Graded, np.ndarray]:
+    """Decode and grade photos already found (:func:`find_photos`): the graded photos and
+    their decoded arrays, for work that needs them again (familiarity)."""
     images, kept, bad, load_notices = decode_photos(predictor, paths, cache, skip_bad, progress)
     proba, predicted = grade_images(predictor, images, progress)
-    return Graded(
+    graded = Graded(
         [paths[i] for i in kept],
         [ids[i] for i in kept],
         proba,
@@ -128,6 +147,7 @@ def grade_photos(
         notices + load_notices + predictor.notices,
         fruit_ids=None if fruit_ids is None else [fruit_ids[i] for i in kept],
     )
+    return graded, images
 
 
 def write_submission(
@@ -146,8 +166,8 @@ def write_submission(
     truth = [] if graded.truth is None else ["true"]
     fruit = ["fruit"] if probabilities and graded.fruit_ids is not None else []
     columns = [f"p_{g}" for g in graded.grades] if probabilities else []
-    names = graded.fruits.names if graded.fruits is not None else ()
-    of = graded.fruits.of if graded.fruits is not None else ()
+    found = graded.fruits
+    names, of = (found.names, found.of) if found is not None else ((), ())
     with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image_id", "label", *truth, *fruit, *columns])
