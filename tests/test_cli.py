@@ -128,7 +128,7 @@ def test_make_demo_runs_the_whole_job_at_a_tiny_size(tmp_path):
     assert page.count('<div class="card"><h3>') >= 3  # a confusion matrix per run
     assert "Beside the study" not in page  # drawn photos are not the competition's
     header = (out / "dev-predictions.csv").read_text().splitlines()[0]
-    assert header == "image_id,label,p_A,p_B,p_C"
+    assert header == "image_id,label,p_A,p_B,p_C,familiarity,reason"
     # Again into the same folder (a second `make demo`): it replaces its own output only.
     (out / "runs" / "svm-study" / "my-notes.txt").write_text("mine")
     again = run("demo", "--tiny", "--quiet", "--out", out)

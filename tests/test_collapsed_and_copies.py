@@ -82,6 +82,8 @@ def test_evaluate_flags_a_set_graded_all_one_grade(tmp_path, monkeypatch):
         return np.array(proba), np.ones(len(images), dtype=int)
 
     monkeypatch.setattr(predictor.RunPredictor, "grade", all_b)
+    monkeypatch.setattr(predictor.RunPredictor, "grade_and_score",
+                        lambda self, images: (*all_b(self, images), None))  # fmt: skip
     target = tmp_path / "eval.json"
     result = _run("evaluate", out, data / "dev", "--labels", data / "dev.csv", "--out", target,
                   "--bootstrap", "20")  # fmt: skip

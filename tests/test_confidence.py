@@ -122,21 +122,29 @@ def test_the_runs_abstain_setting_is_followed_by_train_predict_evaluate_export_a
         assert done.exit_code == 0, done.output
         rows = read_csv(tmp_path / f"{grader.name}.csv")
         labels = [r["label"] == "check" for r in rows]
-        assert labels == [t < 0.45 for t in _tops(rows)] and 0 < sum(labels) < len(labels)
+        unsure = [t < 0.45 for t in _tops(rows)]
+        odd = [r["reason"] == "unfamiliar" for r in rows]  # a reason of its own, first
+        assert labels == [u or o for u, o in zip(unsure, odd, strict=True)]
+        assert [r["reason"] == "unsure" for r in rows] == [
+            u and not o for u, o in zip(unsure, odd, strict=True)]  # fmt: skip
+        assert 0 < sum(unsure) < len(labels)
     done = run("predict", out, root / "dev", "--abstain", "0", "--out", tmp_path / "all.csv")
-    assert "check" not in {r["label"] for r in read_csv(tmp_path / "all.csv")}
+    assert "unsure" not in {r["reason"] for r in read_csv(tmp_path / "all.csv")}
     done = run("evaluate", out, root / "dev", "--labels", root / "dev.csv", "--out",
                tmp_path / "e.json")  # fmt: skip
     assert "Check by hand below p = 0.45" in done.output
     assert json.loads((tmp_path / "e.json").read_text())["abstain"]["n_check"] == sum(
-        r["label"] == "check" for r in read_csv(tmp_path / "cnn.csv")
+        t < 0.45 for t in _tops(read_csv(tmp_path / "cnn.csv"))
     )
     photos = sorted((root / "dev").iterdir())
     with TestClient(create_app(ServeOptions(run=out))) as client:
         files = [("files", (p.name, p.read_bytes())) for p in photos]
         answer = client.post("/v1/grade", files=files).json()["results"]
     checks = [a["check"] for a in answer]
-    assert checks == [max(a["probabilities"].values()) < 0.45 for a in answer] and any(checks)
+    unsure = [max(a["probabilities"].values()) < 0.45 for a in answer]
+    assert checks == [u or a["unfamiliar"] for u, a in zip(unsure, answer, strict=True)]
+    plain = [u and not a["unfamiliar"] for u, a in zip(unsure, answer, strict=True)]
+    assert [a.get("reason") == "unsure" for a in answer] == plain and any(unsure)
 
 
 def test_bad_abstain_settings_are_refused(tmp_path, class_folders):

@@ -70,6 +70,14 @@ def test_the_export_grades_as_the_run_does(synth, cnn_run, exported, tmp_path):
     ids2, labels2, ours = probabilities(tmp_path / "run.csv")
     assert ids == ids2 and labels == labels2 and len(ids) >= 32
     assert np.abs(theirs - ours).max() < 1e-4
+    # the graph also gives the features: the same familiarity scores and flags as the run
+    familiarity = manifest["familiarity"]
+    assert familiarity["file"] in manifest["files"] and len(familiarity["member_features"]) == 2
+    scores = [[float(r["familiarity"]) for r in read_csv(tmp_path / f)]
+              for f in ("onnx.csv", "run.csv")]  # fmt: skip
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-3)
+    reasons = [[r["reason"] for r in read_csv(tmp_path / f)] for f in ("onnx.csv", "run.csv")]
+    assert reasons[0] == reasons[1]
 
 
 def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_path):

@@ -3,11 +3,15 @@ features, and the threshold set on photos it never saw."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from mangograde.basics.errors import SettingsError
 from mangograde.evaluation.familiarity import (
+    NO_FAMILIARITY,
     FamiliarityModel,
     auroc,
     drift_pvalue,
@@ -126,7 +130,7 @@ def test_every_fold_stores_a_familiarity_model_and_new_photos_are_scored(synth, 
     assert 0.05 <= record["held_out_flagged"] <= 0.2
     assert all((f / "familiarity.npz").is_file() for f in (run / "model").iterdir())
     predictor = open_predictor(run)
-    assert predictor.familiar and predictor.familiar_threshold == record["threshold"]
+    assert predictor.familiarity.threshold == record["threshold"]
     # the threshold was set on each fold model's own held-out photos
     held = open_run(run).held_out
     scores = np.zeros(len(held.image_ids))
@@ -139,15 +143,22 @@ def test_every_fold_stores_a_familiarity_model_and_new_photos_are_scored(synth, 
     assert np.mean(scores > record["threshold"]) == pytest.approx(record["held_out_flagged"])
     assert record["threshold"] == pytest.approx(np.quantile(scores, 0.9))
     images = load_images(sorted((synth / "dev").iterdir())[:6], predictor.geometry).arrays
-    own = predictor.familiarity(images)
+    proba, codes, per_model = predictor.grade_and_score(images)
+    own = per_model.mean(axis=0)
     assert own.shape == (6,) and np.isfinite(own).all()
-    assert np.isfinite(predictor.familiarity(images[..., ::-1])).all()  # a flipped view
+    # one pass gives what grading and embedding apart give
+    np.testing.assert_allclose(proba, predictor.grade(images)[0], atol=1e-6)
+    apart = [FamiliarityModel.from_arrays(b.familiarity).score(b.model.embed(images))
+             for b in predictor.bundles]  # fmt: skip
+    np.testing.assert_allclose(per_model, np.stack(apart), rtol=1e-6)
+    flipped = predictor.grade_and_score(images[..., ::-1])[2]
+    assert np.isfinite(flipped).all()
     assert all(len(f.reference) == len(held.folds[held.folds == k])
-               for k, f in enumerate(predictor.familiarity_models))  # fmt: skip
-    assert predictor.drift(predictor.familiarity_scores(images)) > 0
+               for k, f in enumerate(predictor.familiarity.models))  # fmt: skip
+    assert predictor.drift(per_model) > 0
     if recipe == "colour":  # a tiny two-epoch CNN's features tell little apart
-        other = predictor.familiarity(_noise(6, images.shape[1]))  # not a fruit at all
-        assert other.min() > np.max(own) and (other > predictor.familiar_threshold).all()
+        other = predictor.grade_and_score(_noise(6, images.shape[1]))[2]  # not a fruit at all
+        assert other.mean(axis=0).min() > np.max(own) and predictor.unfamiliar(other).all()
 
 
 def test_a_family_without_features_and_an_old_run_say_so(synth, tmp_path):
@@ -162,10 +173,11 @@ def test_a_family_without_features_and_an_old_run_say_so(synth, tmp_path):
                        "members=[colour-texture, rf-study]", "--set", "inner_cv=2")  # fmt: skip
     record = json.loads((stack / "metrics.json").read_text())["familiar"]
     assert record["method"] is None and "--model stack gives no features" in record["note"]
-    assert not open_predictor(stack).familiar
+    assert open_predictor(stack).familiarity is None
     old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
     predictor = open_predictor(old)
-    assert not predictor.familiar and predictor.familiarity(_noise(2, 32)) is None
+    assert predictor.familiarity is None and predictor.grade_and_score(_noise(2, 32))[2] is None
+    assert NO_FAMILIARITY in predictor.notices
 
 
 def test_data_familiar_checks_photos_against_a_run_before_the_line_starts(synth, tmp_path):
@@ -241,14 +253,105 @@ def test_serve_scores_each_photo_and_says_when_the_line_drifts(synth, tmp_path):
         assert calm["drift"]["window"] == 4 and calm["drift"]["photos_in_window"] == 4
         odd = client.post("/v1/grade", files=noise).json()
         assert all(r["unfamiliar"] for r in odd["results"])
+        assert all(r["check"] and r["reason"] == "unfamiliar" for r in odd["results"])
         assert odd["drift"]["drifting"] and odd["drift"]["drift_p"] < 0.01
         assert client.get("/v1/model").json()["familiarity"]["drifting"] is True
         metrics = client.get("/metrics").text
         assert "mangograde_photos_unfamiliar_total 4.0" in metrics
         assert "mangograde_drift_p " in metrics
+        fruit = client.post("/v1/grade", files=[own[0], noise[0]], data={"fruit": "f1"}).json()
+        assert fruit["fruits"][0]["check"] and fruit["fruits"][0]["reason"] == "unfamiliar"
+    with TestClient(create_app(ServeOptions(run=colour, familiar=False))) as client:
+        body = client.post("/v1/grade", files=noise[:1]).json()
+        assert "familiarity" not in body["results"][0] and "check" not in body["results"][0]
     old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
     with TestClient(create_app(ServeOptions(run=old))) as client:
         body = client.post("/v1/grade", files=noise[:1]).json()
         assert "familiarity" not in body["results"][0] and "drift" not in body
         assert client.get("/v1/model").json()["familiarity"] is None
     assert_clean_failure(run("serve", colour, "--drift-window", "1"), "--drift-window must be")
+
+
+def _odd_folder(root: Path, n: int = 3) -> Path:
+    from PIL import Image
+
+    root.mkdir()
+    for i, array in enumerate(_noise(n, 48)):
+        Image.fromarray(array).save(root / f"noise_{i}.png")
+    return root
+
+
+def test_predict_leaves_unfamiliar_photos_to_check_apart_from_unsure_ones(synth, tmp_path):
+    from .service_helpers import train_tiny
+    from .test_cli import run
+    from .test_cli_models import read_csv
+
+    colour = train_tiny(synth, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                        "--set", "n_estimators=20")  # fmt: skip
+    odd = _odd_folder(tmp_path / "odd")
+    dev = sorted((synth / "dev").iterdir())[:6]
+    result = run("predict", colour, *dev, odd, "--abstain", "0.99", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    rows = {r["image_id"]: r for r in read_csv(tmp_path / "p.csv")}
+    assert list(next(iter(rows.values())))[-2:] == ["familiarity", "reason"]
+    for i in range(3):
+        assert rows[f"noise_{i}.png"]["label"] == "check"
+        assert rows[f"noise_{i}.png"]["reason"] == "unfamiliar"
+    own = [rows[p.name] for p in dev]
+    assert all(r["reason"] in ("", "unsure") for r in own)  # the run's own kind of photo
+    assert any(r["reason"] == "unsure" for r in own)  # abstain 0.99 leaves some unsure
+    assert all((r["label"] == "check") == bool(r["reason"]) for r in rows.values())
+    assert max(float(r["familiarity"]) for r in own) < min(
+        float(rows[f"noise_{i}.png"]["familiarity"]) for i in range(3))  # fmt: skip
+    assert "Unfamiliar to the run: 3 photos (33%)" in result.output
+    assert "set on only 28 held-out photos" in result.output  # a tiny run says so
+    off = run("predict", colour, *dev, odd, "--familiar", "off", "--out", tmp_path / "q.csv")
+    assert off.exit_code == 0, off.output
+    rows = read_csv(tmp_path / "q.csv")
+    assert "familiarity" not in rows[0] and all(r["label"] != "check" for r in rows)
+    assert "Unfamiliar" not in off.output and "held-out photos" not in off.output
+    # the competition's format holds grades only, and says that some were to check
+    sub = run("predict", colour, odd, "--format", "submission", "--out", tmp_path / "s.csv")
+    assert sub.exit_code == 0 and "holds grades only" in sub.output
+    assert {r["label"] for r in read_csv(tmp_path / "s.csv")} <= {"A", "B", "C"}
+
+
+def test_a_fruit_with_an_unfamiliar_photo_is_checked_for_it(synth, tmp_path):
+    import shutil
+
+    from .service_helpers import train_tiny
+    from .test_cli import run
+    from .test_cli_models import read_csv
+
+    colour = train_tiny(synth, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                        "--set", "n_estimators=20")  # fmt: skip
+    photos = tmp_path / "fruits"
+    for fruit, names in (("good", sorted(os.listdir(synth / "dev"))[:2]), ("odd", None)):
+        (photos / fruit).mkdir(parents=True)
+        if names:
+            for name in names:
+                shutil.copy(synth / "dev" / name, photos / fruit / name)
+    _odd_folder(tmp_path / "noise", 1)
+    shutil.copy(tmp_path / "noise" / "noise_0.png", photos / "odd" / "noise_0.png")
+    shutil.copy(synth / "dev" / sorted(os.listdir(synth / "dev"))[2], photos / "odd" / "x.jpg")
+    result = run("predict", colour, photos, "--fruit-folders", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    fruits = {r["fruit"]: r for r in read_csv(tmp_path / "fruits.csv")}
+    assert fruits["odd"]["check"] == "yes" and fruits["odd"]["reason"] == "unfamiliar"
+    assert fruits["good"]["reason"] in ("", "unsure")
+
+
+def test_an_old_run_grades_without_the_flag_and_says_so_once(tmp_path):
+    from .test_cli import run
+    from .test_cli_models import read_csv
+
+    old = Path(__file__).parent / "fixtures" / "runs-v0.1" / "svm"
+    odd = _odd_folder(tmp_path / "odd")
+    result = run("predict", old, odd, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("no familiarity model") == 1
+    assert all(r["label"] in ("A", "B", "C") for r in read_csv(tmp_path / "p.csv"))
+    quiet = run("predict", old, odd, "--familiar", "off", "--out", tmp_path / "q.csv")
+    assert quiet.exit_code == 0 and "no familiarity model" not in quiet.output
+    bad = run("predict", old, odd, "--familiar", "maybe", "--out", tmp_path / "r.csv")
+    assert bad.exit_code != 0 and "--familiar must be on or off" in bad.output

@@ -48,13 +48,15 @@ def test_predict_writes_the_competition_format_with_probabilities(trained, tmp_p
     result = run("predict", runs["rf"], root / "dev", "--out", out)
     assert result.exit_code == 0, result.output
     rows = read_csv(out)
-    assert list(rows[0]) == ["image_id", "label", "p_A", "p_B", "p_C"]
+    assert list(rows[0]) == ["image_id", "label", "p_A", "p_B", "p_C", "familiarity", "reason"]
     photos = sorted(p.name for p in (root / "dev").iterdir())
     assert sorted(r["image_id"] for r in rows) == photos
     for row in rows:
         proba = np.array([float(row[f"p_{g}"]) for g in "ABC"])
         assert proba.sum() == pytest.approx(1.0, abs=1e-5)
-        assert row["label"] == "ABC"[int(np.argmax(proba))]  # the folds' mean decides
+        best = "ABC"[int(np.argmax(proba))]  # the folds' mean decides
+        assert row["label"] == ("check" if row["reason"] == "unfamiliar" else best)
+        assert float(row["familiarity"]) >= 0
     assert f"Graded {len(photos)} photos" in result.output
 
 

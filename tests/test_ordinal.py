@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -62,3 +64,12 @@ def test_a_cumulative_cnn_trains_grades_explains_and_exports(tmp_path):
     pytest.importorskip("onnxscript")
     exported = run("export", out, "--out", tmp_path / "onnx")
     assert exported.exit_code == 0, exported.output
+    # the ordinal head is split off whole: the graph gives its input as the features
+    manifest = json.loads((tmp_path / "onnx" / "grader.json").read_text())
+    assert manifest["familiarity"] is not None
+    scores = []
+    for grader in (out, tmp_path / "onnx"):
+        target = tmp_path / f"{grader.name}.csv"
+        assert run("predict", grader, root / "dev", "--out", target).exit_code == 0
+        scores.append([float(r["familiarity"]) for r in read_csv(target)])
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-3)

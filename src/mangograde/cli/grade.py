@@ -17,11 +17,13 @@ from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from .options import (
     CacheDirOpt,
     DataOptions,
+    FamiliarOpt,
     MaxPixelsOpt,
     OverwriteOpt,
     QuietOpt,
     SkipBadOpt,
     data_options,
+    familiar_switch,
     notices,
     out,
     progress_flag,
@@ -114,6 +116,7 @@ def evaluate_command(
     n_boot: BootOpt = 2000,
     seed: SeedOpt = 0,
     overwrite: OverwriteOpt = False,
+    familiar: FamiliarOpt = "on",
 ) -> None:
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
@@ -134,7 +137,7 @@ def evaluate_command(
     fruits_csv = target.with_suffix(".fruits.csv")
     for path in (target, target.with_suffix(".csv"), diagram, fruits_csv):
         claim_file(path, "--out", inputs, [run.path], overwrite or out_file is None)
-    predictor = open_predictor(run, fold)
+    predictor = familiar_switch(open_predictor(run, fold), familiar)
     # A set of one grade can be scored (e.g. how many A photos stay A).
     dataset, record_data = opts.open(
         data, allow_single_grade=True, known=run.grades, unordered=not run.ordered
@@ -302,6 +305,7 @@ def predict_command(
             help="Label each photo with its fruit's grade (with --groups or --fruit-folders).",
         ),
     ] = False,
+    familiar: FamiliarOpt = "on",
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade. With --groups or --fruit-folders, each fruit
@@ -310,6 +314,7 @@ def predict_command(
 
     from ..graders import open_grader
     from ..workflows.predict import (
+        familiar_record,
         fruit_grade_labels,
         grade_photos,
         write_fruits,
@@ -335,7 +340,7 @@ def predict_command(
             raise SettingsError(f"--fruits-out and --out are the same file ({out_file}).")
         claim_file(fruits_file, "--fruits-out", inputs, [run_dir], overwrite)
     set_max_pixels(max_pixels)
-    predictor = open_grader(run_dir, fold)
+    predictor = familiar_switch(open_grader(run_dir, fold), familiar)
     progress = progress_flag(quiet)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress,
                           groups, fruit_folders)  # fmt: skip
@@ -346,10 +351,17 @@ def predict_command(
     if fruits is not None:
         write_fruits(fruits_file, fruits, graded.grades)
     notices(graded.notices)
-    shares = _tally(graded.labels(abstain), graded.grades, abstain is not None)
+    checks = abstain is not None or graded.unfamiliar is not None
+    shares = _tally(graded.labels(abstain), graded.grades, checks)
     out.print(f"Graded {plural(len(graded.image_ids), 'photo')} ({shares})")
+    if csv_format == "submission" and "check 0" not in shares and checks:
+        out.print("The submission format holds grades only: the photos to check by hand are "
+                  "graded there too; --format probabilities says which and why.")  # fmt: skip
+    familiar_found = familiar_record(predictor, graded)
+    if familiar_found is not None:
+        out.print(familiar_line(familiar_found))
     if fruits is not None:
-        mix = _tally(fruit_grade_labels(fruits, graded.grades), graded.grades, abstain is not None)
+        mix = _tally(fruit_grade_labels(fruits, graded.grades), graded.grades, checks)
         out.print(f"Graded {plural(len(fruits.fruits), 'fruit')} ({mix}); wrote "
                   f"{escape(str(fruits_file))}")  # fmt: skip
     if graded.bad:

@@ -126,6 +126,31 @@ MaxPixelsOpt = Annotated[
         "reduced while read; other formats are decoded whole).",
     ),
 ]
+FamiliarOpt = Annotated[
+    str,
+    typer.Option(
+        "--familiar",
+        help="on: a photo unlike the run's training photos is labelled check (reason "
+        "unfamiliar), and the batch is tested for drift; off: grade such photos like any "
+        "other. Runs trained before familiarity existed grade without it either way.",
+    ),
+]
+
+
+def familiar_on(value: str) -> bool:
+    """``--familiar on`` or ``off``."""
+    if value not in ("on", "off"):
+        raise typer.BadParameter(f"--familiar must be on or off, not {value!r}.")
+    return value == "on"
+
+
+def familiar_switch(grader: Any, value: str) -> Any:
+    """The grader, its familiarity turned off when ``--familiar off``."""
+    if not familiar_on(value):
+        grader.without_familiarity()
+    return grader
+
+
 OverwriteOpt = Annotated[
     bool,
     typer.Option("--overwrite", help="Replace the output if it already exists."),

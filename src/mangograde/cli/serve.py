@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..basics.errors import SettingsError
 from ..images.decode import DEFAULT_MAX_PIXELS, set_max_pixels
 from .grade import FoldOpt, RunArg
-from .options import MaxPixelsOpt, out
+from .options import FamiliarOpt, MaxPixelsOpt, familiar_on, notices, out
 
 
 def _need_service_libraries() -> None:
@@ -66,6 +66,7 @@ def serve_command(
             "familiarity model): /metrics, /v1/model and the page say when they drift.",
         ),
     ] = 50,
+    familiar: FamiliarOpt = "on",
 ) -> None:
     """Serve a run: the API under /v1 (docs at /docs), a grading page at /, health at
     /healthz and /readyz, Prometheus metrics at /metrics. The model loads once, at start."""
@@ -74,6 +75,7 @@ def serve_command(
 
     from ..service.app import ServeOptions, create_app, read_api_key
 
+    familiar_on(familiar)
     set_max_pixels(max_pixels)
     options = ServeOptions(
         run=run_dir,
@@ -84,8 +86,10 @@ def serve_command(
         explain=explain,
         cors_origins=list(cors_origin or []),
         drift_window=drift_window,
+        familiar=familiar_on(familiar),
     )
     app = create_app(options)  # a bad RUN stops here, with predict's message
+    notices(app.state.service.predictor.notices)
     where = f"http://{host}:{port}"
     out.print(f"Serving {escape(str(run_dir))} at {where} (page at /, API docs at /docs)")
     if workers == 1:

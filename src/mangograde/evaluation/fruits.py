@@ -122,31 +122,49 @@ def fruit_folds(folds: np.ndarray, fruits: Fruits) -> np.ndarray:
 
 @dataclass
 class FruitGrades:
-    """Fruits graded from their photos: fruit ``i`` is ``fruits.names[i]``; ``check[i]``
-    when its top probability is below the grader's abstain setting (reason ``unsure``)."""
+    """Fruits graded from their photos: fruit ``i`` is ``fruits.names[i]``. It is left to
+    check by hand when its top probability is below the grader's abstain setting
+    (``unsure``) or when any of its photos is unfamiliar to the grader (``unfamiliar``)."""
 
     fruits: Fruits
     proba: np.ndarray
     predicted: np.ndarray
-    check: np.ndarray
+    unsure: np.ndarray
+    unfamiliar: np.ndarray | None = None
+
+    @property
+    def check(self) -> np.ndarray:
+        return self.unsure if self.unfamiliar is None else self.unsure | self.unfamiliar
 
     def reason(self, i: int) -> str:
-        return "unsure" if self.check[i] else ""
+        """Why fruit ``i`` is to check by hand ("" when it is not): unfamiliar before unsure."""
+        if self.unfamiliar is not None and self.unfamiliar[i]:
+            return "unfamiliar"
+        return "unsure" if self.unsure[i] else ""
 
 
 class _Grader(Protocol):
     rule: Any
 
-    def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def grade_and_score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]: ...
+
+    def unfamiliar(self, scores: Any) -> np.ndarray | None: ...
 
 
-def fruit_grades(rule: Any, proba: np.ndarray, fruits: Fruits) -> FruitGrades:
+def fruit_grades(
+    rule: Any, proba: np.ndarray, fruits: Fruits, unfamiliar: np.ndarray | None = None
+) -> FruitGrades:
     """Photos' graded probabilities -> their fruits' grades, by the grader's
-    :class:`~mangograde.evaluation.decisions.GradingRule`."""
+    :class:`~mangograde.evaluation.decisions.GradingRule`; ``unfamiliar``: which photos
+    the grader found unfamiliar (a fruit is, when any of its photos is)."""
     from .confidence import to_check
 
     fruit_proba, codes = rule.grade_fruits(proba, fruits)
-    return FruitGrades(fruits, fruit_proba, codes, to_check(fruit_proba, rule.abstain))
+    flagged = None
+    if unfamiliar is not None:
+        flagged = np.zeros(len(fruits), dtype=bool)
+        np.logical_or.at(flagged, fruits.of, np.asarray(unfamiliar, dtype=bool))
+    return FruitGrades(fruits, fruit_proba, codes, to_check(fruit_proba, rule.abstain), flagged)
 
 
 def grade_fruits(
@@ -156,5 +174,6 @@ def grade_fruits(
     photos' probabilities and the photos' grade codes."""
     if len(fruit_ids) != len(images):
         raise SettingsError(f"{len(fruit_ids)} fruit ids for {len(images)} photos: give one each.")
-    proba, codes = grader.grade(images)
-    return fruit_grades(grader.rule, proba, Fruits.from_ids(fruit_ids)), proba, codes
+    proba, codes, scores = grader.grade_and_score(images)
+    fruits = Fruits.from_ids(fruit_ids)
+    return fruit_grades(grader.rule, proba, fruits, grader.unfamiliar(scores)), proba, codes

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..basics.errors import MangogradeError
 from ..evaluation.decisions import GradingRule
+from ..evaluation.familiarity import FamiliarGrader, Familiarity
 from ..evaluation.fruits import FruitGrades, grade_fruits
 from ..images.geometry import read_geometry
 
@@ -71,7 +72,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-class ExportedGrader:
+class ExportedGrader(FamiliarGrader):
     """Grades decoded photos with an export folder; the interface of RunPredictor."""
 
     def __init__(self, folder: str | Path, threads: int | None = None) -> None:
@@ -103,26 +104,72 @@ class ExportedGrader:
         self.session = onnxruntime.InferenceSession(
             str(self.folder / self.manifest["model"]), options, providers=["CPUExecutionProvider"]
         )
+        self._set_familiarity(self._read_familiarity())
+
+    def _read_familiarity(self) -> Familiarity | None:
+        """The bundles' familiarity models (exports made before familiarity, or of runs
+        without it, have none)."""
+        found = self.manifest.get("familiarity")
+        if not found:
+            return None
+        outputs = [o.name for o in self.session.get_outputs()]
+        widths = found.get("member_features")
+        if outputs != ["probabilities", "features"] or not isinstance(widths, list):
+            raise ExportError(
+                f"{self.folder / GRADER_FILE} names a familiarity model, but its graph gives "
+                "no features to score: export the run again."
+            )
+        try:
+            with np.load(self.folder / found["file"], allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ExportError(
+                f"{self.folder}: its familiarity file cannot be read ({exc})."
+            ) from None
+        familiarity = Familiarity.from_arrays(arrays, len(self.bundles))
+        ends = np.cumsum([0, *widths])
+        self._feature_slices = [
+            np.concatenate([np.arange(ends[m], ends[m + 1]) for m in bundle["members"]])
+            for bundle in self.bundles
+        ]
+        return familiarity
 
     @property
     def name(self) -> str:
         return str(self.manifest.get("source_run", self.folder.name))
 
+    def _run(self, images: np.ndarray, features: bool) -> list[np.ndarray]:
+        """The graph's probabilities ``(N, models, grades)`` (and, with ``features``, its
+        features ``(N, width)``), in batches of 64."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        names = ["probabilities", "features"] if features else ["probabilities"]
+        parts = [self.session.run(names, {"photos": images[i : i + 64]})
+                 for i in range(0, len(images), 64)]  # fmt: skip
+        if not parts:
+            members = len(self.manifest["members"])
+            return [np.zeros((0, members, len(self.grades)), dtype=np.float32)] * len(names)
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
+
     def member_probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, models, grades)`` from the graph, in batches of 64."""
-        images = np.ascontiguousarray(images, dtype=np.uint8)
-        parts = [
-            self.session.run(None, {"photos": images[i : i + 64]})[0]
-            for i in range(0, len(images), 64)
-        ]
-        members = len(self.manifest["members"])
-        empty = np.zeros((0, members, len(self.grades)), dtype=np.float32)
-        return np.concatenate(parts) if parts else empty
+        return self._run(images, False)[0]
 
     def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and grade codes, by the run's rule: each bundle's mean or vote
         over its members, then the mean over bundles (one bundle: its own rule)."""
-        members = self.member_probabilities(images).astype(np.float64).transpose(1, 0, 2)
+        return self._graded(self.member_probabilities(images))
+
+    def grade_and_score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+        """:meth:`grade`, and each bundle's familiarity scores ``(n_bundles, N)`` (None
+        without familiarity), from one run of the graph."""
+        if self.familiarity is None:
+            return (*self.grade(images), None)
+        members, features = self._run(images, True)
+        own = [features[:, columns] for columns in self._feature_slices]
+        return (*self._graded(members), self.familiarity.scores(own))
+
+    def _graded(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        members = found.astype(np.float64).transpose(1, 0, 2)
         probabilities, codes = [], []
         for bundle in self.bundles:
             own = members[bundle["members"]]

@@ -85,7 +85,16 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
         return np.concatenate([m.embed(X) for m in self.estimators_], axis=1)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        members = self.member_probabilities(X)
+        return self._joined(self.member_probabilities(X))
+
+    def proba_and_embed(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` and :meth:`embed` of photos ``X`` in one pass."""
+        pairs = [probabilities_and_features(m, X) for m in self.estimators_]
+        placed = zip(pairs, self.estimators_, strict=True)
+        members = np.stack([in_columns(p, m.classes_, self.classes_) for (p, _), m in placed])
+        return self._joined(members), np.concatenate([f for _, f in pairs], axis=1)
+
+    def _joined(self, members: np.ndarray) -> np.ndarray:
         if self.voting == "mean":
             return members.mean(axis=0)
         votes = np.eye(len(self.classes_))[members.argmax(axis=2)]  # (models, photos, grades)
@@ -105,6 +114,15 @@ def model_probabilities(models: Sequence[Any], X: np.ndarray, classes: np.ndarra
     """``(n_models, n_photos, n_classes)``: each model's probabilities with its columns
     placed at its ``classes_`` among the sorted ``classes`` (a class it never saw gets 0)."""
     return np.stack([in_columns(m.predict_proba(X), m.classes_, classes) for m in models])
+
+
+def probabilities_and_features(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A model's ``predict_proba`` and ``embed`` of photos ``X`` (in one pass where the
+    model can: ``proba_and_embed``), probabilities in the model's own ``classes_`` order."""
+    both = getattr(model, "proba_and_embed", None)
+    if callable(both):
+        return both(X)
+    return model.predict_proba(X), model.embed(X)
 
 
 def in_columns(proba: np.ndarray, own: np.ndarray, classes: np.ndarray) -> np.ndarray:

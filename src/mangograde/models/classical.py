@@ -111,6 +111,11 @@ class PhotoClassifier(ClassifierMixin, BaseEstimator):
         for the familiarity model."""
         return np.asarray(self.transform_photos(X), dtype=np.float64)
 
+    def proba_and_embed(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` and :meth:`embed` of photos ``X``, the features made once."""
+        vectors = self.transform_photos(X)
+        return self.classifier_.predict_proba(vectors), np.asarray(vectors, dtype=np.float64)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classifier_.predict(self.transform_photos(X))
 

@@ -225,6 +225,8 @@ class CumulativeLink(nn.Module):
     Returns log-probabilities of the grades, so softmax, cross-entropy (its likelihood)
     and the export treat them as logits."""
 
+    reads_features = True  # the network's last step: its input is the penultimate features
+
     def __init__(self, in_features: int, n_classes: int) -> None:
         super().__init__()
         if n_classes < 2:

@@ -509,17 +509,37 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         loss = F.cross_entropy(logits, labels).item()
         return loss, (logits.argmax(1) == labels).float().mean().item()
 
-    def _logits(self, network: torch.nn.Module, photos: torch.Tensor, device: Any) -> torch.Tensor:
-        """Log-probabilities (of the mean over the flips, with ``tta``)."""
+    def _logits(
+        self,
+        network: torch.nn.Module,
+        photos: torch.Tensor,
+        device: Any,
+        features: list[torch.Tensor] | None = None,
+        tta: bool | None = None,
+    ) -> torch.Tensor:
+        """Log-probabilities (of the mean over the flips, with ``tta``). ``features``, when
+        given, receives what the last layer reads of each batch's unflipped view."""
         network.eval()
         out = []
-        views = ((), (3,), (2,), (2, 3)) if self.tta else ((),)
-        with torch.inference_mode():
-            for i in range(0, len(photos), 64):
-                x = eval_batch(photos[i : i + 64], self.size)
-                x = x.to(device, memory_format=CHANNELS_LAST)
-                proba = sum(torch.softmax(network(x.flip(v) if v else x), 1) for v in views)
-                out.append(torch.log(proba / len(views)).cpu())
+        views = ((), (3,), (2,), (2, 3)) if (self.tta if tta is None else tta) else ((),)
+        seen: list[torch.Tensor] = []
+        hook = None
+        if features is not None:
+            last = _last_linear(network)
+            hook = last.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(photos), 64):
+                    x = eval_batch(photos[i : i + 64], self.size)
+                    x = x.to(device, memory_format=CHANNELS_LAST)
+                    proba = sum(torch.softmax(network(x.flip(v) if v else x), 1) for v in views)
+                    out.append(torch.log(proba / len(views)).cpu())
+                    if features is not None:
+                        features.append(seen[0].reshape(len(x), -1).double().cpu())
+                        seen.clear()
+        finally:
+            if hook is not None:
+                hook.remove()
         return torch.cat(out) if out else torch.zeros(0, len(self.classes_))
 
     # -- checkpoints --------------------------------------------------------------
@@ -611,24 +631,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def embed(self, X: np.ndarray) -> np.ndarray:
         """``(n, d)`` features of photos ``X``: what the network's last layer reads (its
         penultimate layer), one view each, for the familiarity model."""
+        return self._graded(X, tta=False)[1]
+
+    def proba_and_embed(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` and :meth:`embed` of photos ``X`` in one pass."""
+        return self._graded(X)
+
+    def _graded(self, X: np.ndarray, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "module_")
-        network = self.module_.eval()
-        last = [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1]
+        device = next(self.module_.parameters()).device
         found: list[torch.Tensor] = []
-        hook = last.register_forward_pre_hook(lambda _, inputs: found.append(inputs[0].cpu()))
-        device = next(network.parameters()).device
-        photos = self._photos(X)
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(photos), 64):
-                    x = eval_batch(photos[i : i + 64], self.size)
-                    network(x.to(device, memory_format=CHANNELS_LAST))
-        finally:
-            hook.remove()
-        width = last.in_features
-        return (
-            torch.cat(found).reshape(-1, width).double().numpy() if found else np.zeros((0, width))
-        )
+        logits = self._logits(self.module_, self._photos(X), device, found, tta)
+        width = _last_linear(self.module_).in_features
+        features = torch.cat(found).numpy() if found else np.zeros((0, width))
+        return torch.softmax(logits, 1).numpy(), features
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -653,3 +669,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if weights is not None:
             state = {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
             self.module_ = self._rebuilt(state, "cpu").eval()
+
+
+def _last_linear(network: torch.nn.Module) -> torch.nn.Linear:
+    """The network's last layer (a Linear), whose input is the penultimate features."""
+    return [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1]

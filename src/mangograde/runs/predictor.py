@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..evaluation.decisions import GradingRule
-from ..evaluation.familiarity import FamiliarityModel, drift_pvalue
+from ..evaluation.familiarity import FamiliarGrader, Familiarity, FamiliarityModel
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
-from ..models.blend import model_probabilities
+from ..models.blend import in_columns, model_probabilities, probabilities_and_features
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
 
 
-class RunPredictor:
+class RunPredictor(FamiliarGrader):
     """Grades decoded photos with one or more bundles of a run (mean of their probabilities)."""
 
     def __init__(
@@ -38,6 +37,12 @@ class RunPredictor:
             fruit_rule(settings),
             fruit_temperature,
         )
+        stored = [b.familiarity for b in bundles]
+        self._set_familiarity(
+            Familiarity(tuple(FamiliarityModel.from_arrays(a) for a in stored))
+            if all(a is not None for a in stored)
+            else None
+        )
 
     @property
     def models(self) -> list[Any]:
@@ -54,48 +59,28 @@ class RunPredictor:
         """Probabilities and grade codes. One model grades by its own rule, as in training
         (a blend's vote, an SVM's decision); several fold models by their mean. A model
         whose rule is the most likely grade is not run twice."""
-        proba = self.predict_proba(images)
+        return self._graded(images, self.model_probabilities(images))
+
+    def grade_and_score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+        """:meth:`grade`, and each fold model's familiarity scores of the photos
+        ``(n_models, n_photos)`` (None without familiarity), from one pass of each model."""
+        if self.familiarity is None:
+            return (*self.grade(images), None)
+        classes = np.arange(len(self.grades))
+        pairs = [probabilities_and_features(m, images) for m in self.models]
+        members = np.stack([in_columns(p, m.classes_, classes)
+                            for (p, _), m in zip(pairs, self.models, strict=True)])  # fmt: skip
+        proba, codes = self._graded(images, members)
+        return proba, codes, self.familiarity.scores([f for _, f in pairs])
+
+    def _graded(self, images: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        proba = self.rule.calibrated(members.mean(axis=0))
         model = self.models[0]
         own_rule = len(self.bundles) == 1 and not getattr(model, "predicts_most_likely", False)
         return proba, self.rule.grades(proba, (lambda: model.predict(images)) if own_rule else None)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[1]
-
-    @property
-    def familiar(self) -> bool:
-        """Whether every model of this grader has a familiarity model (runs trained
-        before familiarity existed, and families without features, have none)."""
-        return all(b.familiarity is not None for b in self.bundles)
-
-    @cached_property
-    def familiarity_models(self) -> list[FamiliarityModel]:
-        return [FamiliarityModel.from_arrays(b.familiarity) for b in self.bundles if b.familiarity]
-
-    def familiarity_scores(self, images: np.ndarray) -> np.ndarray | None:
-        """``(n_models, n_photos)``: each fold model's distance of each photo from its
-        training photos (``inf`` for broken features); None without familiarity models."""
-        if not self.familiar:
-            return None
-        pairs = zip(self.familiarity_models, self.bundles, strict=True)
-        return np.stack([f.score(b.model.embed(images)) for f, b in pairs])
-
-    def familiarity(self, images: np.ndarray) -> np.ndarray | None:
-        """Each photo's familiarity score, the mean over the fold models (see
-        :meth:`familiarity_scores`); above :attr:`familiar_threshold` it is unfamiliar."""
-        scores = self.familiarity_scores(images)
-        return None if scores is None else scores.mean(axis=0)
-
-    def drift(self, scores: np.ndarray) -> float | None:
-        """The p-value that photos of these ``familiarity_scores`` are like the run's
-        held-out photos (see :func:`~mangograde.evaluation.familiarity.drift_pvalue`)."""
-        return drift_pvalue(list(scores), [f.reference for f in self.familiarity_models])
-
-    @property
-    def familiar_threshold(self) -> float | None:
-        if not self.familiar:
-            return None
-        return self.familiarity_models[0].threshold
 
     def grade_fruits(
         self, images: np.ndarray, fruit_ids: Sequence[str | None]

@@ -61,6 +61,7 @@ class ServeOptions:
     decode_threads: int = 4
     batch_wait_s: float = 0.004
     drift_window: int = 50
+    familiar: bool = True  # False: --familiar off
 
 
 @dataclass
@@ -161,7 +162,9 @@ def _load(options: ServeOptions) -> _Service:
         predictor, model, info = _run_info(options)
     telemetry = Telemetry()
     check_window(options.drift_window)
-    familiar = bool(getattr(predictor, "familiar", False))
+    if not options.familiar:
+        predictor.without_familiarity()
+    familiar = predictor.familiarity is not None
     batcher = MicroBatcher(
         lambda images: _grade_batch(predictor, familiar, images),
         options.max_batch,
@@ -175,10 +178,10 @@ def _load(options: ServeOptions) -> _Service:
 
 def _grade_batch(predictor: Any, familiar: bool, images: np.ndarray) -> tuple[np.ndarray, ...]:
     """Probabilities, grade codes and (with familiarity) each fold model's scores."""
-    proba, codes = predictor.grade(images)
     if not familiar:
-        return proba, codes
-    return proba, codes, predictor.familiarity_scores(images).T
+        return predictor.grade(images)
+    proba, codes, scores = predictor.grade_and_score(images)
+    return proba, codes, scores.T
 
 
 def create_app(options: ServeOptions) -> FastAPI:
@@ -241,14 +244,25 @@ def _shares(grades: tuple[str, ...], proba: np.ndarray) -> dict[str, float]:
     return {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
 
 
-def _result(service: _Service, image_id: str, proba: np.ndarray, code: int) -> PhotoResult:
-    grades = service.predictor.grades
+def _result(
+    service: _Service, image_id: str, proba: np.ndarray, code: int, scores: np.ndarray | None
+) -> PhotoResult:
+    """One graded photo's answer; ``scores``: its familiarity scores, one a fold model."""
+    predictor = service.predictor
+    grades = predictor.grades
     service.telemetry.photos.labels(grades[code]).inc()
+    unsure = bool(to_check(proba[None], predictor.rule.abstain)[0])
     probabilities = _shares(grades, proba)
-    abstain = service.predictor.rule.abstain
-    check = None if abstain is None else bool(to_check(proba, abstain))
-    return PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
-                       check=check, model=service.model)  # fmt: skip
+    result = PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
+                         model=service.model)  # fmt: skip
+    if scores is not None:
+        mean = float(np.mean(scores))
+        result.familiarity = round(mean, 4) if np.isfinite(mean) else None
+        result.unfamiliar = bool(predictor.unfamiliar(scores[:, None])[0])
+    if predictor.rule.abstain is not None or scores is not None:
+        result.check = unsure or bool(result.unfamiliar)
+        result.reason = "unfamiliar" if result.unfamiliar else "unsure" if unsure else None
+    return result
 
 
 async def _grade_one(
@@ -261,11 +275,8 @@ async def _grade_one(
         service.telemetry.rejected.inc()
         return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status), None
     proba, code, *scores = await service.batcher.grade(photo)
-    result = _result(service, image_id, proba, int(code))
+    result = _result(service, image_id, proba, int(code), scores[0] if scores else None)
     if scores and service.drift is not None:
-        mean = float(np.mean(scores[0]))
-        result.familiarity = round(mean, 4) if np.isfinite(mean) else None
-        result.unfamiliar = not mean <= service.predictor.familiar_threshold
         if result.unfamiliar:
             service.telemetry.unfamiliar.inc()
         p_value = service.drift.add(scores[0])
@@ -302,8 +313,10 @@ def _fruits(
     grades = service.predictor.grades
     proba = np.array([p for _, p, _ in graded])
     fruits = Fruits.from_ids([f for _, _, f in graded])
-    found = fruit_grades(service.predictor.rule, proba, fruits)
-    has_check = service.predictor.rule.abstain is not None
+    flags = [r.unfamiliar for r, _, _ in graded]
+    unfamiliar = None if None in flags else np.array(flags, dtype=bool)
+    found = fruit_grades(service.predictor.rule, proba, fruits, unfamiliar)
+    has_check = service.predictor.rule.abstain is not None or unfamiliar is not None
     return [
         FruitResult(
             fruit=name,
@@ -410,7 +423,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         familiarity model, its threshold and the drift window's status."""
         if service.drift is None:
             return service.info
-        threshold = service.predictor.familiar_threshold
+        threshold = service.predictor.familiarity.threshold
         familiarity = {"threshold": threshold, **service.drift.status()}
         return service.info.model_copy(update={"familiarity": familiarity})
 

@@ -18,8 +18,13 @@ class PhotoResult(BaseModel):
     probabilities: dict[str, float] | None = Field(None, description="Every grade's probability")
     check: bool | None = Field(
         None,
-        description="True: the top probability is below the run's abstain setting, so grade "
-        "this fruit by hand; absent when the run has none",
+        description="True: grade this fruit by hand (see reason); absent when the run has "
+        "neither an abstain setting nor a familiarity model",
+    )
+    reason: str | None = Field(
+        None,
+        description="Why to check it: unfamiliar (unlike the run's training photos) or "
+        "unsure (top probability below the run's abstain setting)",
     )
     familiarity: float | None = Field(
         None,
@@ -40,9 +45,13 @@ class FruitResult(BaseModel):
     grade: str = Field(description="The fruit's grade, from all of its photos")
     probabilities: dict[str, float] = Field(description="Every grade's probability")
     check: bool | None = Field(
-        None, description="True: grade this fruit by hand; absent when the run has no abstain"
+        None,
+        description="True: grade this fruit by hand; absent when the run has neither an "
+        "abstain setting nor a familiarity model",
     )
-    reason: str | None = Field(None, description="Why to check it: unsure")
+    reason: str | None = Field(
+        None, description="Why to check it: unfamiliar (any of its photos is) or unsure"
+    )
 
 
 class DriftStatus(BaseModel):

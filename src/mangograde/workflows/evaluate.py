@@ -15,7 +15,7 @@ from ..evaluation import FruitLevel, evaluate, headline
 from ..evaluation.decisions import GradingRule
 from ..evaluation.fruits import fruit_labels
 from ..images import ImageCache
-from .predict import Graded, decode_photos, grade_images
+from .predict import Graded, decode_photos, familiar_record, grade_images
 
 if TYPE_CHECKING:
     from ..runs import RunPredictor
@@ -81,7 +81,7 @@ def evaluate_dataset(
     dataset, matched = match_grades(predictor.grades, dataset, ordered)
     matched += seen_in_training(trained_on, dataset)
     images, kept, bad, notices = decode_photos(predictor, dataset.paths, cache, skip_bad, progress)
-    proba, predicted = grade_images(predictor, images, progress)
+    proba, predicted, scores = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)
     record = evaluate(
         kept_set.labels,
@@ -106,45 +106,16 @@ def evaluate_dataset(
         matched + notices + predictor.notices,
         kept_set.labels,
         None if kept_set.groups is None else list(kept_set.groups),
+        scores,
+        predictor.unfamiliar(scores),
+        predictor.drift(scores),
     )
     if graded.fruit_ids is not None:
         record["fruit"] = evaluate_fruits(graded, predictor.rule, n_boot, seed, ordered)
-    familiar = familiar_record(predictor, images, predicted, kept_set.labels)
+    familiar = familiar_record(predictor, graded)
     if familiar is not None:
         record["familiar"] = familiar
     return record, graded
-
-
-def familiar_record(
-    predictor: Any,
-    images: np.ndarray,
-    predicted: np.ndarray,
-    truth: np.ndarray | None,
-    scores: np.ndarray | None = None,
-) -> dict[str, Any] | None:
-    """How many of these photos the run finds unfamiliar, whether the batch drifted, and
-    the accuracy on either side; None for a grader without familiarity models.
-    ``scores``: the photos' ``familiarity_scores`` when already computed."""
-    if scores is None:
-        scores = getattr(predictor, "familiarity_scores", lambda _: None)(images)
-    if scores is None:
-        return None
-    threshold = float(predictor.familiar_threshold)
-    flagged = scores.mean(axis=0) > threshold
-
-    def accuracy(which: np.ndarray) -> float | None:
-        if truth is None or not which.any():
-            return None
-        return float(np.mean(predicted[which] == truth[which]))
-
-    return {
-        "threshold": threshold,
-        "n_unfamiliar": int(flagged.sum()),
-        "share_unfamiliar": float(flagged.mean()) if len(flagged) else 0.0,
-        "drift_p": predictor.drift(scores),
-        "accuracy_familiar": accuracy(~flagged),
-        "accuracy_unfamiliar": accuracy(flagged),
-    }
 
 
 def evaluate_fruits(

@@ -32,6 +32,7 @@ from ..runs import open_run
 from ..runs.folder import Run
 
 MODEL_FILE = "model.onnx"
+FAMILIARITY_FILE = "familiarity.npz"
 PARITY_PHOTOS = 32
 PARITY_TOLERANCE = 1e-4
 
@@ -43,9 +44,9 @@ class ExportResult:
     accuracy: dict[str, float]  # with --check: fp32 and (with --int8) int8
 
 
-def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any]], dict[str, Any]]:
+def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
     """Every CNN of the run (fold models, or blend members), how they grade together, and
-    the geometry their photos are decoded at (each bundle is loaded once)."""
+    the run's bundles (each loaded once)."""
     members: list[Any] = []
     bundles = []
     folders = run.bundle_folders()
@@ -71,7 +72,42 @@ def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any
         name = names[0] if names else folders[number].name
         bundles.append({"name": name, "members": indices, "voting": voting})
         members.extend(own)
-    return members, bundles, loaded[0].manifest["preprocessing"]["geometry"]
+    return members, bundles, loaded
+
+
+def _split(network: Any) -> tuple[Any, Any] | None:
+    """The network as its body (up to the penultimate features) and its last layer, when
+    the last Linear is what the network returns (checked on a photo); else None."""
+    import copy
+
+    from torch import nn
+
+    names = [n for n, m in network.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        return None
+    body = copy.deepcopy(network)
+    *path, last = names[-1].split(".")
+    if path and getattr(body.get_submodule(".".join(path)), "reads_features", False):
+        *path, last = path  # a head around the last Linear (the ordinal one)
+    owner = body.get_submodule(".".join(path)) if path else body
+    head = getattr(owner, last)
+    setattr(owner, last, nn.Identity())
+    return body.eval(), head
+
+
+def _same(member: Any, body: Any, head: Any) -> bool:
+    """Whether the head of the body's features gives the member's whole network."""
+    import torch
+
+    from ..features.transforms import eval_batch
+
+    photos = torch.randint(0, 256, (2, 3, member.size, member.size), dtype=torch.uint8)
+    with torch.inference_mode():
+        x = eval_batch(photos, member.size)
+        try:
+            return bool(torch.allclose(member.module_(x), head(body(x).flatten(1)), atol=1e-5))
+        except RuntimeError:  # shapes that do not fit: not a plain last layer
+            return False
 
 
 def _graph(members: list[Any]) -> Any:
@@ -80,24 +116,40 @@ def _graph(members: list[Any]) -> Any:
 
     from ..features.transforms import eval_batch
 
+    splits = [_split(m.module_.eval()) for m in members]
+    features = all(s is not None and _same(m, *s) for m, s in zip(members, splits, strict=True))
+
     class Ensemble(nn.Module):
-        """uint8 NHWC photos -> ``(N, models, grades)`` probabilities."""
+        """uint8 NHWC photos -> ``(N, models, grades)`` probabilities, and (``features``)
+        ``(N, sum of widths)``: each member's penultimate features of the unflipped view,
+        side by side (the familiarity model's input)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.networks = nn.ModuleList([m.module_.eval() for m in members])
+            self.bodies = nn.ModuleList([s[0] for s in splits] if features else [])
+            self.heads = nn.ModuleList([s[1] for s in splits] if features else [])
             self.sizes = [int(m.size) for m in members]
             self.tta = [bool(m.tta) for m in members]
+            self.features = features
+            self.widths = [[m for m in n.modules() if isinstance(m, nn.Linear)][-1].in_features
+                           for n in self.networks]  # fmt: skip
 
-        def forward(self, photos: torch.Tensor) -> torch.Tensor:
+        def forward(self, photos: torch.Tensor) -> Any:
             x = photos.permute(0, 3, 1, 2)
-            out = []
-            for network, size, tta in zip(self.networks, self.sizes, self.tta, strict=True):
+            out, seen = [], []
+            for i, (size, tta) in enumerate(zip(self.sizes, self.tta, strict=True)):
                 view = eval_batch(x, size)
                 views = [view, view.flip(3), view.flip(2), view.flip((2, 3))] if tta else [view]
-                total = sum(torch.softmax(network(v), 1) for v in views)
+                if self.features:
+                    found = [self.bodies[i](v).flatten(1) for v in views]
+                    seen.append(found[0])
+                    total = sum(torch.softmax(self.heads[i](f), 1) for f in found)
+                else:
+                    total = sum(torch.softmax(self.networks[i](v), 1) for v in views)
                 out.append(total / len(views))
-            return torch.stack(out, 1)
+            probabilities = torch.stack(out, 1)
+            return (probabilities, torch.cat(seen, 1)) if self.features else probabilities
 
     return Ensemble().eval()
 
@@ -110,7 +162,8 @@ def _write_onnx(graph: Any, side: int, path: Path, opset: int) -> None:
     try:
         torch.onnx.export(
             graph, (sample,), str(path), dynamo=True, external_data=False, opset_version=opset,
-            input_names=["photos"], output_names=["probabilities"],
+            input_names=["photos"],
+            output_names=["probabilities", "features"] if graph.features else ["probabilities"],
             dynamic_shapes={"photos": {0: batch}}, verbose=False,
         )  # fmt: skip
     except ImportError as exc:
@@ -127,10 +180,14 @@ def _parity(graph: Any, path: Path, side: int) -> float:
 
     photos = np.random.default_rng(0).integers(0, 256, (PARITY_PHOTOS, side, side, 3), np.uint8)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    theirs = session.run(None, {"photos": photos})[0]
+    theirs = session.run(None, {"photos": photos})
     with torch.inference_mode():
-        ours = graph(torch.from_numpy(photos)).numpy()
-    return float(np.abs(theirs - ours).max())
+        ours = graph(torch.from_numpy(photos))
+    ours = [t.numpy() for t in ours] if graph.features else [ours.numpy()]
+    # features (unbounded) by their scale; probabilities as they are
+    scales = [1.0, *(max(1.0, float(np.abs(f).max())) for f in ours[1:])]
+    pairs = zip(theirs, ours, scales, strict=True)
+    return max(float(np.abs(a - b).max()) / scale for a, b, scale in pairs)
 
 
 def _quantize(path: Path, calibration: np.ndarray, work: Path) -> None:
@@ -211,7 +268,8 @@ def export_run(
     if (check is None) != (labels is None):
         raise ExportError("--check PHOTOS and --labels CSV go together.")
     run = open_run(run_dir)
-    members, bundles, geometry = _networks(run, fold)
+    members, bundles, loaded = _networks(run, fold)
+    geometry = loaded[0].manifest["preprocessing"]["geometry"]
     shape = read_geometry(geometry)
     assert shape is not None  # the run opened, so its geometry was read already
     side = shape.shape[0]
@@ -231,6 +289,7 @@ def export_run(
                 f"{PARITY_TOLERANCE}): the export is not trustworthy; please report it."
             )
         manifest = _manifest(run, fold, bundles, members, geometry, opset, drift)
+        manifest["familiarity"] = _familiarity(graph, loaded, stage)
         _write_manifest(stage, manifest)
         if labelled is not None:
             accuracy["fp32"] = _accuracy(stage, *labelled)
@@ -301,6 +360,27 @@ def _manifest(
     }  # fmt: skip
 
 
+def _familiarity(graph: Any, loaded: list[Any], stage: Path) -> dict[str, Any] | None:
+    """Each bundle's familiarity model as plain arrays in ``familiarity.npz`` (read by
+    :class:`~mangograde.graders.ExportedGrader` with the graph's features), and what
+    grader.json says of it; None when the run has none or the graph gives no features."""
+    arrays = [b.familiarity for b in loaded]
+    if not graph.features or any(a is None for a in arrays):
+        return None
+    from ..evaluation.familiarity import Familiarity, FamiliarityModel
+
+    familiarity = Familiarity(tuple(FamiliarityModel.from_arrays(a) for a in arrays))
+    np.savez(stage / FAMILIARITY_FILE, **familiarity.arrays())
+    return {
+        "file": FAMILIARITY_FILE,
+        "method": "mahalanobis",
+        "member_features": [int(w) for w in graph.widths],
+        "threshold": familiarity.threshold,
+        "reference_photos": familiarity.reference_size,
+    }
+
+
 def _write_manifest(stage: Path, manifest: dict[str, Any]) -> None:
-    manifest["files"] = {MODEL_FILE: sha256(stage / MODEL_FILE)}
+    manifest["files"] = {name: sha256(stage / name) for name in (MODEL_FILE, FAMILIARITY_FILE)
+                         if (stage / name).is_file()}  # fmt: skip
     (stage / GRADER_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

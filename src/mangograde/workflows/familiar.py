@@ -17,8 +17,7 @@ from ..basics.errors import SettingsError
 from ..data import find_photos
 from ..evaluation.familiarity import auroc
 from ..images import ImageCache
-from .evaluate import familiar_record
-from .predict import Graded, grade_found
+from .predict import Graded, familiar_record, grade_found
 
 
 @dataclass
@@ -30,7 +29,8 @@ class FamiliarReport:
 
     @property
     def flagged(self) -> np.ndarray:
-        return self.scores > self.record["threshold"]
+        assert self.graded.unfamiliar is not None
+        return self.graded.unfamiliar
 
     @property
     def auroc(self) -> float:
@@ -47,13 +47,12 @@ def check_familiar(
 ) -> FamiliarReport:
     """Grade ``inputs`` with a run's predictor and score how familiar they look.
     ``truth``: grade codes by image id, to measure the accuracy on flagged photos."""
-    if not getattr(predictor, "familiar", False):
+    if predictor.familiarity is None:
         raise SettingsError(
             "This run has no familiarity model (it was trained before mangograde kept one, "
             "or its family gives no features): train it again to check photos against it."
         )
-    graded, images = grade_found(predictor, *find_photos(inputs), cache, skip_bad, progress)
-    per_model = predictor.familiarity_scores(images)
+    graded = grade_found(predictor, *find_photos(inputs), cache, skip_bad, progress)
     if truth is not None:
         missing = [i for i in graded.image_ids if i not in truth]
         if missing:
@@ -62,10 +61,10 @@ def check_familiar(
                 "a label for every photo, or leave --labels out."
             )
         graded.truth = np.array([truth[i] for i in graded.image_ids])
-    reference = np.concatenate([f.reference for f in predictor.familiarity_models])
-    record = familiar_record(predictor, images, graded.predicted, graded.truth, per_model)
-    assert record is not None
-    return FamiliarReport(graded, per_model.mean(axis=0), reference, record)
+    reference = np.concatenate([m.reference for m in predictor.familiarity.models])
+    record = familiar_record(predictor, graded)
+    assert record is not None and graded.familiarity is not None
+    return FamiliarReport(graded, graded.familiarity, reference, record)
 
 
 def write_scores(path: Path, report: FamiliarReport) -> Path:

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,12 +42,27 @@ class Graded:
     notices: list[str] = field(default_factory=list)
     truth: np.ndarray | None = None  # grade codes, when the photos were labelled
     fruit_ids: list[str] | None = None  # which fruit each photo shows ("": its own)
+    scores: np.ndarray | None = None  # (n_models, n) familiarity scores, with familiarity
+    unfamiliar: np.ndarray | None = None  # which photos the grader finds unfamiliar
+    drift_p: float | None = None  # the batch against the run's held-out photos
+
+    @property
+    def familiarity(self) -> np.ndarray | None:
+        """Each photo's familiarity score (the mean over the fold models)."""
+        return None if self.scores is None else self.scores.mean(axis=0)
+
+    def reasons(self, abstain: float | None = None) -> list[str]:
+        """Why each photo is to check by hand: ``unfamiliar`` (unlike the training photos),
+        else ``unsure`` (its top probability below ``abstain``), else ""."""
+        unsure = to_check(self.proba, abstain)
+        odd = np.zeros(len(unsure), bool) if self.unfamiliar is None else self.unfamiliar
+        pairs = zip(odd, unsure, strict=True)
+        return ["unfamiliar" if o else "unsure" if u else "" for o, u in pairs]
 
     def labels(self, abstain: float | None = None) -> list[str]:
-        """Each photo's grade, or ``check`` (to grade by hand) where its top probability is
-        below ``abstain``."""
-        unsure = to_check(self.proba, abstain)
-        return [CHECK if u else self.grades[c] for c, u in zip(self.predicted, unsure, strict=True)]
+        """Each photo's grade, or ``check`` (to grade by hand) where it has a reason."""
+        return [CHECK if why else self.grades[c]
+                for c, why in zip(self.predicted, self.reasons(abstain), strict=True)]  # fmt: skip
 
     @property
     def fruits(self) -> Fruits | None:
@@ -56,7 +71,8 @@ class Graded:
     def grade_fruits(self, rule: GradingRule) -> FruitGrades:
         """The fruits these photos show, graded by ``rule`` (each photo its own fruit when
         no fruit ids were given)."""
-        return fruit_grades(rule, self.proba, self.fruits or Fruits.each_photo(self.image_ids))
+        fruits = self.fruits or Fruits.each_photo(self.image_ids)
+        return fruit_grades(rule, self.proba, fruits, self.unfamiliar)
 
     def fruit_labels(self, fruits: FruitGrades) -> list[str]:
         """Each photo's label taken from its fruit's grade (``check`` where the fruit is)."""
@@ -71,16 +87,20 @@ def fruit_grade_labels(fruits: FruitGrades, grades: Sequence[str]) -> list[str]:
 
 def grade_images(
     predictor: RunPredictor, images: np.ndarray, progress: bool | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and grade codes of decoded photos, in batches behind a progress bar."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Probabilities, grade codes and familiarity scores ``(n_models, n)`` (None without
+    familiarity) of decoded photos, in batches behind a progress bar."""
     proba = np.zeros((len(images), len(predictor.grades)))
     codes = np.zeros(len(images), dtype=int)
+    scores = []
     with Bar(len(images), "Grading photos", progress, every=1000) as bar:
         for start in range(0, len(images), BATCH):
             chunk = slice(start, start + BATCH)
-            proba[chunk], codes[chunk] = predictor.grade(images[chunk])
+            proba[chunk], codes[chunk], found = predictor.grade_and_score(images[chunk])
+            scores.append(found)
             bar.advance(len(images[chunk]))
-    return proba, codes
+    known = scores and all(s is not None for s in scores)
+    return proba, codes, np.concatenate(scores, axis=1) if known else None
 
 
 def decode_photos(
@@ -120,7 +140,7 @@ def grade_photos(
     elif fruit_folders:
         fruit_ids, found = fruits_from_folders([Path(i) for i in inputs], paths)
         notices += found
-    return grade_found(predictor, paths, ids, notices, cache, skip_bad, progress, fruit_ids)[0]
+    return grade_found(predictor, paths, ids, notices, cache, skip_bad, progress, fruit_ids)
 
 
 def grade_found(
@@ -132,12 +152,11 @@ def grade_found(
     skip_bad: bool = False,
     progress: bool | None = None,
     fruit_ids: Sequence[str] | None = None,
-) -> tuple[Graded, np.ndarray]:
-    """Decode and grade photos already found (:func:`find_photos`): the graded photos and
-    their decoded arrays, for work that needs them again (familiarity)."""
+) -> Graded:
+    """Decode and grade photos already found (:func:`find_photos`)."""
     images, kept, bad, load_notices = decode_photos(predictor, paths, cache, skip_bad, progress)
-    proba, predicted = grade_images(predictor, images, progress)
-    graded = Graded(
+    proba, predicted, scores = grade_images(predictor, images, progress)
+    return Graded(
         [paths[i] for i in kept],
         [ids[i] for i in kept],
         proba,
@@ -146,8 +165,32 @@ def grade_found(
         bad,
         notices + load_notices + predictor.notices,
         fruit_ids=None if fruit_ids is None else [fruit_ids[i] for i in kept],
+        scores=scores,
+        unfamiliar=predictor.unfamiliar(scores),
+        drift_p=predictor.drift(scores),
     )
-    return graded, images
+
+
+def familiar_record(predictor: Any, graded: Graded) -> dict[str, Any] | None:
+    """How many of the graded photos the run finds unfamiliar, whether the batch drifted,
+    and the accuracy on either side; None for a grader without familiarity."""
+    if graded.unfamiliar is None or predictor.familiarity is None:
+        return None
+    flagged, truth, predicted = graded.unfamiliar, graded.truth, graded.predicted
+
+    def accuracy(which: np.ndarray) -> float | None:
+        if truth is None or not which.any():
+            return None
+        return float(np.mean(predicted[which] == truth[which]))
+
+    return {
+        "threshold": predictor.familiarity.threshold,
+        "n_unfamiliar": int(flagged.sum()),
+        "share_unfamiliar": float(flagged.mean()) if len(flagged) else 0.0,
+        "drift_p": graded.drift_p,
+        "accuracy_familiar": accuracy(~flagged),
+        "accuracy_unfamiliar": accuracy(flagged),
+    }
 
 
 def write_submission(
@@ -159,25 +202,46 @@ def write_submission(
 ) -> Path:
     """The competition's ``image_id,label`` columns, ``true`` when the photos were
     labelled, ``fruit`` when they were graded as fruits, then (unless ``probabilities`` is
-    False) ``p_<grade>`` for each grade. With ``abstain``, a photo whose top probability
-    is below it is labelled ``check``. With ``fruits``, each photo is labelled with its
-    fruit's grade (``--fruit-grade``)."""
+    False) ``p_<grade>`` for each grade, ``familiarity`` (the photo's score, with a
+    familiarity model) and ``reason`` (why the photo is to check by hand). A photo with a
+    reason (unfamiliar; or its top probability below ``abstain``) is labelled ``check``.
+    With ``fruits``, each photo is labelled with its fruit's grade (``--fruit-grade``).
+    The competition's format (``probabilities`` False) holds grades only: every photo
+    gets its grade there."""
     path = Path(path)
     truth = [] if graded.truth is None else ["true"]
     fruit = ["fruit"] if probabilities and graded.fruit_ids is not None else []
     columns = [f"p_{g}" for g in graded.grades] if probabilities else []
+    familiarity = graded.familiarity if probabilities else None
+    checks = probabilities and (abstain is not None or graded.unfamiliar is not None)
+    extra = [*(["familiarity"] if familiarity is not None else []), *(["reason"] if checks else [])]
     found = graded.fruits
     names, of = (found.names, found.of) if found is not None else ((), ())
+    if not probabilities:
+        labels = [graded.grades[c] for c in graded.predicted] if fruits is None else [
+            graded.grades[fruits.predicted[f]] for f in fruits.fruits.of]  # fmt: skip
+        reasons = [""] * len(labels)
+    elif fruits is None:
+        labels, reasons = graded.labels(abstain), graded.reasons(abstain)
+    else:
+        labels = graded.fruit_labels(fruits)
+        reasons = [fruits.reason(f) for f in fruits.fruits.of]
     with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "label", *truth, *fruit, *columns])
-        labels = graded.labels(abstain) if fruits is None else graded.fruit_labels(fruits)
+        writer.writerow(["image_id", "label", *truth, *fruit, *columns, *extra])
         for i, (image_id, label) in enumerate(zip(graded.image_ids, labels, strict=True)):
             true = [] if graded.truth is None else [graded.grades[graded.truth[i]]]
             its_fruit = [names[of[i]]] if fruit else []
             shares = [f"{p:.6f}" for p in graded.proba[i]] if probabilities else []
-            writer.writerow([image_id, label, *true, *its_fruit, *shares])
+            score = [] if familiarity is None else [_score(familiarity[i])]
+            why = [reasons[i]] if checks else []
+            writer.writerow([image_id, label, *true, *its_fruit, *shares, *score, *why])
     return path
+
+
+def _score(value: float) -> str:
+    """A familiarity score for a CSV (``inf``: features that could not be computed)."""
+    return f"{value:.4f}" if np.isfinite(value) else "inf"
 
 
 def write_fruits(path: str | Path, fruits: FruitGrades, grades: Sequence[str]) -> Path:
