@@ -2,9 +2,13 @@
 
     python benchmarks/bench_serve.py RUN [--uploads 2000] [--clients 16]
 
+    python benchmarks/bench_serve.py RUN --familiar-cost [--uploads 600] [--rounds 2]
+
 RUN: a run folder (RESULTS.md uses cnn-fast). The aicup-sample photos are uploaded one per
 request, in turn, by 16 concurrent clients: once with micro-batching (--max-batch 32) and
-once without (--max-batch 1), each against a fresh server. A truncated JPEG goes up in the
+once without (--max-batch 1), each against a fresh server. With --familiar-cost, only
+micro-batching on, with --familiar on and off in turn (fresh servers, --rounds each): the
+photos/s ratio of the two. A truncated JPEG goes up in the
 middle of each load run. Then `mangograde predict` grades the same number of photos (the
 sample photos linked under distinct names, a fresh cache) in one command.
 """
@@ -41,11 +45,11 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _start(run: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+def _start(run: Path, max_batch: int, familiar: str = "on") -> tuple[subprocess.Popen, str]:
     port = _port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mangograde", "serve", str(run), "--port", str(port),
-         "--max-batch", str(max_batch)],
+         "--max-batch", str(max_batch), "--familiar", familiar],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -119,16 +123,38 @@ def _predict(run: Path, files: list[Path], count: int) -> float:
         return count / (time.perf_counter() - start)
 
 
+def _familiar_cost(args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> None:
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(args.rounds):
+        for familiar in ("off", "on"):
+            server, url = _start(args.run, 32, familiar)
+            try:
+                seconds = asyncio.run(
+                    _load(url, photos, args.uploads, args.clients, server.pid))[0]  # fmt: skip
+            finally:
+                server.terminate()
+                server.wait(30)
+            rates[familiar].append(args.uploads / seconds)
+            print(f"--familiar {familiar}: {rates[familiar][-1]:.1f} photos/s", flush=True)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    print(f"median photos/s, familiarity on / off: {on:.1f} / {off:.1f} = {on / off:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--uploads", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--familiar-cost", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     files = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     photos = [(f.name, f.read_bytes()) for f in files]
     print(f"machine: {machine()}; {len(files)} aicup-sample photos, "
           f"{sum(len(d) for _, d in photos) / len(photos) / 1024:.0f} KB on average")  # fmt: skip
+    if args.familiar_cost:
+        _familiar_cost(args, photos)
+        return
     results = {}
     for label, max_batch in (("micro-batching on (32)", 32), ("micro-batching off (1)", 1)):
         server, url = _start(args.run, max_batch)
