@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import data, export, grade, serve, train
+from . import data, export, grade, records, serve, train
 from .options import out, state, user_errors
 
 
@@ -52,6 +52,8 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(train.presets_app, name="presets")
+app.add_typer(records.db_app, name="db")
+app.add_typer(records.lots_app, name="lots")
 
 
 def _version(value: bool) -> None:
@@ -97,6 +99,13 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "export": export.export_command,
     },
     train.presets_app: {"show": train.presets_show},
+    records.db_app: {"upgrade": records.db_upgrade},
+    records.lots_app: {
+        "list": records.lots_list,
+        "show": records.lots_show,
+        "report": records.lots_report,
+        "prune": records.lots_prune,
+    },
 }
 for group, commands in COMMANDS.items():
     for name, command in commands.items():

@@ -306,6 +306,18 @@ def predict_command(
         ),
     ] = False,
     familiar: FamiliarOpt = "on",
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="URL",
+            help="Keep every grading in this records database (sqlite:///PATH or "
+            "postgresql+psycopg://...), in one transaction; with --lot.",
+        ),
+    ] = None,
+    lot: Annotated[
+        str | None, typer.Option("--lot", help="The lot these photos belong to (--record).")
+    ] = None,
 ) -> None:
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade. With --groups or --fruit-folders, each fruit
@@ -332,6 +344,9 @@ def predict_command(
             f"{flag} needs to know which photos show one fruit: add --groups CSV or "
             "--fruit-folders."
         )
+    if (record is None) != (lot is None):
+        raise SettingsError("--record URL and --lot NAME go together: say where and which lot.")
+    store = _records(record, lot) if record is not None else None
     inputs = [*photos, *([groups] if groups else [])]
     claim_file(out_file, "--out", inputs, [run_dir], overwrite)
     fruits_file = fruits_out or out_file.with_name("fruits.csv")
@@ -346,6 +361,13 @@ def predict_command(
                           groups, fruit_folders)  # fmt: skip
     abstain = predictor.rule.abstain if abstain is None else abstain
     fruits = graded.grade_fruits(replace(predictor.rule, abstain=abstain)) if as_fruits else None
+    if store is not None:
+        from ..workflows.record import record_graded
+
+        assert lot is not None
+        ids = record_graded(store, lot, predictor, graded, abstain, fruits)
+        out.print(f"Recorded {plural(len(ids), 'grading')} in lot {escape(lot)} "
+                  f"({escape(store.where)})")  # fmt: skip
     write_submission(out_file, graded, csv_format == "probabilities", abstain,
                      fruits if fruit_grade else None)  # fmt: skip
     if fruits is not None:
@@ -369,6 +391,18 @@ def predict_command(
             f"[yellow]Skipped {plural(len(graded.bad), 'unreadable photo')}[/] (listed above)"
         )
     out.print(f"Wrote {escape(str(out_file))}")
+
+
+def _records(url: str, lot: str | None) -> Any:
+    """The records database, checked before any photo is graded."""
+    try:
+        from ..records import check_name, open_store
+    except ImportError as exc:
+        raise SettingsError(
+            f"--record needs {exc.name}: pip install 'mangograde[records]'."
+        ) from None
+    check_name(lot, "lot")
+    return open_store(url)
 
 
 def explain_command(

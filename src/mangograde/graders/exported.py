@@ -150,6 +150,11 @@ class ExportedGrader(FamiliarGrader):
             return [np.zeros((0, members, len(self.grades)), dtype=np.float32)] * len(names)
         return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
 
+    @property
+    def model_sha256(self) -> str:
+        """The SHA-256 of the export's graph."""
+        return str(self.manifest["files"][self.manifest["model"]])
+
     def member_probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, models, grades)`` from the graph, in batches of 64."""
         return self._run(images, False)[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ class RunPredictor(FamiliarGrader):
         fruit_temperature: float | None = None,
     ) -> None:
         self.bundles = bundles
+        self.name = "run"  # the run folder's name (open_predictor sets it)
         self.grades = bundles[0].grades
         self.geometry = geometry_from_record(bundles[0].manifest["preprocessing"]["geometry"])
         self.notices = sorted({n for b in bundles for n in b.notices})
@@ -47,6 +50,12 @@ class RunPredictor(FamiliarGrader):
     @property
     def models(self) -> list[Any]:
         return [b.model for b in self.bundles]
+
+    @property
+    def model_sha256(self) -> str:
+        """One SHA-256 for the bundles graded with: of their files' checksums, in order."""
+        files = [b.manifest.get("files", {}) for b in self.bundles]
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
     def model_probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(n_models, n_photos, n_grades)``, columns in grade order."""
@@ -95,4 +104,8 @@ def open_predictor(run: Run | str | Path, fold: int | None = None) -> RunPredict
     """The predictor of a run folder: the mean of its fold models, or fold ``fold``'s."""
     if not isinstance(run, Run):
         run = open_run(run)
-    return RunPredictor(run.bundles(fold), run.temperature(fold), run.temperature(fold, "fruit"))
+    predictor = RunPredictor(
+        run.bundles(fold), run.temperature(fold), run.temperature(fold, "fruit")
+    )
+    predictor.name = run.name
+    return predictor

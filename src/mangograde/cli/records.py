@@ -1,0 +1,128 @@
+"""``mangograde db`` and ``mangograde lots``: the records database and its lots."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..basics.errors import SettingsError
+from ..basics.outputs import claim_file
+from .options import OverwriteOpt, out
+
+db_app = typer.Typer(help="The records database: its schema.", no_args_is_help=True)
+lots_app = typer.Typer(
+    help="Lots in the records database: list, show, report, prune.", no_args_is_help=True
+)
+
+UrlArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="URL",
+        help="sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE.",
+    ),
+]
+DbOpt = Annotated[
+    str,
+    typer.Option("--db", help="The records database (as serve's --db)."),
+]
+DEFAULT_DB = "sqlite:///mangograde-records.db"
+LotArg = Annotated[str, typer.Argument(metavar="LOT", help="The lot's name.")]
+
+
+def _store(url: str):  # type: ignore[no-untyped-def]
+    try:
+        from ..records import open_store
+    except ImportError as exc:
+        raise SettingsError(
+            f"Records need {exc.name}: pip install 'mangograde[records]'."
+        ) from None
+    return open_store(url)
+
+
+def db_upgrade(url: UrlArg) -> None:
+    """Create the records schema in an empty database, or bring an older one up to date."""
+    from ..records import Store
+
+    before, after = Store(url).upgrade()
+    if before == after:
+        out.print(f"{escape(url)} is at schema {after}, the newest: nothing to do.")
+    else:
+        out.print(f"{escape(url)}: schema {before or '(empty)'} -> {after}.")
+
+
+def lots_list(db: DbOpt = DEFAULT_DB) -> None:
+    """Every lot: when it was created, photos graded, the last grading, the grade mix."""
+    from ..workflows.lots import mix_line
+
+    store = _store(db)
+    names = store.lot_names()
+    if not names:
+        out.print(f"No lots yet in {escape(store.where)}.")
+        return
+    table = Table("lot", "created (UTC)", "photos", "last (UTC)", "grades", "corrections")
+    for name in names:
+        s = store.summary(name)
+        last = "" if s.last is None else f"{s.last:%Y-%m-%d %H:%M}"
+        table.add_row(escape(name), f"{s.created:%Y-%m-%d %H:%M}", str(s.gradings), last,
+                      mix_line(s), str(s.corrections))  # fmt: skip
+    out.print(table)
+
+
+def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB) -> None:
+    """One lot: its grade mix, checks by reason, corrections and the models used."""
+    from ..workflows.lots import checks_line, mix_line
+
+    s = _store(db).summary(lot, detail=True)
+    out.print(f"Lot {escape(s.name)}: {s.gradings} photos graded, created "
+              f"{s.created:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+    out.print(f"Grades (after corrections): {mix_line(s)}")
+    out.print(f"Left to check by hand: {checks_line(s)}")
+    out.print(f"Corrections: {s.corrections}; fruits graded from several photos: "
+              f"{len(s.fruits)}")  # fmt: skip
+    for model, n in s.models.items():
+        out.print(f"Model {escape(model)}: {n} photos")
+
+
+def lots_report(
+    lot: LotArg,
+    out_file: Annotated[Path, typer.Option("--out", help="lot.html or lot.csv to write.")],
+    db: DbOpt = DEFAULT_DB,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write a lot's report: .html (self-contained: mix, checks, models, fruits) or .csv
+    (every grading, with its latest correction)."""
+    from ..workflows.lots import write_lot_report
+
+    claim_file(out_file, "--out", [], [], overwrite)
+    written = write_lot_report(_store(db), lot, out_file)
+    out.print(f"Wrote {escape(str(written))}")
+
+
+def lots_prune(
+    before: Annotated[
+        str, typer.Option("--before", help="Delete gradings older than this date (UTC).")
+    ],
+    db: DbOpt = DEFAULT_DB,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete gradings before a date (with their corrections and fruits), and lots left
+    empty."""
+    try:
+        when = datetime.fromisoformat(before)
+    except ValueError:
+        raise SettingsError(
+            f"--before {before!r} is not a date: give YYYY-MM-DD (or an ISO time)."
+        ) from None
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    counts = _store(db).prune(when, dry_run)
+    verb = "Would delete" if dry_run else "Deleted"
+    out.print(f"{verb} {counts['gradings']} gradings, {counts['corrections']} corrections, "
+              f"{counts['fruits']} fruits and {counts['lots']} empty lots before "
+              f"{when:%Y-%m-%d %H:%M} UTC.")  # fmt: skip

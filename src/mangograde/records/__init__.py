@@ -1,0 +1,24 @@
+"""The line's records: every grading kept by lot in a database (SQLite or PostgreSQL via
+SQLAlchemy), its schema kept by the Alembic migrations shipped here."""
+
+from .store import (
+    FruitRecord,
+    LotSummary,
+    ModelIdentity,
+    PhotoRecord,
+    RecordsError,
+    Store,
+    check_name,
+    open_store,
+)
+
+__all__ = [
+    "FruitRecord",
+    "LotSummary",
+    "ModelIdentity",
+    "PhotoRecord",
+    "RecordsError",
+    "Store",
+    "check_name",
+    "open_store",
+]

@@ -1,0 +1,417 @@
+"""Where the line's gradings are kept: a database by URL (SQLite by default, PostgreSQL
+through ``postgresql+psycopg://``), its schema brought up to date by Alembic's migrations
+shipped in this package, and every batch of gradings written in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..basics.errors import MangogradeError, SettingsError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+NAME_LIMIT = 200  # characters of a lot or fruit name
+
+
+class RecordsError(MangogradeError):
+    """The database cannot be used or written."""
+
+
+def check_name(value: str | None, what: str, required: bool = True) -> str | None:
+    """A lot or fruit name as kept: stripped, 1 to 200 characters, no control characters."""
+    if value is None or not value.strip():
+        if required:
+            raise SettingsError(f"An empty {what} name: give the {what} a name, e.g. 2026-12-03-A.")
+        return None
+    value = value.strip()
+    if len(value) > NAME_LIMIT:
+        raise SettingsError(
+            f"A {what} name of {len(value)} characters: at most {NAME_LIMIT} are kept; "
+            "use a shorter name and put the rest in the lot's note."
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise SettingsError(f"The {what} name {value[:40]!r} holds control characters.")
+    return value
+
+
+@dataclass
+class PhotoRecord:
+    """One graded photo, as it is kept."""
+
+    photo: str
+    sha256: str
+    size: int
+    grade: str
+    probabilities: dict[str, float]
+    check: bool = False
+    reason: str | None = None
+    familiarity: float | None = None
+    latency_ms: float | None = None
+    fruit: str | None = None
+
+
+@dataclass
+class FruitRecord:
+    fruit: str
+    grade: str
+    probabilities: dict[str, float]
+    check: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class ModelIdentity:
+    run: str
+    sha256: str  # the run's bundles together, or the export's graph
+
+
+@dataclass
+class LotSummary:
+    name: str
+    created: datetime
+    note: str | None
+    gradings: int
+    last: datetime | None
+    mix: dict[str, int] = field(default_factory=dict)  # grade -> photos (corrected grade)
+    checks: dict[str, int] = field(default_factory=dict)  # reason -> photos
+    corrections: int = 0
+    models: dict[str, int] = field(default_factory=dict)  # "run (sha256[:12])" -> photos
+    fruits: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """A records database. ``url``: an SQLAlchemy URL (``sqlite:///PATH`` or
+    ``postgresql+psycopg://USER@HOST:PORT/DB``)."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        self.url = url
+        try:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise SettingsError(
+                f"{url!r} is not a database URL mangograde can use ({exc}): give "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE."
+            ) from None
+        except ImportError as exc:
+            raise SettingsError(
+                f"{url!r} needs {exc.name}: pip install 'mangograde[records]'."
+            ) from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def where(self) -> str:
+        """The URL without its password."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- the schema -----------------------------------------------------------------------
+
+    def _alembic(self, connection: Any) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        return config
+
+    def revision(self) -> tuple[str | None, str]:
+        """The database's schema revision (None: empty) and this mangograde's newest."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self._connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory.from_config(self._alembic(connection)).get_current_head()
+        assert head is not None
+        return current, head
+
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
+        """Bring the schema to ``revision`` (default: the newest); the revisions before and
+        after. A database of a newer mangograde is refused."""
+        from alembic import command
+
+        before, head = self.revision()
+        self._refuse_newer(before)
+        with self._connect() as connection, connection.begin():
+            command.upgrade(self._alembic(connection), revision)
+        return before, self.revision()[0] or head
+
+    def prepare(self) -> None:
+        """Ready to record: an empty database gets the schema; an older one or a newer one
+        is refused with what to do."""
+        current, head = self.revision()
+        if current is None:
+            self.upgrade()
+            return
+        self._refuse_newer(current)
+        if current != head:
+            raise RecordsError(
+                f"The records database {self.where} is at schema {current}; this mangograde "
+                f"writes {head}. Upgrade it first: mangograde db upgrade '{self.where}'."
+            )
+
+    def _refuse_newer(self, current: str | None) -> None:
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        if current is None:
+            return
+        with self._connect() as connection:
+            script = ScriptDirectory.from_config(self._alembic(connection))
+        try:
+            script.get_revision(current)
+        except CommandError:
+            raise RecordsError(
+                f"The records database {self.where} has schema {current}, written by a newer "
+                "mangograde: upgrade mangograde on this machine, or record into another "
+                "database."
+            ) from None
+
+    def _connect(self) -> Any:
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise RecordsError(f"The records database {self.where} cannot be opened: "
+                               f"{_reason(exc)}") from None  # fmt: skip
+
+    # -- writing --------------------------------------------------------------------------
+
+    def record(
+        self,
+        lot: str,
+        model: ModelIdentity,
+        photos: Sequence[PhotoRecord],
+        fruits: Sequence[FruitRecord] = (),
+        when: datetime | None = None,
+    ) -> list[int]:
+        """Keep a batch of gradings (and its fruits) in lot ``lot``, created when new, in
+        one transaction: all of them or none. The gradings' ids, in order."""
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.orm import Session
+
+        from .schema import FruitGrading, Grading
+
+        name = check_name(lot, "lot")
+        assert name is not None
+        when = when or _utc_now()
+        try:
+            with Session(self.engine) as session, session.begin():
+                lot_id = self._lot_id(session, name, when)
+                fruit_ids = {}
+                for f in fruits:
+                    row = FruitGrading(time=when, lot_id=lot_id, fruit=f.fruit, grade=f.grade,
+                                       probabilities=f.probabilities, check=f.check,
+                                       reason=f.reason)  # fmt: skip
+                    session.add(row)
+                    session.flush()
+                    fruit_ids[f.fruit] = row.id
+                rows = [
+                    Grading(
+                        time=when,
+                        lot_id=lot_id,
+                        fruit=p.fruit,
+                        fruit_grading_id=fruit_ids.get(p.fruit or ""),
+                        photo=p.photo,
+                        sha256=p.sha256,
+                        size=p.size,
+                        run=model.run,
+                        model_sha256=model.sha256,
+                        grade=p.grade,
+                        probabilities=p.probabilities,
+                        check=p.check,
+                        reason=p.reason,
+                        familiarity=p.familiarity,
+                        latency_ms=p.latency_ms,
+                    )  # fmt: skip
+                    for p in photos
+                ]
+                session.add_all(rows)
+                session.flush()
+                return [r.id for r in rows]
+        except SQLAlchemyError as exc:
+            raise RecordsError(f"The gradings could not be recorded in {self.where}: "
+                               f"{_reason(exc)}") from None  # fmt: skip
+
+    def _lot_id(self, session: Any, name: str, when: datetime) -> int:
+        """The lot's id; a new lot is created (two writers at once: one creates it)."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+
+        from .schema import Lot
+
+        found = session.scalar(select(Lot.id).where(Lot.name == name))
+        if found is not None:
+            return int(found)
+        try:
+            with session.begin_nested():
+                lot = Lot(name=name, created=when)
+                session.add(lot)
+                session.flush()
+                return int(lot.id)
+        except IntegrityError:  # created meanwhile by another writer
+            return int(session.scalar(select(Lot.id).where(Lot.name == name)))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def lot_names(self) -> list[str]:
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from .schema import Lot
+
+        with Session(self.engine) as session:
+            return list(session.scalars(select(Lot.name).order_by(Lot.created, Lot.id)))
+
+    def summary(self, name: str, detail: bool = False) -> LotSummary:
+        """A lot's grade mix (each grading's latest corrected grade), checks by reason,
+        corrections and models; with ``detail``, a row a fruit."""
+        from sqlalchemy import func, select
+        from sqlalchemy.orm import Session
+
+        from .schema import Correction, FruitGrading, Grading, Lot
+
+        with Session(self.engine) as session:
+            lot = session.scalar(select(Lot).where(Lot.name == name))
+            if lot is None:
+                known = ", ".join(self.lot_names()[:5]) or "none yet"
+                raise SettingsError(f"No lot named {name!r} in {self.where} (lots: {known}).")
+            latest = (
+                select(Correction.grading_id, func.max(Correction.id).label("last"))
+                .group_by(Correction.grading_id)
+                .subquery()
+            )
+            final = func.coalesce(Correction.grade, Grading.grade)
+            rows = session.execute(
+                select(final, Grading.check, Grading.reason, Grading.run, Grading.model_sha256,
+                       func.count(), func.max(Grading.time))
+                .select_from(Grading)
+                .outerjoin(latest, latest.c.grading_id == Grading.id)
+                .outerjoin(Correction, Correction.id == latest.c.last)
+                .where(Grading.lot_id == lot.id)
+                .group_by(final, Grading.check, Grading.reason, Grading.run, Grading.model_sha256)
+            ).all()  # fmt: skip
+            summary = LotSummary(lot.name, lot.created, lot.note, 0, None)
+            for grade, check, reason, run, sha, count, last in rows:
+                summary.gradings += count
+                summary.mix[grade] = summary.mix.get(grade, 0) + count
+                if check:
+                    key = reason or "check"
+                    summary.checks[key] = summary.checks.get(key, 0) + count
+                model = f"{run} ({sha[:12]})"
+                summary.models[model] = summary.models.get(model, 0) + count
+                if last is not None and (summary.last is None or last > summary.last):
+                    summary.last = last
+            summary.corrections = int(session.scalar(
+                select(func.count()).select_from(Correction).join(Grading)
+                .where(Grading.lot_id == lot.id)) or 0)  # fmt: skip
+            if detail:
+                fruits = session.execute(
+                    select(FruitGrading.fruit, FruitGrading.grade, FruitGrading.check,
+                           FruitGrading.reason, FruitGrading.time,
+                           func.count(Grading.id))
+                    .outerjoin(Grading, Grading.fruit_grading_id == FruitGrading.id)
+                    .where(FruitGrading.lot_id == lot.id)
+                    .group_by(FruitGrading.id)
+                    .order_by(FruitGrading.id)
+                ).all()  # fmt: skip
+                summary.fruits = [
+                    {"fruit": f, "grade": g, "check": bool(c), "reason": r or "", "time": t,
+                     "photos": int(n)}
+                    for f, g, c, r, t, n in fruits
+                ]  # fmt: skip
+            return summary
+
+    def gradings(self, name: str) -> list[dict[str, Any]]:
+        """Every grading of lot ``name`` in order, with its latest correction if any."""
+        from sqlalchemy import func, select
+        from sqlalchemy.orm import Session
+
+        from .schema import Correction, Grading, Lot
+
+        self.summary(name)  # the lot exists, or a clear error
+        latest = (
+            select(Correction.grading_id, func.max(Correction.id).label("last"))
+            .group_by(Correction.grading_id)
+            .subquery()
+        )
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(Grading, Correction.grade, Correction.operator)
+                .join(Lot, Lot.id == Grading.lot_id)
+                .outerjoin(latest, latest.c.grading_id == Grading.id)
+                .outerjoin(Correction, Correction.id == latest.c.last)
+                .where(Lot.name == name)
+                .order_by(Grading.id)
+            ).all()
+            return [
+                {"id": g.id, "time": g.time, "fruit": g.fruit or "", "photo": g.photo,
+                 "sha256": g.sha256, "size": g.size, "grade": g.grade,
+                 "final_grade": corrected or g.grade, "corrected_by": operator or "",
+                 "check": g.check, "reason": g.reason or "", "familiarity": g.familiarity,
+                 "run": g.run, "model_sha256": g.model_sha256, "latency_ms": g.latency_ms,
+                 **{f"p_{k}": v for k, v in g.probabilities.items()}}
+                for g, corrected, operator in rows
+            ]  # fmt: skip
+
+    def prune(self, before: datetime, dry_run: bool = False) -> dict[str, int]:
+        """Delete gradings (their corrections and fruits) older than ``before``, and lots
+        left empty; how many of each (nothing is deleted with ``dry_run``)."""
+        from sqlalchemy import delete, exists, func, select
+        from sqlalchemy.orm import Session
+
+        from .schema import Correction, FruitGrading, Grading, Lot
+
+        old = select(Grading.id).where(Grading.time < before)
+        with Session(self.engine) as session, session.begin():
+            counts = {
+                "gradings": session.scalar(select(func.count()).select_from(old.subquery())),
+                "corrections": session.scalar(
+                    select(func.count()).where(Correction.grading_id.in_(old))),
+                "fruits": session.scalar(
+                    select(func.count()).where(FruitGrading.time < before)),
+            }  # fmt: skip
+            if not dry_run:
+                session.execute(delete(Correction).where(Correction.grading_id.in_(old)))
+                session.execute(delete(Grading).where(Grading.time < before))
+                session.execute(delete(FruitGrading).where(FruitGrading.time < before))
+            empty = ~exists().where(Grading.lot_id == Lot.id, Grading.time >= before)
+            counts["lots"] = session.scalar(select(func.count()).where(empty, Lot.created < before))
+            if not dry_run:
+                session.execute(delete(Lot).where(empty, Lot.created < before))
+            if dry_run:
+                session.rollback()
+        return {k: int(v or 0) for k, v in counts.items()}
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _reason(exc: Exception) -> str:
+    origin = getattr(exc, "orig", None) or exc
+    return str(origin).strip().splitlines()[0] if str(origin).strip() else type(origin).__name__
+
+
+def open_store(url: str, prepare: bool = True) -> Store:
+    """The records database at ``url``, ready to record (see :meth:`Store.prepare`)."""
+    store = Store(url)
+    if prepare:
+        store.prepare()
+    return store

@@ -1,0 +1,86 @@
+"""``mangograde lots``' reports: a lot's grade mix, checks by reason, corrections, models
+and fruits as one self-contained HTML page, or every grading as a CSV."""
+
+from __future__ import annotations
+
+import csv
+import html
+from pathlib import Path
+from typing import Any
+
+from ..basics.atomic import atomic_open
+from ..basics.errors import SettingsError
+from ..records import LotSummary, Store
+
+
+def mix_line(summary: LotSummary) -> str:
+    """``A 12 (60%), B 8 (40%)``: the lot's grades after corrections."""
+    total = max(1, summary.gradings)
+    return ", ".join(f"{g} {n} ({n / total:.0%})" for g, n in summary.mix.items()) or "none"
+
+
+def checks_line(summary: LotSummary) -> str:
+    total = max(1, summary.gradings)
+    found = ", ".join(f"{r} {n} ({n / total:.0%})" for r, n in sorted(summary.checks.items()))
+    return found or "none"
+
+
+def write_lot_report(store: Store, name: str, path: Path) -> Path:
+    """``path``: ``.html`` (the summary and a table a fruit) or ``.csv`` (every grading)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".html", ".csv"):
+        raise SettingsError(f"--out {path}: give a .html or a .csv file.")
+    if suffix == ".csv":
+        return _write_csv(store.gradings(name), path)
+    return _write_html(store.summary(name, detail=True), path)
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id"]
+    with atomic_open(path, newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return path
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def _write_html(summary: LotSummary, path: Path) -> Path:
+    total = max(1, summary.gradings)
+    mix = [[g, n, f"{n / total:.1%}"] for g, n in summary.mix.items()]
+    checks = [[r, n, f"{n / total:.1%}"] for r, n in sorted(summary.checks.items())]
+    models = [[m, n] for m, n in summary.models.items()]
+    fruits = [[f["fruit"], f["photos"], f["grade"], "yes" if f["check"] else "no", f["reason"],
+               f["time"]] for f in summary.fruits]  # fmt: skip
+    title = f"Lot {summary.name}"
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Created {summary.created:%Y-%m-%d %H:%M} UTC; {summary.gradings} photos graded"
+        f"{'' if summary.last is None else f', the last at {summary.last:%Y-%m-%d %H:%M} UTC'}"
+        f"; {summary.corrections} corrections.</p>",
+        "<h2>Grade mix (after corrections)</h2>",
+        _table(["grade", "photos", "share"], mix),
+        "<h2>Left to check by hand</h2>",
+        _table(["reason", "photos", "share"], checks) if checks else "<p>None.</p>",
+        "<h2>Models used</h2>",
+        _table(["run (model SHA-256)", "photos"], models),
+        "<h2>Fruits graded from several photos</h2>",
+        _table(["fruit", "photos", "grade", "check", "reason", "time (UTC)"], fruits)
+        if fruits else "<p>None: photos were graded one by one.</p>",
+    ]  # fmt: skip
+    style = ("body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:"
+             "collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:.2em .6em;"
+             "text-align:left}")  # fmt: skip
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+    page = f"<!doctype html><html><head>{head}</head><body>{''.join(parts)}</body></html>"
+    with atomic_open(path) as handle:
+        handle.write(page)
+    return path
