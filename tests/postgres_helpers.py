@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -43,35 +43,53 @@ def why_not() -> str | None:
     return None
 
 
-@contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """A running cluster's SQLAlchemy URL; stopped and deleted afterwards."""
-    binaries = _binaries()
-    assert binaries is not None
-    folder = Path(tempfile.mkdtemp(prefix="mangograde-pg-"))
-    data = folder / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(folder, "nobody", "nogroup")
-        as_user = ["runuser", "-u", "nobody", "--"]
-    os.chmod(folder, 0o755)
-    port = _free_port()
+class Cluster:
+    """A cluster in a temporary folder, on a free port of 127.0.0.1."""
 
-    def call(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+    def __init__(self) -> None:
+        binaries = _binaries()
+        assert binaries is not None
+        self.binaries = binaries
+        self.folder = Path(tempfile.mkdtemp(prefix="mangograde-pg-"))
+        self.data = self.folder / "data"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "nobody", "nogroup")
+            self.as_user = ["runuser", "-u", "nobody", "--"]
+        os.chmod(self.folder, 0o755)
+        self.port = _free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._call("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                   "--encoding=UTF8", "--locale=C")  # fmt: skip
 
-    call(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-         "--encoding=UTF8", "--locale=C")  # fmt: skip
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    call(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l",
-         str(folder / "log"), "-w", "start")  # fmt: skip
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60)  # fmt: skip
+    def _call(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.binaries / tool), *args], check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._call("pg_ctl", "-D", str(self.data), "-o", options, "-l",
+                   str(self.folder / "log"), "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._call("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.stop()
         time.sleep(0.1)
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[Cluster]:
+    """A running cluster; stopped and deleted afterwards."""
+    cluster = Cluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 def new_database(url: str, name: str) -> str:

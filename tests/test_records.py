@@ -33,8 +33,8 @@ def postgres():
     reason = why_not()
     if reason is not None:
         pytest.skip(f"PostgreSQL records tests skipped: {reason}")
-    with postgres_cluster() as url:
-        yield url
+    with postgres_cluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -166,3 +166,147 @@ def test_a_database_that_cannot_be_opened_is_named(tmp_path):
         open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'folder' / 'r.db'}")
     with pytest.raises(SettingsError, match="not a database URL"):
         open_store("records.db")
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    from mangograde.data.synth import synthesize
+
+    from .service_helpers import train_tiny
+
+    root = synthesize(tmp_path_factory.mktemp("records") / "s", n=36, size=48, seed=2)
+    run = train_tiny(root, root.parent / "colour", "--preset", "colour-texture", "--cv", "3",
+                     "--set", "n_estimators=20")  # fmt: skip
+    return root, run
+
+
+def test_predict_records_a_batch_and_lots_report_it(colour_run, db_url, tmp_path):
+    import csv
+    import shutil
+
+    from .test_cli import assert_clean_failure, run
+
+    root, colour = colour_run
+    photos = tmp_path / "fruits"
+    for fruit, names in (("f1", ["mango_00000.jpg", "mango_00001.jpg"]), ("f2", ["mango_00002.jpg"])):
+        (photos / fruit).mkdir(parents=True)
+        for name in names:
+            shutil.copy(root / "train" / name, photos / fruit / name)
+    done = run("predict", colour, photos, "--fruit-folders", "--record", db_url, "--lot",
+               "bin 7", "--out", tmp_path / "p.csv")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "Recorded 3 gradings in lot bin 7" in done.output
+    store = open_store(db_url)
+    rows = store.gradings("bin 7")
+    expected = hashlib.sha256((photos / "f1" / "mango_00000.jpg").read_bytes()).hexdigest()
+    assert [r["photo"] for r in rows] == ["mango_00000.jpg", "mango_00001.jpg", "mango_00002.jpg"]
+    assert rows[0]["sha256"] == expected and rows[0]["run"] == "colour"
+    assert all(r["familiarity"] is not None for r in rows)
+    predicted = {r["image_id"]: r for r in csv.DictReader(open(tmp_path / "p.csv"))}
+    assert all(predicted[r["photo"]]["label"] in (r["grade"], "check") for r in rows)
+    assert [f["photos"] for f in store.summary("bin 7", detail=True).fruits] == [2, 1]
+    listed = run("lots", "list", "--db", db_url)
+    assert listed.exit_code == 0 and "bin 7" in listed.output
+    shown = run("lots", "show", "bin 7", "--db", db_url)
+    assert shown.exit_code == 0 and "3 photos graded" in shown.output
+    page = tmp_path / "lot.html"
+    assert run("lots", "report", "bin 7", "--db", db_url, "--out", page).exit_code == 0
+    text = page.read_text(encoding="utf-8")
+    assert "Lot bin 7" in text and "<script" not in text and "f1" in text
+    table = tmp_path / "lot.csv"
+    assert run("lots", "report", "bin 7", "--db", db_url, "--out", table).exit_code == 0
+    assert len(list(csv.DictReader(open(table)))) == 3
+    again = run("lots", "report", "bin 7", "--db", db_url, "--out", table)
+    assert_clean_failure(again, "exists")  # never over a file it did not create
+    assert_clean_failure(run("lots", "show", "nope", "--db", db_url), "No lot named 'nope'")
+    alone = run("predict", colour, photos, "--lot", "x", "--out", tmp_path / "q.csv")
+    assert_clean_failure(alone, "--record URL and --lot NAME go together")
+    pruned = run("lots", "prune", "--before", "2099-01-01", "--dry-run", "--db", db_url)
+    assert pruned.exit_code == 0 and "Would delete 3 gradings" in pruned.output
+    assert store.summary("bin 7").gradings == 3
+
+
+def _upload(root, names):
+    return [("files", (n, (root / "train" / n).read_bytes(), "image/jpeg")) for n in names]
+
+
+def test_serve_records_each_request_before_answering(colour_run, db_url):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    root, colour = colour_run
+    names = ["mango_00000.jpg", "mango_00001.jpg"]
+    with TestClient(create_app(ServeOptions(run=colour, db=db_url))) as client:
+        files = [*_upload(root, names), ("files", ("cut.jpg", b"\xff\xd8 not a photo"))]
+        answer = client.post("/v1/grade", files=files, data={"lot": "Lot «7»", "fruit": "f9"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["lot"] == "Lot «7»"
+        ids = [r.get("grading_id") for r in body["results"]]
+        assert ids[0] and ids[1] and ids[2] is None  # the broken upload was not graded
+        plain = client.post("/v1/grade", files=_upload(root, names[:1])).json()
+        assert plain["lot"] == "unassigned"
+        for bad in ("   ", "a" * 10_000):
+            refused = client.post("/v1/grade", files=_upload(root, names[:1]), data={"lot": bad})
+            assert refused.status_code == 422 and "lot name" in refused.text
+    store = open_store(db_url)
+    rows = store.gradings("Lot «7»")
+    assert [r["id"] for r in rows] == ids[:2] and [r["photo"] for r in rows] == names
+    assert rows[0]["sha256"] == hashlib.sha256((root / "train" / names[0]).read_bytes()).hexdigest()
+    assert rows[0]["fruit"] == "f9" and rows[0]["latency_ms"] > 0
+    assert store.summary("Lot «7»", detail=True).fruits[0]["photos"] == 2
+    assert sorted(store.lot_names()) == ["Lot «7»", "unassigned"]
+
+
+def test_a_database_that_cannot_be_written_answers_503_or_is_counted(colour_run, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from mangograde.service import ServeOptions, create_app
+
+    root, colour = colour_run
+    for failures in ("refuse", "warn"):
+        url = f"sqlite:///{tmp_path / f'{failures}.db'}"
+        options = ServeOptions(run=colour, db=url, record_failures=failures)
+        with TestClient(create_app(options)) as client:
+            assert client.post("/v1/grade", files=_upload(root, ["mango_00000.jpg"])).status_code == 200
+            with Store(url).engine.connect() as connection, connection.begin():
+                connection.execute(text("DROP TABLE corrections"))
+                connection.execute(text("DROP TABLE gradings"))
+            answer = client.post("/v1/grade", files=_upload(root, ["mango_00001.jpg"]))
+            metrics = client.get("/metrics").text
+        assert "mangograde_record_failures_total 1.0" in metrics
+        if failures == "refuse":
+            assert answer.status_code == 503 and "could not be recorded" in answer.text
+            assert "grades could not be kept" in answer.text
+        else:
+            assert answer.status_code == 200 and "grading_id" not in answer.text
+
+
+def test_postgresql_stopped_in_the_middle_then_back(colour_run):
+    pytest.importorskip("fastapi")
+    reason = why_not()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL records tests skipped: {reason}")
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    from .postgres_helpers import postgres_cluster
+
+    root, colour = colour_run
+    with postgres_cluster() as cluster:
+        options = ServeOptions(run=colour, db=cluster.url)
+        with TestClient(create_app(options)) as client:
+            one = _upload(root, ["mango_00000.jpg"])
+            assert client.post("/v1/grade", files=one, data={"lot": "L"}).status_code == 200
+            cluster.stop()
+            down = client.post("/v1/grade", files=one, data={"lot": "L"})
+            assert down.status_code == 503 and "could not be recorded" in down.text
+            cluster.start()
+            back = client.post("/v1/grade", files=one, data={"lot": "L"})
+            assert back.status_code == 200, back.text
+        assert open_store(cluster.url).summary("L").gradings == 2

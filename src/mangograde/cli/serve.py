@@ -14,6 +14,7 @@ from ..basics.errors import SettingsError
 from ..images.decode import DEFAULT_MAX_PIXELS, set_max_pixels
 from .grade import FoldOpt, RunArg
 from .options import FamiliarOpt, MaxPixelsOpt, familiar_on, notices, out
+from .records import DEFAULT_DB
 
 
 def _need_service_libraries() -> None:
@@ -67,6 +68,25 @@ def serve_command(
         ),
     ] = 50,
     familiar: FamiliarOpt = "on",
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            help="Record every grading here: sqlite:///PATH or postgresql+psycopg://USER@HOST"
+            ":PORT/DATABASE (an empty database gets the schema).",
+        ),
+    ] = DEFAULT_DB,
+    no_record: Annotated[
+        bool, typer.Option("--no-record", help="Keep no record of the gradings.")
+    ] = False,
+    record_failures: Annotated[
+        str,
+        typer.Option(
+            "--record-failures",
+            help="refuse: answer 503 when the gradings cannot be recorded (nothing is graded "
+            "unrecorded); warn: grade anyway, and count it in /metrics.",
+        ),
+    ] = "refuse",
 ) -> None:
     """Serve a run: the API under /v1 (docs at /docs), a grading page at /, health at
     /healthz and /readyz, Prometheus metrics at /metrics. The model loads once, at start."""
@@ -87,9 +107,14 @@ def serve_command(
         cors_origins=list(cors_origin or []),
         drift_window=drift_window,
         familiar=familiar_on(familiar),
+        db=None if no_record else db,
+        record_failures=record_failures,
     )
     app = create_app(options)  # a bad RUN stops here, with predict's message
     notices(app.state.service.predictor.notices)
+    recorder = app.state.service.recorder
+    if recorder is not None:
+        out.print(f"Recording every grading in {escape(recorder.store.where)} (--no-record: none)")
     where = f"http://{host}:{port}"
     out.print(f"Serving {escape(str(run_dir))} at {where} (page at /, API docs at /docs)")
     if workers == 1:

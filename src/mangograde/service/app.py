@@ -8,6 +8,7 @@ photo in upload order. The page at ``/`` is plain HTML, CSS and JavaScript from 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import io
 import json
@@ -35,10 +36,12 @@ from ..evaluation.fruits import Fruits, fruit_grades
 from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
+from ..records import ModelIdentity, RecordsError, check_name
 from .batcher import MicroBatcher
 from .drift import DriftWindow, check_window
 from .guard import UploadLimit
 from .heatmap import heat_png
+from .recorder import DEFAULT_LOT, Recorder, Uploaded
 from .schemas import DriftStatus, FruitResult, GradeResponse, ModelInfo, ModelRef, PhotoResult
 from .telemetry import Telemetry, configure_logging, log_request
 
@@ -62,6 +65,8 @@ class ServeOptions:
     batch_wait_s: float = 0.004
     drift_window: int = 50
     familiar: bool = True  # False: --familiar off
+    db: str | None = None  # the records database's URL; None: nothing is recorded
+    record_failures: str = "refuse"  # or "warn": grade anyway, count it in /metrics
 
 
 @dataclass
@@ -74,6 +79,7 @@ class _Service:
     batcher: MicroBatcher
     decoder: ThreadPoolExecutor
     drift: DriftWindow | None = None  # runs with a familiarity model
+    recorder: Recorder | None = None  # with a records database
     ready: bool = False
 
 
@@ -173,7 +179,12 @@ def _load(options: ServeOptions) -> _Service:
     )
     decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
     drift = DriftWindow(predictor, options.drift_window) if familiar else None
-    return _Service(options, predictor, model, info, telemetry, batcher, decoder, drift)
+    recorder = None
+    if options.db is not None:
+        identity = ModelIdentity(model.run, predictor.model_sha256)
+        recorder = Recorder(options.db, identity, options.record_failures)
+    return _Service(options, predictor, model, info, telemetry, batcher, decoder, drift,
+                    recorder)  # fmt: skip
 
 
 def _grade_batch(predictor: Any, familiar: bool, images: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -200,6 +211,8 @@ def create_app(options: ServeOptions) -> FastAPI:
             service.ready = False
             await service.batcher.stop()
             service.decoder.shutdown(wait=False)
+            if service.recorder is not None:
+                service.recorder.close()
 
     app = FastAPI(
         title="mangograde",
@@ -267,21 +280,64 @@ def _result(
 
 async def _grade_one(
     service: _Service, image_id: str, upload: UploadFile
-) -> tuple[PhotoResult, np.ndarray | None]:
-    """The photo's answer, and its probabilities (None when it could not be graded)."""
+) -> tuple[PhotoResult, np.ndarray | None, Uploaded | None]:
+    """The photo's answer, its probabilities and what the record keeps of its upload
+    (None when it could not be graded)."""
+    started = time.perf_counter()
+    data = await upload.read()
     try:
-        photo = await _decode(service, image_id, await upload.read())
+        photo = await _decode(service, image_id, data)
     except PhotoError as exc:
         service.telemetry.rejected.inc()
-        return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status), None
+        return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status), None, None
     proba, code, *scores = await service.batcher.grade(photo)
     result = _result(service, image_id, proba, int(code), scores[0] if scores else None)
+    uploaded = Uploaded(hashlib.sha256(data).hexdigest(), len(data),
+                        round(1000 * (time.perf_counter() - started), 3))  # fmt: skip
     if scores and service.drift is not None:
         if result.unfamiliar:
             service.telemetry.unfamiliar.inc()
         p_value = service.drift.add(scores[0])
         service.telemetry.drift_p.set(float("nan") if p_value is None else p_value)
-    return result, proba
+    return result, proba, uploaded
+
+
+def _lot(lot: str | None) -> str:
+    """The ``lot`` field as kept (422 when it cannot be)."""
+    if lot is None:
+        return DEFAULT_LOT
+    try:
+        name = check_name(lot, "lot")
+    except SettingsError as exc:
+        raise HTTPException(422, str(exc)) from None
+    assert name is not None
+    return name
+
+
+async def _record(
+    service: _Service,
+    lot: str,
+    answers: list[tuple[PhotoResult, np.ndarray | None, Uploaded | None]],
+    body: GradeResponse,
+) -> None:
+    """Keep the graded photos before answering: 503 when they cannot be kept, unless
+    failures are only counted (``--record-failures warn``)."""
+    assert service.recorder is not None
+    graded = [(r, u) for r, _, u in answers if u is not None]
+    if not graded:
+        return
+    try:
+        ids = await service.recorder.record(lot, graded, body.fruits)
+    except RecordsError as exc:
+        service.telemetry.record_failures.inc()
+        if service.recorder.failures == "warn":
+            return
+        raise HTTPException(
+            503, f"{exc} The grades could not be kept, so none is given: try again."
+        ) from None
+    for (result, _), grading_id in zip(graded, ids, strict=True):
+        result.grading_id = grading_id
+    body.lot = lot
 
 
 def _fruit_ids(fruit: list[str] | None, n_files: int) -> list[str] | None:
@@ -303,11 +359,12 @@ def _fruit_ids(fruit: list[str] | None, n_files: int) -> list[str] | None:
 
 def _fruits(
     service: _Service,
-    answers: list[tuple[PhotoResult, np.ndarray | None]],
+    answers: list[tuple[PhotoResult, np.ndarray | None, Uploaded | None]],
     fruit_ids: list[str],
 ) -> list[FruitResult]:
     """Each fruit graded from its photos that could be graded, by the run's fruit rule."""
-    graded = [(r, p, f) for (r, p), f in zip(answers, fruit_ids, strict=True) if p is not None]
+    graded = [(r, p, f) for (r, p, _), f in zip(answers, fruit_ids, strict=True)
+              if p is not None]  # fmt: skip
     if not graded:
         return []
     grades = service.predictor.grades
@@ -360,19 +417,29 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
                 "all of its photos."
             ),
         ] = None,
+        lot: Annotated[
+            str | None,
+            Form(description=f"The lot the photos belong to (recorded; default {DEFAULT_LOT})"),
+        ] = None,
     ) -> Any:
         """Grade one or many photos; a photo that cannot be read gets its own error entry.
-        With ``fruit``, each fruit is graded from all of its photos too."""
+        With ``fruit``, each fruit is graded from all of its photos too. With a records
+        database, every graded photo is kept in ``lot`` before the answer is sent."""
         fruit_ids = _fruit_ids(fruit, len(files))
+        lot_name = _lot(lot) if service.recorder is not None else None
         ids = [_image_id(upload, i) for i, upload in enumerate(files)]
         answers = await asyncio.gather(
             *(_grade_one(service, i, u) for i, u in zip(ids, files, strict=True))
         )
-        results = [result for result, _ in answers]
+        results = [result for result, _, _ in answers]
+        for result, name in zip(results, fruit_ids or [], strict=False):
+            result.fruit = name
         request.state.photos = len(results)
         body = GradeResponse(model=service.model, results=results)
         if fruit_ids is not None:
             body.fruits = _fruits(service, answers, fruit_ids)
+        if service.recorder is not None and lot_name is not None:
+            await _record(service, lot_name, answers, body)
         if service.drift is not None:
             body.drift = DriftStatus(**service.drift.status())
         failed = [r.status for r in results if r.error is not None]

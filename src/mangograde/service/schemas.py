@@ -34,6 +34,10 @@ class PhotoResult(BaseModel):
     unfamiliar: bool | None = Field(
         None, description="True: the score is above the run's threshold (unlike its photos)"
     )
+    fruit: str | None = Field(None, description="The fruit sent for this photo")
+    grading_id: int | None = Field(
+        None, description="Its row in the records database (absent when not recorded)"
+    )
     model: ModelRef | None = None
     error: str | None = Field(None, description="Why this photo could not be graded")
     status: int | None = Field(None, description="415: not a photo format; 422: damaged/too big")
@@ -67,6 +71,7 @@ class DriftStatus(BaseModel):
 
 class GradeResponse(BaseModel):
     model: ModelRef
+    lot: str | None = Field(None, description="The lot the gradings were recorded in")
     results: list[PhotoResult] = Field(description="One per uploaded photo, in upload order")
     fruits: list[FruitResult] | None = Field(
         None,

@@ -38,6 +38,10 @@ class Telemetry:
             "mangograde_photos_unfamiliar", "Photos unlike the run's training photos",
             registry=self.registry,
         )  # fmt: skip
+        self.record_failures = Counter(
+            "mangograde_record_failures", "Requests whose gradings could not be recorded",
+            registry=self.registry,
+        )  # fmt: skip
         self.drift_p = Gauge(
             "mangograde_drift_p", "p-value that the last photos are like the run's held-out "
             "photos (NaN until two photos are in the window)", registry=self.registry,
