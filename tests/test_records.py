@@ -181,14 +181,14 @@ def colour_run(tmp_path_factory):
 
 
 def test_predict_records_a_batch_and_lots_report_it(colour_run, db_url, tmp_path):
-    import csv
     import shutil
 
     from .test_cli import assert_clean_failure, run
 
     root, colour = colour_run
     photos = tmp_path / "fruits"
-    for fruit, names in (("f1", ["mango_00000.jpg", "mango_00001.jpg"]), ("f2", ["mango_00002.jpg"])):
+    layout = (("f1", ["mango_00000.jpg", "mango_00001.jpg"]), ("f2", ["mango_00002.jpg"]))
+    for fruit, names in layout:
         (photos / fruit).mkdir(parents=True)
         for name in names:
             shutil.copy(root / "train" / name, photos / fruit / name)
@@ -202,7 +202,9 @@ def test_predict_records_a_batch_and_lots_report_it(colour_run, db_url, tmp_path
     assert [r["photo"] for r in rows] == ["mango_00000.jpg", "mango_00001.jpg", "mango_00002.jpg"]
     assert rows[0]["sha256"] == expected and rows[0]["run"] == "colour"
     assert all(r["familiarity"] is not None for r in rows)
-    predicted = {r["image_id"]: r for r in csv.DictReader(open(tmp_path / "p.csv"))}
+    from .test_cli_models import read_csv
+
+    predicted = {r["image_id"]: r for r in read_csv(tmp_path / "p.csv")}
     assert all(predicted[r["photo"]]["label"] in (r["grade"], "check") for r in rows)
     assert [f["photos"] for f in store.summary("bin 7", detail=True).fruits] == [2, 1]
     listed = run("lots", "list", "--db", db_url)
@@ -215,7 +217,7 @@ def test_predict_records_a_batch_and_lots_report_it(colour_run, db_url, tmp_path
     assert "Lot bin 7" in text and "<script" not in text and "f1" in text
     table = tmp_path / "lot.csv"
     assert run("lots", "report", "bin 7", "--db", db_url, "--out", table).exit_code == 0
-    assert len(list(csv.DictReader(open(table)))) == 3
+    assert len(read_csv(table)) == 3
     again = run("lots", "report", "bin 7", "--db", db_url, "--out", table)
     assert_clean_failure(again, "exists")  # never over a file it did not create
     assert_clean_failure(run("lots", "show", "nope", "--db", db_url), "No lot named 'nope'")
@@ -272,7 +274,8 @@ def test_a_database_that_cannot_be_written_answers_503_or_is_counted(colour_run,
         url = f"sqlite:///{tmp_path / f'{failures}.db'}"
         options = ServeOptions(run=colour, db=url, record_failures=failures)
         with TestClient(create_app(options)) as client:
-            assert client.post("/v1/grade", files=_upload(root, ["mango_00000.jpg"])).status_code == 200
+            first = client.post("/v1/grade", files=_upload(root, ["mango_00000.jpg"]))
+            assert first.status_code == 200
             with Store(url).engine.connect() as connection, connection.begin():
                 connection.execute(text("DROP TABLE corrections"))
                 connection.execute(text("DROP TABLE gradings"))
