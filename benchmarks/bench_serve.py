@@ -3,14 +3,18 @@
     python benchmarks/bench_serve.py RUN [--uploads 2000] [--clients 16]
 
     python benchmarks/bench_serve.py RUN --familiar-cost [--uploads 600] [--rounds 2]
+    python benchmarks/bench_serve.py RUN --record-cost [--db URL ...] [--uploads 2000]
 
 RUN: a run folder (RESULTS.md uses cnn-fast). The aicup-sample photos are uploaded one per
 request, in turn, by 16 concurrent clients: once with micro-batching (--max-batch 32) and
 once without (--max-batch 1), each against a fresh server. With --familiar-cost, only
 micro-batching on, with --familiar on and off in turn (fresh servers, --rounds each): the
-photos/s ratio of the two. A truncated JPEG goes up in the
-middle of each load run. Then `mangograde predict` grades the same number of photos (the
-sample photos linked under distinct names, a fresh cache) in one command.
+photos/s ratio of the two. With --record-cost: --no-record against recording into a fresh
+SQLite file (and each --db URL, e.g. a PostgreSQL database), --rounds each, interleaved;
+the photos/s ratio, the p95 latency added, and whether every answer 200 has its row. A
+truncated JPEG goes up in the middle of each load run. Then (plain runs) `mangograde
+predict` grades the same number of photos (the sample photos linked under distinct names,
+a fresh cache) in one command.
 """
 
 from __future__ import annotations
@@ -45,11 +49,11 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _start(run: Path, max_batch: int, familiar: str = "on") -> tuple[subprocess.Popen, str]:
+def _start(run: Path, max_batch: int, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mangograde", "serve", str(run), "--port", str(port),
-         "--max-batch", str(max_batch), "--familiar", familiar],
+         "--max-batch", str(max_batch), *(extra or ("--no-record",))],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -127,7 +131,7 @@ def _familiar_cost(args: argparse.Namespace, photos: list[tuple[str, bytes]]) ->
     rates: dict[str, list[float]] = {"on": [], "off": []}
     for _ in range(args.rounds):
         for familiar in ("off", "on"):
-            server, url = _start(args.run, 32, familiar)
+            server, url = _start(args.run, 32, "--familiar", familiar, "--no-record")
             try:
                 seconds = asyncio.run(
                     _load(url, photos, args.uploads, args.clients, server.pid))[0]  # fmt: skip
@@ -140,6 +144,42 @@ def _familiar_cost(args: argparse.Namespace, photos: list[tuple[str, bytes]]) ->
     print(f"median photos/s, familiarity on / off: {on:.1f} / {off:.1f} = {on / off:.3f}")
 
 
+def _record_cost(args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> None:
+    from mangograde.records import open_store
+
+    work = Path(tempfile.mkdtemp(prefix="bench-records-"))
+    targets = {"off": None, "sqlite": f"sqlite:///{work / 'records.db'}"}
+    targets |= {f"db{i}": url for i, url in enumerate(args.db)}
+    rates: dict[str, list[float]] = {k: [] for k in targets}
+    p95: dict[str, list[float]] = {k: [] for k in targets}
+    answered = {k: 0 for k in targets}
+    for _ in range(args.rounds):
+        for name, url in targets.items():
+            extra = ("--no-record",) if url is None else ("--db", url)
+            server, base = _start(args.run, 32, *extra)
+            try:
+                seconds, latencies, errors, lost, _, _ = asyncio.run(
+                    _load(base, photos, args.uploads, args.clients, server.pid))  # fmt: skip
+            finally:
+                server.terminate()
+                server.wait(30)
+            rates[name].append(args.uploads / seconds)
+            p95[name].append(_percentile(latencies, 95))
+            answered[name] += args.uploads - errors - lost
+            print(f"{name}: {rates[name][-1]:.1f} photos/s, p95 {p95[name][-1] * 1000:.1f} ms, "
+                  f"errors {errors}", flush=True)  # fmt: skip
+    base_rate, base_p95 = statistics.median(rates["off"]), statistics.median(p95["off"])
+    for name, url in targets.items():
+        if url is None:
+            continue
+        store = open_store(url)
+        kept = sum(store.summary(lot).gradings for lot in store.lot_names())
+        rate, added = statistics.median(rates[name]), statistics.median(p95[name]) - base_p95
+        print(f"{name}: photos/s {rate:.1f} / {base_rate:.1f} = {rate / base_rate:.3f}; p95 "
+              f"added {added * 1000:+.1f} ms; rows {kept} for {answered[name]} graded answers "
+              f"({answered[name] - kept} lost)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -147,6 +187,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--familiar-cost", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--record-cost", action="store_true")
+    parser.add_argument("--db", action="append", default=[])
     args = parser.parse_args()
     files = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     photos = [(f.name, f.read_bytes()) for f in files]
@@ -154,6 +196,9 @@ def main() -> None:
           f"{sum(len(d) for _, d in photos) / len(photos) / 1024:.0f} KB on average")  # fmt: skip
     if args.familiar_cost:
         _familiar_cost(args, photos)
+        return
+    if args.record_cost:
+        _record_cost(args, photos)
         return
     results = {}
     for label, max_batch in (("micro-batching on (32)", 32), ("micro-batching off (1)", 1)):

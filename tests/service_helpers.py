@@ -57,11 +57,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app):
-    """``app`` served by uvicorn in a thread; yields its base URL."""
+def live_server(app, port: int | None = None):
+    """``app`` served by uvicorn in a thread (on ``port``, or a free one); yields its URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -201,3 +201,35 @@ def test_the_page_warns_while_the_line_drifts(page, tmp_path):
         sync_api.expect(banner).to_be_visible()
         sync_api.expect(banner).to_contain_text("not like the run's training photos")
         page.screenshot(path=str(tmp_path / "drift.png"), full_page=True)
+
+
+@needs_browser
+def test_the_lots_tally_comes_from_the_records_and_survives_a_restart(page, tmp_path):
+    from mangograde.data.synth import synthesize
+
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                     "--set", "n_estimators=20")  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'records.db'}"
+    photos = [str(root / "train" / f"mango_0000{i}.jpg") for i in range(3)]
+    from .service_helpers import free_port
+
+    port = free_port()  # the same origin after the restart: the browser keeps the lot
+    with live_server(create_app(ServeOptions(run=out, db=db)), port) as url:
+        page.goto(url)
+        sync_api.expect(page.locator("#lot")).to_be_visible()
+        page.fill("#lot", "Bin «12»")
+        page.press("#lot", "Tab")  # change: remembered in the browser
+        page.set_input_files("#pick", photos[:2])
+        sync_api.expect(page.locator("#lot-tally")).to_contain_text("Bin «12»: 2 photos recorded")
+    with live_server(create_app(ServeOptions(run=out, db=db)), port):  # serve restarted
+        page.reload()
+        sync_api.expect(page.locator("#lot")).to_have_value("Bin «12»")
+        sync_api.expect(page.locator("#photos .photo")).to_have_count(0)
+        sync_api.expect(page.locator("#lot-tally")).to_contain_text("2 photos recorded")
+        page.set_input_files("#pick", photos[2:])
+        sync_api.expect(page.locator("#lot-tally")).to_contain_text("3 photos recorded")
+        with page.expect_popup() as popup:
+            page.click("#lot-report")
+        report = popup.value
+        sync_api.expect(report.locator("h1")).to_have_text("Lot Bin «12»")

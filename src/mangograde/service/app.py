@@ -42,7 +42,15 @@ from .drift import DriftWindow, check_window
 from .guard import UploadLimit
 from .heatmap import heat_png
 from .recorder import DEFAULT_LOT, Recorder, Uploaded
-from .schemas import DriftStatus, FruitResult, GradeResponse, ModelInfo, ModelRef, PhotoResult
+from .schemas import (
+    DriftStatus,
+    FruitResult,
+    GradeResponse,
+    LotTally,
+    ModelInfo,
+    ModelRef,
+    PhotoResult,
+)
 from .telemetry import Telemetry, configure_logging, log_request
 
 PAGE = Path(__file__).parent / "page"
@@ -488,11 +496,43 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
     async def model_info() -> ModelInfo:
         """The run: grades, family, preset, training metrics, data and versions; with a
         familiarity model, its threshold and the drift window's status."""
+        records = None if service.recorder is None else service.recorder.store.where
         if service.drift is None:
-            return service.info
+            return service.info.model_copy(update={"records": records})
         threshold = service.predictor.familiarity.threshold
         familiarity = {"threshold": threshold, **service.drift.status()}
-        return service.info.model_copy(update={"familiarity": familiarity})
+        return service.info.model_copy(update={"familiarity": familiarity, "records": records})
+
+    async def _lot_summary(lot: str, detail: bool = False) -> Any:
+        if service.recorder is None:
+            raise HTTPException(404, "This service keeps no records (it was started with "
+                                "--no-record): there are no lots to show.")  # fmt: skip
+        store = service.recorder.store
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, store.summary, lot, detail)
+        except SettingsError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except RecordsError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.get("/v1/lots/{lot}", response_model=LotTally, dependencies=guarded, tags=["lots"])
+    async def lot_tally(lot: str) -> LotTally:
+        """A lot's tally from the records: it survives a restart of the service."""
+        found = await _lot_summary(lot, detail=True)
+        return LotTally(lot=found.name, gradings=found.gradings, mix=found.mix,
+                        checks=found.checks, corrections=found.corrections,
+                        fruits=len(found.fruits))  # fmt: skip
+
+    html_page = {200: {"content": {"text/html": {}}, "description": "The report"}}
+
+    @app.get("/v1/lots/{lot}/report", dependencies=guarded, tags=["lots"],
+             response_class=Response, responses=html_page)  # fmt: skip
+    async def lot_report(lot: str) -> Response:
+        """The lot's report page (as ``mangograde lots report LOT --out lot.html``)."""
+        from ..workflows.lots import lot_html
+
+        return Response(lot_html(await _lot_summary(lot, detail=True)), media_type="text/html")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

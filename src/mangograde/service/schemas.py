@@ -83,6 +83,15 @@ class GradeResponse(BaseModel):
     )
 
 
+class LotTally(BaseModel):
+    lot: str
+    gradings: int = Field(description="Photos graded in the lot, every session of serve")
+    mix: dict[str, int] = Field(description="Photos by grade, after corrections")
+    checks: dict[str, int] = Field(description="Photos left to check by hand, by reason")
+    corrections: int
+    fruits: int = Field(description="Fruits graded from several photos")
+
+
 class ModelInfo(BaseModel):
     run: str
     fold_rule: str
@@ -93,6 +102,9 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] = Field(description="The run's held-out metrics")
     data: dict[str, Any] = Field(description="What the run was trained and scored on")
     versions: dict[str, str]
+    records: str | None = Field(
+        None, description="Where every grading is recorded (no password); absent: nowhere"
+    )
     familiarity: dict[str, Any] | None = Field(
         None, description="The familiarity threshold and the drift window's status"
     )

@@ -54,6 +54,13 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def _write_html(summary: LotSummary, path: Path) -> Path:
+    with atomic_open(path) as handle:
+        handle.write(lot_html(summary))
+    return path
+
+
+def lot_html(summary: LotSummary) -> str:
+    """The lot's report as one self-contained HTML page."""
     total = max(1, summary.gradings)
     mix = [[g, n, f"{n / total:.1%}"] for g, n in summary.mix.items()]
     checks = [[r, n, f"{n / total:.1%}"] for r, n in sorted(summary.checks.items())]
@@ -80,7 +87,4 @@ def _write_html(summary: LotSummary, path: Path) -> Path:
              "collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:.2em .6em;"
              "text-align:left}")  # fmt: skip
     head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
-    page = f"<!doctype html><html><head>{head}</head><body>{''.join(parts)}</body></html>"
-    with atomic_open(path) as handle:
-        handle.write(page)
-    return path
+    return f"<!doctype html><html><head>{head}</head><body>{''.join(parts)}</body></html>"

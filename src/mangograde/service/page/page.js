@@ -22,6 +22,9 @@ async function loadModel() {
   state.grades = info.grades;
   state.explainsWith = info.explains_with;
   const accuracy = info.metrics.accuracy === undefined ? "" : ", held-out accuracy " + (100 * info.metrics.accuracy).toFixed(1) + "%";
+  state.recording = Boolean(info.records);
+  $("lot-box").hidden = !state.recording;
+  if (state.recording) { renderLot(); }
   $("model").textContent = "Run " + info.run + " (" + (info.preset || info.family) + accuracy + "); grades " + info.grades.join(" > ");
   renderTally();
 }
@@ -46,6 +49,37 @@ function renderTally() {
   const graded = state.results.some((r) => r.grade);
   $("download").disabled = !graded;
   $("clear").disabled = state.results.length === 0;
+}
+
+function lotName() {
+  return $("lot").value.trim() || "unassigned";
+}
+
+function withLot(form) {
+  if (state.recording) { form.append("lot", lotName()); }
+  return form;
+}
+
+// The lot's tally comes from the service's records: it survives a reload and a restart.
+async function renderLot() {
+  const lot = lotName();
+  const report = $("lot-report");
+  report.href = "/v1/lots/" + encodeURIComponent(lot) + "/report";
+  const response = await call("/v1/lots/" + encodeURIComponent(lot));
+  const line = $("lot-tally");
+  line.hidden = false;
+  if (response.status === 404) {
+    line.textContent = "Lot " + lot + ": nothing graded yet.";
+    report.hidden = true;
+    return;
+  }
+  if (!response.ok) { line.textContent = "Lot " + lot + ": the records could not be read (" + response.status + ")."; return; }
+  const tally = await response.json();
+  const parts = Object.entries(tally.mix).map(([g, n]) => g + " " + n);
+  const checks = Object.values(tally.checks).reduce((a, b) => a + b, 0);
+  line.textContent = "Lot " + tally.lot + ": " + tally.gradings + " photos recorded (" + parts.join(", ")
+    + (checks ? "; to check by hand " + checks : "") + ")";
+  report.hidden = false;
 }
 
 function card(file, list = $("photos")) {
@@ -130,7 +164,7 @@ function showResult(item, result) {
 async function gradeFile(file) {
   const item = card(file);
   item.file = file;
-  const form = new FormData();
+  const form = withLot(new FormData());
   form.append("files", file, file.name);
   let result;
   try {
@@ -145,6 +179,7 @@ async function gradeFile(file) {
   state.results.push(result);
   showResult(item, result);
   renderTally();
+  if (state.recording) { await renderLot(); }
 }
 
 async function gradeFruit(files) {
@@ -164,7 +199,7 @@ async function gradeFruit(files) {
   box.append(title, status, views);
   $("fruits").prepend(box);
   const items = files.map((file) => { const item = card(file, views); item.file = file; return item; });
-  const form = new FormData();
+  const form = withLot(new FormData());
   for (const file of files) { form.append("files", file, file.name); }
   form.append("fruit", name);
   let body = {};
@@ -193,6 +228,7 @@ async function gradeFruit(files) {
     status.textContent = "Not graded: " + (body.error || "no photo of it could be read");
   }
   renderTally();
+  if (state.recording) { await renderLot(); }
 }
 
 async function gradeAll(files) {
@@ -256,6 +292,11 @@ function setUp() {
     state.results = []; state.fruits = [];
     $("photos").replaceChildren(); $("fruits").replaceChildren(); $("fruits-box").hidden = true;
     renderTally();
+  });
+  $("lot").value = localStorage.getItem("mangograde-lot") || "";
+  $("lot").addEventListener("change", () => {
+    localStorage.setItem("mangograde-lot", $("lot").value.trim());
+    if (state.recording) { renderLot(); }
   });
   $("fruit-mode").addEventListener("change", (e) => { $("fruit-name").disabled = !e.target.checked; });
   $("key-save").addEventListener("click", () => {
