@@ -313,3 +313,30 @@ def test_postgresql_stopped_in_the_middle_then_back(colour_run):
             back = client.post("/v1/grade", files=one, data={"lot": "L"})
             assert back.status_code == 200, back.text
         assert open_store(cluster.url).summary("L").gradings == 2
+
+
+def test_serve_keeps_each_graded_photo_by_its_sha256_under_a_size_limit(colour_run, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    root, colour = colour_run
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")  # not the keeper's: never deleted
+    names = [f"mango_0000{i}.jpg" for i in range(4)]
+    sizes = [(root / "train" / n).stat().st_size for n in names]
+    limit = (sizes[1] + sizes[2] + sizes[3] + 10) / 1024 / 1024  # three fit, not four
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    options = ServeOptions(run=colour, db=url, keep_photos=kept, keep_photos_limit_mb=limit)
+    with TestClient(create_app(options)) as client:
+        for name in names:
+            assert client.post("/v1/grade", files=_upload(root, [name])).status_code == 200
+        bad = client.post("/v1/grade", files=[("files", ("x.jpg", b"broken"))])
+        assert bad.status_code == 415  # not kept: it was not graded
+    digests = [r["sha256"] for r in open_store(url).gradings("unassigned")]
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        ["notes.txt", *(f"{d}.jpg" for d in digests[1:])])  # fmt: skip
+    again = (kept / f"{digests[3]}.jpg").read_bytes()
+    assert again == (root / "train" / names[3]).read_bytes()

@@ -87,6 +87,21 @@ def serve_command(
             "unrecorded); warn: grade anyway, and count it in /metrics.",
         ),
     ] = "refuse",
+    keep_photos: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep-photos",
+            help="Keep a copy of every graded photo in this folder, named by the SHA-256 of "
+            "its bytes (as recorded), to look at and relabel later.",
+        ),
+    ] = None,
+    keep_photos_limit_mb: Annotated[
+        float,
+        typer.Option(
+            "--keep-photos-limit-mb",
+            help="Largest size of --keep-photos; the oldest copies go first.",
+        ),
+    ] = 1024.0,
 ) -> None:
     """Serve a run: the API under /v1 (docs at /docs), a grading page at /, health at
     /healthz and /readyz, Prometheus metrics at /metrics. The model loads once, at start."""
@@ -96,6 +111,10 @@ def serve_command(
     from ..service.app import ServeOptions, create_app, read_api_key
 
     familiar_on(familiar)
+    if record_failures not in ("refuse", "warn"):
+        raise typer.BadParameter(
+            f"--record-failures must be refuse or warn, not {record_failures!r}."
+        )
     set_max_pixels(max_pixels)
     options = ServeOptions(
         run=run_dir,
@@ -109,6 +128,8 @@ def serve_command(
         familiar=familiar_on(familiar),
         db=None if no_record else db,
         record_failures=record_failures,
+        keep_photos=keep_photos,
+        keep_photos_limit_mb=keep_photos_limit_mb,
     )
     app = create_app(options)  # a bad RUN stops here, with predict's message
     notices(app.state.service.predictor.notices)
@@ -123,6 +144,7 @@ def serve_command(
     # Each worker process builds its own app from the same options.
     os.environ["MANGOGRADE_SERVE"] = json.dumps(
         {**vars(options), "run": str(run_dir), "api_key": None,
+         "keep_photos": str(keep_photos) if keep_photos else None,
          "api_key_file": str(api_key_file) if api_key_file else None, "max_pixels": max_pixels}
     )  # fmt: skip
     uvicorn.run(

@@ -41,6 +41,7 @@ from .batcher import MicroBatcher
 from .drift import DriftWindow, check_window
 from .guard import UploadLimit
 from .heatmap import heat_png
+from .keeper import PhotoKeeper
 from .recorder import DEFAULT_LOT, Recorder, Uploaded
 from .schemas import (
     DriftStatus,
@@ -75,6 +76,8 @@ class ServeOptions:
     familiar: bool = True  # False: --familiar off
     db: str | None = None  # the records database's URL; None: nothing is recorded
     record_failures: str = "refuse"  # or "warn": grade anyway, count it in /metrics
+    keep_photos: Path | None = None  # a copy of every graded photo, named by its SHA-256
+    keep_photos_limit_mb: float = 1024.0
 
 
 @dataclass
@@ -88,6 +91,7 @@ class _Service:
     decoder: ThreadPoolExecutor
     drift: DriftWindow | None = None  # runs with a familiarity model
     recorder: Recorder | None = None  # with a records database
+    keeper: PhotoKeeper | None = None  # with --keep-photos
     ready: bool = False
 
 
@@ -191,8 +195,11 @@ def _load(options: ServeOptions) -> _Service:
     if options.db is not None:
         identity = ModelIdentity(model.run, predictor.model_sha256)
         recorder = Recorder(options.db, identity, options.record_failures)
+    keeper = None
+    if options.keep_photos is not None:
+        keeper = PhotoKeeper(Path(options.keep_photos), options.keep_photos_limit_mb)
     return _Service(options, predictor, model, info, telemetry, batcher, decoder, drift,
-                    recorder)  # fmt: skip
+                    recorder, keeper)  # fmt: skip
 
 
 def _grade_batch(predictor: Any, familiar: bool, images: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -302,6 +309,9 @@ async def _grade_one(
     result = _result(service, image_id, proba, int(code), scores[0] if scores else None)
     uploaded = Uploaded(hashlib.sha256(data).hexdigest(), len(data),
                         round(1000 * (time.perf_counter() - started), 3))  # fmt: skip
+    if service.keeper is not None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(service.decoder, service.keeper.keep, uploaded.sha256, data)
     if scores and service.drift is not None:
         if result.unfamiliar:
             service.telemetry.unfamiliar.inc()
