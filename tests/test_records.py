@@ -340,3 +340,53 @@ def test_serve_keeps_each_graded_photo_by_its_sha256_under_a_size_limit(colour_r
         ["notes.txt", *(f"{d}.jpg" for d in digests[1:])])  # fmt: skip
     again = (kept / f"{digests[3]}.jpg").read_bytes()
     assert again == (root / "train" / names[3]).read_bytes()
+
+
+def test_serve_with_two_workers_counts_every_workers_photos_and_records_them(
+    colour_run, tmp_path
+):
+    pytest.importorskip("fastapi")
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from .service_helpers import free_port
+
+    root, colour = colour_run
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mangograde", "serve", str(colour), "--port", str(port),
+         "--workers", "2", "--db", url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        photo = (root / "train" / "mango_00000.jpg").read_bytes()
+        with httpx.Client(base_url=base, timeout=30) as client:  # new connections: both workers
+            for _ in range(12):
+                answer = client.post("/v1/grade", files=[("files", ("a.jpg", photo))],
+                                     data={"lot": "two"}, headers={"Connection": "close"})  # fmt: skip
+                assert answer.status_code == 200, answer.text
+            texts = [client.get("/metrics", headers={"Connection": "close"}).text
+                     for _ in range(6)]  # whichever worker answers  # fmt: skip
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    for text in texts:
+        graded = sum(float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("mangograde_photos_graded_total"))  # fmt: skip
+        assert graded == 12, output
+    assert open_store(url).summary("two").gradings == 12
+    assert "Recording every grading in sqlite:///" in output

@@ -141,18 +141,28 @@ def serve_command(
     if workers == 1:
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
         return
-    # Each worker process builds its own app from the same options.
+    # Each worker process builds its own app from the same options; their metrics meet in
+    # one folder (prometheus-client's multiprocess mode), emptied for this server.
+    import shutil
+    import tempfile
+
+    from ..service.telemetry import MULTIPROCESS
+
+    os.environ[MULTIPROCESS] = tempfile.mkdtemp(prefix="mangograde-metrics-")
     os.environ["MANGOGRADE_SERVE"] = json.dumps(
         {**vars(options), "run": str(run_dir), "api_key": None,
          "keep_photos": str(keep_photos) if keep_photos else None,
          "api_key_file": str(api_key_file) if api_key_file else None, "max_pixels": max_pixels}
     )  # fmt: skip
-    uvicorn.run(
-        "mangograde.service.app:from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        log_level="warning",
-    )
+    try:
+        uvicorn.run(
+            "mangograde.service.app:from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_level="warning",
+        )
+    finally:
+        shutil.rmtree(os.environ.pop(MULTIPROCESS), ignore_errors=True)

@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import __version__
 from ..basics.errors import SettingsError
@@ -559,8 +559,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus metrics."""
-        data = generate_latest(service.telemetry.registry)
-        return Response(data, media_type=CONTENT_TYPE_LATEST)
+        return Response(service.telemetry.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LOG = logging.getLogger("mangograde.service")
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # set by serve --workers N for its workers
 
 
 class Telemetry:
@@ -45,12 +47,26 @@ class Telemetry:
         self.drift_p = Gauge(
             "mangograde_drift_p", "p-value that the last photos are like the run's held-out "
             "photos (NaN until two photos are in the window)", registry=self.registry,
+            multiprocess_mode="mostrecent",
         )  # fmt: skip
         self.drift_p.set(float("nan"))
         self.batch = Histogram(
             "mangograde_batch_photos", "Photos per forward pass (micro-batches)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,
         )  # fmt: skip
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format: under ``serve --workers N``
+        (``PROMETHEUS_MULTIPROC_DIR`` set), every worker's together."""
+        from prometheus_client import generate_latest
+
+        if not os.environ.get(MULTIPROCESS):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        together = CollectorRegistry()
+        multiprocess.MultiProcessCollector(together)
+        return generate_latest(together)
 
     def request_done(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
