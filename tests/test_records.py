@@ -342,9 +342,7 @@ def test_serve_keeps_each_graded_photo_by_its_sha256_under_a_size_limit(colour_r
     assert again == (root / "train" / names[3]).read_bytes()
 
 
-def test_serve_with_two_workers_counts_every_workers_photos_and_records_them(
-    colour_run, tmp_path
-):
+def test_serve_with_two_workers_counts_every_workers_photos_and_records_them(colour_run, tmp_path):
     pytest.importorskip("fastapi")
     import os
     import subprocess
@@ -376,8 +374,9 @@ def test_serve_with_two_workers_counts_every_workers_photos_and_records_them(
         photo = (root / "train" / "mango_00000.jpg").read_bytes()
         with httpx.Client(base_url=base, timeout=30) as client:  # new connections: both workers
             for _ in range(12):
-                answer = client.post("/v1/grade", files=[("files", ("a.jpg", photo))],
-                                     data={"lot": "two"}, headers={"Connection": "close"})  # fmt: skip
+                files = [("files", ("a.jpg", photo))]
+                close = {"Connection": "close"}
+                answer = client.post("/v1/grade", files=files, data={"lot": "two"}, headers=close)
                 assert answer.status_code == 200, answer.text
             texts = [client.get("/metrics", headers={"Connection": "close"}).text
                      for _ in range(6)]  # whichever worker answers  # fmt: skip
