@@ -48,7 +48,9 @@ class Grading(Base):
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), index=True)
     fruit: Mapped[str | None] = mapped_column(Text)
-    fruit_grading_id: Mapped[int | None] = mapped_column(ForeignKey("fruit_gradings.id"))
+    fruit_grading_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fruit_gradings.id"), index=True
+    )
     photo: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)

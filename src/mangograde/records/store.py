@@ -274,6 +274,17 @@ class Store:
         with Session(self.engine) as session:
             return list(session.scalars(select(Lot.name).order_by(Lot.created, Lot.id)))
 
+    def _require_lot(self, name: str) -> None:
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from .schema import Lot
+
+        with Session(self.engine) as session:
+            if session.scalar(select(Lot.id).where(Lot.name == name)) is None:
+                known = ", ".join(self.lot_names()[:5]) or "none yet"
+                raise SettingsError(f"No lot named {name!r} in {self.where} (lots: {known}).")
+
     def summary(self, name: str, detail: bool = False) -> LotSummary:
         """A lot's grade mix (each grading's latest corrected grade), checks by reason,
         corrections and models; with ``detail``, a row a fruit."""
@@ -285,8 +296,8 @@ class Store:
         with Session(self.engine) as session:
             lot = session.scalar(select(Lot).where(Lot.name == name))
             if lot is None:
-                known = ", ".join(self.lot_names()[:5]) or "none yet"
-                raise SettingsError(f"No lot named {name!r} in {self.where} (lots: {known}).")
+                self._require_lot(name)  # raises, naming the lots there are
+                raise AssertionError(name)
             latest = (
                 select(Correction.grading_id, func.max(Correction.id).label("last"))
                 .group_by(Correction.grading_id)
@@ -340,30 +351,37 @@ class Store:
 
         from .schema import Correction, Grading, Lot
 
-        self.summary(name)  # the lot exists, or a clear error
+        self._require_lot(name)
         latest = (
             select(Correction.grading_id, func.max(Correction.id).label("last"))
             .group_by(Correction.grading_id)
             .subquery()
         )
+        columns = [Grading.id, Grading.time, Grading.fruit, Grading.photo, Grading.sha256,
+                   Grading.size, Grading.grade, Correction.grade, Correction.operator,
+                   Grading.check, Grading.reason, Grading.familiarity, Grading.run,
+                   Grading.model_sha256, Grading.latency_ms, Grading.probabilities]  # fmt: skip
         with Session(self.engine) as session:
             rows = session.execute(
-                select(Grading, Correction.grade, Correction.operator)
+                select(*columns)
                 .join(Lot, Lot.id == Grading.lot_id)
                 .outerjoin(latest, latest.c.grading_id == Grading.id)
                 .outerjoin(Correction, Correction.id == latest.c.last)
                 .where(Lot.name == name)
                 .order_by(Grading.id)
             ).all()
-            return [
-                {"id": g.id, "time": g.time, "fruit": g.fruit or "", "photo": g.photo,
-                 "sha256": g.sha256, "size": g.size, "grade": g.grade,
-                 "final_grade": corrected or g.grade, "corrected_by": operator or "",
-                 "check": g.check, "reason": g.reason or "", "familiarity": g.familiarity,
-                 "run": g.run, "model_sha256": g.model_sha256, "latency_ms": g.latency_ms,
-                 **{f"p_{k}": v for k, v in g.probabilities.items()}}
-                for g, corrected, operator in rows
-            ]  # fmt: skip
+        names = ("id", "time", "fruit", "photo", "sha256", "size", "grade", "final_grade",
+                 "corrected_by", "check", "reason", "familiarity", "run", "model_sha256",
+                 "latency_ms")  # fmt: skip
+        found = []
+        for row in rows:
+            record = dict(zip(names, row[:-1], strict=True))
+            record["fruit"] = record["fruit"] or ""
+            record["final_grade"] = record["final_grade"] or record["grade"]
+            record["corrected_by"] = record["corrected_by"] or ""
+            record["reason"] = record["reason"] or ""
+            found.append(record | {f"p_{k}": v for k, v in row[-1].items()})
+        return found
 
     def prune(self, before: datetime, dry_run: bool = False) -> dict[str, int]:
         """Delete gradings (their corrections and fruits) older than ``before``, and lots

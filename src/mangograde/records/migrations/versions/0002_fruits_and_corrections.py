@@ -33,6 +33,7 @@ def upgrade() -> None:
         table.create_foreign_key(
             "fk_gradings_fruit_grading", "fruit_gradings", ["fruit_grading_id"], ["id"]
         )
+        table.create_index("ix_gradings_fruit_grading_id", ["fruit_grading_id"])
     op.create_table(
         "corrections",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -49,6 +50,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("corrections")
     with op.batch_alter_table("gradings") as table:
+        table.drop_index("ix_gradings_fruit_grading_id")
         table.drop_constraint("fk_gradings_fruit_grading", type_="foreignkey")
         table.drop_column("fruit_grading_id")
     op.drop_table("fruit_gradings")
