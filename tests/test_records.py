@@ -455,3 +455,22 @@ def test_a_killed_server_loses_no_answered_grading_and_leaves_no_half_row(colour
     rows = {r["id"]: r for r in store.gradings("load")}
     assert set(answered) <= set(rows)
     assert all(r["grade"] in ("A", "B", "C") and len(r["sha256"]) == 64 for r in rows.values())
+
+
+def test_serve_refuses_a_records_database_it_cannot_write(colour_run, tmp_path):
+    from sqlalchemy import text
+
+    from .test_cli import assert_clean_failure, run
+
+    _, colour = colour_run
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    open_store(url)
+    with Store(url).engine.connect() as connection, connection.begin():
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    assert_clean_failure(run("serve", colour, "--db", url), "newer mangograde")
+    older = f"sqlite:///{tmp_path / 'older.db'}"
+    open_store(older)
+    _downgraded(older, "0001")
+    assert_clean_failure(run("serve", colour, "--db", older), "mangograde db upgrade")
+    bad = run("serve", colour, "--record-failures", "maybe")
+    assert bad.exit_code != 0 and "refuse or warn" in bad.output
