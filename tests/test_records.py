@@ -221,6 +221,9 @@ def test_predict_records_a_batch_and_lots_report_it(colour_run, db_url, tmp_path
     again = run("lots", "report", "bin 7", "--db", db_url, "--out", table)
     assert_clean_failure(again, "exists")  # never over a file it did not create
     assert_clean_failure(run("lots", "show", "nope", "--db", db_url), "No lot named 'nope'")
+    missing = tmp_path / "missing.db"
+    assert_clean_failure(run("lots", "list", "--db", f"sqlite:///{missing}"), "No records database")
+    assert not missing.exists()  # reading never creates a database
     alone = run("predict", colour, photos, "--lot", "x", "--out", tmp_path / "q.csv")
     assert_clean_failure(alone, "--record URL and --lot NAME go together")
     pruned = run("lots", "prune", "--before", "2099-01-01", "--dry-run", "--db", db_url)
@@ -392,8 +395,9 @@ def test_serve_with_two_workers_counts_every_workers_photos_and_records_them(col
 
 
 def test_a_killed_server_loses_no_answered_grading_and_leaves_no_half_row(colour_run, tmp_path):
-    """``kill -9`` during a load of 500 uploads from 16 clients: every grading answered 200
-    is in the database, whole; the database opens and checks clean."""
+    """``kill -9`` during a load of uploads from 16 clients (300 here; 500 in the issue's
+    measure, RESULTS.md): every grading answered 200 is in the database, whole; the
+    database opens and checks clean."""
     pytest.importorskip("fastapi")
     import asyncio
     import os
@@ -425,11 +429,12 @@ def test_a_killed_server_loses_no_answered_grading_and_leaves_no_half_row(colour
             time.sleep(0.2)
     photos = [(root / "train" / f"mango_{i:05d}.jpg").read_bytes() for i in range(8)]
     answered: list[int] = []
-    uploads = iter(range(500))
+    total = int(os.environ.get("MANGOGRADE_KILL_UPLOADS", "300"))  # 500: RESULTS.md
+    uploads = iter(range(total))
 
     async def client(http: httpx.AsyncClient) -> None:
         for number in uploads:
-            if len(answered) >= 250 and server.poll() is None:
+            if len(answered) >= total // 2 and server.poll() is None:
                 os.kill(server.pid, signal.SIGKILL)  # in the middle of the load
             files = [("files", (f"{number}.jpg", photos[number % 8]))]
             try:
@@ -448,7 +453,8 @@ def test_a_killed_server_loses_no_answered_grading_and_leaves_no_half_row(colour
     finally:
         server.kill()
         server.wait(30)
-    assert 250 <= len(answered) < 500  # killed in the middle
+    assert total // 2 <= len(answered) < total  # killed in the middle
+    print(f"{len(answered)} answered of {total} before kill -9; all in the database")
     store = open_store(f"sqlite:///{path}")
     with store.engine.connect() as connection:
         assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"

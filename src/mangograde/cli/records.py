@@ -35,13 +35,22 @@ LotArg = Annotated[str, typer.Argument(metavar="LOT", help="The lot's name.")]
 
 
 def _store(url: str):  # type: ignore[no-untyped-def]
+    """An existing records database, to read or prune (never created here)."""
     try:
-        from ..records import open_store
+        from ..records import Store
     except ImportError as exc:
         raise SettingsError(
             f"Records need {exc.name}: pip install 'mangograde[records]'."
         ) from None
-    return open_store(url)
+    store = Store(url)
+    path = store.engine.url.database
+    if store.engine.dialect.name == "sqlite" and path and not Path(path).is_file():
+        raise SettingsError(f"No records database at {path}: give the --db that serve or "
+                            "predict --record wrote.")  # fmt: skip
+    if store.revision()[0] is None:
+        raise SettingsError(f"{store.where} holds no mangograde records yet.")
+    store.prepare()
+    return store
 
 
 def db_upgrade(url: UrlArg) -> None:
