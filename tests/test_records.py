@@ -256,7 +256,15 @@ def test_serve_records_each_request_before_answering(colour_run, db_url):
         for bad in ("   ", "a" * 10_000):
             refused = client.post("/v1/grade", files=_upload(root, names[:1]), data={"lot": bad})
             assert refused.status_code == 422 and "lot name" in refused.text
+        long_fruit = {"lot": "L", "fruit": "f" * 10_000}
+        refused = client.post("/v1/grade", files=_upload(root, names[:1]), data=long_fruit)
+        assert refused.status_code == 422 and "fruit name of 10000 characters" in refused.text
     store = open_store(db_url)
+    if db_url.startswith("sqlite"):
+        from sqlalchemy import text
+
+        with store.engine.connect() as connection:  # readers never wait for the writer
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     rows = store.gradings("Lot «7»")
     assert [r["id"] for r in rows] == ids[:2] and [r["photo"] for r in rows] == names
     assert rows[0]["sha256"] == hashlib.sha256((root / "train" / names[0]).read_bytes()).hexdigest()

@@ -205,6 +205,8 @@ class Store:
 
         name = check_name(lot, "lot")
         assert name is not None
+        for fruit in {p.fruit for p in photos} | {f.fruit for f in fruits}:
+            check_name(fruit, "fruit", required=False)
         when = when or _utc_now()
         try:
             with Session(self.engine) as session, session.begin():

@@ -364,6 +364,10 @@ def _fruit_ids(fruit: list[str] | None, n_files: int) -> list[str] | None:
         return None
     if any(not f.strip() for f in fruit):
         raise HTTPException(422, "An empty fruit id: send a name for each fruit, or no fruit.")
+    try:
+        fruit = [str(check_name(f, "fruit")) for f in fruit]
+    except SettingsError as exc:
+        raise HTTPException(422, str(exc)) from None
     if len(fruit) == 1:
         return fruit * n_files
     if len(fruit) != n_files:
