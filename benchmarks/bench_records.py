@@ -1,10 +1,13 @@
-"""Issue 25: how long ``mangograde lots report`` takes for a lot of 10,000 gradings.
+"""Issue 25: how long ``mangograde lots report`` takes for a lot of 10,000 gradings, and
+what recording one request's grading adds to it.
 
-    python benchmarks/bench_records.py [--db URL ...] [--gradings 10000]
+    python benchmarks/bench_records.py [--db URL ...] [--gradings 10000] [--latency 2000]
 
 Each database (a fresh SQLite file, and each --db URL, e.g. a PostgreSQL database) gets a
 lot of N gradings (batches of 32 photos, 8 photos of 4 to a fruit, 5% with a correction),
 then ``lots report LOT --out lot.html`` and ``--out lot.csv`` are timed as whole commands.
+Then ``--latency`` single-photo transactions, as ``serve`` writes one a request: the time
+each takes (p50, p95, p99), which is what recording adds to a request's answer.
 """
 
 from __future__ import annotations
@@ -51,6 +54,21 @@ def fill(url: str, n: int) -> None:
                         for g in ids[::20])  # fmt: skip
 
 
+def latency(url: str, n: int) -> list[float]:
+    from mangograde.records import ModelIdentity, PhotoRecord, open_store
+
+    store = open_store(url)
+    model = ModelIdentity("cnn-fast", "ab" * 32)
+    found = []
+    for i in range(n):
+        photo = PhotoRecord(f"one-{i}.jpg", hashlib.sha256(str(i).encode()).hexdigest(), 1000,
+                            "Class_I", {"Class_I": 1.0}, latency_ms=1.0)  # fmt: skip
+        started = time.perf_counter()
+        store.record("line", model, [photo])
+        found.append(1000 * (time.perf_counter() - started))
+    return found
+
+
 def timed(*args: str) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "mangograde", *args], check=True, capture_output=True)
@@ -61,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", action="append", default=[])
     parser.add_argument("--gradings", type=int, default=10_000)
+    parser.add_argument("--latency", type=int, default=2000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-records-"))
     print(f"machine: {machine()}")
@@ -75,6 +94,13 @@ def main() -> None:
         print(f"{url.split(':')[0]}: {args.gradings} gradings recorded in {filled:.1f} s "
               f"(batches of 32); lots report .html {html:.2f} s, .csv {table:.2f} s (whole "
               f"commands; `mangograde --version` alone {startup:.2f} s)", flush=True)  # fmt: skip
+        if args.latency:
+            import numpy as np
+
+            ms = np.array(latency(url, args.latency))
+            print(f"{url.split(':')[0]}: one request's transaction, {args.latency} in turn: p50 "
+                  f"{np.percentile(ms, 50):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms, p99 "
+                  f"{np.percentile(ms, 99):.2f} ms", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 SQLAlchemy), its schema kept by the Alembic migrations shipped here."""
 
 from .store import (
+    Batch,
     FruitRecord,
     LotSummary,
     ModelIdentity,
@@ -13,6 +14,7 @@ from .store import (
 )
 
 __all__ = [
+    "Batch",
     "FruitRecord",
     "LotSummary",
     "ModelIdentity",

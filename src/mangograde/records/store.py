@@ -69,6 +69,25 @@ class ModelIdentity:
 
 
 @dataclass
+class Batch:
+    """Gradings to keep together in one lot (one request, or one predict batch)."""
+
+    lot: str
+    model: ModelIdentity
+    photos: list[PhotoRecord]
+    fruits: list[FruitRecord] = field(default_factory=list)
+    when: datetime | None = None
+
+    def check(self) -> None:
+        """The lot's and the fruits' names, as kept (refused before anything is written)."""
+        name = check_name(self.lot, "lot")
+        assert name is not None
+        self.lot = name
+        for fruit in {p.fruit for p in self.photos} | {f.fruit for f in self.fruits}:
+            check_name(fruit, "fruit", required=False)
+
+
+@dataclass
 class LotSummary:
     name: str
     created: datetime
@@ -198,72 +217,71 @@ class Store:
     ) -> list[int]:
         """Keep a batch of gradings (and its fruits) in lot ``lot``, created when new, in
         one transaction: all of them or none. The gradings' ids, in order."""
+        return self.record_many([Batch(lot, model, list(photos), list(fruits), when)])[0]
+
+    def record_many(self, batches: Sequence[Batch]) -> list[list[int]]:
+        """Several batches (e.g. the requests waiting for the writer) in one transaction:
+        all of them or none. Each batch's grading ids, in order."""
         from sqlalchemy.exc import SQLAlchemyError
-        from sqlalchemy.orm import Session
 
-        from .schema import FruitGrading, Grading
-
-        name = check_name(lot, "lot")
-        assert name is not None
-        for fruit in {p.fruit for p in photos} | {f.fruit for f in fruits}:
-            check_name(fruit, "fruit", required=False)
-        when = when or _utc_now()
+        for batch in batches:
+            batch.check()
         try:
-            with Session(self.engine) as session, session.begin():
-                lot_id = self._lot_id(session, name, when)
-                fruit_ids = {}
-                for f in fruits:
-                    row = FruitGrading(time=when, lot_id=lot_id, fruit=f.fruit, grade=f.grade,
-                                       probabilities=f.probabilities, check=f.check,
-                                       reason=f.reason)  # fmt: skip
-                    session.add(row)
-                    session.flush()
-                    fruit_ids[f.fruit] = row.id
-                rows = [
-                    Grading(
-                        time=when,
-                        lot_id=lot_id,
-                        fruit=p.fruit,
-                        fruit_grading_id=fruit_ids.get(p.fruit or ""),
-                        photo=p.photo,
-                        sha256=p.sha256,
-                        size=p.size,
-                        run=model.run,
-                        model_sha256=model.sha256,
-                        grade=p.grade,
-                        probabilities=p.probabilities,
-                        check=p.check,
-                        reason=p.reason,
-                        familiarity=p.familiarity,
-                        latency_ms=p.latency_ms,
-                    )  # fmt: skip
-                    for p in photos
-                ]
-                session.add_all(rows)
-                session.flush()
-                return [r.id for r in rows]
+            with self.engine.begin() as connection:
+                return [self._insert(connection, batch) for batch in batches]
         except SQLAlchemyError as exc:
             raise RecordsError(f"The gradings could not be recorded in {self.where}: "
                                f"{_reason(exc)}") from None  # fmt: skip
 
-    def _lot_id(self, session: Any, name: str, when: datetime) -> int:
+    def _insert(self, connection: Any, batch: Batch) -> list[int]:
+        from sqlalchemy import insert
+
+        from .schema import FruitGrading, Grading
+
+        when = batch.when or _utc_now()
+        lot_id = self._lot_id(connection, batch.lot, when)
+        fruit_ids: dict[str, int] = {}
+        if batch.fruits:
+            table = FruitGrading.__table__
+            rows = [{"time": when, "lot_id": lot_id, "fruit": f.fruit, "grade": f.grade,
+                     "probabilities": f.probabilities, "check": f.check, "reason": f.reason}
+                    for f in batch.fruits]  # fmt: skip
+            found = connection.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+            ).scalars()
+            fruit_ids = dict(zip([f.fruit for f in batch.fruits], found, strict=True))
+        if not batch.photos:
+            return []
+        table = Grading.__table__
+        model = batch.model
+        rows = [
+            {"time": when, "lot_id": lot_id, "fruit": p.fruit,
+             "fruit_grading_id": fruit_ids.get(p.fruit or ""), "photo": p.photo,
+             "sha256": p.sha256, "size": p.size, "run": model.run,
+             "model_sha256": model.sha256, "grade": p.grade, "probabilities": p.probabilities,
+             "check": p.check, "reason": p.reason, "familiarity": p.familiarity,
+             "latency_ms": p.latency_ms}
+            for p in batch.photos
+        ]  # fmt: skip
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [int(i) for i in connection.execute(statement, rows).scalars()]
+
+    def _lot_id(self, connection: Any, name: str, when: datetime) -> int:
         """The lot's id; a new lot is created (two writers at once: one creates it)."""
-        from sqlalchemy import select
+        from sqlalchemy import insert, select
         from sqlalchemy.exc import IntegrityError
 
         from .schema import Lot
 
-        found = session.scalar(select(Lot.id).where(Lot.name == name))
+        found = connection.scalar(select(Lot.id).where(Lot.name == name))
         if found is not None:
             return int(found)
         try:
-            with session.begin_nested():
-                lot = Lot(name=name, created=when)
-                session.add(lot)
-                session.flush()
-                return int(lot.id)
+            with connection.begin_nested():
+                return int(connection.scalar(
+                    insert(Lot).values(name=name, created=when).returning(Lot.id)))  # fmt: skip
         except IntegrityError:  # created meanwhile by another writer
-            return int(session.scalar(select(Lot.id).where(Lot.name == name)))
+            return int(connection.scalar(select(Lot.id).where(Lot.name == name)))
 
     # -- reading --------------------------------------------------------------------------
 

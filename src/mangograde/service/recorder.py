@@ -1,15 +1,24 @@
 """``serve``'s records: every request's graded photos (and fruits) kept in the records
-database before the answer leaves, in one transaction, written by one thread (SQLite has
-one writer at a time; PostgreSQL loses nothing by it at a line's pace)."""
+database before the answer leaves. One thread writes (SQLite has one writer at a time),
+and it writes every request waiting for it in one transaction (group commit): under load
+a commit serves many requests, and each answer still leaves only after its commit."""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
-from ..records import FruitRecord, ModelIdentity, PhotoRecord, RecordsError, Store, open_store
+from ..records import (
+    Batch,
+    FruitRecord,
+    ModelIdentity,
+    PhotoRecord,
+    RecordsError,
+    Store,
+    open_store,
+)
 from .schemas import FruitResult, PhotoResult
 
 DEFAULT_LOT = "unassigned"
@@ -33,6 +42,23 @@ class Recorder:
         self.identity = identity
         self.failures = failures
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="record")
+        self._waiting: list[tuple[Batch, Future[list[int]]]] = []
+        self._lock = threading.Lock()
+
+    def _flush(self) -> None:
+        """Write every waiting request in one transaction; each learns its ids, or the error."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        try:
+            found = self.store.record_many([batch for batch, _ in waiting])
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets it
+            for _, done in waiting:
+                done.set_exception(exc)
+            return
+        for (_, done), ids in zip(waiting, found, strict=True):
+            done.set_result(ids)
 
     async def record(
         self,
@@ -58,9 +84,11 @@ class Recorder:
         ]
         kept = [FruitRecord(f.fruit, f.grade, f.probabilities, bool(f.check), f.reason)
                 for f in fruits or []]  # fmt: skip
-        loop = asyncio.get_running_loop()
-        call: Any = self.store.record
-        return await loop.run_in_executor(self.writer, call, lot, self.identity, photos, kept)
+        done: Future[list[int]] = Future()
+        with self._lock:
+            self._waiting.append((Batch(lot, self.identity, photos, kept), done))
+        self.writer.submit(self._flush)
+        return await asyncio.wrap_future(done)
 
     def close(self) -> None:
         self.writer.shutdown(wait=True)
