@@ -106,13 +106,7 @@ def halves_by_fruit(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def measure(name: str, run_dir: Path, n_cost: int) -> dict[str, object]:
     from mangograde.data import load_dataset
-    from mangograde.evaluation.familiarity import (
-        FamiliarityModel,
-        auroc,
-        drift_pvalue,
-        one_sided_ks,
-        threshold_for,
-    )
+    from mangograde.evaluation.familiarity import auroc, drift_pvalue, one_sided_ks
     from mangograde.images import ImageCache, load_images
     from mangograde.runs import open_predictor, open_run
     from mangograde.runs.familiar import fit_familiarity
@@ -209,12 +203,9 @@ def measure(name: str, run_dir: Path, n_cost: int) -> dict[str, object]:
         }
     out["shifts"] = table
     # -- cost: the grader with and without its familiarity scores, same photos ----------------
-    fitted_fam = [FamiliarityModel(f.center, f.components, f.precision,
-                                   threshold_for(oof, 0.99), f.reference)
-                  for f in fitted]  # fmt: skip
     from mangograde.evaluation.familiarity import Familiarity
 
-    predictor._set_familiarity(Familiarity(tuple(fitted_fam)))
+    predictor._set_familiarity(Familiarity(tuple(fitted)))  # with the threshold fit above
     photos = images[:n_cost]
     timings = {"grade": [], "grade_and_score": []}
     for _ in range(3):

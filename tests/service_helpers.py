@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -76,3 +79,26 @@ def live_server(app, port: int | None = None):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def serve_process(run: Path, *options: str, **popen) -> tuple[subprocess.Popen, str]:
+    """``mangograde serve RUN OPTIONS...`` in a process of its own on a free port, once it
+    says it is ready; the process and its base URL (``popen``: Popen's arguments)."""
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mangograde", "serve", str(run), "--port", str(port), *options],
+        env=env, **popen,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("mangograde serve did not get ready in 90 s")

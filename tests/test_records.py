@@ -355,33 +355,17 @@ def test_serve_keeps_each_graded_photo_by_its_sha256_under_a_size_limit(colour_r
 
 def test_serve_with_two_workers_counts_every_workers_photos_and_records_them(colour_run, tmp_path):
     pytest.importorskip("fastapi")
-    import os
     import subprocess
-    import sys
-    import time
 
     import httpx
 
-    from .service_helpers import free_port
+    from .service_helpers import serve_process
 
     root, colour = colour_run
-    port = free_port()
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mangograde", "serve", str(colour), "--port", str(port),
-         "--workers", "2", "--db", url],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server, base = serve_process(colour, "--workers", "2", "--db", url, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
         photo = (root / "train" / "mango_00000.jpg").read_bytes()
         with httpx.Client(base_url=base, timeout=30) as client:  # new connections: both workers
             for _ in range(12):
@@ -411,30 +395,16 @@ def test_a_killed_server_loses_no_answered_grading_and_leaves_no_half_row(colour
     import os
     import signal
     import subprocess
-    import sys
-    import time
 
     import httpx
     from sqlalchemy import text
 
-    from .service_helpers import free_port
+    from .service_helpers import serve_process
 
     root, colour = colour_run
-    port = free_port()
     path = tmp_path / "r.db"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mangograde", "serve", str(colour), "--port", str(port),
-         "--db", f"sqlite:///{path}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    server, base = serve_process(colour, "--db", f"sqlite:///{path}",
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     photos = [(root / "train" / f"mango_{i:05d}.jpg").read_bytes() for i in range(8)]
     answered: list[int] = []
     total = int(os.environ.get("MANGOGRADE_KILL_UPLOADS", "300"))  # 500: RESULTS.md

@@ -395,12 +395,8 @@ def predict_command(
 
 def _records(url: str, lot: str | None) -> Any:
     """The records database, checked before any photo is graded."""
-    try:
-        from ..records import check_name, open_store
-    except ImportError as exc:
-        raise SettingsError(
-            f"--record needs {exc.name}: pip install 'mangograde[records]'."
-        ) from None
+    from ..records import check_name, open_store
+
     check_name(lot, "lot")
     return open_store(url)
 

@@ -36,12 +36,8 @@ LotArg = Annotated[str, typer.Argument(metavar="LOT", help="The lot's name.")]
 
 def _store(url: str):  # type: ignore[no-untyped-def]
     """An existing records database, to read or prune (never created here)."""
-    try:
-        from ..records import Store
-    except ImportError as exc:
-        raise SettingsError(
-            f"Records need {exc.name}: pip install 'mangograde[records]'."
-        ) from None
+    from ..records import Store
+
     store = Store(url)
     path = store.engine.url.database
     if store.engine.dialect.name == "sqlite" and path and not Path(path).is_file():

@@ -111,7 +111,9 @@ def serve_command(
     from ..service.app import ServeOptions, create_app, read_api_key
 
     familiar_on(familiar)
-    if record_failures not in ("refuse", "warn"):
+    from ..service.recorder import FAILURES
+
+    if record_failures not in FAILURES:
         raise typer.BadParameter(
             f"--record-failures must be refuse or warn, not {record_failures!r}."
         )

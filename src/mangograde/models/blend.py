@@ -89,10 +89,8 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
 
     def proba_and_embed(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict_proba` and :meth:`embed` of photos ``X`` in one pass."""
-        pairs = [probabilities_and_features(m, X) for m in self.estimators_]
-        placed = zip(pairs, self.estimators_, strict=True)
-        members = np.stack([in_columns(p, m.classes_, self.classes_) for (p, _), m in placed])
-        return self._joined(members), np.concatenate([f for _, f in pairs], axis=1)
+        members, features = model_probabilities_and_features(self.estimators_, X, self.classes_)
+        return self._joined(members), np.concatenate(features, axis=1)
 
     def _joined(self, members: np.ndarray) -> np.ndarray:
         if self.voting == "mean":
@@ -114,6 +112,17 @@ def model_probabilities(models: Sequence[Any], X: np.ndarray, classes: np.ndarra
     """``(n_models, n_photos, n_classes)``: each model's probabilities with its columns
     placed at its ``classes_`` among the sorted ``classes`` (a class it never saw gets 0)."""
     return np.stack([in_columns(m.predict_proba(X), m.classes_, classes) for m in models])
+
+
+def model_probabilities_and_features(
+    models: Sequence[Any], X: np.ndarray, classes: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`model_probabilities` and each model's features of photos ``X``, one pass a
+    model (:func:`probabilities_and_features`)."""
+    pairs = [probabilities_and_features(m, X) for m in models]
+    placed = zip(pairs, models, strict=True)
+    members = np.stack([in_columns(p, m.classes_, classes) for (p, _), m in placed])
+    return members, [f for _, f in pairs]
 
 
 def probabilities_and_features(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -110,8 +110,13 @@ class Store:
     ``postgresql+psycopg://USER@HOST:PORT/DB``)."""
 
     def __init__(self, url: str) -> None:
-        from sqlalchemy import create_engine, event
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        try:
+            from sqlalchemy import create_engine, event
+            from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        except ImportError as exc:
+            raise SettingsError(
+                f"Records need {exc.name}: pip install 'mangograde[records]'."
+            ) from None
 
         self.url = url
         try:
@@ -294,16 +299,9 @@ class Store:
         with Session(self.engine) as session:
             return list(session.scalars(select(Lot.name).order_by(Lot.created, Lot.id)))
 
-    def _require_lot(self, name: str) -> None:
-        from sqlalchemy import select
-        from sqlalchemy.orm import Session
-
-        from .schema import Lot
-
-        with Session(self.engine) as session:
-            if session.scalar(select(Lot.id).where(Lot.name == name)) is None:
-                known = ", ".join(self.lot_names()[:5]) or "none yet"
-                raise SettingsError(f"No lot named {name!r} in {self.where} (lots: {known}).")
+    def _no_lot(self, name: str) -> SettingsError:
+        known = ", ".join(self.lot_names()[:5]) or "none yet"
+        return SettingsError(f"No lot named {name!r} in {self.where} (lots: {known}).")
 
     def summary(self, name: str, detail: bool = False) -> LotSummary:
         """A lot's grade mix (each grading's latest corrected grade), checks by reason,
@@ -316,8 +314,7 @@ class Store:
         with Session(self.engine) as session:
             lot = session.scalar(select(Lot).where(Lot.name == name))
             if lot is None:
-                self._require_lot(name)  # raises, naming the lots there are
-                raise AssertionError(name)
+                raise self._no_lot(name)
             latest = (
                 select(Correction.grading_id, func.max(Correction.id).label("last"))
                 .group_by(Correction.grading_id)
@@ -371,7 +368,6 @@ class Store:
 
         from .schema import Correction, Grading, Lot
 
-        self._require_lot(name)
         latest = (
             select(Correction.grading_id, func.max(Correction.id).label("last"))
             .group_by(Correction.grading_id)
@@ -382,6 +378,8 @@ class Store:
                    Grading.check, Grading.reason, Grading.familiarity, Grading.run,
                    Grading.model_sha256, Grading.latency_ms, Grading.probabilities]  # fmt: skip
         with Session(self.engine) as session:
+            if session.scalar(select(Lot.id).where(Lot.name == name)) is None:
+                raise self._no_lot(name)
             rows = session.execute(
                 select(*columns)
                 .join(Lot, Lot.id == Grading.lot_id)

@@ -5,6 +5,7 @@ its training photos, with one threshold for the run set on out-of-fold photos on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ def fit_familiarity(
         held_scores.append(familiar.score(test))
     scores = np.concatenate(held_scores)
     threshold = threshold_for(scores, quantile)
-    with_threshold = [FamiliarityModel(f.center, f.components, f.precision, threshold, held)
+    with_threshold = [replace(f, threshold=threshold, reference=held)
                       for f, held in zip(fitted, held_scores, strict=True)]  # fmt: skip
     record = {
         "method": "mahalanobis",

@@ -13,7 +13,7 @@ import numpy as np
 from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import FamiliarGrader, Familiarity, FamiliarityModel
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
-from ..models.blend import in_columns, model_probabilities, probabilities_and_features
+from ..models.blend import model_probabilities, model_probabilities_and_features
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
 
@@ -76,11 +76,9 @@ class RunPredictor(FamiliarGrader):
         if self.familiarity is None:
             return (*self.grade(images), None)
         classes = np.arange(len(self.grades))
-        pairs = [probabilities_and_features(m, images) for m in self.models]
-        members = np.stack([in_columns(p, m.classes_, classes)
-                            for (p, _), m in zip(pairs, self.models, strict=True)])  # fmt: skip
+        members, features = model_probabilities_and_features(self.models, images, classes)
         proba, codes = self._graded(images, members)
-        return proba, codes, self.familiarity.scores([f for _, f in pairs])
+        return proba, codes, self.familiarity.scores(features)
 
     def _graded(self, images: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         proba = self.rule.calibrated(members.mean(axis=0))

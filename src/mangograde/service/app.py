@@ -37,6 +37,7 @@ from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
 from ..records import ModelIdentity, RecordsError, check_name
+from ..workflows.record import shares
 from .batcher import MicroBatcher
 from .drift import DriftWindow, check_window
 from .guard import UploadLimit
@@ -182,14 +183,14 @@ def _load(options: ServeOptions) -> _Service:
     check_window(options.drift_window)
     if not options.familiar:
         predictor.without_familiarity()
-    familiar = predictor.familiarity is not None
     batcher = MicroBatcher(
-        lambda images: _grade_batch(predictor, familiar, images),
+        lambda images: _grade_batch(predictor, images),
         options.max_batch,
         options.batch_wait_s,
         telemetry.batch.observe,
     )
     decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
+    familiar = predictor.familiarity is not None
     drift = DriftWindow(predictor, options.drift_window) if familiar else None
     recorder = None
     if options.db is not None:
@@ -202,12 +203,10 @@ def _load(options: ServeOptions) -> _Service:
                     recorder, keeper)  # fmt: skip
 
 
-def _grade_batch(predictor: Any, familiar: bool, images: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Probabilities, grade codes and (with familiarity) each fold model's scores."""
-    if not familiar:
-        return predictor.grade(images)
+def _grade_batch(predictor: Any, images: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Probabilities, grade codes and (with familiarity) each photo's fold-model scores."""
     proba, codes, scores = predictor.grade_and_score(images)
-    return proba, codes, scores.T
+    return (proba, codes) if scores is None else (proba, codes, scores.T)
 
 
 def create_app(options: ServeOptions) -> FastAPI:
@@ -268,10 +267,6 @@ async def _decode(service: _Service, image_id: str, data: bytes) -> np.ndarray:
         raise PhotoError(image_id, exc) from None
 
 
-def _shares(grades: tuple[str, ...], proba: np.ndarray) -> dict[str, float]:
-    return {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
-
-
 def _result(
     service: _Service, image_id: str, proba: np.ndarray, code: int, scores: np.ndarray | None
 ) -> PhotoResult:
@@ -280,7 +275,7 @@ def _result(
     grades = predictor.grades
     service.telemetry.photos.labels(grades[code]).inc()
     unsure = bool(to_check(proba[None], predictor.rule.abstain)[0])
-    probabilities = _shares(grades, proba)
+    probabilities = shares(grades, proba)
     result = PhotoResult(image_id=image_id, grade=grades[code], probabilities=probabilities,
                          model=service.model)  # fmt: skip
     if scores is not None:
@@ -401,7 +396,7 @@ def _fruits(
             fruit=name,
             photos=[graded[i][0].image_id for i in fruits.photos_of(n)],
             grade=grades[found.predicted[n]],
-            probabilities=_shares(grades, found.proba[n]),
+            probabilities=shares(grades, found.proba[n]),
             check=bool(found.check[n]) if has_check else None,
             reason=found.reason(n) or None,
         )

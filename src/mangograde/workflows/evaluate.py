@@ -81,7 +81,7 @@ def evaluate_dataset(
     dataset, matched = match_grades(predictor.grades, dataset, ordered)
     matched += seen_in_training(trained_on, dataset)
     images, kept, bad, notices = decode_photos(predictor, dataset.paths, cache, skip_bad, progress)
-    proba, predicted, scores = grade_images(predictor, images, progress)
+    proba, predicted, familiar = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)
     record = evaluate(
         kept_set.labels,
@@ -106,9 +106,7 @@ def evaluate_dataset(
         matched + notices + predictor.notices,
         kept_set.labels,
         None if kept_set.groups is None else list(kept_set.groups),
-        scores,
-        predictor.unfamiliar(scores),
-        predictor.drift(scores),
+        **familiar,
     )
     if graded.fruit_ids is not None:
         record["fruit"] = evaluate_fruits(graded, predictor.rule, n_boot, seed, ordered)

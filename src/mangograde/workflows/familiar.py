@@ -23,9 +23,14 @@ from .predict import Graded, familiar_record, grade_found
 @dataclass
 class FamiliarReport:
     graded: Graded
-    scores: np.ndarray  # each photo's score (the mean over the fold models)
     reference: np.ndarray  # the run's held-out photos' scores, each by its own fold model
     record: dict[str, Any]  # :func:`familiar_record`: shares, drift, accuracy either side
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Each photo's score (the mean over the fold models)."""
+        assert self.graded.familiarity is not None
+        return self.graded.familiarity
 
     @property
     def flagged(self) -> np.ndarray:
@@ -63,8 +68,8 @@ def check_familiar(
         graded.truth = np.array([truth[i] for i in graded.image_ids])
     reference = np.concatenate([m.reference for m in predictor.familiarity.models])
     record = familiar_record(predictor, graded)
-    assert record is not None and graded.familiarity is not None
-    return FamiliarReport(graded, graded.familiarity, reference, record)
+    assert record is not None
+    return FamiliarReport(graded, reference, record)
 
 
 def write_scores(path: Path, report: FamiliarReport) -> Path:

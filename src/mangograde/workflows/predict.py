@@ -87,9 +87,10 @@ def fruit_grade_labels(fruits: FruitGrades, grades: Sequence[str]) -> list[str]:
 
 def grade_images(
     predictor: RunPredictor, images: np.ndarray, progress: bool | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Probabilities, grade codes and familiarity scores ``(n_models, n)`` (None without
-    familiarity) of decoded photos, in batches behind a progress bar."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Probabilities and grade codes of decoded photos, in batches behind a progress bar,
+    and :class:`Graded`'s familiarity fields: the scores ``(n_models, n)``, the flags and
+    the batch's drift p-value (None without familiarity)."""
     proba = np.zeros((len(images), len(predictor.grades)))
     codes = np.zeros(len(images), dtype=int)
     scores = []
@@ -100,7 +101,10 @@ def grade_images(
             scores.append(found)
             bar.advance(len(images[chunk]))
     known = scores and all(s is not None for s in scores)
-    return proba, codes, np.concatenate(scores, axis=1) if known else None
+    found = np.concatenate(scores, axis=1) if known else None
+    familiar = {"scores": found, "unfamiliar": predictor.unfamiliar(found),
+                "drift_p": predictor.drift(found)}  # fmt: skip
+    return proba, codes, familiar
 
 
 def decode_photos(
@@ -155,7 +159,7 @@ def grade_found(
 ) -> Graded:
     """Decode and grade photos already found (:func:`find_photos`)."""
     images, kept, bad, load_notices = decode_photos(predictor, paths, cache, skip_bad, progress)
-    proba, predicted, scores = grade_images(predictor, images, progress)
+    proba, predicted, familiar = grade_images(predictor, images, progress)
     return Graded(
         [paths[i] for i in kept],
         [ids[i] for i in kept],
@@ -165,9 +169,7 @@ def grade_found(
         bad,
         notices + load_notices + predictor.notices,
         fruit_ids=None if fruit_ids is None else [fruit_ids[i] for i in kept],
-        scores=scores,
-        unfamiliar=predictor.unfamiliar(scores),
-        drift_p=predictor.drift(scores),
+        **familiar,
     )
 
 

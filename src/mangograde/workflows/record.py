@@ -3,28 +3,18 @@ database, in one transaction."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..evaluation.fruits import FruitGrades
+from ..graders import sha256
 from ..records import FruitRecord, ModelIdentity, PhotoRecord, Store
 from .predict import Graded
 
 
-def _digest(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 def shares(grades: tuple[str, ...], proba: np.ndarray) -> dict[str, float]:
+    """One photo's (or fruit's) probabilities by grade, as answered and recorded."""
     return {g: round(float(p), 6) for g, p in zip(grades, proba, strict=True)}
 
 
@@ -43,7 +33,7 @@ def record_graded(
     of = graded.fruits.of if graded.fruits is not None else ()
     photos = []
     for i, path in enumerate(graded.paths):
-        sha, size = _digest(path)
+        sha, size = sha256(path), path.stat().st_size
         score = None if familiarity is None else float(familiarity[i])
         photos.append(PhotoRecord(
             photo=graded.image_ids[i], sha256=sha, size=size,
