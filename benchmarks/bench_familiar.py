@@ -11,7 +11,8 @@ trained before familiarity existed are measured too. For each run:
 - per photo: out-of-fold mango-grading photos (each scored by its own, blind, fold model)
   against aicup-sample's 94 photos (scored as the grader scores them: the mean over the
   fold models): AUROC, the share flagged on either side; the same for a 5-nearest-
-  neighbour cosine distance in the same features, to choose the method by measurement;
+  neighbour cosine distance in the same features, and the axes alone without the residual
+  (the first release), to choose the method by measurement;
 - windows of 30 photos, 200 each: each fold's held-out photos are split by fruit in two
   halves, one the reference, the other the source of familiar windows (scored by the fold
   model blind to both); aicup-sample windows against the same reference; and the whole
@@ -98,6 +99,18 @@ def knn_auroc(train: list[np.ndarray], held: list[np.ndarray], other: np.ndarray
     return auroc(own, theirs)
 
 
+def axes_only_auroc(fitted, held: list[np.ndarray], other: list[np.ndarray]) -> float:
+    """The same models scored on their principal axes alone (no residual term)."""
+    from dataclasses import replace
+
+    from mangograde.evaluation.familiarity import auroc
+
+    plain = [replace(f, residual_precision=0.0) for f in fitted]
+    own = np.concatenate([f.score(h) for f, h in zip(plain, held, strict=True)])
+    theirs = np.mean([f.score(o) for f, o in zip(plain, other, strict=True)], axis=0)
+    return auroc(own, theirs)
+
+
 def halves_by_fruit(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     fruits = np.unique(groups)
     chosen = set(rng.permutation(fruits)[: len(fruits) // 2])
@@ -147,6 +160,9 @@ def measure(name: str, run_dir: Path, n_cost: int) -> dict[str, object]:
         "oof_flagged": float(np.mean(oof > threshold)),
         "aicup_flagged": float(np.mean(other_scores > threshold)),
         "auroc": auroc(oof, other_scores),
+        "auroc_axes_only (the first release: no residual)": axes_only_auroc(
+            fitted, [h for _, h in features], other_features
+        ),
         "knn_auroc": knn_auroc(
             [t for t, _ in features], [h for _, h in features], np.stack(other_features)
         ),  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 
 from mangograde.basics.errors import SettingsError
 from mangograde.evaluation.familiarity import (
+    METHOD,
     NO_FAMILIARITY,
     FamiliarityModel,
     auroc,
@@ -57,6 +58,42 @@ def test_many_more_features_than_photos_are_projected_first():
                  model.score(_features(50, d=5000, shift=1.0, seed=2))) > 0.95  # fmt: skip
 
 
+def test_the_distance_is_ledoit_wolfs_mahalanobis_in_the_whole_feature_space():
+    from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
+
+    from mangograde.evaluation.familiarity import ledoit_wolf_shrinkage as from_gram
+
+    for n, d in [(100, 30), (40, 200)]:  # fewer features than photos, and more
+        train, photos = _features(n, d=d), _features(7, d=d, shift=0.5, seed=3)
+        unit = train / np.linalg.norm(train, axis=1, keepdims=True)
+        assert from_gram(unit - unit.mean(axis=0)) == pytest.approx(
+            ledoit_wolf_shrinkage(unit - unit.mean(axis=0), assume_centered=True)
+        )
+        model = FamiliarityModel.fit(train, max_components=1000)  # every axis kept
+        expected = (
+            LedoitWolf()
+            .fit(unit)
+            .mahalanobis(photos / np.linalg.norm(photos, axis=1, keepdims=True))
+        )
+        np.testing.assert_allclose(model.score(photos) ** 2, expected, rtol=1e-6)  # fmt: skip
+
+
+def test_photos_off_the_training_axes_are_unfamiliar():
+    """What another camera looks like: the same spread along the training photos' main
+    axes, every photo moved in a direction off them. Scoring on the axes alone misses it."""
+    rng = np.random.default_rng(0)
+    axes, away = rng.normal(size=(5, 400)), rng.normal(size=400)
+
+    def photos(n: int, moved: float = 0.0) -> np.ndarray:
+        return 10 + rng.normal(size=(n, 5)) @ axes + 0.1 * rng.normal(size=(n, 400)) + moved * away
+
+    train, held, other = photos(300), photos(300), photos(100, moved=1.0)
+    model = FamiliarityModel.fit(train, max_components=5)
+    assert auroc(model.score(held), model.score(other)) > 0.99
+    on_axes_only = FamiliarityModel(model.center, model.components, model.precision)
+    assert auroc(on_axes_only.score(held), on_axes_only.score(other)) < 0.8
+
+
 def test_stored_as_plain_arrays_and_read_back():
     model = FamiliarityModel.fit(_features(60)).with_threshold(np.arange(100.0), 0.9)
     again = FamiliarityModel.from_arrays(model.arrays("fold0_"), "fold0_")
@@ -66,6 +103,13 @@ def test_stored_as_plain_arrays_and_read_back():
     assert (
         FamiliarityModel.from_arrays(FamiliarityModel.fit(_features(9)).arrays()).threshold is None
     )
+    first_release = model.arrays()
+    del first_release["residual_precision"]  # runs of the first release: axes alone
+    assert FamiliarityModel.from_arrays(first_release).residual_precision == 0.0
+    broken = model.arrays()
+    broken["residual_precision"] = np.array(np.nan)
+    with pytest.raises(SettingsError, match="residual precision nan"):
+        FamiliarityModel.from_arrays(broken)
     broken = model.arrays()
     broken["precision"] = broken["precision"][:2]
     with pytest.raises(SettingsError, match="do not fit together"):
@@ -126,7 +170,7 @@ def test_every_fold_stores_a_familiarity_model_and_new_photos_are_scored(synth, 
                                              "--set", "n_estimators=20"]  # fmt: skip
     run = train_tiny(synth, tmp_path / recipe, *args, "--set", "familiar.quantile=0.9")
     record = json.loads((run / "metrics.json").read_text())["familiar"]
-    assert record["method"] == "mahalanobis" and record["quantile"] == 0.9
+    assert record["method"] == METHOD and record["quantile"] == 0.9
     assert 0.05 <= record["held_out_flagged"] <= 0.2
     assert all((f / "familiarity.npz").is_file() for f in (run / "model").iterdir())
     predictor = open_predictor(run)

@@ -1,13 +1,17 @@
 """Has the grader seen photos like these? A photo's distance from the training photos, in
 the model's own features (a network's penultimate layer, a classical model's vector).
 
-Features are l2-normalised (a camera's gain scales them), projected on their first
-principal components (at most ``MAX_COMPONENTS``: a 49,152-pixel vector has no usable
-covariance from a few hundred photos), and scored by the Mahalanobis distance under a
-shrunk covariance (Ledoit-Wolf). A photo whose score is above the threshold is
-unfamiliar; the threshold is set on out-of-fold photos, so that about ``1 - quantile`` of
-photos like the training ones are flagged. A photo whose features are not finite (a
-broken photo) scores ``inf``: unfamiliar, never silently familiar.
+Features are l2-normalised (a camera's gain scales them) and scored by their Mahalanobis
+distance under the Ledoit-Wolf shrunk covariance of the training features, computed
+exactly in the full feature space without forming it: the covariance's first principal
+axes (at most ``MAX_COMPONENTS``) each with its own variance, and the rest of the space
+(where most of a photo from another camera lies) with one shared variance. Projecting on
+the axes alone, as a plain PCA would, misses that residual: on the transfer backbone's
+features it flagged none of another orchard's photos (benchmarks/RESULTS.md). A photo
+whose score is above the threshold is unfamiliar; the threshold is set on out-of-fold
+photos, so that about ``1 - quantile`` of photos like the training ones are flagged. A
+photo whose features are not finite (a broken photo) scores ``inf``: unfamiliar, never
+silently familiar.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from ..basics.errors import SettingsError
 
 MAX_COMPONENTS = 64
+METHOD = "mahalanobis-ledoit-wolf-residual"  # named in metrics.json and grader.json
 _EPS = 1e-12
 
 
@@ -31,41 +36,70 @@ def _normalised(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(norms, _EPS)
 
 
+def ledoit_wolf_shrinkage(centered: np.ndarray) -> float:
+    """Ledoit and Wolf's shrinkage of the covariance of ``centered`` rows towards a scaled
+    identity, as scikit-learn's ``ledoit_wolf_shrinkage`` computes it, from the photos'
+    Gram matrix (``n x n``) instead of the ``d x d`` covariance: a 49,152-pixel vector
+    costs no more than a 300-feature one."""
+    n, d = centered.shape
+    gram = centered @ centered.T
+    trace = float(np.trace(gram)) / n
+    mu = trace / d
+    beta_sum = float(np.sum(np.diag(gram) ** 2))
+    delta_sum = float(np.sum(gram**2)) / n**2
+    beta = (beta_sum / n - delta_sum) / (d * n)
+    delta = (delta_sum - 2.0 * mu * trace + d * mu**2) / d
+    beta = min(beta, delta)
+    return 0.0 if beta <= 0 else float(beta / delta)
+
+
 @dataclass(frozen=True)
 class FamiliarityModel:
     """What the training photos' features look like (see the module's docstring)."""
 
     center: np.ndarray  # (d,) mean of the normalised features
     components: np.ndarray  # (k, d) principal axes
-    precision: np.ndarray  # (k, k) inverse of the shrunk covariance of the projections
+    precision: np.ndarray  # (k, k) inverse of the shrunk covariance along the axes
     threshold: float | None = None  # a score above it is unfamiliar
     reference: np.ndarray | None = None  # scores of held-out photos it never saw (drift)
+    residual_precision: float = 0.0  # inverse of the shrunk variance off the axes
 
     @classmethod
     def fit(cls, features: np.ndarray, max_components: int = MAX_COMPONENTS) -> FamiliarityModel:
-        from sklearn.covariance import LedoitWolf
-        from sklearn.decomposition import PCA
-
         x = _normalised(features)
         if len(x) < 3 or not np.isfinite(x).all():
             raise SettingsError(
                 f"A familiarity model needs the finite features of at least 3 training "
                 f"photos; got {len(x)} photos{'' if np.isfinite(x).all() else ' with NaN'}."
             )
-        k = max(1, min(max_components, x.shape[1], len(x) - 1))
-        pca = PCA(n_components=k, svd_solver="auto", random_state=0).fit(x)
-        projected = pca.transform(x)
-        covariance = LedoitWolf(assume_centered=True).fit(projected).covariance_
-        precision = np.linalg.pinv(covariance, hermitian=True)
-        return cls(pca.mean_, pca.components_, precision)
+        n, d = x.shape
+        center = x.mean(axis=0)
+        centered = x - center
+        shrinkage = ledoit_wolf_shrinkage(centered)
+        mu = float(np.sum(centered**2)) / n / d
+        # the covariance's eigenvectors from the Gram matrix's (n x n, n < d as a rule)
+        values, vectors = np.linalg.eigh(centered @ centered.T)
+        order = np.argsort(values)[::-1]
+        values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+        rank = int(np.sum(values > max(values[0], _EPS) * 1e-10))
+        k = max(1, min(max_components, rank, d))
+        axes = (centered.T @ vectors[:, :k]) / np.sqrt(np.maximum(values[:k], _EPS))
+        variances = values / n
+        along = (1 - shrinkage) * variances[:k] + shrinkage * mu
+        off = (1 - shrinkage) * variances[k:rank].sum() / max(d - k, 1) + shrinkage * mu
+        return cls(center, axes.T, np.diag(1.0 / np.maximum(along, _EPS)),
+                   residual_precision=1.0 / max(off, _EPS))  # fmt: skip
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Each photo's Mahalanobis distance from the training photos (``inf`` where its
         features are not finite)."""
         x = _normalised(features)
         finite = np.isfinite(x).all(axis=1)
-        projected = (np.where(finite[:, None], x, 0.0) - self.center) @ self.components.T
+        centered = np.where(finite[:, None], x, 0.0) - self.center
+        projected = centered @ self.components.T
         squared = np.einsum("ij,jk,ik->i", projected, self.precision, projected)
+        residual = np.sum(centered**2, axis=1) - np.sum(projected**2, axis=1)
+        squared = squared + self.residual_precision * np.maximum(residual, 0.0)
         return np.where(finite, np.sqrt(np.maximum(squared, 0.0)), np.inf)
 
     def flags(self, features: np.ndarray) -> np.ndarray:
@@ -85,6 +119,7 @@ class FamiliarityModel:
             f"{prefix}center": self.center,
             f"{prefix}components": self.components,
             f"{prefix}precision": self.precision,
+            f"{prefix}residual_precision": np.array(self.residual_precision),
             f"{prefix}threshold": np.array(threshold),
             f"{prefix}reference": np.asarray(reference, dtype=np.float64),
         }
@@ -106,8 +141,13 @@ class FamiliarityModel:
             )
         reference = arrays.get(f"{prefix}reference")
         reference = None if reference is None or len(reference) == 0 else np.asarray(reference)
+        # runs of the first familiarity release stored no residual: they score on the axes
+        residual = float(arrays.get(f"{prefix}residual_precision", 0.0))
+        if not (np.isfinite(residual) and residual >= 0):
+            raise SettingsError(f"Stored familiarity residual precision {residual} is not a "
+                                f"finite non-negative number.")  # fmt: skip
         return cls(center, components, precision, None if np.isnan(threshold) else threshold,
-                   reference)  # fmt: skip
+                   reference, residual)  # fmt: skip
 
 
 def check_quantile(quantile: object) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.familiarity import FamiliarityModel, check_quantile, threshold_for
+from ..evaluation.familiarity import METHOD, FamiliarityModel, check_quantile, threshold_for
 
 
 def familiar_quantile(settings: dict[str, Any]) -> float:
@@ -35,11 +35,11 @@ def fit_familiarity(
     with_threshold = [replace(f, threshold=threshold, reference=held)
                       for f, held in zip(fitted, held_scores, strict=True)]  # fmt: skip
     record = {
-        "method": "mahalanobis",
+        "method": METHOD,
         "quantile": quantile,
         "threshold": threshold,
         "n_features": int(fitted[0].center.shape[0]),
-        "n_components": int(fitted[0].components.shape[0]),
+        "n_components": int(fitted[0].components.shape[0]),  # the rest: one variance
         "held_out_flagged": float(np.mean(scores > threshold)),
         "n_held_out": int(len(scores)),
     }

@@ -367,13 +367,13 @@ def _familiarity(graph: Any, loaded: list[Any], stage: Path) -> dict[str, Any] |
     arrays = [b.familiarity for b in loaded]
     if not graph.features or any(a is None for a in arrays):
         return None
-    from ..evaluation.familiarity import Familiarity, FamiliarityModel
+    from ..evaluation.familiarity import METHOD, Familiarity, FamiliarityModel
 
     familiarity = Familiarity(tuple(FamiliarityModel.from_arrays(a) for a in arrays))
     np.savez(stage / FAMILIARITY_FILE, **familiarity.arrays())
     return {
         "file": FAMILIARITY_FILE,
-        "method": "mahalanobis",
+        "method": METHOD,
         "member_features": [int(w) for w in graph.widths],
         "threshold": familiarity.threshold,
         "reference_photos": familiarity.reference_size,
