@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,41 @@ def class_folders(tmp_path: Path) -> Path:
         for i in range(4):
             write_photo(root / grade / f"img_{g}{i}.jpg", seed=10 * g + i)
     return root
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster of its own for the session (skipped where none is installed)."""
+    from .postgres_helpers import postgres_cluster, why_not
+
+    reason = why_not()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL records tests skipped: {reason}")
+    with postgres_cluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A new, empty records database: SQLite, then a real PostgreSQL."""
+    from .postgres_helpers import new_database
+
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'records.db'}"
+    return new_database(request.getfixturevalue("postgres"), f"t{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
+def colour_run(tmp_path_factory):
+    """A tiny colour-texture run (3 folds) and the synthetic photos it was trained on."""
+    from mangograde.data.synth import synthesize
+
+    from .service_helpers import train_tiny
+
+    root = synthesize(tmp_path_factory.mktemp("records") / "s", n=36, size=48, seed=2)
+    run = train_tiny(root, root.parent / "colour", "--preset", "colour-texture", "--cv", "3",
+                     "--set", "n_estimators=20")  # fmt: skip
+    return root, run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -22,26 +21,7 @@ from mangograde.records import (  # noqa: E402
     open_store,
 )
 
-from .postgres_helpers import new_database, postgres_cluster, why_not  # noqa: E402
-
 MODEL = ModelIdentity("colour", "ab" * 32)
-_numbers = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    reason = why_not()
-    if reason is not None:
-        pytest.skip(f"PostgreSQL records tests skipped: {reason}")
-    with postgres_cluster() as cluster:
-        yield cluster.url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'records.db'}"
-    return new_database(request.getfixturevalue("postgres"), f"t{next(_numbers)}")
 
 
 def _photo(name: str, grade: str = "A", fruit: str | None = None, **extra) -> PhotoRecord:
@@ -168,18 +148,6 @@ def test_a_database_that_cannot_be_opened_is_named(tmp_path):
         open_store("records.db")
 
 
-@pytest.fixture(scope="module")
-def colour_run(tmp_path_factory):
-    from mangograde.data.synth import synthesize
-
-    from .service_helpers import train_tiny
-
-    root = synthesize(tmp_path_factory.mktemp("records") / "s", n=36, size=48, seed=2)
-    run = train_tiny(root, root.parent / "colour", "--preset", "colour-texture", "--cv", "3",
-                     "--set", "n_estimators=20")  # fmt: skip
-    return root, run
-
-
 def test_predict_records_a_batch_and_lots_report_it(colour_run, db_url, tmp_path):
     import shutil
 
@@ -302,14 +270,14 @@ def test_a_database_that_cannot_be_written_answers_503_or_is_counted(colour_run,
 
 def test_postgresql_stopped_in_the_middle_then_back(colour_run):
     pytest.importorskip("fastapi")
+    from .postgres_helpers import postgres_cluster, why_not
+
     reason = why_not()
     if reason is not None:
         pytest.skip(f"PostgreSQL records tests skipped: {reason}")
     from fastapi.testclient import TestClient
 
     from mangograde.service import ServeOptions, create_app
-
-    from .postgres_helpers import postgres_cluster
 
     root, colour = colour_run
     with postgres_cluster() as cluster:

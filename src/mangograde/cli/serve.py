@@ -45,7 +45,7 @@ def serve_command(
     ] = 32,
     api_key_file: Annotated[
         Path | None,
-        typer.Option("--api-key-file", help="File holding the key clients send as X-API-Key."),
+        typer.Option("--api-key-file", help="File of the keys clients send as X-API-Key: one a line, KEY or NAME KEY (the name is the operator of corrections)."),
     ] = None,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body, in MB.")
@@ -108,7 +108,7 @@ def serve_command(
     _need_service_libraries()
     import uvicorn
 
-    from ..service.app import ServeOptions, create_app, read_api_key
+    from ..service.app import ServeOptions, create_app, read_api_keys
 
     familiar_on(familiar)
     from ..service.recorder import FAILURES
@@ -123,7 +123,7 @@ def serve_command(
         fold=fold,
         max_batch=max_batch,
         max_upload_mb=max_upload_mb,
-        api_key=read_api_key(api_key_file) if api_key_file else None,
+        api_keys=read_api_keys(api_key_file) if api_key_file else {},
         explain=explain,
         cors_origins=list(cors_origin or []),
         drift_window=drift_window,
@@ -152,7 +152,7 @@ def serve_command(
 
     os.environ[MULTIPROCESS] = tempfile.mkdtemp(prefix="mangograde-metrics-")
     os.environ["MANGOGRADE_SERVE"] = json.dumps(
-        {**vars(options), "run": str(run_dir), "api_key": None,
+        {**vars(options), "run": str(run_dir), "api_key": None, "api_keys": {},
          "keep_photos": str(keep_photos) if keep_photos else None,
          "api_key_file": str(api_key_file) if api_key_file else None, "max_pixels": max_pixels}
     )  # fmt: skip

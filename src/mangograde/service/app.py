@@ -39,6 +39,7 @@ from ..images.decode import ImageDecodeError, decode, set_max_pixels
 from ..records import ModelIdentity, RecordsError, check_name
 from ..workflows.record import shares
 from .batcher import MicroBatcher
+from .corrections import add_correction_routes
 from .drift import DriftWindow, check_window
 from .guard import UploadLimit
 from .heatmap import heat_png
@@ -67,7 +68,8 @@ class ServeOptions:
     fold: int | None = None
     max_batch: int = 32
     max_upload_mb: float = 20.0
-    api_key: str | None = None
+    api_key: str | None = None  # one key, its operator named "api-key"
+    api_keys: dict[str, str] = field(default_factory=dict)  # operator name -> key
     explain: bool = True
     cors_origins: list[str] = field(default_factory=list)
     lime_samples: int = 150  # keeps one LIME explanation under 5 s on 2 cores
@@ -407,12 +409,17 @@ def _fruits(
 def _add_routes(app: FastAPI, service: _Service) -> None:
     options = service.options
 
+    keys = {**options.api_keys, **({KEY_NAME: options.api_key} if options.api_key else {})}
+
     def api_key(request: Request) -> None:
-        if options.api_key is None:
+        """Refuse a request without a known key; name its operator after the key."""
+        if not keys:
             return
-        given = request.headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode(), options.api_key.encode()):
+        given = request.headers.get("x-api-key", "").encode()
+        found = [n for n, k in keys.items() if hmac.compare_digest(given, k.encode())]
+        if not found:
             raise HTTPException(401, "Missing or wrong API key: send it in the X-API-Key header.")
+        request.state.key_name = found[0]
 
     guarded = [Depends(api_key)]
 
@@ -543,6 +550,8 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
 
         return Response(lot_html(await _lot_summary(lot, detail=True)), media_type="text/html")
 
+    add_correction_routes(app, service, guarded)
+
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         """The process is up."""
@@ -598,16 +607,33 @@ def _add_observability(app: FastAPI, service: _Service) -> None:
         return response
 
 
-def read_api_key(path: str | Path) -> str:
-    """The key in ``path`` (surrounding whitespace dropped); never printed."""
+KEY_NAME = "api-key"  # the operator of a key file holding one bare key
+
+
+def read_api_keys(path: str | Path) -> dict[str, str]:
+    """The keys in ``path``, by operator name (never printed): one a line, either the key
+    alone (named ``api-key``) or ``NAME KEY``; blank lines and ``#`` comments skipped."""
     path = Path(path)
     try:
-        key = path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"--api-key-file {path}: cannot read it ({exc}).") from None
-    if not key:
+    keys: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) > 2:
+            raise SettingsError(f"--api-key-file {path}, line {number}: expected KEY or "
+                                f"NAME KEY, found {len(words)} words.")  # fmt: skip
+        name, key = (KEY_NAME, words[0]) if len(words) == 1 else (words[0], words[1])
+        if name in keys or key in keys.values():
+            raise SettingsError(f"--api-key-file {path}, line {number}: the name {name!r} or "
+                                "its key is given twice.")  # fmt: skip
+        keys[name] = key
+    if not keys:
         raise SettingsError(f"--api-key-file {path} is empty: put the key in it.")
-    return key
+    return keys
 
 
 def from_environment() -> FastAPI:
@@ -616,5 +642,5 @@ def from_environment() -> FastAPI:
     key_file = settings.pop("api_key_file")
     set_max_pixels(settings.pop("max_pixels"))
     settings["run"] = Path(settings["run"])
-    settings["api_key"] = read_api_key(key_file) if key_file else None
+    settings["api_keys"] = read_api_keys(key_file) if key_file else {}
     return create_app(ServeOptions(**settings))

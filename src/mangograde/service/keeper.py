@@ -40,6 +40,14 @@ class PhotoKeeper:
     def path(self, sha256: str, data: bytes) -> Path:
         return self.folder / f"{sha256}{suffix_of(data)}"
 
+    def find(self, sha256: str) -> Path | None:
+        """The kept copy of the photo of this SHA-256, if it is still kept."""
+        for suffix in set(_SUFFIXES.values()) | {".img"}:
+            path = self.folder / f"{sha256}{suffix}"
+            if path.is_file():
+                return path
+        return None
+
     def keep(self, sha256: str, data: bytes) -> Path:
         """Write the photo (once: the same bytes keep one copy), then trim to the limit."""
         target = self.path(sha256, data)

@@ -108,3 +108,47 @@ class ModelInfo(BaseModel):
     familiarity: dict[str, Any] | None = Field(
         None, description="The familiarity threshold and the drift window's status"
     )
+
+
+class CorrectionIn(BaseModel):
+    grade: str = Field(description="The operator's grade: one of the run's grades")
+    operator: str | None = Field(
+        None,
+        description="Who corrects (1 to 200 characters); default: the name of the API key "
+        "sent, required when the service has no keys",
+    )
+    note: str | None = Field(None, description="Why, in a few words (at most 10,000 characters)")
+
+
+class CorrectionOut(BaseModel):
+    id: int = Field(description="The correction's row; corrections are appended, never updated")
+    grading_id: int
+    grade: str = Field(description="The grade that now stands")
+    previous: str = Field(description="The grade that stood before it")
+    operator: str
+    time: str = Field(description="When it was recorded (ISO 8601, UTC)")
+    note: str | None = None
+
+
+class ToCheckItem(BaseModel):
+    grading_id: int
+    photo: str = Field(description="The uploaded file's name")
+    sha256: str
+    photo_url: str | None = Field(
+        None, description="Where the kept photo is served (absent without --keep-photos)"
+    )
+    fruit: str | None = None
+    grade: str = Field(description="The model's grade")
+    reason: str = Field(description="unfamiliar or unsure")
+    familiarity: float | None = None
+    top_probability: float
+    probabilities: dict[str, float]
+    corrected_grade: str | None = Field(None, description="The latest correction's grade")
+    corrected_by: str | None = None
+
+
+class ToCheck(BaseModel):
+    lot: str
+    items: list[ToCheckItem] = Field(
+        description="Unfamiliar first, then least sure (lowest top probability)"
+    )

@@ -44,6 +44,10 @@ class Telemetry:
             "mangograde_record_failures", "Requests whose gradings could not be recorded",
             registry=self.registry,
         )  # fmt: skip
+        self.corrections = Counter(
+            "mangograde_corrections", "Operators' corrections recorded",
+            registry=self.registry,
+        )  # fmt: skip
         self.drift_p = Gauge(
             "mangograde_drift_p", "p-value that the last photos are like the run's held-out "
             "photos (NaN until two photos are in the window)", registry=self.registry,

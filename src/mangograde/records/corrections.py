@@ -1,0 +1,204 @@
+"""What the operator decides: corrections appended to the records (never an update of the
+grading they correct; the latest one stands, an undo is a new one), the queue of a lot's
+gradings to check by hand, and the corrected photos for the next run's labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..basics.errors import SettingsError
+from .store import RecordsError, Store, _reason, check_name
+
+NOTE_LIMIT = 10_000  # characters of a correction's note
+
+
+class NoSuchRecord(SettingsError):
+    """A grading or lot that the records do not hold."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    id: int
+    grading_id: int
+    grade: str
+    previous: str  # the grade that stood before (the model's, or an earlier correction's)
+    operator: str
+    time: datetime
+    note: str | None = None
+
+
+def check_note(note: str | None) -> str | None:
+    if note is None or not note.strip():
+        return None
+    if len(note) > NOTE_LIMIT:
+        raise SettingsError(
+            f"A note of {len(note):,} characters: a correction keeps at most {NOTE_LIMIT:,}; "
+            "shorten it."
+        )
+    return note
+
+
+def correct(
+    store: Store,
+    grading_id: int,
+    grade: str,
+    operator: str,
+    note: str | None = None,
+    when: datetime | None = None,
+) -> Correction:
+    """Append the operator's ``grade`` for grading ``grading_id``. The grade must be one of
+    the grading's run's grades; the grading must exist (:class:`NoSuchRecord`)."""
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .schema import Correction as Row
+    from .schema import Grading
+
+    who = check_name(operator, "operator")
+    assert who is not None
+    note = check_note(note)
+    when = when or datetime.now(timezone.utc)
+    try:
+        with store.engine.begin() as connection:
+            found = connection.execute(
+                select(Grading.grade, Grading.probabilities).where(Grading.id == grading_id)
+            ).first()
+            if found is None:
+                raise NoSuchRecord(f"No grading {grading_id} in {store.where}.")
+            graded, probabilities = found
+            grades = list(probabilities)
+            if grade not in grades:
+                raise SettingsError(
+                    f"{grade!r} is not a grade of the run that graded {grading_id}: "
+                    f"give one of {', '.join(grades)}."
+                )
+            before = connection.scalar(
+                select(Row.grade).where(Row.grading_id == grading_id).order_by(Row.id.desc())
+            )
+            new_id = connection.scalar(
+                insert(Row)
+                .values(grading_id=grading_id, operator=who, grade=grade, time=when, note=note)
+                .returning(Row.id)
+            )
+    except SQLAlchemyError as exc:
+        raise RecordsError(f"The correction could not be kept in {store.where}: "
+                           f"{_reason(exc)}") from None  # fmt: skip
+    return Correction(int(new_id), grading_id, grade, before or graded, who, when, note)
+
+
+def history(store: Store, grading_id: int) -> list[Correction]:
+    """Every correction of a grading, oldest first."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .schema import Correction as Row
+    from .schema import Grading
+
+    with Session(store.engine) as session:
+        graded = session.scalar(select(Grading.grade).where(Grading.id == grading_id))
+        if graded is None:
+            raise NoSuchRecord(f"No grading {grading_id} in {store.where}.")
+        rows = session.scalars(select(Row).where(Row.grading_id == grading_id).order_by(Row.id))
+        found, standing = [], graded
+        for row in rows:
+            found.append(Correction(row.id, grading_id, row.grade, standing, row.operator,
+                                    row.time, row.note))  # fmt: skip
+            standing = row.grade
+    return found
+
+
+def _latest() -> Any:
+    from sqlalchemy import func, select
+
+    from .schema import Correction as Row
+
+    return (
+        select(Row.grading_id, func.max(Row.id).label("last")).group_by(Row.grading_id).subquery()
+    )
+
+
+def to_check(store: Store, lot: str, include_corrected: bool = False) -> list[dict[str, Any]]:
+    """The lot's gradings marked check by hand, unfamiliar first, then least sure first
+    (the lowest top probability); without ``include_corrected``, only those nobody has
+    corrected or confirmed yet."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .schema import Correction as Row
+    from .schema import Grading, Lot
+
+    latest = _latest()
+    with Session(store.engine) as session:
+        lot_id = session.scalar(select(Lot.id).where(Lot.name == lot))
+        if lot_id is None:
+            raise NoSuchRecord(f"No lot named {lot!r} in {store.where}.")
+        query = (
+            select(Grading.id, Grading.time, Grading.photo, Grading.sha256, Grading.fruit,
+                   Grading.grade, Grading.reason, Grading.familiarity, Grading.probabilities,
+                   Row.grade, Row.operator)
+            .outerjoin(latest, latest.c.grading_id == Grading.id)
+            .outerjoin(Row, Row.id == latest.c.last)
+            .where(Grading.lot_id == lot_id, Grading.check.is_(True))
+        )  # fmt: skip
+        if not include_corrected:
+            query = query.where(latest.c.last.is_(None))
+        rows = session.execute(query).all()
+    found = [
+        {"grading_id": i, "time": t, "photo": photo, "sha256": sha, "fruit": fruit or None,
+         "grade": grade, "reason": reason or "unsure", "familiarity": familiarity,
+         "top_probability": max(p.values()), "probabilities": p,
+         "corrected_grade": corrected, "corrected_by": operator}
+        for i, t, photo, sha, fruit, grade, reason, familiarity, p, corrected, operator in rows
+    ]  # fmt: skip
+    found.sort(key=lambda r: (r["reason"] != "unfamiliar", r["top_probability"], r["grading_id"]))
+    return found
+
+
+def labelled(
+    store: Store,
+    lots: Sequence[str] = (),
+    since: datetime | None = None,
+    confirmed: bool = False,
+) -> list[dict[str, Any]]:
+    """The photos whose grade an operator changed (with ``confirmed``, also those an
+    operator looked at and left as graded), one row a photo (the same bytes graded twice:
+    the latest correction stands), oldest first. ``lots``: only these (each must exist);
+    ``since``: corrections made at or after it."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .schema import Correction as Row
+    from .schema import Grading, Lot
+
+    latest = _latest()
+    with Session(store.engine) as session:
+        known = set(session.scalars(select(Lot.name)))
+        missing = [lot for lot in lots if lot not in known]
+        if missing:
+            raise NoSuchRecord(
+                f"No lot named {', '.join(map(repr, missing))} in {store.where} "
+                f"(lots: {', '.join(sorted(known)[:5]) or 'none yet'})."
+            )
+        query = (
+            select(Grading.id, Grading.photo, Grading.sha256, Grading.fruit, Lot.name,
+                   Grading.grade, Row.grade, Row.operator, Row.time, Row.id)
+            .join(Lot, Lot.id == Grading.lot_id)
+            .join(latest, latest.c.grading_id == Grading.id)
+            .join(Row, Row.id == latest.c.last)
+            .order_by(Row.id)
+        )  # fmt: skip
+        if lots:
+            query = query.where(Lot.name.in_(list(lots)))
+        if since is not None:
+            query = query.where(Row.time >= since)
+        rows = session.execute(query).all()
+    by_photo: dict[str, dict[str, Any]] = {}
+    for grading_id, photo, sha, fruit, lot, graded, grade, operator, when, _ in rows:
+        by_photo.pop(sha, None)  # a later correction of the same bytes moves it to the end
+        by_photo[sha] = {"grading_id": grading_id, "photo": photo, "sha256": sha,
+                         "fruit": fruit or None, "lot": lot, "graded": graded, "grade": grade,
+                         "operator": operator, "time": when}  # fmt: skip
+    return [r for r in by_photo.values() if confirmed or r["grade"] != r["graded"]]

@@ -1,0 +1,103 @@
+"""The operator's side of ``serve``: corrections of recorded gradings (appended to the
+records), the lot's queue of gradings to check by hand, and the kept photos they show."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse
+
+from ..basics.errors import SettingsError
+from ..records import NoSuchRecord, RecordsError, correct, to_check
+from .schemas import CorrectionIn, CorrectionOut, ToCheck, ToCheckItem
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PHOTO = {200: {"content": {"image/*": {}}, "description": "The kept photo"}}
+
+
+def add_correction_routes(app: FastAPI, service: Any, guarded: list[Any]) -> None:
+    """``POST /v1/gradings/{id}/corrections``, ``GET /v1/lots/{lot}/to-check`` and
+    ``GET /v1/photos/{sha256}``, behind the API key like every ``/v1`` route."""
+
+    def store() -> Any:
+        if service.recorder is None:
+            raise HTTPException(404, "This service keeps no records (it was started with "
+                                "--no-record): there is nothing to correct.")  # fmt: skip
+        return service.recorder.store
+
+    async def in_writer(work: Callable[..., Any], *args: Any) -> Any:
+        """Run on the records' one writer thread (SQLite has one writer at a time)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(service.recorder.writer, work, *args)
+        except NoSuchRecord as exc:
+            raise HTTPException(404, str(exc)) from None
+        except SettingsError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except RecordsError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.post("/v1/gradings/{grading_id}/corrections", response_model=CorrectionOut,
+              response_model_exclude_none=True, status_code=201, dependencies=guarded,
+              tags=["corrections"])  # fmt: skip
+    async def add_correction(
+        request: Request,
+        grading_id: Annotated[int, Path(description="The grading's id (grading_id)")],
+        body: CorrectionIn,
+    ) -> CorrectionOut:
+        """Record the operator's grade for a graded photo: appended, never overwriting; the
+        latest correction stands, and an undo is a new correction."""
+        operator = body.operator or getattr(request.state, "key_name", None)
+        if not operator:
+            raise HTTPException(422, "Say who corrects: send an operator name (the page asks "
+                                "for it once).")  # fmt: skip
+        found = await in_writer(correct, store(), grading_id, body.grade, operator, body.note)
+        service.telemetry.corrections.inc()
+        return CorrectionOut(id=found.id, grading_id=found.grading_id, grade=found.grade,
+                             previous=found.previous, operator=found.operator,
+                             time=found.time.isoformat(), note=found.note)  # fmt: skip
+
+    @app.get("/v1/lots/{lot}/to-check", response_model=ToCheck,
+             response_model_exclude_none=True, dependencies=guarded,
+             tags=["corrections"])  # fmt: skip
+    async def lot_to_check(
+        lot: str,
+        corrected: Annotated[
+            bool, Query(description="Also those already corrected or confirmed")
+        ] = False,
+    ) -> ToCheck:
+        """The lot's gradings marked check by hand: unfamiliar first, then least sure."""
+        loop = asyncio.get_running_loop()
+        try:
+            rows = await loop.run_in_executor(None, to_check, store(), lot, corrected)
+        except NoSuchRecord as exc:
+            raise HTTPException(404, str(exc)) from None
+        except RecordsError as exc:
+            raise HTTPException(503, str(exc)) from None
+        keeper = service.keeper
+        items = []
+        for row in rows:
+            kept = keeper is not None and keeper.find(row["sha256"]) is not None
+            url = f"/v1/photos/{row['sha256']}" if kept else None
+            items.append(ToCheckItem(**{k: v for k, v in row.items() if k != "time"},
+                                     photo_url=url))  # fmt: skip
+        return ToCheck(lot=lot, items=items)
+
+    @app.get("/v1/photos/{sha256}", dependencies=guarded, tags=["corrections"],
+             response_class=FileResponse, responses=_PHOTO)  # fmt: skip
+    async def kept_photo(sha256: str) -> FileResponse:
+        """A graded photo as kept by ``--keep-photos``, by the SHA-256 of its bytes."""
+        if service.keeper is None:
+            raise HTTPException(404, "This service keeps no photos (start it with --keep-photos).")
+        if not _SHA256.match(sha256):
+            raise HTTPException(422, "A photo is named by the SHA-256 of its bytes: 64 "
+                                "lower-case hexadecimal digits.")  # fmt: skip
+        path = service.keeper.find(sha256)
+        if path is None:
+            raise HTTPException(404, f"No kept photo {sha256[:12]}…: it was never kept, or "
+                                "the size limit has removed it.")  # fmt: skip
+        return FileResponse(path)
