@@ -238,3 +238,63 @@ def test_a_key_file_names_its_operators(tmp_path):
         bad.write_text(text)
         with pytest.raises(SettingsError, match=message):
             read_api_keys(bad)
+
+
+# -- data labels: the corrections as the next run's labels ------------------------------
+
+
+def test_data_labels_writes_the_corrected_photos_ready_to_train(colour_run, tmp_path):
+    pytest.importorskip("fastapi")
+    import csv
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    from .test_cli import assert_clean_failure, run
+
+    root, colour = colour_run
+    url, kept = f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "kept"
+    names = [f"mango_0000{i}.jpg" for i in range(6)]
+    with TestClient(create_app(ServeOptions(run=colour, db=url, keep_photos=kept))) as client:
+        body = client.post("/v1/grade", files=_upload(root, names), data={"lot": "L",
+                           "fruit": ["f1", "f1", "f2", "f2", "f3", "f3"]}).json()  # fmt: skip
+        results = body["results"]
+        grades = client.get("/v1/model").json()["grades"]
+        assert len(list(kept.iterdir())) == 6
+        empty = run("data", "labels", url, "--photos", kept, "--out", tmp_path / "none")
+        assert_clean_failure(empty, "No corrected photos", "--confirmed")
+        other = {r["image_id"]: next(g for g in grades if g != r["grade"]) for r in results}
+        for r in results[:4]:  # two fruits corrected, photo by photo
+            client.post(f"/v1/gradings/{r['grading_id']}/corrections",
+                        json={"grade": other[r["image_id"]], "operator": "ana"})  # fmt: skip
+        client.post(
+            f"/v1/gradings/{results[4]['grading_id']}/corrections",
+            json={"grade": results[4]["grade"], "operator": "ana"},
+        )  # confirmed
+    gone = next(kept.glob(f"{_sha(root, names[3])}.*"))
+    gone.unlink()  # the size limit removed it
+    out = tmp_path / "labels"
+    done = run("data", "labels", url, "--photos", kept, "--out", out, "--lot", "L")
+    assert done.exit_code == 0, done.output
+    assert "1 corrected photos are no longer kept" in done.output and names[3] in done.output
+    labels = list(csv.DictReader((out / "labels.csv").open(encoding="utf-8")))
+    by_photo = {row["image_id"].split("-", 1)[1]: row["label"] for row in labels}
+    assert by_photo == {n: other[n] for n in names[:3]}  # corrected ones only, as corrected
+    groups = {r["image"]: r["group"] for r in csv.DictReader((out / "groups.csv").open())}
+    assert sorted(set(groups.values())) == ["L/f1", "L/f2"]
+    assert (out / "missing.csv").read_text().count(names[3]) == 1
+    assert run("data", "labels", url, "--photos", kept, "--out", out).exit_code == 1  # never over
+    studio = tmp_path / "studio"
+    done = run("data", "labels", url, "--photos", kept, "--out", studio, "--confirmed",
+               "--format", "label-studio")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    tasks = json.loads((studio / "tasks.json").read_text(encoding="utf-8"))
+    assert len(tasks) == 4  # three corrected, one confirmed (the fourth's photo is gone)
+    choice = tasks[0]["annotations"][0]["result"][0]
+    assert choice["from_name"] == "grade" and choice["value"]["choices"] == [other[names[0]]]
+    assert (studio / "images" / tasks[0]["data"]["image"].rsplit("/", 1)[1]).is_file()
+    assert 'toName="image"' in (studio / "label_config.xml").read_text()
+    assert_clean_failure(run("data", "labels", url, "--photos", kept, "--out", tmp_path / "x",
+                             "--lot", "nope"), "No lot named 'nope'")  # fmt: skip

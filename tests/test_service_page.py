@@ -233,3 +233,87 @@ def test_the_lots_tally_comes_from_the_records_and_survives_a_restart(page, tmp_
             page.click("#lot-report")
         report = popup.value
         sync_api.expect(report.locator("h1")).to_have_text("Lot Bin «12»")
+
+
+@needs_browser
+def test_corrections_on_the_page_become_the_next_runs_labels(page, tmp_path):
+    """Grade photos, correct two on the page (a button, and a key), confirm the others,
+    export the labels and train on them: the two carry their corrected grades."""
+    import collections
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from mangograde.data.synth import synthesize
+
+    from .test_cli import run
+
+    root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
+    out = train_tiny(root, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
+                     "--set", "n_estimators=20")  # fmt: skip
+    db, kept = f"sqlite:///{tmp_path / 'records.db'}", tmp_path / "kept"
+    photos = [root / "train" / f"mango_0000{i}.jpg" for i in range(8)]
+    noise = tmp_path / "noise.png"  # unlike any training photo: to check, first in the queue
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8)).save(noise)
+    with live_server(create_app(ServeOptions(run=out, db=db, keep_photos=kept))) as url:
+        page.goto(url)
+        sync_api.expect(page.locator("#operator")).to_be_visible()
+        page.fill("#lot", "L1")
+        page.press("#lot", "Tab")
+        page.fill("#operator", "Ana")
+        page.press("#operator", "Tab")
+        page.set_input_files("#pick", list(map(str, photos)))
+        cards = page.locator("#photos .photo")
+        sync_api.expect(cards.locator(".corrections")).to_have_count(8, timeout=20000)
+        by_name = {cards.nth(i).locator(".name").inner_text(): cards.nth(i) for i in range(8)}
+        graded = {n: c.get_attribute("data-grade") for n, c in by_name.items()}
+        # two corrections, each moving a photo of the commonest grade to the rarest one
+        counts = collections.Counter(
+            {"A": 0, "B": 0, "C": 0, **collections.Counter(graded.values())}
+        )
+        wanted = {}
+        for _ in range(2):
+            rarest, commonest = min(counts, key=counts.get), max(counts, key=counts.get)
+            name = next(n for n, g in graded.items() if g == commonest and n not in wanted)
+            wanted[name] = rarest
+            counts[rarest] += 1
+            counts[commonest] -= 1
+        first, second = wanted
+        by_name[first].locator(f".corrections button[data-grade='{wanted[first]}']").click()
+        sync_api.expect(by_name[first].locator(".corrected")).to_have_text(
+            f"Corrected to {wanted[first]} by Ana"
+        )
+        by_name[second].click()  # selected: the keys 1, 2, 3 grade it
+        page.keyboard.press(str("ABC".index(wanted[second]) + 1))
+        sync_api.expect(by_name[second].locator(".corrected")).to_contain_text(wanted[second])
+        for name, card in by_name.items():  # looked at and left as graded
+            if name not in wanted:
+                card.locator(f".corrections button[data-grade='{graded[name]}']").click()
+                sync_api.expect(card.locator(".corrected")).to_contain_text(graded[name])
+        sync_api.expect(page.locator("#tally li[data-grade=check]")).to_have_count(0)
+        page.set_input_files("#pick", [str(noise)])
+        sync_api.expect(cards.locator(".corrections")).to_have_count(9, timeout=20000)
+        page.click("#to-check-load")
+        queue = page.locator("#to-check .photo")
+        sync_api.expect(queue).to_have_count(1)
+        sync_api.expect(queue.locator(".name")).to_have_text("noise.png")
+        sync_api.expect(queue.locator(".status")).to_contain_text("Unfamiliar")
+        page.wait_for_function("document.querySelector('#to-check img').naturalWidth > 0")
+        queue.locator(".corrections button[data-grade='C']").click()
+        sync_api.expect(queue.locator(".corrected")).to_have_text("Corrected to C by Ana")
+        page.click("#to-check-load")
+        sync_api.expect(page.locator("#to-check-status")).to_contain_text("0 photos to check")
+    labels = tmp_path / "labels"
+    done = run("data", "labels", db, "--photos", kept, "--out", labels, "--confirmed")
+    assert done.exit_code == 0, done.output
+    new_run = tmp_path / "new-run"
+    trained = run("train", labels / "images", "--labels", labels / "labels.csv", "--groups",
+                  labels / "groups.csv", "--grades", "A,B,C", "--preset", "colour-texture",
+                  "--cv", "2", "--set", "n_estimators=10", "--out", new_run)  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    rows = csv.DictReader((new_run / "predictions.csv").open(encoding="utf-8"))
+    truth = {r["image"].split("-", 1)[1]: r["true"] for r in rows}
+    assert len(truth) == 9 and truth["noise.png"] == "C"
+    assert {n: truth[n] for n in wanted} == wanted
+    assert all(truth[n] == g for n, g in graded.items() if n not in wanted)

@@ -82,6 +82,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "cache": data.data_cache,
         "audit": data.data_audit,
         "familiar": data.data_familiar,
+        "labels": records.data_labels,
     },
     app: {
         "synth": data.synth_command,

@@ -108,6 +108,61 @@ def lots_report(
     out.print(f"Wrote {escape(str(written))}")
 
 
+def _utc(text: str, option: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            f"{option} {text!r} is not a date: give YYYY-MM-DD (or an ISO time)."
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def data_labels(
+    db: UrlArg,
+    photos: Annotated[
+        Path, typer.Option("--photos", help="Where serve kept the photos (its --keep-photos).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="A new folder to write.")],
+    lot: Annotated[
+        list[str] | None, typer.Option("--lot", help="Only this lot (repeat for several).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only corrections from this date (UTC).")
+    ] = None,
+    confirmed: Annotated[
+        bool,
+        typer.Option("--confirmed", help="Also the photos looked at and left as graded."),
+    ] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="competition (CSV) or label-studio (JSON tasks too).")
+    ] = "competition",
+) -> None:
+    """The photos operators corrected, ready for train: images/, labels.csv (competition
+    format) and groups.csv (lot and fruit); with --format label-studio, Label Studio's
+    tasks with the grades as annotations. Photos no longer kept are listed."""
+    from ..records import labelled
+    from ..workflows.labels import write_labels
+
+    when = None if since is None else _utc(since, "--since")
+    rows = labelled(_store(db), lot or [], when, confirmed)
+    if not rows:
+        which = "corrected or confirmed" if confirmed else "corrected"
+        raise SettingsError(
+            f"No {which} photos in {db}{' (lots: ' + ', '.join(lot) + ')' if lot else ''}"
+            f"{' since ' + since if since else ''}: correct gradings on serve's page first"
+            f"{'' if confirmed else ', or add --confirmed for those looked at and left as is'}."
+        )
+    written = write_labels(rows, photos, out_dir, fmt)
+    if written.missing:
+        shown = ", ".join(f"{r['photo']} (grading {r['grading_id']})" for r in written.missing[:10])
+        out.print(f"[yellow]{len(written.missing)} corrected photos are no longer kept in "
+                  f"{escape(str(photos))}[/] (listed in missing.csv): {escape(shown)}")  # fmt: skip
+    mix = ", ".join(f"{g} {n}" for g, n in written.by_grade.items())
+    out.print(f"Wrote {written.photos} photos ({escape(mix)}) to {escape(str(out_dir))}")
+    out.print(f"Train on them: {escape(written.train_command())}")
+
+
 def lots_prune(
     before: Annotated[
         str, typer.Option("--before", help="Delete gradings older than this date (UTC).")
@@ -119,13 +174,7 @@ def lots_prune(
 ) -> None:
     """Delete gradings before a date (with their corrections and fruits), and lots left
     empty."""
-    try:
-        when = datetime.fromisoformat(before)
-    except ValueError:
-        raise SettingsError(
-            f"--before {before!r} is not a date: give YYYY-MM-DD (or an ISO time)."
-        ) from None
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = _utc(before, "--before")
     counts = _store(db).prune(when, dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     out.print(f"{verb} {counts['gradings']} gradings, {counts['corrections']} corrections, "

@@ -45,7 +45,11 @@ def serve_command(
     ] = 32,
     api_key_file: Annotated[
         Path | None,
-        typer.Option("--api-key-file", help="File of the keys clients send as X-API-Key: one a line, KEY or NAME KEY (the name is the operator of corrections)."),
+        typer.Option(
+            "--api-key-file",
+            help="File of the keys clients send as X-API-Key: one a line, KEY or NAME KEY "
+            "(NAME: the operator of that key's corrections).",
+        ),
     ] = None,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body, in MB.")

@@ -184,7 +184,7 @@ def labelled(
             )
         query = (
             select(Grading.id, Grading.photo, Grading.sha256, Grading.fruit, Lot.name,
-                   Grading.grade, Row.grade, Row.operator, Row.time, Row.id)
+                   Grading.grade, Row.grade, Row.operator, Row.time, Grading.probabilities)
             .join(Lot, Lot.id == Grading.lot_id)
             .join(latest, latest.c.grading_id == Grading.id)
             .join(Row, Row.id == latest.c.last)
@@ -196,9 +196,9 @@ def labelled(
             query = query.where(Row.time >= since)
         rows = session.execute(query).all()
     by_photo: dict[str, dict[str, Any]] = {}
-    for grading_id, photo, sha, fruit, lot, graded, grade, operator, when, _ in rows:
+    for grading_id, photo, sha, fruit, lot, graded, grade, operator, when, p in rows:
         by_photo.pop(sha, None)  # a later correction of the same bytes moves it to the end
         by_photo[sha] = {"grading_id": grading_id, "photo": photo, "sha256": sha,
                          "fruit": fruit or None, "lot": lot, "graded": graded, "grade": grade,
-                         "operator": operator, "time": when}  # fmt: skip
+                         "operator": operator, "time": when, "grades": list(p)}  # fmt: skip
     return [r for r in by_photo.values() if confirmed or r["grade"] != r["graded"]]

@@ -4,13 +4,16 @@
 // unsure of (below its abstain setting) is marked "check by hand", as `predict` labels it.
 // "One fruit, several photos": the photos dropped together are one mango, graded as a fruit
 // by the run's fruit rule (the `fruit` field of /v1/grade), each view shown with its own grade.
+// With records, every graded photo or fruit can be corrected (a button per grade, or the keys
+// 1, 2, 3... on the selected card): appended to the records by /v1/gradings/{id}/corrections,
+// and shown at once. "To check by hand" lists the lot's photos marked check, worst first.
 const state = { grades: [], results: [], fruits: [], key: sessionStorage.getItem("mangograde-key") || "" };
 const $ = (id) => document.getElementById(id);
 
 function headers() { return state.key ? { "X-API-Key": state.key } : {}; }
 
 async function call(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: headers() });
+  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
   if (response.status === 401) { $("key-box").hidden = false; }
   return response;
 }
@@ -24,6 +27,8 @@ async function loadModel() {
   const accuracy = info.metrics.accuracy === undefined ? "" : ", held-out accuracy " + (100 * info.metrics.accuracy).toFixed(1) + "%";
   state.recording = Boolean(info.records);
   $("lot-box").hidden = !state.recording;
+  $("operator-box").hidden = !state.recording;
+  $("to-check-box").hidden = !state.recording;
   if (state.recording) { renderLot(); }
   $("model").textContent = "Run " + info.run + " (" + (info.preset || info.family) + accuracy + "); grades " + info.grades.join(" > ");
   renderTally();
@@ -34,12 +39,12 @@ function renderTally() {
   tally.replaceChildren();
   for (const grade of state.grades) {
     const item = document.createElement("li");
-    const n = state.results.filter((r) => r.grade === grade && !r.check).length;
+    const n = state.results.filter((r) => standing(r) === grade && (r.corrected || !r.check)).length;
     item.textContent = grade + ": " + n;
     item.dataset.grade = grade;
     tally.append(item);
   }
-  const unsure = state.results.filter((r) => r.check).length;
+  const unsure = state.results.filter((r) => r.check && !r.corrected).length;
   if (unsure) {
     const item = document.createElement("li");
     item.textContent = "check by hand: " + unsure;
@@ -49,6 +54,106 @@ function renderTally() {
   const graded = state.results.some((r) => r.grade);
   $("download").disabled = !graded;
   $("clear").disabled = state.results.length === 0;
+}
+
+function standing(result) { return result.corrected || result.grade; }
+
+// -- corrections ---------------------------------------------------------------------------
+// Each correction is a new row in the records; the page shows the grade that now stands.
+async function sendCorrection(gradingId, grade) {
+  const operator = $("operator").value.trim();
+  const body = { grade: grade, ...(operator ? { operator: operator } : {}) };
+  const response = await call("/v1/gradings/" + gradingId + "/corrections", {
+    method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" },
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) { throw new Error(answer.detail || ("error " + response.status)); }
+  return answer;
+}
+
+function markCorrected(item, grade, who) {
+  let line = item.querySelector(":scope > .corrected");
+  if (!line) {
+    line = document.createElement("p");
+    line.className = "corrected";
+    line.setAttribute("aria-live", "polite");
+    item.querySelector(":scope > .corrections").before(line);
+  }
+  line.textContent = who ? "Corrected to " + grade + " by " + who : grade;
+  for (const button of item.querySelectorAll(":scope > .corrections button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.grade === grade));
+  }
+}
+
+// results: the photo results the item stands for (one photo, or a fruit's photos).
+async function correctItem(item, results, grade) {
+  const ids = results.map((r) => r.grading_id).filter((id) => id !== undefined);
+  if (!ids.length) { return; }
+  try {
+    let who = "";
+    for (const id of ids) { who = (await sendCorrection(id, grade)).operator; }
+    for (const r of results) { r.corrected = grade; }
+    markCorrected(item, grade, who);
+    renderTally();
+    if (state.recording) { await renderLot(); }
+  } catch (error) {
+    markCorrected(item, "The correction was not kept: " + error.message, "");
+  }
+}
+
+function correctionButtons(item, results) {
+  if (!results.some((r) => r.grading_id !== undefined)) { return; }
+  const row = document.createElement("div");
+  row.className = "corrections";
+  row.setAttribute("role", "group");
+  row.setAttribute("aria-label", "Correct the grade");
+  state.grades.forEach((grade, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.grade = grade;
+    button.textContent = grade;
+    button.title = "Grade " + grade + " (key " + (i + 1) + ")";
+    button.setAttribute("aria-pressed", "false");
+    button.addEventListener("click", () => correctItem(item, results, grade));
+    row.append(button);
+  });
+  item.append(row);
+  item.tabIndex = 0;
+  item.correct = (grade) => correctItem(item, results, grade);
+  item.addEventListener("focus", () => { state.selected = item; });
+  item.addEventListener("click", () => { state.selected = item; });
+}
+
+async function loadToCheck() {
+  const lot = lotName();
+  const list = $("to-check");
+  list.replaceChildren();
+  const response = await call("/v1/lots/" + encodeURIComponent(lot) + "/to-check");
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) { $("to-check-status").textContent = "Lot " + lot + ": " + (body.detail || response.status); return; }
+  $("to-check-status").textContent = "Lot " + lot + ": " + body.items.length + " photo" + (body.items.length === 1 ? "" : "s") + " to check.";
+  for (const entry of body.items) {
+    const item = document.createElement("li");
+    item.className = "photo";
+    const img = document.createElement("img");
+    img.alt = "Photo " + entry.photo;
+    if (entry.photo_url) {
+      call(entry.photo_url).then((r) => (r.ok ? r.blob() : null)).then((blob) => {
+        if (blob) { img.src = URL.createObjectURL(blob); } else { img.hidden = true; }
+      });
+    } else { img.hidden = true; }
+    const name = document.createElement("p");
+    name.className = "name";
+    name.textContent = entry.photo + (entry.fruit ? " (fruit " + entry.fruit + ")" : "");
+    const status = document.createElement("p");
+    status.className = "status grade check";
+    status.textContent = (entry.reason === "unfamiliar" ? "Unfamiliar: " : "Unsure: ") + entry.grade + " at "
+      + (100 * entry.top_probability).toFixed(0) + "%";
+    item.append(img, name, status);
+    bars(item, entry.probabilities);
+    list.append(item);
+    correctionButtons(item, [{ grading_id: entry.grading_id, grade: entry.grade }]);
+  }
 }
 
 function lotName() {
@@ -146,6 +251,7 @@ function showResult(item, result) {
   }
   status.className = result.check ? "status grade check" : "status grade";
   status.textContent = gradeText(result, "Grade ");
+  item.dataset.grade = result.grade;
   if (result.unfamiliar) {
     const note = document.createElement("p");
     note.className = "unfamiliar";
@@ -159,6 +265,7 @@ function showResult(item, result) {
   why.textContent = "Why " + result.grade + "?";
   why.addEventListener("click", () => explainPhoto(item.file, result));
   item.append(why);
+  correctionButtons(item, [result]);
 }
 
 async function gradeFile(file) {
@@ -223,6 +330,14 @@ async function gradeFruit(files) {
     status.className = fruit.check ? "status grade check" : "status grade";
     status.textContent = gradeText(fruit, "Fruit grade ");
     bars(status.parentElement.insertBefore(document.createElement("div"), views), fruit.probabilities);
+    const photos = results.filter((r) => r.grading_id !== undefined);
+    const tools = document.createElement("div");
+    box.insertBefore(tools, views);
+    correctionButtons(tools, photos);
+    tools.tabIndex = -1;
+    box.tabIndex = 0;
+    box.correct = tools.correct;
+    box.addEventListener("focus", () => { state.selected = box; });
   } else {
     status.className = "status error";
     status.textContent = "Not graded: " + (body.error || "no photo of it could be read");
@@ -268,7 +383,7 @@ function quoted(text) {
 function downloadCsv() {
   const fruits = state.results.some((r) => r.fruit);
   const rows = state.results.filter((r) => r.grade).map((r) =>
-    quoted(r.image_id) + "," + (r.check ? "check" : r.grade) + (fruits ? "," + quoted(r.fruit || "") : ""));
+    quoted(r.image_id) + "," + (r.corrected || (r.check ? "check" : r.grade)) + (fruits ? "," + quoted(r.fruit || "") : ""));
   const header = fruits ? "image_id,label,fruit" : "image_id,label";
   const blob = new Blob([header + "\n" + rows.join("\n") + "\n"], { type: "text/csv" });
   const link = document.createElement("a");
@@ -297,6 +412,18 @@ function setUp() {
   $("lot").addEventListener("change", () => {
     localStorage.setItem("mangograde-lot", $("lot").value.trim());
     if (state.recording) { renderLot(); }
+  });
+  $("operator").value = localStorage.getItem("mangograde-operator") || "";
+  $("operator").addEventListener("change", () => localStorage.setItem("mangograde-operator", $("operator").value.trim()));
+  $("to-check-load").addEventListener("click", loadToCheck);
+  document.addEventListener("keydown", (e) => {
+    const target = e.target;
+    if (target instanceof HTMLInputElement || e.altKey || e.ctrlKey || e.metaKey) { return; }
+    const n = Number(e.key);
+    const chosen = state.selected && document.contains(state.selected) ? state.selected : null;
+    if (!chosen || !chosen.correct || !Number.isInteger(n) || n < 1 || n > state.grades.length) { return; }
+    e.preventDefault();
+    chosen.correct(state.grades[n - 1]);
   });
   $("fruit-mode").addEventListener("change", (e) => { $("fruit-name").disabled = !e.target.checked; });
   $("key-save").addEventListener("click", () => {

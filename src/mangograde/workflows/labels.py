@@ -1,0 +1,143 @@
+"""``mangograde data labels``: the photos operators corrected, as labels to train on.
+
+The folder written holds ``images/`` (copies of the kept photos), ``labels.csv`` in the
+competition's format (``image_id,label``), ``groups.csv`` (``image,group``: the lot and
+fruit, so one fruit's photos stay in one fold) and, with ``label-studio``, Label Studio's
+JSON tasks with the grades as annotations and a labelling config. It is built beside the
+target and renamed into place: a folder is never half written, nor written over."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..basics.errors import OutputError, SettingsError, plural
+
+FORMATS = ("competition", "label-studio")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class LabelsWritten:
+    folder: Path
+    photos: int
+    grades: list[str]
+    missing: list[dict[str, Any]] = field(default_factory=list)  # rows whose photo is gone
+    by_grade: dict[str, int] = field(default_factory=dict)
+
+    def train_command(self) -> str:
+        f = self.folder
+        return (f"mangograde train {f / 'images'} --labels {f / 'labels.csv'} "
+                f"--groups {f / 'groups.csv'} --grades {','.join(self.grades)}")  # fmt: skip
+
+
+def _kept(photos: Path, sha256: str) -> Path | None:
+    found = sorted(photos.glob(f"{sha256}.*"))
+    return next((p for p in found if p.is_file() and not p.name.startswith(".")), None)
+
+
+def _file_name(row: dict[str, Any], suffix: str) -> str:
+    stem = _UNSAFE.sub("_", Path(row["photo"]).stem).strip("._")[:60] or "photo"
+    return f"{row['grading_id']:06d}-{stem}{suffix}"
+
+
+def _label_studio(rows: list[tuple[str, dict[str, Any]]], grades: list[str]) -> list[dict]:
+    return [
+        {
+            "data": {"image": f"/data/local-files/?d=images/{name}",
+                     "grading_id": row["grading_id"], "lot": row["lot"],
+                     "fruit": row["fruit"] or "", "model_grade": row["graded"]},
+            "annotations": [{
+                "result": [{"from_name": "grade", "to_name": "image", "type": "choices",
+                            "value": {"choices": [row["grade"]]}}],
+                "meta": {"operator": row["operator"], "time": row["time"].isoformat()},
+            }],
+        }
+        for name, row in rows
+    ]  # fmt: skip
+
+
+def _label_config(grades: list[str]) -> str:
+    choices = "\n".join(f'    <Choice value="{g}"/>' for g in grades)
+    return (f'<View>\n  <Image name="image" value="$image"/>\n  <Choices name="grade" '
+            f'toName="image" choice="single">\n{choices}\n  </Choices>\n</View>\n')  # fmt: skip
+
+
+def write_labels(
+    rows: list[dict[str, Any]], photos: Path, out_dir: Path, fmt: str = "competition"
+) -> LabelsWritten:
+    """Copy the kept photos of ``rows`` (from :func:`mangograde.records.labelled`) from
+    ``photos`` (serve's ``--keep-photos``) into a new folder ``out_dir`` with their labels;
+    photos no longer kept are listed in ``missing`` (and in ``missing.csv``)."""
+    if fmt not in FORMATS:
+        raise SettingsError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+    if not photos.is_dir():
+        raise SettingsError(f"--photos {photos}: no such folder; give serve's --keep-photos.")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise OutputError(f"--out {out_dir} already exists: give a new folder (labels are "
+                          "written whole, never into or over another folder).")  # fmt: skip
+    grades = list(rows[0]["grades"]) if rows else []
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (stage / "images").mkdir()
+        written: list[tuple[str, dict[str, Any]]] = []
+        missing = []
+        for row in rows:
+            source = _kept(photos, row["sha256"])
+            if source is None:
+                missing.append(row)
+                continue
+            name = _file_name(row, source.suffix)
+            shutil.copyfile(source, stage / "images" / name)
+            written.append((name, row))
+        if not written:
+            raise SettingsError(
+                f"None of the {plural(len(rows), 'corrected photo')} is still kept in "
+                f"{photos} (the size limit of --keep-photos removes the oldest): nothing to write."
+            )
+        _write_csv(stage / "labels.csv", ["image_id", "label"],
+                   [[n, r["grade"]] for n, r in written])  # fmt: skip
+        _write_csv(stage / "groups.csv", ["image", "group"],
+                   [[n, f"{r['lot']}/{r['fruit'] or n}"] for n, r in written])  # fmt: skip
+        _write_csv(stage / "corrections.csv",
+                   ["image_id", "grading_id", "lot", "fruit", "model_grade", "grade", "operator",
+                    "time"],
+                   [[n, r["grading_id"], r["lot"], r["fruit"] or "", r["graded"], r["grade"],
+                     r["operator"], _iso(r["time"])] for n, r in written])  # fmt: skip
+        if missing:
+            _write_csv(stage / "missing.csv", ["grading_id", "photo", "sha256", "lot", "grade"],
+                       [[r["grading_id"], r["photo"], r["sha256"], r["lot"], r["grade"]]
+                        for r in missing])  # fmt: skip
+        if fmt == "label-studio":
+            tasks = _label_studio(written, grades)
+            (stage / "tasks.json").write_text(json.dumps(tasks, indent=1, ensure_ascii=False),
+                                              encoding="utf-8")  # fmt: skip
+            (stage / "label_config.xml").write_text(_label_config(grades), encoding="utf-8")
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked above
+        os.rename(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    counts = {g: sum(r["grade"] == g for _, r in written) for g in grades}
+    return LabelsWritten(out_dir, len(written), grades, missing, counts)
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
