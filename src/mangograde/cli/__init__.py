@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import data, export, grade, records, serve, train
+from . import data, export, grade, records, serve, suggest, train
 from .options import out, state, user_errors
 
 
@@ -98,6 +98,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "compare": grade.compare_command,
         "serve": serve.serve_command,
         "export": export.export_command,
+        "suggest": suggest.suggest_command,
     },
     train.presets_app: {"show": train.presets_show},
     records.db_app: {"upgrade": records.db_upgrade},

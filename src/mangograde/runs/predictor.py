@@ -75,10 +75,15 @@ class RunPredictor(FamiliarGrader):
         ``(n_models, n_photos)`` (None without familiarity), from one pass of each model."""
         if self.familiarity is None:
             return (*self.grade(images), None)
+        proba, codes, features = self.grade_and_embed(images)
+        return proba, codes, self.familiarity.scores(features)
+
+    def grade_and_embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+        """:meth:`grade`, and each fold model's features of the photos (one pass a model);
+        AttributeError from a family that gives no features."""
         classes = np.arange(len(self.grades))
         members, features = model_probabilities_and_features(self.models, images, classes)
-        proba, codes = self._graded(images, members)
-        return proba, codes, self.familiarity.scores(features)
+        return (*self._graded(images, members), features)
 
     def _graded(self, images: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         proba = self.rule.calibrated(members.mean(axis=0))

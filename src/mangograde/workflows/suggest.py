@@ -1,0 +1,127 @@
+"""``mangograde suggest``: the photos (or fruits) to label next, for a run to learn the
+most from the fewest labels (:mod:`mangograde.evaluation.selection`)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..basics.atomic import atomic_open
+from ..basics.errors import SettingsError, plural
+from ..basics.progress import Bar
+from ..data import find_photos
+from ..data.fruit_ids import fruits_from_csv
+from ..evaluation.fruits import Fruits
+from ..evaluation.selection import Picked, pick, pooled, uncertainty
+from ..images import ImageCache
+from .predict import BATCH, decode_photos
+
+
+@dataclass
+class Suggestion:
+    items: list[str]  # image ids, or fruit names with --groups
+    photos: list[list[str]]  # each item's photos
+    grades: list[str]  # the run's grade of each item
+    top: np.ndarray  # each item's top probability
+    unsure: np.ndarray  # each item's uncertainty
+    picked: Picked
+    labelled: int = 0  # items left out as already labelled
+    notices: list[str] = field(default_factory=list)
+
+
+def read_labelled(path: Path) -> set[str]:
+    """The image ids in the first column of a CSV (a header row is allowed)."""
+    if not path.is_file():
+        raise SettingsError(f"--labelled {path}: no such file (a CSV whose first column is "
+                            "the image id, as labels.csv).")  # fmt: skip
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        ids = {row[0].strip() for row in csv.reader(handle) if row and row[0].strip()}
+    ids.discard("image_id")
+    return {Path(i.replace("\\", "/")).name for i in ids}
+
+
+def _embed(predictor: Any, images: np.ndarray, progress: bool | None) -> tuple[np.ndarray, Any]:
+    """Calibrated probabilities and each fold model's features (None: the family gives none)."""
+    proba, parts = [], []
+    with Bar(len(images), "Grading photos", progress, every=1000) as bar:
+        for start in range(0, len(images), BATCH):
+            chunk = images[start : start + BATCH]
+            try:
+                found, _, features = predictor.grade_and_embed(chunk)
+            except AttributeError:
+                found, features = predictor.grade(chunk)[0], None
+            proba.append(found)
+            parts.append(features)
+            bar.advance(len(chunk))
+    if any(p is None for p in parts):
+        return np.concatenate(proba), None
+    return np.concatenate(proba), [np.concatenate(f) for f in zip(*parts, strict=True)]
+
+
+def suggest(
+    predictor: Any,
+    inputs: Sequence[str | Path],
+    n: int,
+    labelled: set[str] | None = None,
+    groups: Path | None = None,
+    by: str = "margin",
+    duplicate: float = 0.25,
+    cache: ImageCache | None = None,
+    progress: bool | None = None,
+) -> Suggestion:
+    """Rank ``inputs`` for labelling with a run's predictor: the ``n`` least sure photos
+    (fruits, with ``groups``), spread over the run's features, none already ``labelled``
+    (image ids) and no two near-duplicates."""
+    paths, ids, notices = find_photos(inputs)
+    fruit_ids = None
+    if groups is not None:
+        fruit_ids, found = fruits_from_csv(paths, ids, groups)
+        notices += found
+    images, kept, _, load_notices = decode_photos(predictor, paths, cache, False, progress)
+    ids = [ids[i] for i in kept]
+    proba, features = _embed(predictor, images, progress)
+    fruits = (Fruits.each_photo(ids) if fruit_ids is None
+              else Fruits.from_ids([fruit_ids[i] for i in kept], ids))  # fmt: skip
+    members = [fruits.photos_of(j) for j in range(len(fruits.names))]
+    labelled = labelled or set()
+    done = np.array([any(ids[i] in labelled for i in rows) for rows in members])
+    unsure = np.array([uncertainty(proba[rows], by).mean() for rows in members])
+    mean_proba = np.stack([proba[rows].mean(axis=0) for rows in members])
+    if features is None:
+        features = [mean_proba]  # no features: spread over the grade probabilities
+        notices.append("This run's family gives no features: the photos are spread over "
+                       "their grade probabilities instead.")  # fmt: skip
+    items = pooled(features, members)
+    pool = np.flatnonzero(~done)
+    if len(pool) == 0:
+        what = plural(len(done), "photo" if fruit_ids is None else "fruit")
+        raise SettingsError(f"Every one of the {what} is already labelled: nothing to suggest.")
+    picked = pick(unsure[pool], [f[pool] for f in items], min(n, len(pool)),
+                  [f[done] for f in items], duplicate)  # fmt: skip
+    picked = Picked([int(pool[i]) for i in picked.order], picked.distance,
+                    {int(pool[k]): (int(pool[v]) if v >= 0 else -1)
+                     for k, v in picked.duplicates.items()}, picked.threshold)  # fmt: skip
+    grades = [predictor.grades[int(c)] for c in mean_proba.argmax(axis=1)]
+    photos = [[ids[i] for i in rows] for rows in members]
+    return Suggestion(list(fruits.names), photos, grades, mean_proba.max(axis=1), unsure,
+                      picked, int(done.sum()), notices + load_notices)  # fmt: skip
+
+
+def write_pick(path: Path, found: Suggestion, fruits: bool) -> Path:
+    """One row a pick, first first: the item, its photos, the run's grade and how sure."""
+    with atomic_open(path, newline="") as handle:
+        writer = csv.writer(handle)
+        head = ["rank", "fruit", "photos"] if fruits else ["rank", "image_id"]
+        writer.writerow([*head, "grade", "top_probability", "uncertainty", "distance"])
+        for rank, (j, gap) in enumerate(zip(found.picked.order, found.picked.distance,
+                                            strict=True), 1):  # fmt: skip
+            item = [found.items[j], ";".join(found.photos[j])] if fruits else [found.items[j]]
+            writer.writerow([rank, *item, found.grades[j], f"{found.top[j]:.4f}",
+                             f"{found.unsure[j]:.4f}",
+                             "" if not np.isfinite(gap) else f"{gap:.4f}"])  # fmt: skip
+    return path
