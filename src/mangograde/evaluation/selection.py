@@ -2,11 +2,12 @@
 what it has seen, never two near-duplicates.
 
 Among the ``candidates x n`` least sure items, the next pick is the one farthest (cosine
-distance in the run's features) from every item already labelled or picked (k-center,
-farthest first). An item closer than ``duplicate x`` the pool's median nearest-neighbour
-distance to a labelled or picked one is a near-duplicate: skipped, and said so. Numpy
-only; features of several fold models count together (the mean of their cosine
-similarities), and no ``n x n`` matrix is built.
+distance in the run's features, each dimension standardised over the photos given) from
+every item already labelled or picked (k-center, farthest first). An item closer than
+``duplicate x`` the pool's median nearest-neighbour distance to a labelled or picked one
+is a near-duplicate: skipped, and said so. Numpy only; the features of several fold
+models count together (the mean of their cosine similarities), and no ``n x n`` matrix
+is built.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def uncertainty(proba: np.ndarray, by: str = "margin") -> np.ndarray:
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.nan_to_num(np.asarray(x, dtype=np.float64))
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def standardised(features: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each model's features with every dimension at mean 0 and variance 1 over the photos
+    given: a colour share and a texture count weigh alike in the distance."""
+    found = []
+    for f in features:
+        f = np.nan_to_num(np.asarray(f, dtype=np.float64))
+        found.append((f - f.mean(axis=0)) / np.maximum(f.std(axis=0), 1e-9))
+    return found
 
 
 def pooled(features: Sequence[np.ndarray], members: Sequence[np.ndarray]) -> list[np.ndarray]:

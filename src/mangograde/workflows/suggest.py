@@ -17,7 +17,7 @@ from ..basics.progress import Bar
 from ..data import find_photos
 from ..data.fruit_ids import fruits_from_csv
 from ..evaluation.fruits import Fruits
-from ..evaluation.selection import Picked, pick, pooled, uncertainty
+from ..evaluation.selection import Picked, pick, pooled, standardised, uncertainty
 from ..images import ImageCache
 from .predict import BATCH, decode_photos
 
@@ -96,7 +96,7 @@ def suggest(
         features = [mean_proba]  # no features: spread over the grade probabilities
         notices.append("This run's family gives no features: the photos are spread over "
                        "their grade probabilities instead.")  # fmt: skip
-    items = pooled(features, members)
+    items = pooled(standardised(features), members)
     pool = np.flatnonzero(~done)
     if len(pool) == 0:
         what = plural(len(done), "photo" if fruit_ids is None else "fruit")
