@@ -4,6 +4,7 @@
 
     python benchmarks/bench_serve.py RUN --familiar-cost [--uploads 600] [--rounds 2]
     python benchmarks/bench_serve.py RUN --record-cost [--db URL ...] [--uploads 2000]
+    python benchmarks/bench_serve.py RUN --correction-cost [--db URL ...] [--uploads 2000]
 
 RUN: a run folder (RESULTS.md uses cnn-fast). The aicup-sample photos are uploaded one per
 request, in turn, by 16 concurrent clients: once with micro-batching (--max-batch 32) and
@@ -11,10 +12,13 @@ once without (--max-batch 1), each against a fresh server. With --familiar-cost,
 micro-batching on, with --familiar on and off in turn (fresh servers, --rounds each): the
 photos/s ratio of the two. With --record-cost: --no-record against recording into a fresh
 SQLite file (and each --db URL, e.g. a PostgreSQL database), --rounds each, interleaved;
-the photos/s ratio, the p95 latency added, and whether every answer 200 has its row. A
-truncated JPEG goes up in the middle of each load run. Then (plain runs) `mangograde
-predict` grades the same number of photos (the sample photos linked under distinct names,
-a fresh cache) in one command.
+the photos/s ratio, the p95 latency added, and whether every answer 200 has its row. With
+--correction-cost: recording into a fresh SQLite file (and each --db URL), one more client
+posts a correction every 20 ms while the 16 grade: each correction's latency (p50, p95,
+p99), and whether every one answered 201 is in the records. A truncated JPEG goes up in
+the middle of each load run. Then (plain runs) `mangograde predict` grades the same
+number of photos (the sample photos linked under distinct names, a fresh cache) in one
+command.
 """
 
 from __future__ import annotations
@@ -180,6 +184,56 @@ def _record_cost(args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> N
               f"({answered[name] - kept} lost)")  # fmt: skip
 
 
+async def _corrections(url: str, photos: list[tuple[str, bytes]], load) -> tuple[list, int]:
+    """Post corrections of recorded gradings, one every 20 ms, while ``load`` runs."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        first = await http.post("/v1/grade", files=[("files", p) for p in photos[:20]],
+                                data={"lot": "corrections"})  # fmt: skip
+        body = first.json()
+        ids, grades = (
+            [r["grading_id"] for r in body["results"]],
+            list(body["results"][0]["probabilities"]),
+        )
+        task = asyncio.ensure_future(load)
+        number = 0
+        while not task.done():
+            start = time.perf_counter()
+            grade = {"grade": grades[number % len(grades)], "operator": "bench"}
+            path = f"/v1/gradings/{ids[number % len(ids)]}/corrections"
+            answer = await http.post(path, json=grade)
+            if answer.status_code != 201:
+                raise SystemExit(f"a correction was answered {answer.status_code}: {answer.text}")
+            latencies.append(time.perf_counter() - start)
+            number += 1
+            await asyncio.sleep(0.02)
+        await task
+    return latencies, number
+
+
+def _correction_cost(args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> None:
+    from mangograde.records import history, open_store
+
+    work = Path(tempfile.mkdtemp(prefix="bench-corrections-"))
+    targets = {"sqlite": f"sqlite:///{work / 'records.db'}"}
+    targets |= {f"db{i}": url for i, url in enumerate(args.db)}
+    for name, url in targets.items():
+        server, base = _start(args.run, 32, "--db", url)
+        try:
+            load = _load(base, photos, args.uploads, args.clients, server.pid)
+            latencies, sent = asyncio.run(_corrections(base, photos, load))
+        finally:
+            server.terminate()
+            server.wait(30)
+        store = open_store(url)
+        rows = store.gradings("corrections")
+        kept = sum(len(history(store, r["id"])) for r in rows)
+        print(f"{name}: {sent} corrections while {args.clients} clients graded {args.uploads} "
+              f"photos; latency p50 {_percentile(latencies, 50) * 1000:.1f} ms, p95 "
+              f"{_percentile(latencies, 95) * 1000:.1f} ms, p99 "
+              f"{_percentile(latencies, 99) * 1000:.1f} ms; kept {kept} of {sent}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -189,6 +243,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--record-cost", action="store_true")
     parser.add_argument("--db", action="append", default=[])
+    parser.add_argument("--correction-cost", action="store_true")
     args = parser.parse_args()
     files = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     photos = [(f.name, f.read_bytes()) for f in files]
@@ -199,6 +254,9 @@ def main() -> None:
         return
     if args.record_cost:
         _record_cost(args, photos)
+        return
+    if args.correction_cost:
+        _correction_cost(args, photos)
         return
     results = {}
     for label, max_batch in (("micro-batching on (32)", 32), ("micro-batching off (1)", 1)):
