@@ -45,7 +45,9 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return features, np.asarray(dataset.labels), np.asarray(dataset.groups)
 
 
-def loop(X, y, groups, train, test, arm: str, seed: int, trees: int) -> list[float]:
+def loop(
+    X, y, groups, train, test, arm: str, seed: int, trees: int, candidates: float
+) -> list[float]:
     from mangograde.evaluation.selection import pick, pooled, standardised, uncertainty
     from mangograde.models.classical import colour_vote
 
@@ -71,7 +73,8 @@ def loop(X, y, groups, train, test, arm: str, seed: int, trees: int) -> list[flo
         fruits = [np.array([where[i] for i in rows[f]]) for f in [*rest, *labelled]]
         items = pooled([space], fruits)[0]
         mean_unsure = np.array([unsure[m].mean() for m in fruits[: len(rest)]])
-        found = pick(mean_unsure, [items[: len(rest)]], STEP, [items[len(rest) :]])
+        found = pick(mean_unsure, [items[: len(rest)]], STEP, [items[len(rest) :]],
+                     candidates=candidates)  # fmt: skip
         labelled += [rest[i] for i in found.order]
 
 
@@ -81,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--candidates", type=float, default=3.0, help="suggest's pool: x n")
     parser.add_argument("--out", type=Path, default=Path("suggest-results.json"))
     args = parser.parse_args()
     X, y, groups = load()
@@ -90,7 +94,11 @@ def main() -> None:
     for seed in range(args.seeds):
         for k, (train, test) in enumerate(folds):
             for arm in curves:
-                curves[arm].append(loop(X, y, groups, train, test, arm, 100 * seed + k, args.trees))
+                curves[arm].append(
+                    loop(
+                        X, y, groups, train, test, arm, 100 * seed + k, args.trees, args.candidates
+                    )
+                )
         print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
     sizes = list(range(START, START + STEP * len(curves["random"][0]), STEP))
     summary = {
@@ -105,7 +113,7 @@ def main() -> None:
                     if a >= target), None)  # fmt: skip
     results = {
         "machine": machine(), "date": time.strftime("%Y-%m-%d"), "seeds": args.seeds,
-        "folds": 5, "trees": args.trees, "fruits": sizes, **summary,
+        "folds": 5, "trees": args.trees, "candidates": args.candidates, "fruits": sizes, **summary,
         "random_accuracy_at_100": target, "suggest_fruits_to_reach_it": reached,
         "share_of_labels": None if reached is None else reached / 100,
     }  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import data, export, grade, records, serve, suggest, train
+from . import adapt, data, export, grade, records, serve, suggest, train
 from .options import out, state, user_errors
 
 
@@ -99,6 +99,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "serve": serve.serve_command,
         "export": export.export_command,
         "suggest": suggest.suggest_command,
+        "adapt": adapt.adapt_command,
     },
     train.presets_app: {"show": train.presets_show},
     records.db_app: {"upgrade": records.db_upgrade},

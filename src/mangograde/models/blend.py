@@ -6,6 +6,7 @@ The study trained 5 CNNs on different splits and took a uniform vote (+0.4% on t
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,13 @@ class FoldEnsemble(ClassifierMixin, BaseEstimator):
                 kwargs["eval_set"] = (X[val], y[val])
             self.estimators_.append(member.fit(X[train], y[train], **kwargs))
         return self
+
+    def adapt(self, X: np.ndarray, y: np.ndarray | None = None, **options: Any) -> FoldEnsemble:
+        """A copy with every member adapted to photos ``X`` (each member's ``adapt``)."""
+        check_is_fitted(self, "estimators_")
+        adapted = copy.copy(self)
+        adapted.estimators_ = [m.adapt(X, y, **options) for m in self.estimators_]
+        return adapted
 
     def member_probabilities(self, X: np.ndarray) -> np.ndarray:
         """``(n_models, n_photos, n_grades)``, each model's columns in ``classes_`` order."""

@@ -542,6 +542,56 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 hook.remove()
         return torch.cat(out) if out else torch.zeros(0, len(self.classes_))
 
+    # -- adapting to another camera or orchard --------------------------------------
+
+    def adapt(
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        epochs: int = 15,
+        lr: float = 0.003,
+        body: str = "frozen",
+        progress: bool | None = False,
+    ) -> CNNClassifier:
+        """A copy of this fitted network adapted to photos ``X``: its BatchNorm statistics
+        estimated again on them, then (with grades ``y``, of this network's ``classes_``)
+        ``epochs`` of fine-tuning at ``lr`` with the training augmentation, the body
+        ``frozen`` (the head alone learns) or ``train``-ed too. This network is unchanged."""
+        check_is_fitted(self, "module_")
+        if body not in ("frozen", "train"):
+            raise SettingsError(f"adapt.body must be frozen or train, not {body!r}.")
+        adapted = copy.deepcopy(self)
+        network = adapted.module_
+        photos = self._photos(X, "photos to adapt on")
+        _reestimate_batchnorm(network, photos, self.size)
+        if y is None:
+            return adapted
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unknown = sorted({str(g) for g in np.asarray(y).tolist() if g not in lookup})
+        if unknown:
+            raise SettingsError(f"Grades {', '.join(unknown)} are not this run's "
+                                f"({', '.join(map(str, self.classes_))}).")  # fmt: skip
+        labels = torch.tensor([lookup[g] for g in np.asarray(y).tolist()], dtype=torch.int64)
+        adapted.set_params(lr=lr, epochs=epochs, warmup_epochs=0, schedule="cosine", ema=0.0,
+                           freeze_epochs=epochs if body == "frozen" else 0, body_lr=1.0,
+                           batch_size=min(self.batch_size, max(2, len(X))))  # fmt: skip
+        optimizer = adapted._make_optimizer(network)
+        generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        steps = max(1, -(-len(X) // adapted.batch_size))
+        with Bar(steps * epochs, "Adapting CNN", progress, every=steps) as bar:
+            for epoch in range(epochs):
+                adapted._train_one_epoch((network, network), optimizer, generator, photos,
+                                         labels, epoch, bar)  # fmt: skip
+        body_part = getattr(network, "features", None)
+        for parameter in (body_part or network).parameters():
+            parameter.requires_grad_(True)
+        adapted.module_ = network.eval()
+        adapted.set_params(**{k: getattr(self, k) for k in (
+            "lr", "epochs", "warmup_epochs", "schedule", "ema", "freeze_epochs", "body_lr",
+            "batch_size")})  # fmt: skip
+        return adapted
+
     # -- checkpoints --------------------------------------------------------------
 
     def _checkpoint(
@@ -669,6 +719,30 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if weights is not None:
             state = {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
             self.module_ = self._rebuilt(state, "cpu").eval()
+
+
+def _reestimate_batchnorm(network: torch.nn.Module, photos: torch.Tensor, size: int) -> None:
+    """Every BatchNorm layer's running mean and variance, measured again on ``photos``
+    (their plain views, as graded) and nothing else learnt."""
+    layers = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not layers or len(photos) < 2:
+        return
+    device = next(network.parameters()).device
+    momenta = [m.momentum for m in layers]
+    network.eval()
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative mean over every batch
+        layer.train()
+    with torch.no_grad():
+        for i in range(0, len(photos), 64):
+            batch = photos[i : i + 64]
+            if len(batch) < 2:
+                continue
+            network(eval_batch(batch, size).to(device, memory_format=CHANNELS_LAST))
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
+    network.eval()
 
 
 def _last_linear(network: torch.nn.Module) -> torch.nn.Linear:

@@ -75,6 +75,39 @@ def embed_photos(model: Any, fold: FoldData) -> tuple[np.ndarray, np.ndarray] | 
     return model.embed(fold.images[fold.train]), model.embed(fold.images[fold.test])
 
 
+@dataclass(frozen=True)
+class Adaptation:
+    """What ``mangograde adapt`` gives a fold model: the new photos, their grades (None:
+    ``--unlabelled``), the ``adapt`` settings, and the photos the fold model was trained on
+    with their grades (None when the parent's data can no longer be read)."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    settings: Mapping[str, Any]
+    old_images: np.ndarray | None = None
+    old_labels: np.ndarray | None = None
+    progress: bool | None = False
+
+
+def refit_with(model: Any, task: Adaptation) -> Any:
+    """A fresh fit of ``model``'s settings on its training photos and the new ones, each
+    new photo counted ``adapt.weight`` times (rounded); on the new ones alone when the
+    old ones cannot be read."""
+    from sklearn.base import clone
+
+    if task.labels is None:
+        raise SettingsError(
+            "--unlabelled adapts only the network families (their BatchNorm statistics); "
+            "this family learns nothing from photos without grades."
+        )
+    times = max(1, int(round(float(task.settings.get("weight", 3)))))
+    images, labels = np.repeat(task.images, times, axis=0), np.repeat(task.labels, times)
+    if task.old_images is not None and task.old_labels is not None:
+        images = np.concatenate([task.old_images, images])
+        labels = np.concatenate([task.old_labels, labels])
+    return clone(model).fit(images, labels)
+
+
 def resize_to_features(settings: Settings) -> Geometry:
     """Photos decoded at ``features.size`` square."""
     return Resize(int(settings["features"]["size"]))
@@ -121,6 +154,11 @@ class ModelFamily:
     embed_fold : callable
         ``(fitted model, FoldData) -> (training photos' features, held-out photos'
         features)`` for the familiarity model, or None when the family gives none.
+    adapt_fold : callable
+        ``(fitted fold model, Adaptation) -> adapted model`` for ``mangograde adapt``: a
+        model of the same run graded on new photos (a camera, an orchard); raises
+        :class:`SettingsError` when the family cannot adapt. Default: refit on the fold's
+        training photos and the new ones (weighted), or on the new ones alone.
     history : callable
         ``(fitted model, fold) -> rows`` of per-epoch records (``history.csv``).
     fold_scores : callable
@@ -152,6 +190,7 @@ class ModelFamily:
     grade_fold: Callable[[Any, FoldData], tuple[np.ndarray, np.ndarray]] = grade_photos
     attach: Callable[[Any, Path | None, bool, bool | None], None] = _nothing
     embed_fold: Callable[[Any, FoldData], tuple[np.ndarray, np.ndarray] | None] = embed_photos
+    adapt_fold: Callable[[Any, Adaptation], Any] = lambda model, task: refit_with(model, task)
     history: Callable[[Any, int], list[dict[str, Any]]] = lambda model, fold: []
     fold_scores: Callable[[Any], dict[str, float]] = lambda model: {}
     draws_progress: bool = False

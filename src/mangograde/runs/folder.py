@@ -50,7 +50,7 @@ HISTORY_FIELDS = (
     "step_s",
 )
 # Keys of config.yaml that record the run rather than set it (bundles do not hold them).
-_RECORDS = ("data", "mangograde", "format_version", "labels")
+RECORDED = ("data", "mangograde", "format_version", "labels")  # config.yaml only
 # Keys of config.yaml that a resumed run may change.
 _NOT_COMPARED = ("mangograde", "format_version")
 
@@ -275,7 +275,7 @@ class Run:
                 )
             folders = [folders[fold]]
         bundles = [load_bundle(f) for f in folders]
-        trained = {k: v for k, v in self.settings.items() if k not in _RECORDS}
+        trained = {k: v for k, v in self.settings.items() if k not in RECORDED}
         for folder, bundle in zip(folders, bundles, strict=True):
             if bundle.settings != trained:
                 raise RunError(

@@ -117,6 +117,15 @@ _FAST = {
     "tta": True,
 }
 
+
+def _adapt_fold(model: Any, task: Any) -> Any:
+    """The fold network from the run's weights: BatchNorm statistics measured again on the
+    new photos, then (with grades) a short fine-tuning (``adapt.epochs``, ``adapt.lr``,
+    ``adapt.body``)."""
+    options = {k: task.settings[k] for k in ("epochs", "lr", "body") if k in task.settings}
+    return model.adapt(task.images, task.labels, progress=task.progress, **options)
+
+
 # What every family trained by CNNClassifier shares (the transfer family too).
 NETWORK_FAMILY: dict[str, Any] = {
     "build": _build,
@@ -125,6 +134,7 @@ NETWORK_FAMILY: dict[str, Any] = {
     "geometry": _geometry,
     "check": _check,
     "fit_fold": _fit_fold,
+    "adapt_fold": _adapt_fold,
     "attach": _attach,
     "history": _history,
     "draws_progress": True,

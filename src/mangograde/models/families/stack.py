@@ -47,9 +47,17 @@ def _attach(model: Any, checkpoints: Path | None, resume: bool, progress: bool |
     model.attach(checkpoints, resume, progress)
 
 
+def _cannot_adapt(model: Any, task: Any) -> Any:
+    raise SettingsError(
+        "A stack cannot be adapted as one model: adapt its member runs (transfer, cnn-fast, "
+        "colour-texture) and stack them again."
+    )
+
+
 register_model(
     ModelFamily(
         name="stack",
+        adapt_fold=_cannot_adapt,
         description="A stacked ensemble: each member's out-of-fold probabilities from "
         "fruit-grouped inner folds, combined by a logistic regression.",
         build=_build,

@@ -1,0 +1,156 @@
+"""``mangograde adapt``: a run moved to a new camera, orchard or variety."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..basics.config import parse_assignments
+from ..basics.errors import SettingsError, plural
+from ..images import ImageCache, load_images
+from .grade import FoldOpt, FruitGroupsOpt, RunArg
+from .options import CacheDirOpt, OverwriteOpt, QuietOpt, notices, out, progress_flag
+
+
+def _trained_on(parent, paths: list[Path]) -> int:  # type: ignore[no-untyped-def]
+    """How many of ``paths`` hold the same bytes as a photo the parent was trained on."""
+    import hashlib
+
+    held, root = parent.held_out, parent.data_root
+    if held is None or root is None or not root.is_dir():
+        return 0
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    new = {digest(p) for p in paths}
+    seen = 0
+    for image in held.image_ids:
+        path = root / image
+        if path.is_file() and digest(path) in new:
+            seen += 1
+    return seen
+
+
+def adapt_command(
+    run_dir: RunArg,
+    photos: Annotated[Path, typer.Argument(help="The new photos: a folder (or grade folders).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="The adapted run's folder.")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Label CSV of the new photos (image_id,label).")
+    ] = None,
+    groups: FruitGroupsOpt = None,
+    unlabelled: Annotated[
+        bool,
+        typer.Option(
+            "--unlabelled",
+            help="No labels: re-estimate the networks' BatchNorm "
+            "statistics on the photos, nothing else.",
+        ),
+    ] = False,  # fmt: skip
+    cv: Annotated[
+        int | None,
+        typer.Option(
+            "--cv",
+            min=2,
+            help="Measure on the few photos: adapt on K-1 parts, grade "
+            "the other, beside the parent and a run trained from scratch.",
+        ),
+    ] = None,  # fmt: skip
+    regrade: Annotated[
+        bool,
+        typer.Option(
+            "--regrade",
+            help="Labels named otherwise than the run's grades: match "
+            "them by rank, best first (as evaluate does).",
+        ),
+    ] = False,  # fmt: skip
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="adapt.epochs, adapt.lr, adapt.body (frozen|train), "
+            "adapt.weight (classical families), e.g. --set adapt.epochs=20.",
+        ),
+    ] = None,  # fmt: skip
+    fold: FoldOpt = None,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Adapt a run to a new camera, orchard or variety with a few labelled photos, into a
+    new run that names its parent: networks start from the run's weights (BatchNorm
+    statistics measured on the new photos, then a short fine-tuning of the head);
+    classical families refit on the run's photos and the new ones, weighted."""
+    from ..data import find_photos, load_dataset
+    from ..graders import is_export
+    from ..runs import open_run
+    from ..runs.adapt import NewPhotos, adapt_run
+    from ..workflows.evaluate import match_grades
+
+    if is_export(run_dir):
+        raise SettingsError(f"{run_dir} is an export: it holds no training state to adapt. "
+                            "Adapt the run it was exported from, then export that.")  # fmt: skip
+    if unlabelled and labels is not None:
+        raise SettingsError("Give --labels CSV for the new photos, or --unlabelled, not both.")
+    parent = open_run(run_dir)
+    sets = parse_assignments(assignments or [])
+    unknown = sorted(set(sets) - {"adapt"})
+    if unknown:
+        raise SettingsError(f"adapt's --set takes adapt.* settings only, not {', '.join(unknown)}.")
+    cache = ImageCache(cache_dir)
+    progress = progress_flag(quiet)
+    if unlabelled:
+        paths, ids, found = find_photos([photos])
+        notices(found)
+        from ..data import Dataset
+
+        dataset = Dataset(photos, "photos", tuple(ids), tuple(paths), ())
+    else:
+        dataset = load_dataset(photos, labels, groups, allow_single_grade=True)
+        if not dataset.labelled:
+            raise SettingsError(f"{photos} has no grades: give --labels CSV (or grade "
+                                "folders), or --unlabelled to adapt the BatchNorm statistics "
+                                "alone.")  # fmt: skip
+        grades = parent.grades
+        if not set(dataset.grades) <= set(grades) and not regrade:
+            extra = sorted(set(dataset.grades) - set(grades))
+            raise SettingsError(
+                f"The labels name {', '.join(extra)}, which are not the run's grades "
+                f"({', '.join(grades)}): relabel them, or --regrade to match by rank."
+            )
+        dataset, matched = match_grades(grades, dataset, parent.ordered)
+        notices(matched)
+    seen = _trained_on(parent, list(dataset.paths))
+    if seen:
+        out.print(f"[yellow]Warning:[/] {plural(seen, 'photo')} of these the parent was "
+                  "trained on: adapting on them teaches it nothing new.")  # fmt: skip
+    geometry = parent.bundles(fold)[0].manifest["preprocessing"]["geometry"]
+    from ..runs.folder import geometry_from_record
+
+    loaded = load_images(list(dataset.paths), geometry_from_record(geometry), cache,
+                         False, None, progress)  # fmt: skip
+    kept = [dataset.image_ids[i] for i in loaded.kept]
+    dataset = dataset.subset(np.asarray(loaded.kept)) if len(kept) != len(dataset) else dataset
+    codes = None if unlabelled else np.asarray(dataset.labels)
+    group_ids = None if dataset.groups is None else np.asarray(dataset.groups)
+    new = NewPhotos(dataset, loaded.arrays, codes, group_ids)
+    result = adapt_run(run_dir, new, out_dir, sets.get("adapt", {}), cv, fold, cache,
+                       progress, overwrite)  # fmt: skip
+    notices(result.notices)
+    if result.comparison:
+        c = result.comparison
+        table = Table("on the same held-out photos", "accuracy", "mean grade error",
+                      title=f"{c['photos']} photos, {c['parts']} parts (grouped)")  # fmt: skip
+        arms = (("parent", f"parent {parent.name} (unadapted)"), ("adapted", "adapted"),
+                ("scratch", "trained from scratch"))  # fmt: skip
+        for name, label in arms:
+            table.add_row(escape(label), f"{c[name]['accuracy']:.3f}", f"{c[name]['mae']:.3f}")
+        out.print(table)
+    out.print(f"Adapted run written to {escape(str(out_dir))} (parent {escape(parent.name)}, "
+              f"{plural(len(new.images), 'photo')})")  # fmt: skip
