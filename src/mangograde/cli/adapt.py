@@ -37,6 +37,20 @@ def _trained_on(parent, paths: list[Path]) -> int:  # type: ignore[no-untyped-de
     return seen
 
 
+def _labelled(photos, labels, groups, grades, run_grades):  # type: ignore[no-untyped-def]
+    """The new photos with their labels: named as the run's grades, as ``grades``, or A,B,C."""
+    from ..basics.errors import DatasetError
+    from ..data import load_dataset
+
+    if grades:
+        names = tuple(g.strip() for g in grades.split(",") if g.strip())
+        return load_dataset(photos, labels, groups, names, allow_single_grade=True)
+    try:
+        return load_dataset(photos, labels, groups, tuple(run_grades), allow_single_grade=True)
+    except DatasetError:
+        return load_dataset(photos, labels, groups, allow_single_grade=True)
+
+
 def adapt_command(
     run_dir: RunArg,
     photos: Annotated[Path, typer.Argument(help="The new photos: a folder (or grade folders).")],
@@ -60,6 +74,14 @@ def adapt_command(
             min=2,
             help="Measure on the few photos: adapt on K-1 parts, grade "
             "the other, beside the parent and a run trained from scratch.",
+        ),
+    ] = None,  # fmt: skip
+    grades: Annotated[
+        str | None,
+        typer.Option(
+            "--grades",
+            help="The labels' grade names best first, when they are not "
+            "the run's nor A,B,C (e.g. Premium,Standard,Reject); with --regrade.",
         ),
     ] = None,  # fmt: skip
     regrade: Annotated[
@@ -87,7 +109,7 @@ def adapt_command(
     new run that names its parent: networks start from the run's weights (BatchNorm
     statistics measured on the new photos, then a short fine-tuning of the head);
     classical families refit on the run's photos and the new ones, weighted."""
-    from ..data import find_photos, load_dataset
+    from ..data import find_photos
     from ..graders import is_export
     from ..runs import open_run
     from ..runs.adapt import NewPhotos, adapt_run
@@ -112,19 +134,19 @@ def adapt_command(
 
         dataset = Dataset(photos, "photos", tuple(ids), tuple(paths), ())
     else:
-        dataset = load_dataset(photos, labels, groups, allow_single_grade=True)
+        dataset = _labelled(photos, labels, groups, grades, parent.grades)
         if not dataset.labelled:
             raise SettingsError(f"{photos} has no grades: give --labels CSV (or grade "
                                 "folders), or --unlabelled to adapt the BatchNorm statistics "
                                 "alone.")  # fmt: skip
-        grades = parent.grades
-        if not set(dataset.grades) <= set(grades) and not regrade:
-            extra = sorted(set(dataset.grades) - set(grades))
+        if not set(dataset.grades) <= set(parent.grades) and not regrade:
+            extra = sorted(set(dataset.grades) - set(parent.grades))
             raise SettingsError(
                 f"The labels name {', '.join(extra)}, which are not the run's grades "
-                f"({', '.join(grades)}): relabel them, or --regrade to match by rank."
+                f"({', '.join(parent.grades)}): relabel them, or --regrade to match them by "
+                "rank, best first."
             )
-        dataset, matched = match_grades(grades, dataset, parent.ordered)
+        dataset, matched = match_grades(parent.grades, dataset, parent.ordered)
         notices(matched)
     seen = _trained_on(parent, list(dataset.paths))
     if seen:
