@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--candidates", type=float, default=3.0, help="suggest's pool: x n")
+    parser.add_argument("--candidates", type=float, default=2.0, help="suggest's pool: x n")
     parser.add_argument("--out", type=Path, default=Path("suggest-results.json"))
     args = parser.parse_args()
     X, y, groups = load()

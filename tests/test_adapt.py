@@ -66,6 +66,11 @@ def test_a_classical_run_adapts_and_the_new_run_grades_like_any_run(new_camera, 
     assert graded.exit_code == 0, graded.output
     scored = run("evaluate", tmp_path / "ad", new, "--labels", labels, "--quiet")
     assert scored.exit_code == 0, scored.output
+    assert "Its parent forest (unadapted) on the same photos: accuracy" in scored.output
+    report = tmp_path / "compare.html"
+    compared = run("compare", parent, tmp_path / "ad", "--out", report)
+    assert compared.exit_code == 0, compared.output
+    assert "adapted from forest" in report.read_text(encoding="utf-8")
 
 
 def test_a_network_adapts_with_and_without_labels(new_camera, forest, tmp_path):

@@ -153,6 +153,9 @@ def evaluate_command(
     )
     record["run"] = str(run.path)
     record["data"] = record_data
+    parent = _parent_on(run, dataset, fold, opts, seed)
+    if parent is not None:
+        record["parent"] = parent
     record["models"] = len(predictor.bundles)
     if predictor.rule.abstain is not None and graded.truth is not None:
         record["abstain"] = abstained(
@@ -186,7 +189,33 @@ def evaluate_command(
         if "abstain" in record["fruit"]["headline"]:
             out.print(abstain_line(record["fruit"]["headline"]["abstain"], "fruits"))
         warn(record["fruit"]["warnings"])
+    if "parent" in record:
+        before = record["parent"]["metrics"]["accuracy"]["value"]
+        after = record["metrics"]["accuracy"]["value"]
+        out.print(f"Its parent {escape(record['parent']['run'])} (unadapted) on the same "
+                  f"photos: accuracy {before:.3f} (adapted {after:.3f}, "
+                  f"{after - before:+.3f})")  # fmt: skip
     out.print(f"Saved {', '.join(escape(str(p)) for p in saved)}")
+
+
+def _parent_on(run, dataset, fold, opts, seed):  # type: ignore[no-untyped-def]
+    """An adapted run's parent graded on the same photos (None: not adapted, or the
+    parent is gone)."""
+    from ..runs import RunError, open_predictor, open_run
+    from ..workflows.evaluate import evaluate_dataset
+
+    if run.parent_path is None:
+        return None
+    try:
+        parent = open_run(run.parent_path)
+        predictor = open_predictor(parent, fold)
+    except (RunError, SettingsError):
+        out.print(f"[yellow]Note:[/] the parent run {escape(str(run.parent_path))} cannot be "
+                  "opened: the adapted run is measured alone.")  # fmt: skip
+        return None
+    found, _ = evaluate_dataset(predictor, dataset, n_boot=200, seed=seed, ordered=run.ordered,
+                                **opts.loading)  # fmt: skip
+    return {"run": parent.name, "path": str(parent.path), "metrics": found["metrics"]}
 
 
 def _as_fruits(groups: Path | None, fruit_folders: bool) -> bool:

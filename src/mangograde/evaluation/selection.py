@@ -105,7 +105,7 @@ def pick(
     n: int,
     labelled: Sequence[np.ndarray] | None = None,
     duplicate: float = 0.25,
-    candidates: float = 3.0,
+    candidates: float = 2.0,
     seed: int = 0,
 ) -> Picked:
     """Choose ``n`` items (see the module's docstring). ``unsure``: each item's

@@ -118,9 +118,18 @@ class Run:
 
     @property
     def label(self) -> str:
-        """``name (preset)``, the run's title in tables."""
+        """``name (preset)``, the run's title in tables; an adapted run names its parent."""
         preset = self.settings.get("preset")
-        return f"{self.name} ({preset})" if preset and preset != self.name else self.name
+        label = f"{self.name} ({preset})" if preset and preset != self.name else self.name
+        parent = self.parent_path
+        return label if parent is None else f"{label}, adapted from {parent.name}"
+
+    @property
+    def parent_path(self) -> Path | None:
+        """The run an adapted run was adapted from (``mangograde adapt``), else None."""
+        adapt = self.settings.get("adapt")
+        parent = adapt.get("parent") if isinstance(adapt, dict) else None
+        return Path(parent) if isinstance(parent, str) and parent else None
 
     @property
     def ordered(self) -> bool:
