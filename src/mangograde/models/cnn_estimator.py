@@ -548,22 +548,23 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self,
         X: np.ndarray,
         y: np.ndarray | None = None,
-        epochs: int = 15,
-        lr: float = 0.003,
+        epochs: int = 40,
+        lr: float = 0.01,
         body: str = "frozen",
         progress: bool | None = False,
     ) -> CNNClassifier:
         """A copy of this fitted network adapted to photos ``X``: its BatchNorm statistics
-        estimated again on them, then (with grades ``y``, of this network's ``classes_``)
-        ``epochs`` of fine-tuning at ``lr`` with the training augmentation, the body
-        ``frozen`` (the head alone learns) or ``train``-ed too. This network is unchanged."""
+        measured again on them, then (with grades ``y``, of this network's ``classes_``)
+        ``epochs`` of fine-tuning at ``lr``: with the body ``frozen``, the last layer alone
+        on the photos' penultimate features (computed once: seconds, even for a pretrained
+        backbone); with ``train``, the whole network with the training augmentation. This
+        network is unchanged."""
         check_is_fitted(self, "module_")
         if body not in ("frozen", "train"):
             raise SettingsError(f"adapt.body must be frozen or train, not {body!r}.")
         adapted = copy.deepcopy(self)
         network = adapted.module_
-        photos = self._photos(X, "photos to adapt on")
-        _reestimate_batchnorm(network, photos, self.size)
+        _reestimate_batchnorm(network, self._photos(X, "photos to adapt on"), self.size)
         if y is None:
             return adapted
         lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
@@ -572,25 +573,57 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise SettingsError(f"Grades {', '.join(unknown)} are not this run's "
                                 f"({', '.join(map(str, self.classes_))}).")  # fmt: skip
         labels = torch.tensor([lookup[g] for g in np.asarray(y).tolist()], dtype=torch.int64)
-        adapted.set_params(lr=lr, epochs=epochs, warmup_epochs=0, schedule="cosine", ema=0.0,
-                           freeze_epochs=epochs if body == "frozen" else 0, body_lr=1.0,
-                           batch_size=min(self.batch_size, max(2, len(X))))  # fmt: skip
-        optimizer = adapted._make_optimizer(network)
+        if body == "frozen":
+            adapted._fit_last_step(X, labels, epochs, lr, progress)
+        else:
+            adapted._fine_tune(X, labels, epochs, lr, progress)
+        adapted.module_ = network.eval()
+        return adapted
+
+    def _fit_last_step(
+        self, X: np.ndarray, labels: torch.Tensor, epochs: int, lr: float, progress: bool | None
+    ) -> None:
+        """Train the network's last step (its last linear layer, or the ordinal head) on
+        the penultimate features of ``X``, everything before it frozen."""
+        network = self.module_
+        final = next((m for m in network.modules() if getattr(m, "reads_features", False)),
+                     None) or _last_linear(network)  # fmt: skip
+        features = torch.from_numpy(self._graded(X, tta=False)[1]).float()
+        optimizer = torch.optim.AdamW(final.parameters(), lr=lr, weight_decay=self.weight_decay)
+        generator = torch.Generator().manual_seed(self.seed)
+        size = max(2, min(self.batch_size, len(features)))
+        final.train()
+        with Bar(epochs, "Adapting the last layer", progress, every=max(1, epochs // 4)) as bar:
+            for _ in range(epochs):
+                for batch in torch.randperm(len(features), generator=generator).split(size):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(final(features[batch]), labels[batch],
+                                           label_smoothing=self.label_smoothing)  # fmt: skip
+                    loss.backward()
+                    optimizer.step()
+                bar.advance(1)
+        final.eval()
+
+    def _fine_tune(
+        self, X: np.ndarray, labels: torch.Tensor, epochs: int, lr: float, progress: bool | None
+    ) -> None:
+        """Train the whole network on ``X`` with the training augmentation."""
+        keep = {k: getattr(self, k) for k in ("lr", "epochs", "warmup_epochs", "schedule",
+                                               "ema", "freeze_epochs", "batch_size")}  # fmt: skip
+        network = self.module_
+        size = max(2, min(self.batch_size, len(X)))
+        self.set_params(lr=lr, epochs=epochs, warmup_epochs=0, schedule="cosine", ema=0.0,
+                        freeze_epochs=0, batch_size=size)  # fmt: skip
+        photos = self._photos(X, "photos to adapt on")
+        optimizer = self._make_optimizer(network)
         generator = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
-        steps = max(1, -(-len(X) // adapted.batch_size))
+        steps = max(1, -(-len(X) // self.batch_size))
         with Bar(steps * epochs, "Adapting CNN", progress, every=steps) as bar:
             for epoch in range(epochs):
-                adapted._train_one_epoch((network, network), optimizer, generator, photos,
-                                         labels, epoch, bar)  # fmt: skip
-        body_part = getattr(network, "features", None)
-        for parameter in (body_part or network).parameters():
-            parameter.requires_grad_(True)
-        adapted.module_ = network.eval()
-        adapted.set_params(**{k: getattr(self, k) for k in (
-            "lr", "epochs", "warmup_epochs", "schedule", "ema", "freeze_epochs", "body_lr",
-            "batch_size")})  # fmt: skip
-        return adapted
+                self._train_one_epoch((network, network), optimizer, generator, photos, labels,
+                                      epoch, bar)  # fmt: skip
+        self.set_params(**keep)
 
     # -- checkpoints --------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from .familiar import familiar_quantile
 from .folder import Run, open_run
 from .lock import RunLock
 
-DEFAULTS = {"epochs": 15, "lr": 0.003, "body": "frozen", "weight": 3}
+DEFAULTS = {"epochs": 40, "lr": 0.01, "body": "frozen", "weight": 3}
 _REFERENCE = 120  # parent photos a fold, at most, in the refit familiarity model
 
 
