@@ -136,6 +136,7 @@ def serve_command(
         record_failures=record_failures,
         keep_photos=keep_photos,
         keep_photos_limit_mb=keep_photos_limit_mb,
+        yield_to_requests=True,
     )
     app = create_app(options)  # a bad RUN stops here, with predict's message
     notices(app.state.service.predictor.notices)

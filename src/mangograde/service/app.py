@@ -44,6 +44,7 @@ from .drift import DriftWindow, check_window
 from .guard import UploadLimit
 from .heatmap import heat_png
 from .keeper import PhotoKeeper
+from .priority import background_priority, lower_other_threads
 from .recorder import DEFAULT_LOT, Recorder, Uploaded
 from .schemas import (
     DriftStatus,
@@ -81,6 +82,8 @@ class ServeOptions:
     record_failures: str = "refuse"  # or "warn": grade anyway, count it in /metrics
     keep_photos: Path | None = None  # a copy of every graded photo, named by its SHA-256
     keep_photos_limit_mb: float = 1024.0
+    # serve's own process: grading threads yield to the event loop (service/priority.py)
+    yield_to_requests: bool = False
 
 
 @dataclass
@@ -190,8 +193,11 @@ def _load(options: ServeOptions) -> _Service:
         options.max_batch,
         options.batch_wait_s,
         telemetry.batch.observe,
+        options.yield_to_requests,
     )
-    decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
+    lower = background_priority if options.yield_to_requests else None
+    decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode",
+                                 initializer=lower)  # fmt: skip
     familiar = predictor.familiarity is not None
     drift = DriftWindow(predictor, options.drift_window) if familiar else None
     recorder = None
@@ -220,6 +226,8 @@ def create_app(options: ServeOptions) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.batcher.start()
         await _warm_up(service)
+        if options.yield_to_requests:
+            lower_other_threads()  # the model's math threads yield to quick requests
         service.ready = True
         try:
             yield

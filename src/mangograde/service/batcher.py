@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .priority import background_priority
+
 Grade = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
@@ -28,7 +30,9 @@ class MicroBatcher:
         max_batch: int = 32,
         wait_s: float = 0.004,
         on_batch: Callable[[int], None] | None = None,
+        background: bool = False,
     ) -> None:
+        """``background``: the grading thread runs at a lower priority than the caller's."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be 1 or more, got {max_batch}.")
         self._grade = grade
@@ -37,7 +41,8 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[Any]]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="grader")
+        lower = background_priority if background else None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="grader", initializer=lower)
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
