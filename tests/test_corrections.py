@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -299,29 +298,3 @@ def test_data_labels_writes_the_corrected_photos_ready_to_train(colour_run, tmp_
     assert 'toName="image"' in (studio / "label_config.xml").read_text()
     assert_clean_failure(run("data", "labels", url, "--photos", kept, "--out", tmp_path / "x",
                              "--lot", "nope"), "No lot named 'nope'")  # fmt: skip
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread priorities: Linux only")
-def test_serve_grades_at_a_lower_priority_than_it_answers(colour_run, tmp_path):
-    """serve's grading and decoding threads yield to its event loop, so a correction is
-    not kept waiting behind photos; the event loop's own thread keeps its priority."""
-    import httpx
-
-    from .service_helpers import serve_process
-
-    root, colour = colour_run
-    server, base = serve_process(colour, "--db", f"sqlite:///{tmp_path / 'r.db'}")
-    try:
-        (result,) = httpx.post(f"{base}/v1/grade", files=_upload(root, ["mango_00005.jpg"]),
-                               timeout=60).json()["results"]  # fmt: skip
-        tasks = Path(f"/proc/{server.pid}/task")
-        nice = {int(t.name): int((t / "stat").read_text().rsplit(")", 1)[1].split()[16])
-                for t in tasks.iterdir()}  # fmt: skip
-        assert nice[server.pid] == 0  # the event loop
-        assert sum(n == 10 for n in nice.values()) >= 2  # the grader and the decoders at least
-        mine = {"grade": result["grade"], "operator": "ana"}
-        answer = httpx.post(f"{base}/v1/gradings/{result['grading_id']}/corrections", json=mine)
-        assert answer.status_code == 201
-    finally:
-        server.terminate()
-        server.wait(30)
