@@ -548,8 +548,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self,
         X: np.ndarray,
         y: np.ndarray | None = None,
-        epochs: int = 40,
-        lr: float = 0.01,
+        epochs: int = 150,
+        lr: float = 0.03,
         body: str = "frozen",
         progress: bool | None = False,
     ) -> CNNClassifier:

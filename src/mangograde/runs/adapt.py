@@ -37,7 +37,8 @@ from .familiar import familiar_quantile
 from .folder import Run, open_run
 from .lock import RunLock
 
-DEFAULTS = {"epochs": 40, "lr": 0.01, "body": "frozen", "weight": 3}
+# None: the family's own default (networks: see models/families/cnn.py, measured in RESULTS.md)
+DEFAULTS = {"epochs": None, "lr": None, "body": None, "weight": 3}
 _REFERENCE = 120  # parent photos a fold, at most, in the refit familiarity model
 
 
@@ -65,14 +66,17 @@ def adapt_settings(overrides: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise SettingsError(f"Unknown adapt setting {', '.join(unknown)}: the adapt section "
                             f"takes {', '.join(DEFAULTS)}.")  # fmt: skip
-    if not (isinstance(settings["epochs"], int) and settings["epochs"] >= 1):
+    epochs, lr = settings["epochs"], settings["lr"]
+    if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
         raise SettingsError(
             f"adapt.epochs must be a whole number of at least 1, got {settings['epochs']!r}."
         )
-    if not (isinstance(settings["lr"], (int, float)) and 0 < settings["lr"] < 1):
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < 1):
         raise SettingsError(f"adapt.lr must be above 0 and below 1, got {settings['lr']!r}.")
     if not (isinstance(settings["weight"], (int, float)) and settings["weight"] >= 1):
         raise SettingsError(f"adapt.weight must be at least 1, got {settings['weight']!r}.")
+    if settings["body"] not in (None, "frozen", "train"):
+        raise SettingsError(f"adapt.body must be frozen or train, not {settings['body']!r}.")
     return settings
 
 

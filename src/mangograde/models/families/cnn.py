@@ -118,12 +118,24 @@ _FAST = {
 }
 
 
-def _adapt_fold(model: Any, task: Any) -> Any:
-    """The fold network from the run's weights: BatchNorm statistics measured again on the
-    new photos, then (with grades) a short fine-tuning (``adapt.epochs``, ``adapt.lr``,
-    ``adapt.body``)."""
-    options = {k: task.settings[k] for k in ("epochs", "lr", "body") if k in task.settings}
-    return model.adapt(task.images, task.labels, progress=task.progress, **options)
+# adapt's defaults (benchmarks/RESULTS.md, issue 27): a network trained from scratch gains
+# most from fine-tuning all of it; a pretrained backbone keeps its body and retrains its
+# last layer (fine-tuning that body on a CPU takes minutes a fold).
+ADAPT_WHOLE = {"body": "train", "epochs": 15, "lr": 0.003}
+ADAPT_LAST_LAYER = {"body": "frozen", "epochs": 150, "lr": 0.03}
+
+
+def adapt_network(defaults: dict[str, Any]) -> Any:
+    """The ``adapt_fold`` hook of a network family: from the fold's weights, BatchNorm
+    statistics measured again on the new photos, then (with grades) a short fine-tuning;
+    ``adapt.epochs``, ``adapt.lr`` and ``adapt.body`` left unset take ``defaults``."""
+
+    def adapt_fold(model: Any, task: Any) -> Any:
+        given = {k: task.settings.get(k) for k in ("epochs", "lr", "body")}
+        options = {k: v if v is not None else defaults[k] for k, v in given.items()}
+        return model.adapt(task.images, task.labels, progress=task.progress, **options)
+
+    return adapt_fold
 
 
 # What every family trained by CNNClassifier shares (the transfer family too).
@@ -134,7 +146,7 @@ NETWORK_FAMILY: dict[str, Any] = {
     "geometry": _geometry,
     "check": _check,
     "fit_fold": _fit_fold,
-    "adapt_fold": _adapt_fold,
+    "adapt_fold": adapt_network(ADAPT_WHOLE),
     "attach": _attach,
     "history": _history,
     "draws_progress": True,

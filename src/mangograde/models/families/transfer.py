@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import ModelFamily, register_model, signature_defaults
-from .cnn import _FROM_RUN, NETWORK_FAMILY
+from .cnn import _FROM_RUN, ADAPT_LAST_LAYER, NETWORK_FAMILY, adapt_network
 
 
 def _params() -> dict[str, Any]:
@@ -52,6 +52,6 @@ register_model(
         "download) fine-tuned on the grades.",
         params=_params,
         features={"size": 192, "crop": "none"},
-        **NETWORK_FAMILY,
+        **{**NETWORK_FAMILY, "adapt_fold": adapt_network(ADAPT_LAST_LAYER)},
     )
 )
