@@ -91,8 +91,9 @@ class Adaptation:
 
 def refit_with(model: Any, task: Adaptation) -> Any:
     """A fresh fit of ``model``'s settings on its training photos and the new ones, each
-    new photo counted ``adapt.weight`` times (rounded); on the new ones alone when the
-    old ones cannot be read."""
+    new photo counted ``adapt.weight`` times (rounded; unset: as many times as it takes
+    the new photos to weigh as much as the old ones, measured best on aicup-sample); on the
+    new ones alone when the old ones cannot be read."""
     from sklearn.base import clone
 
     if task.labels is None:
@@ -100,7 +101,10 @@ def refit_with(model: Any, task: Adaptation) -> Any:
             "--unlabelled adapts only the network families (their BatchNorm statistics); "
             "this family learns nothing from photos without grades."
         )
-    times = max(1, int(round(float(task.settings.get("weight", 3)))))
+    weight = task.settings.get("weight")
+    old = 0 if task.old_labels is None else len(task.old_labels)
+    balanced = old / max(1, len(task.labels))
+    times = max(1, int(round(float(balanced if weight is None else weight))))
     images, labels = np.repeat(task.images, times, axis=0), np.repeat(task.labels, times)
     if task.old_images is not None and task.old_labels is not None:
         images = np.concatenate([task.old_images, images])

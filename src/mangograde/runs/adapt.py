@@ -38,7 +38,7 @@ from .folder import Run, open_run
 from .lock import RunLock
 
 # None: the family's own default (networks: see models/families/cnn.py, measured in RESULTS.md)
-DEFAULTS = {"epochs": None, "lr": None, "body": None, "weight": 3}
+DEFAULTS = {"epochs": None, "lr": None, "body": None, "weight": None}
 _REFERENCE = 120  # parent photos a fold, at most, in the refit familiarity model
 
 
@@ -73,8 +73,9 @@ def adapt_settings(overrides: dict[str, Any]) -> dict[str, Any]:
         )
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < 1):
         raise SettingsError(f"adapt.lr must be above 0 and below 1, got {settings['lr']!r}.")
-    if not (isinstance(settings["weight"], (int, float)) and settings["weight"] >= 1):
-        raise SettingsError(f"adapt.weight must be at least 1, got {settings['weight']!r}.")
+    weight = settings["weight"]
+    if weight is not None and not (isinstance(weight, (int, float)) and weight >= 1):
+        raise SettingsError(f"adapt.weight must be at least 1, got {weight!r}.")
     if settings["body"] not in (None, "frozen", "train"):
         raise SettingsError(f"adapt.body must be frozen or train, not {settings['body']!r}.")
     return settings
