@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -30,13 +29,11 @@ def add_correction_routes(app: FastAPI, service: Any, guarded: list[Any]) -> Non
                                 "--no-record): there is nothing to correct.")  # fmt: skip
         return service.recorder.store
 
-    writer = ThreadPoolExecutor(1, thread_name_prefix="corrections")
-
     async def in_writer(work: Callable[..., Any], *args: Any) -> Any:
-        """Run on the corrections' own thread: never queued behind a batch of gradings."""
+        """Run on the records' one writer thread (SQLite has one writer at a time)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(writer, work, *args)
+            return await loop.run_in_executor(service.recorder.writer, work, *args)
         except NoSuchRecord as exc:
             raise HTTPException(404, str(exc)) from None
         except SettingsError as exc:
