@@ -107,8 +107,9 @@ def adapt_command(
 ) -> None:
     """Adapt a run to a new camera, orchard or variety with a few labelled photos, into a
     new run that names its parent: networks start from the run's weights (BatchNorm
-    statistics measured on the new photos, then a short fine-tuning of the head);
-    classical families refit on the run's photos and the new ones, weighted."""
+    statistics measured on the new photos, then a short fine-tuning: a CNN all of it, a
+    pretrained backbone its last layer); classical families refit on the run's photos and
+    the new ones, weighted."""
     from ..data import find_photos
     from ..graders import is_export
     from ..runs import open_run

@@ -2,8 +2,9 @@
 labelled photos, written as a new run that names its parent.
 
 Each fold model is adapted by its family's ``adapt_fold`` (networks: BatchNorm statistics
-measured on the new photos, then a short fine-tuning of the head; classical families: a
-refit on the fold's training photos and the new ones, weighted). The familiarity model is
+measured on the new photos, then a short fine-tuning, of the whole network or of its last
+layer; classical families: a refit on the fold's training photos and the new ones,
+weighted). The familiarity model is
 fit again on the adapted model's features of the new photos and of the fold's training
 photos (when the parent's data is still readable), so that photos like the new ones count
 as familiar. ``cv`` measures the adaptation honestly on the few photos: adapt on K-1
