@@ -266,3 +266,45 @@ def test_explanation_titles_wrap_long_grade_names(monkeypatch):
     caption = shown["titles"][1]
     assert long.replace(" ", "") in caption.replace("\n", "").replace(" ", "")
     assert max(len(line) for line in caption.splitlines()) <= 42
+
+
+def test_a_class_the_filters_empty_drops_out_and_need_not_be_a_grade(tmp_path):
+    lemons = folders(tmp_path / "l", ("good_quality", "bad_quality", "empty_background"))
+    out = tmp_path / "unordered"
+    result = run("train", lemons, *TINY_RF, "--unordered", "--exclude", "empty_background/*",
+                 "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "12 of 18 photos kept" in result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["grades"] == ["bad_quality", "good_quality"]
+    named = run("train", lemons, *TINY_RF, "--grades", "good_quality,bad_quality",
+                "--exclude", "empty_background/*", "--out", tmp_path / "named")  # fmt: skip
+    assert named.exit_code == 0, named.output
+    extra = folders(tmp_path / "ec", ("Extra_Class", "Class_I", "Class_II"))
+    two = tmp_path / "two"
+    result = run("train", extra, *TINY_RF, "--include", "Extra_Class/*", "--include",
+                 "Class_II/*", "--out", two)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Class_I has no photo left after the filters and is left out" in result.output
+    rows = (two / "predictions.csv").read_text(encoding="utf-8")
+    assert "Class_I/" not in rows and "Extra_Class/" in rows and "Class_II/" in rows
+    evaluated = run("evaluate", two, extra, "--exclude", "Class_I/*", "--bootstrap", "20")
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_compare_marks_the_run_with_the_best_accuracy(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"), per=8)
+    runs = []
+    for name, trees in (("few", "1"), ("many", "32")):
+        runs.append(tmp_path / name)
+        args = [a if a != "n_estimators=4" else f"n_estimators={trees}" for a in TINY_RF]
+        assert run("train", data, *args, "--out", runs[-1]).exit_code == 0
+    report = tmp_path / "r.html"
+    result = run("compare", *runs, "--out", report, "--mistakes", "0", "--bootstrap", "20")
+    assert result.exit_code == 0, result.output
+    table = report.read_text(encoding="utf-8").split('<table class="summary">')[1]
+    cells = [row.split("<td")[2] for row in table.split("</table>")[0].split("<tr>")[2:]]
+    accuracy = [float(c.split(">", 1)[1].split("<")[0]) for c in cells]
+    marked = [c.startswith(' class="best"') for c in cells]
+    assert any(marked)
+    assert all(m == (a == max(accuracy)) for m, a in zip(marked, accuracy, strict=True))

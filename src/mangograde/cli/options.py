@@ -240,20 +240,22 @@ class DataOptions:
         first when --grades is not given (a run's own, for evaluate)."""
         unordered = self.unordered if unordered is None else unordered
         grades = parse_grades(self.grades)
+        filters = {"include": self.include or (), "exclude": self.exclude or ()}
         dataset = None
         if grades is None and known is not None:
             try:
-                dataset = load_dataset(data, self.labels, self.groups, known, allow_single_grade)
+                dataset = load_dataset(
+                    data, self.labels, self.groups, known, allow_single_grade, **filters
+                )
             except DatasetError:
                 dataset = None  # other names: matched to the run's by rank later
         if dataset is None:
             dataset = load_dataset(
-                data, self.labels, self.groups, grades, allow_single_grade, unordered
+                data, self.labels, self.groups, grades, allow_single_grade, unordered, **filters
             )
-        dataset, chosen = dataset.selected(self.include or (), self.exclude or ())
+        chosen = []
         if self.sample is not None:
-            dataset, sampled = dataset.sampled(self.sample, self.sample_seed)
-            chosen += sampled
+            dataset, chosen = dataset.sampled(self.sample, self.sample_seed)
         record = {
             "root": str(data.resolve()),  # held-out photos are found again from any folder
             "labels": str(self.labels) if self.labels else None,

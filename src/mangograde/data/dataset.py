@@ -83,28 +83,38 @@ class Dataset:
         )
 
     def selected(
-        self, include: Sequence[str] = (), exclude: Sequence[str] = ()
+        self, include: Sequence[str] = (), exclude: Sequence[str] = (), set_aside: int = 0
     ) -> tuple[Dataset, list[str]]:
         """Only the photos whose id (e.g. ``Class_I/img_1.jpg``) matches an ``include``
-        glob (when any is given) and no ``exclude`` glob; and a notice of what was left out."""
+        glob (when any is given) and no ``exclude`` glob; and a notice of what was left out.
+        ``set_aside``: photos the same globs already left out with their whole folder."""
         if not include and not exclude:
             return self, []
-        keep = [
-            i
-            for i, image_id in enumerate(self.image_ids)
-            if (not include or any(fnmatch(image_id, g) for g in include))
-            and not any(fnmatch(image_id, g) for g in exclude)
-        ]
+        keep = [i for i, image_id in enumerate(self.image_ids) if _kept(image_id, include, exclude)]
         if not keep:
             raise DatasetError(
-                f"No photo of {self.root} is left after --include {listing(list(include))} "
-                f"--exclude {listing(list(exclude))}: the globs match photo ids such as "
-                f"{self.image_ids[0]!r}."
+                f"No photo of {self.root} is left after {_globs(include, exclude)}: the globs "
+                f"match photo ids such as {self.image_ids[0]!r}."
             )
-        globs = " ".join(
-            [*(f"--include {g}" for g in include), *(f"--exclude {g}" for g in exclude)]
+        total = len(self) + set_aside
+        return self.subset(keep), [
+            f"{len(keep)} of {total} photos kept ({_globs(include, exclude)})."
+        ]
+
+    def without_empty_grades(self) -> tuple[Dataset, list[str]]:
+        """The same photos with the grades that hold none of them left out of ``grades``."""
+        counts = self.grade_counts()
+        empty = [g for g, n in counts.items() if n == 0]
+        if not self.labelled or not empty:
+            return self, []
+        left = tuple(g for g in self.grades if counts[g])
+        word = "grade" if self.ordered else "class"
+        notice = (
+            f"{listing(empty)} {'has' if len(empty) == 1 else 'have'} no photo left after "
+            f"the filters and {'is' if len(empty) == 1 else 'are'} left out: the {word}s "
+            f"are {', '.join(left)}."
         )
-        return self.subset(keep), [f"{len(keep)} of {len(self)} photos kept ({globs})."]
+        return self.in_grade_order(left), [notice]
 
     def sampled(self, n: int, seed: int = 0) -> tuple[Dataset, list[str]]:
         """About ``n`` photos, whole fruits at a time, in each grade's share (seeded)."""
@@ -171,6 +181,16 @@ class _Problems:
             raise DatasetError(f"Cannot load {self.what}:\n{lines}{tail}")
 
 
+def _kept(image_id: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    return (not include or any(fnmatch(image_id, g) for g in include)) and not any(
+        fnmatch(image_id, g) for g in exclude
+    )
+
+
+def _globs(include: Sequence[str], exclude: Sequence[str]) -> str:
+    return " ".join([*(f"--include {g}" for g in include), *(f"--exclude {g}" for g in exclude)])
+
+
 def load_dataset(
     data: str | Path,
     labels: str | Path | None = None,
@@ -178,6 +198,8 @@ def load_dataset(
     grades: Sequence[str] | None = None,
     allow_single_grade: bool = False,
     unordered: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> Dataset:
     """Load a dataset in any supported layout.
 
@@ -190,6 +212,10 @@ def load_dataset(
     allow_single_grade : accept a labelled set holding a single grade (e.g. to evaluate).
     unordered : the labels are classes with no order (varieties, good / bad / empty):
         without ``grades``, they are taken in alphabetical order, as they come.
+    include, exclude : globs on photo ids (``Class_I/*``): only the photos that match an
+        ``include`` (when any) and no ``exclude``. A grade folder they leave empty need not
+        be a grade; a grade they leave without photos drops out of ``grades`` (a notice
+        says so).
 
     Returns
     -------
@@ -213,12 +239,19 @@ def load_dataset(
     grade_names = tuple(grades) if grades else None
     if grade_names is not None:
         _check_grade_names(grade_names)
+    set_aside = 0
     if labels is not None:
         dataset = _from_label_csv(root, Path(labels).expanduser(), grade_names, unordered)
     else:
-        dataset = _from_folder(root, grade_names, unordered)
+        dataset, set_aside = _from_folder(root, grade_names, unordered, include, exclude)
     if unordered:
         dataset = replace(dataset, ordered=False)
+    if groups is not None:
+        dataset = attach_groups(dataset, Path(groups).expanduser())
+    dataset, chosen = dataset.selected(include, exclude, set_aside)
+    if chosen:
+        dataset, dropped = dataset.without_empty_grades()
+        dataset = replace(dataset, notices=(*dataset.notices, *chosen, *dropped))
     if dataset.labelled and not allow_single_grade:
         present = [g for g, n in dataset.grade_counts().items() if n]
         if len(present) < 2:
@@ -226,8 +259,6 @@ def load_dataset(
                 f"Only grade {present[0]} found among {plural(len(dataset), 'photo')} in {root}: "
                 "grading needs photos of at least two grades. Check the labels or --grades."
             )
-    if groups is not None:
-        dataset = attach_groups(dataset, Path(groups).expanduser())
     return dataset
 
 
@@ -337,11 +368,25 @@ def _ignored_notice(others: list[Path], root: Path) -> list[str]:
     ]
 
 
-def _from_folder(root: Path, grades: tuple[str, ...] | None, unordered: bool = False) -> Dataset:
+def _from_folder(
+    root: Path,
+    grades: tuple[str, ...] | None,
+    unordered: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> tuple[Dataset, int]:
+    """The dataset, and how many photos were set aside with subfolders that ``include``
+    and ``exclude`` leave empty (those folders need not be grades)."""
     top_photos, top_others = _scan(root, recursive=False)
-    class_dirs, empty_dirs = {}, []
+    class_dirs, empty_dirs, filtered_dirs, set_aside, example = {}, [], [], 0, ""
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         photos, others = _scan(sub, recursive=True)
+        filtered = photos and (include or exclude)
+        if filtered and not any(_kept(_rel(p, root), include, exclude) for p in photos):
+            filtered_dirs.append(sub.name)
+            set_aside += len(photos)
+            example = example or _rel(photos[0], root)
+            continue
         if photos:
             class_dirs[sub.name] = (photos, others)
         else:
@@ -356,7 +401,15 @@ def _from_folder(root: Path, grades: tuple[str, ...] | None, unordered: bool = F
     if class_dirs:
         if grades is None and unordered:
             grades = tuple(sorted(class_dirs, key=str.lower))
-        return _from_class_folders(root, class_dirs, empty_dirs, top_others, grades, csvs)
+        found = _from_class_folders(
+            root, class_dirs, empty_dirs, filtered_dirs, top_others, grades, csvs
+        )
+        return found, set_aside
+    if filtered_dirs and not top_photos:
+        raise DatasetError(
+            f"No photo of {root} is left after {_globs(include, exclude)}: the globs match "
+            f"photo ids such as {example!r}."
+        )
     if top_photos:
         notices = _ignored_notice([p for p in top_others if p.suffix.lower() != ".csv"], root)
         if csvs:
@@ -364,7 +417,7 @@ def _from_folder(root: Path, grades: tuple[str, ...] | None, unordered: bool = F
                 f"No labels given, so the photos are unlabelled; found {listing(csvs)}: "
                 "pass one with --labels to use its grades."
             )
-        return Dataset(
+        unlabelled = Dataset(
             root=root,
             layout="unlabelled",
             image_ids=tuple(_rel(p, root) for p in top_photos),
@@ -372,6 +425,7 @@ def _from_folder(root: Path, grades: tuple[str, ...] | None, unordered: bool = F
             grades=grades or DEFAULT_GRADES,
             notices=tuple(notices),
         )
+        return unlabelled, set_aside
     hint = (
         f" Found {listing(csvs)}: pass the photo folder as DATA and the CSV with --labels."
         if (csvs)
@@ -410,13 +464,20 @@ def _from_class_folders(
     root: Path,
     class_dirs: dict[str, tuple[list[Path], list[Path]]],
     empty_dirs: list[str],
+    filtered_dirs: list[str],
     top_others: list[Path],
     grades: tuple[str, ...] | None,
     csvs: list[str],
 ) -> Dataset:
+    """Grades from the folders; ``filtered_dirs`` (emptied by --include/--exclude) need not
+    be grades, and a grade whose folder is among them is kept with no photos."""
     names = sorted(class_dirs)
     if grades is None:
-        grades = _known_order(set(names)) or _known_order(set(names) | set(empty_dirs))
+        grades = (
+            _known_order(set(names))
+            or _known_order(set(names) | set(empty_dirs))
+            or _known_order(set(names) | set(filtered_dirs))
+        )
         if grades is None:
             hint = ""
             if csvs:
@@ -435,7 +496,7 @@ def _from_class_folders(
     for grade in grades:
         if grade in empty_dirs:
             problems.add(f"the folder of grade {grade!r} holds no photos")
-        elif grade not in class_dirs:
+        elif grade not in class_dirs and grade not in filtered_dirs:
             problems.add(f"no folder of photos for grade {grade!r} (found {listing(names)})")
     for name in names:
         if name not in grades:
@@ -446,7 +507,7 @@ def _from_class_folders(
     problems.raise_if_any()
     paths, labels, others = [], [], list(top_others)
     for index, grade in enumerate(grades):
-        photos, extra = class_dirs[grade]
+        photos, extra = class_dirs.get(grade, ([], []))
         paths += photos
         labels += [index] * len(photos)
         others += extra

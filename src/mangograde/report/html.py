@@ -71,7 +71,7 @@ def _size(n: int) -> str:
 
 def _best(values: Sequence[float | None], higher: bool, rows: Sequence[int]) -> set[int]:
     """Which of ``rows`` (whose ``values`` these are) hold the best value."""
-    finite = [(v, i) for i, v in zip(values, rows, strict=True) if v is not None and v == v]
+    finite = [(v, i) for v, i in zip(values, rows, strict=True) if v is not None and v == v]
     if len(finite) < 2:
         return set()
     target = max(finite)[0] if higher else min(finite)[0]
