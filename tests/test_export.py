@@ -89,6 +89,13 @@ def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_pa
     assert "fp32:" in result.output and "int8:" in result.output
     manifest = json.loads((out / "grader.json").read_text())
     assert manifest["precision"] == "int8" and manifest["fold_rule"] == "fold 1 alone"
+    # the int8 graph's own distance from PyTorch, on the --check photos, not fp32's
+    agreed = manifest["int8_agreement"]
+    checked = len(list((synth / "train").glob("*.png")) + list((synth / "train").glob("*.jpg")))
+    assert agreed["on"] == "check" and agreed["photos"] == checked
+    assert agreed["max_abs_diff"] > manifest["parity_max_abs_diff"]
+    assert 0.0 <= agreed["label_agreement"] <= 1.0
+    assert f"up to {agreed['max_abs_diff']:.3f} from PyTorch's" in result.output
     import onnx
 
     kinds = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
@@ -97,6 +104,20 @@ def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_pa
     assert done.exit_code == 0, done.output
     assert run("predict", out, synth / "train", "--fold", "0", "--out", tmp_path / "q.csv")\
         .exit_code == 1  # fmt: skip
+
+
+def test_check_takes_grade_folders(synth, cnn_run, tmp_path):
+    import shutil
+
+    folders = tmp_path / "graded"
+    for row in read_csv(synth / "train.csv"):
+        (folders / row["label"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(synth / "train" / row["image_id"], folders / row["label"])
+    result = run("export", cnn_run, "--check", folders, "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    assert "Accuracy on" in result.output and "fp32:" in result.output
+    unlabelled = run("export", cnn_run, "--check", synth / "dev", "--out", tmp_path / "u")
+    assert_clean_failure(unlabelled, "holds no grades")
 
 
 def test_refusals(synth, exported, tmp_path):

@@ -29,7 +29,10 @@ def export_command(
         typer.Option("--calibration", help="Photos (files or folders) to calibrate int8 on."),
     ] = None,
     check: Annotated[
-        Path | None, typer.Option("--check", help="Labelled photos to report accuracy on.")
+        Path | None,
+        typer.Option(
+            "--check", help="Grade folders (or photos with --labels) to report accuracy on."
+        ),
     ] = None,
     labels: Annotated[
         Path | None, typer.Option("--labels", help="Label CSV of the --check photos.")
@@ -53,7 +56,14 @@ def export_command(
     out.print(
         f"Exported {escape(str(run_dir))} ({len(manifest['members'])} network(s), "
         f"{manifest['fold_rule']}, {manifest['precision']}) to {escape(str(result.out))}; "
-        f"ONNX Runtime matches PyTorch to {manifest['parity_max_abs_diff']:.1e}"
+        f"ONNX Runtime's fp32 graph matches PyTorch to {manifest['parity_max_abs_diff']:.1e}"
     )
+    if "int8_agreement" in manifest:
+        agreed = manifest["int8_agreement"]
+        out.print(
+            f"The int8 graph: probabilities up to {agreed['max_abs_diff']:.3f} from PyTorch's, "
+            f"the same grade on {agreed['label_agreement']:.1%} of the {agreed['photos']} "
+            f"{agreed['on']} photos."
+        )
     for precision, accuracy in result.accuracy.items():
         out.print(f"Accuracy on {escape(str(check))}, {precision}: {accuracy:.3f}")

@@ -173,21 +173,43 @@ def _write_onnx(graph: Any, side: int, path: Path, opset: int) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-def _parity(graph: Any, path: Path, side: int) -> float:
-    """Largest probability difference between PyTorch and ONNX Runtime on fixed photos."""
+def _outputs(graph: Any, path: Path, photos: np.ndarray) -> tuple[list, list]:
+    """ONNX Runtime's and PyTorch's outputs (probabilities, then any features) on ``photos``."""
     import onnxruntime
     import torch
 
-    photos = np.random.default_rng(0).integers(0, 256, (PARITY_PHOTOS, side, side, 3), np.uint8)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {"photos": photos})
     with torch.inference_mode():
         ours = graph(torch.from_numpy(photos))
-    ours = [t.numpy() for t in ours] if graph.features else [ours.numpy()]
+    return theirs, [t.numpy() for t in ours] if graph.features else [ours.numpy()]
+
+
+def _parity(graph: Any, path: Path, side: int) -> float:
+    """Largest probability difference between PyTorch and ONNX Runtime on fixed photos."""
+    photos = np.random.default_rng(0).integers(0, 256, (PARITY_PHOTOS, side, side, 3), np.uint8)
+    theirs, ours = _outputs(graph, path, photos)
     # features (unbounded) by their scale; probabilities as they are
     scales = [1.0, *(max(1.0, float(np.abs(f).max())) for f in ours[1:])]
     pairs = zip(theirs, ours, scales, strict=True)
     return max(float(np.abs(a - b).max()) / scale for a, b, scale in pairs)
+
+
+def _int8_agreement(graph: Any, path: Path, photos: np.ndarray, what: str) -> dict[str, Any]:
+    """How far the int8 graph's probabilities are from PyTorch's, and how often the grade
+    is the same, on real photos (``what`` says which)."""
+    diffs, same, graded = [], 0, 0
+    for start in range(0, len(photos), 64):
+        theirs, ours = _outputs(graph, path, photos[start : start + 64])
+        diffs.append(float(np.abs(theirs[0] - ours[0]).max()))
+        agree = theirs[0].argmax(-1) == ours[0].argmax(-1)  # (photos, networks)
+        same, graded = same + int(agree.sum()), graded + agree.size
+    return {
+        "photos": len(photos),
+        "on": what,
+        "max_abs_diff": max(diffs),
+        "label_agreement": same / graded,  # each network's grade of each photo
+    }
 
 
 def _quantize(path: Path, calibration: np.ndarray, work: Path) -> None:
@@ -230,11 +252,17 @@ def _accuracy(folder: Path, photos: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _labelled(
-    run: Run, check: Path, labels: Path, geometry: Any, cache: Any
+    run: Run, check: Path, labels: Path | None, geometry: Any, cache: Any
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The --check photos (grade folders, or a folder with --labels) and their grades."""
     from ..data import load_dataset
 
     dataset = load_dataset(check, labels, grades=run.grades, allow_single_grade=True)
+    if dataset.labels is None:
+        raise ExportError(
+            f"--check {check} holds no grades: give a folder of grade folders, or its "
+            "photos with --labels CSV."
+        )
     loaded = load_images(dataset.paths, geometry, cache)
     bad = {b.path for b in loaded.bad}
     truth = np.array([code for p, code in zip(dataset.paths, dataset.labels, strict=True)
@@ -265,8 +293,8 @@ def export_run(
         raise ExportError(f"--opset must be 17 or newer, got {opset}.")
     if int8 and not calibration:
         raise ExportError("--int8 needs --calibration PHOTOS: a few dozen photos like the line's.")
-    if (check is None) != (labels is None):
-        raise ExportError("--check PHOTOS and --labels CSV go together.")
+    if labels is not None and check is None:
+        raise ExportError("--labels CSV names the grades of --check PHOTOS: give --check too.")
     run = open_run(run_dir)
     members, bundles, loaded = _networks(run, fold)
     geometry = loaded[0].manifest["preprocessing"]["geometry"]
@@ -274,7 +302,7 @@ def export_run(
     assert shape is not None  # the run opened, so its geometry was read already
     side = shape.shape[0]
     graph = _graph(members)
-    labelled = _labelled(run, check, labels, shape, cache) if check and labels else None
+    labelled = _labelled(run, check, labels, shape, cache) if check else None
     accuracy: dict[str, float] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
@@ -301,6 +329,9 @@ def export_run(
             _quantize(model, loaded.arrays, Path(work))
             manifest["precision"] = "int8"
             manifest["calibration_photos"] = len(loaded.arrays)
+            measured = (labelled[0], "check") if labelled is not None else (
+                loaded.arrays, "calibration")  # fmt: skip
+            manifest["int8_agreement"] = _int8_agreement(graph, model, *measured)
             _write_manifest(stage, manifest)
             if labelled is not None:
                 accuracy["int8"] = _accuracy(stage, *labelled)
