@@ -106,6 +106,21 @@ def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_pa
         .exit_code == 1  # fmt: skip
 
 
+def test_evaluate_measures_an_export_as_it_measures_its_run(synth, cnn_run, exported, tmp_path):
+    labelled = [synth / "train", "--labels", synth / "train.csv", "--bootstrap", "20"]
+    ours = run("evaluate", cnn_run, *labelled, "--out", tmp_path / "run.json")
+    theirs = run("evaluate", exported, *labelled, "--out", tmp_path / "export.json")
+    assert theirs.exit_code == 0, theirs.output
+    assert "export of" in theirs.output
+    records = [json.loads((tmp_path / f).read_text()) for f in ("run.json", "export.json")]
+    assert ours.exit_code == 0 and records[0]["n_photos"] == records[1]["n_photos"] >= 30
+    assert records[1]["metrics"]["accuracy"] == records[0]["metrics"]["accuracy"]
+    assert read_csv(tmp_path / "run.csv") == read_csv(tmp_path / "export.csv") or np.allclose(
+        probabilities(tmp_path / "run.csv")[2], probabilities(tmp_path / "export.csv")[2],
+        atol=1e-4,
+    )  # fmt: skip
+
+
 def test_check_takes_grade_folders(synth, cnn_run, tmp_path):
     import shutil
 

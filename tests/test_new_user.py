@@ -308,3 +308,22 @@ def test_compare_marks_the_run_with_the_best_accuracy(tmp_path):
     marked = [c.startswith(' class="best"') for c in cells]
     assert any(marked)
     assert all(m == (a == max(accuracy)) for m, a in zip(marked, accuracy, strict=True))
+
+
+def test_predict_chooses_photos_as_the_data_commands_do(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"), per=8)
+    out = tmp_path / "run"
+    assert run("train", data, *TINY_RF, "--out", out).exit_code == 0
+    target = tmp_path / "p.csv"
+    result = run("predict", out, data, "--exclude", "C/*", "--sample", "5", "--out", target)
+    assert result.exit_code == 0, result.output
+    assert "16 of 24 photos kept (--exclude C/*)" in result.output
+    assert "A sample of 5 of 16 photos" in result.output
+    ids = [line.split(",")[0] for line in target.read_text(encoding="utf-8").splitlines()[1:]]
+    assert len(ids) == 5 and not any(i.startswith("2-") for i in ids)  # C's photos are 2-*
+    again = run("predict", out, data, "--exclude", "C/*", "--sample", "5", "--out",
+                tmp_path / "q.csv")  # fmt: skip
+    assert again.exit_code == 0
+    assert (tmp_path / "q.csv").read_text(encoding="utf-8").splitlines()[1:] == (
+        target.read_text(encoding="utf-8").splitlines()[1:]
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,10 +18,14 @@ from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from .options import (
     CacheDirOpt,
     DataOptions,
+    ExcludeOpt,
     FamiliarOpt,
+    IncludeOpt,
     MaxPixelsOpt,
     OverwriteOpt,
     QuietOpt,
+    SampleOpt,
+    SampleSeedOpt,
     SkipBadOpt,
     data_options,
     familiar_switch,
@@ -32,6 +37,13 @@ from .options import (
 
 RunArg = Annotated[
     Path, typer.Argument(metavar="RUN", help="A run folder written by `mangograde train`.")
+]
+GraderArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="RUN",
+        help="A run folder (`mangograde train`) or an export folder (`mangograde export`).",
+    ),
 ]
 FoldOpt = Annotated[
     int | None,
@@ -105,7 +117,7 @@ def _evaluation_name(data: Path) -> str:
 
 @data_options
 def evaluate_command(
-    run_dir: RunArg,
+    run_dir: GraderArg,
     data: Annotated[Path, typer.Argument(help="Labelled photos: grade folders or a folder.")],
     opts: DataOptions,
     out_file: Annotated[
@@ -121,12 +133,11 @@ def evaluate_command(
     """Measure a trained run on any labelled photos: a table, and a JSON file beside a CSV
     of every photo's grades. With --groups the intervals resample whole fruits."""
     from ..evaluation.confidence import abstained
-    from ..runs import open_predictor, open_run
     from ..workflows.evaluate import evaluate_dataset
     from ..workflows.predict import write_fruits, write_submission
 
-    run = open_run(run_dir)
-    target = out_file or run.path / "evaluations" / _evaluation_name(data)
+    run, predictor = _measured(run_dir, fold, familiar)
+    target = out_file or run.evaluations / _evaluation_name(data)
     if target.suffix.lower() != ".json":
         raise SettingsError(
             f"--out {target}: give a .json file (the per-photo CSV is written beside it)."
@@ -137,7 +148,6 @@ def evaluate_command(
     fruits_csv = target.with_suffix(".fruits.csv")
     for path in (target, target.with_suffix(".csv"), diagram, fruits_csv):
         claim_file(path, "--out", inputs, [run.path], overwrite or out_file is None)
-    predictor = familiar_switch(open_predictor(run, fold), familiar)
     # A set of one grade can be scored (e.g. how many A photos stay A).
     dataset, record_data = opts.open(
         data, allow_single_grade=True, known=run.grades, unordered=not run.ordered
@@ -153,7 +163,7 @@ def evaluate_command(
     )
     record["run"] = str(run.path)
     record["data"] = record_data
-    parent = _parent_on(run, dataset, fold, opts, seed)
+    parent = _parent_on(run.run, dataset, fold, opts, seed) if run.run else None
     if parent is not None:
         record["parent"] = parent
     record["models"] = len(predictor.bundles)
@@ -196,6 +206,37 @@ def evaluate_command(
                   f"photos: accuracy {before:.3f} (adapted {after:.3f}, "
                   f"{after - before:+.3f})")  # fmt: skip
     out.print(f"Saved {', '.join(escape(str(p)) for p in saved)}")
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What `evaluate` measures: a run folder, or an export folder (``run`` None)."""
+
+    path: Path
+    label: str
+    grades: tuple[str, ...]
+    ordered: bool
+    data_root: Path | None
+    evaluations: Path  # where its evaluations go by default
+    run: Any = None
+
+
+def _measured(folder: Path, fold: int | None, familiar: str) -> tuple[_Measured, Any]:
+    """The run or export in ``folder`` and its grader."""
+    from ..graders import is_export, open_grader
+    from ..runs import open_predictor, open_run
+
+    if is_export(folder):
+        grader = familiar_switch(open_grader(folder, fold), familiar)
+        label = f"{folder.name} (export of {grader.name})"
+        ordered = grader.manifest.get("labels", "ordered") != "unordered"
+        where = Path("evaluations") / folder.name  # an export holds only what it lists
+        return _Measured(folder, label, grader.grades, ordered, None, where), grader
+    run = open_run(folder)
+    measured = _Measured(
+        run.path, run.label, run.grades, run.ordered, run.data_root, run.path / "evaluations", run
+    )
+    return measured, familiar_switch(open_predictor(run, fold), familiar)
 
 
 def _parent_on(run, dataset, fold, opts, seed):  # type: ignore[no-untyped-def]
@@ -287,7 +328,7 @@ def confidence_line(record: dict[str, Any]) -> str:
 
 
 def predict_command(
-    run_dir: RunArg,
+    run_dir: GraderArg,
     photos: Annotated[list[Path], typer.Argument(help="Photo files and/or folders of photos.")],
     out_file: Annotated[
         Path, typer.Option("--out", help="CSV to write: image_id,label,p_<grade>...")
@@ -335,6 +376,10 @@ def predict_command(
         ),
     ] = False,
     familiar: FamiliarOpt = "on",
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    sample: SampleOpt = None,
+    sample_seed: SampleSeedOpt = 0,
     record: Annotated[
         str | None,
         typer.Option(
@@ -353,6 +398,7 @@ def predict_command(
     is also graded from all of its photos (fruits.csv)."""
     from dataclasses import replace
 
+    from ..data import PhotoChoice
     from ..graders import open_grader
     from ..workflows.predict import (
         familiar_record,
@@ -386,8 +432,9 @@ def predict_command(
     set_max_pixels(max_pixels)
     predictor = familiar_switch(open_grader(run_dir, fold), familiar)
     progress = progress_flag(quiet)
+    choice = PhotoChoice(tuple(include or ()), tuple(exclude or ()), sample, sample_seed)
     graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress,
-                          groups, fruit_folders)  # fmt: skip
+                          groups, fruit_folders, choice)  # fmt: skip
     abstain = predictor.rule.abstain if abstain is None else abstain
     fruits = graded.grade_fruits(replace(predictor.rule, abstain=abstain)) if as_fruits else None
     if store is not None:

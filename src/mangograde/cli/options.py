@@ -171,6 +171,21 @@ SchedulerOpt = Annotated[
         "--backend dask without it starts a local cluster sized to this machine.",
     ),
 ]
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include", help="Only photos whose id matches this glob, e.g. 'Class_I/*' (repeatable)."
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="Leave out photos whose id matches (repeatable)."),
+]
+SampleOpt = Annotated[
+    int | None,
+    typer.Option("--sample", min=1, help="About N photos: whole fruits, each grade in its share."),
+]
+SampleSeedOpt = Annotated[int, typer.Option("--sample-seed", help="Seed of --sample.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder to write the results into.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for splits and models.")]
 
@@ -191,24 +206,10 @@ class DataOptions:
             "not grades best-first: no grade distance or kappa, and 'classes' in reports.",
         ),
     ] = False
-    include: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--include",
-            help="Only photos whose id matches this glob, e.g. 'Class_I/*' (repeatable).",
-        ),
-    ] = None
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", help="Leave out photos whose id matches (repeatable)."),
-    ] = None
-    sample: Annotated[
-        int | None,
-        typer.Option(
-            "--sample", min=1, help="About N photos: whole fruits, each grade in its share."
-        ),
-    ] = None
-    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed of --sample.")] = 0
+    include: IncludeOpt = None
+    exclude: ExcludeOpt = None
+    sample: SampleOpt = None
+    sample_seed: SampleSeedOpt = 0
     cache_dir: CacheDirOpt = None
     quiet: QuietOpt = False
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS

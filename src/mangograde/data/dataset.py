@@ -128,9 +128,10 @@ class Dataset:
         _, chosen = holdout(labels, n / len(self), self.groups, seed)
         kept = self.subset(np.sort(chosen))
         how = "whole fruits" if self.groups is not None else "photos"
+        share = ", each grade in its share" if self.labelled else ""
         return kept, [
-            f"A sample of {len(kept)} of {len(self)} photos (--sample {n}: {how}, each grade "
-            f"in its share, seed {seed})."
+            f"A sample of {len(kept)} of {len(self)} photos (--sample {n}: {how}{share}, "
+            f"seed {seed})."
         ]
 
     def in_grade_order(self, order: tuple[str, ...]) -> Dataset:
@@ -260,6 +261,49 @@ def load_dataset(
                 "grading needs photos of at least two grades. Check the labels or --grades."
             )
     return dataset
+
+
+@dataclass(frozen=True)
+class PhotoChoice:
+    """--include / --exclude globs on photo ids and --sample N (seeded) for commands that
+    take photo files and folders rather than a dataset."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    sample: int | None = None
+    seed: int = 0
+
+    def apply(
+        self,
+        inputs: Sequence[str | Path],
+        paths: Sequence[Path],
+        groups: Sequence[str] | None = None,
+    ) -> tuple[list[int], list[str]]:
+        """Which of ``paths`` (found in ``inputs``) are kept, as indices in order, and
+        notices saying so. A glob matches a photo's path under the folder given
+        (``Class_I/img_1.jpg``) or its file name; ``groups`` keeps a fruit's photos together."""
+        folders = [Path(i) for i in inputs if Path(i).is_dir()]
+        found = Dataset(
+            root=folders[0] if len(inputs) == 1 and folders else Path("."),
+            layout="unlabelled",
+            image_ids=tuple(_under(path, folders) for path in paths),
+            paths=tuple(Path(str(i)) for i in range(len(paths))),  # each photo's index
+            grades=DEFAULT_GRADES,
+            groups=None if groups is None else tuple(groups),
+        )
+        found, notices = found.selected(self.include, self.exclude)
+        if self.sample is not None:
+            found, sampled = found.sampled(self.sample, self.seed)
+            notices += sampled
+        return [int(p.name) for p in found.paths], notices
+
+
+def _under(path: Path, folders: Sequence[Path]) -> str:
+    """``path`` under the first of ``folders`` that holds it, or its file name."""
+    for folder in folders:
+        if str(path).startswith(str(folder) + os.sep):
+            return _rel(path, folder)
+    return path.name
 
 
 def _check_grade_names(grades: tuple[str, ...]) -> None:

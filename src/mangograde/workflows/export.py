@@ -362,6 +362,7 @@ def _manifest(
         "format_version": FORMAT_VERSION,
         "model": MODEL_FILE,
         "grades": list(run.grades),
+        "labels": "ordered" if run.ordered else "unordered",
         "geometry": geometry,
         "input": "uint8 (N, H, W, 3) RGB photos decoded at the geometry",
         "normalisation": {"mean": list(MEAN), "std": list(STD)},

@@ -13,7 +13,7 @@ import numpy as np
 from ..basics.atomic import atomic_open
 from ..basics.errors import DatasetError, SettingsError
 from ..basics.progress import Bar
-from ..data import find_photos
+from ..data import PhotoChoice, find_photos
 from ..data.fruit_ids import fruits_from_csv, fruits_from_folders
 from ..evaluation.confidence import to_check
 from ..evaluation.decisions import GradingRule
@@ -128,12 +128,13 @@ def grade_photos(
     progress: bool | None = None,
     groups: Path | None = None,
     fruit_folders: bool = False,
+    choice: PhotoChoice | None = None,
 ) -> Graded:
     """Grade photo files and folders (labels, if any, are not needed and not read).
 
     ``groups`` (a CSV of image,group, as ``train`` reads) or ``fruit_folders``
     (``PHOTOS/FRUIT_ID/*.jpg``) say which photos show one fruit; both are read before any
-    photo is decoded."""
+    photo is decoded. ``choice``: only the photos its globs and sample keep."""
     paths, ids, notices = find_photos(inputs)
     fruit_ids = None
     if groups is not None and fruit_folders:
@@ -144,6 +145,11 @@ def grade_photos(
     elif fruit_folders:
         fruit_ids, found = fruits_from_folders([Path(i) for i in inputs], paths)
         notices += found
+    if choice is not None:
+        kept, chosen = choice.apply(inputs, paths, fruit_ids)
+        paths, ids = [paths[i] for i in kept], [ids[i] for i in kept]
+        fruit_ids = None if fruit_ids is None else [fruit_ids[i] for i in kept]
+        notices += chosen
     return grade_found(predictor, paths, ids, notices, cache, skip_bad, progress, fruit_ids)
 
 
