@@ -51,7 +51,14 @@ def test_photos_every_run_doubts_come_first(trained, tmp_path):
             with_probabilities(out, tmp_path / "b", doubted, sure=0.8)]  # fmt: skip
     done = run("data", "audit", *runs, "--out", tmp_path / "audit", "--top", "10")
     assert done.exit_code == 0, done.output
-    assert "3 suspected label errors (3 misgraded by every run)" in done.output
+    photos = len(images)
+    assert f"3 suspected label errors among {photos} photos ({3 / photos:.0%}): 3 misgraded by " \
+        "every run, 0 by none" in done.output  # fmt: skip
+    assert "Warning" not in done.output
+    weak = [with_probabilities(out, tmp_path / f"weak-{i}", images[: photos // 2]) for i in (1, 2)]
+    doubtful = run("data", "audit", *weak, "--out", tmp_path / "weak-audit")
+    assert doubtful.exit_code == 0, doubtful.output
+    assert f"the runs grade only {(photos - photos // 2) / photos:.0%} of these" in doubtful.output
     ranked = read_csv(tmp_path / "audit" / "label_issues.csv")
     assert sorted(r["image"] for r in ranked) == sorted(doubted)
     assert all(r["misgraded_by_of_2"] == "2" and r["given"] != r["suggested"] for r in ranked)

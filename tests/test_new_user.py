@@ -327,3 +327,23 @@ def test_predict_chooses_photos_as_the_data_commands_do(tmp_path):
     assert (tmp_path / "q.csv").read_text(encoding="utf-8").splitlines()[1:] == (
         target.read_text(encoding="utf-8").splitlines()[1:]
     )
+
+
+def test_a_small_run_says_what_it_bent_once_and_that_its_photos_are_few(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"))
+    result = run("train", data, "--model", "svm", "--set", "features.size=8", "--cv", "2",
+                 "--out", tmp_path / "svm")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.count("PCA keeps") == 1 and "(in 2 of 2 folds)" in result.output
+    assert "UserWarning" not in result.output and "svm.py" not in result.output
+    assert "Few photos: a fold trains on only 3 photos of" in result.output
+
+
+def test_coverage_statements_give_their_counts(tmp_path):
+    data = folders(tmp_path / "g", ("A", "B", "C"), per=8)
+    out = tmp_path / "run"
+    assert run("train", data, *TINY_RF, "--out", out).exit_code == 0
+    result = run("evaluate", out, data, "--bootstrap", "20", "--out", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert "ECE" in line and "(24 photos)" in line and "on 90% of them (22 photos)" in line

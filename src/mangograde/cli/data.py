@@ -25,6 +25,8 @@ from .options import (
     progress_flag,
 )
 
+AUDIT_TRUSTED = 0.8  # below this accuracy, the runs' own mistakes swamp label errors
+
 
 def _print_inspection(report: Inspection, skip_bad: bool) -> None:
     ds = report.dataset
@@ -191,13 +193,23 @@ def data_audit(
 
     for name in ("label_issues.csv", "label_issues.html"):
         claim_file(out_dir / name, "--out", [], list(runs), overwrite)
-    suspects = audit(runs, out_dir, top)
+    found = audit(runs, out_dir, top)
+    suspects = found.suspects
     everyone = sum(s.misgraded_by == len(runs) for s in suspects)
+    nobody = sum(s.misgraded_by == 0 for s in suspects)
     out.print(
-        f"{plural(len(suspects), 'suspected label error')} ({everyone} misgraded by every run); "
-        f"the most suspect first in {escape(str(out_dir / 'label_issues.csv'))} and "
+        f"{plural(len(suspects), 'suspected label error')} among {found.n_photos} photos "
+        f"({len(suspects) / found.n_photos:.0%}): {everyone} misgraded by every run, {nobody} by "
+        f"none (flagged for a low probability of their grade); the most suspect first in "
+        f"{escape(str(out_dir / 'label_issues.csv'))} and "
         f"{escape(str(out_dir / 'label_issues.html'))}"
     )
+    if found.accuracy < AUDIT_TRUSTED:
+        out.print(
+            f"[yellow]Warning:[/] the runs grade only {found.accuracy:.0%} of these "
+            f"{found.n_photos} photos as labelled: many suspects are the runs' own mistakes, "
+            "not label errors. Audit with runs that grade better."
+        )
 
 
 def data_familiar(

@@ -309,7 +309,8 @@ def fruit_line(found: dict[str, Any], grades: list[str]) -> str:
         line += f", ECE {found['ece']:.3f}"
     if found.get("accuracy_at_90") is not None:
         line += (f"; accuracy {found['accuracy_at_90']:.3f} on the surest 90% of fruits, 99% "
-                 f"accuracy on {found['coverage_at_99']:.0%} of them")  # fmt: skip
+                 f"accuracy on {found['coverage_at_99']:.0%} of them "
+                 f"({round(found['coverage_at_99'] * found['n'])} fruits)")  # fmt: skip
     return line
 
 
@@ -318,12 +319,15 @@ def confidence_line(record: dict[str, Any]) -> str:
     ece = record["calibration"]["ece"]
     reach = record["coverage"]["reaches_target"]
     at_90 = record["coverage"]["accuracy_at_90"]
+    n = record["n_photos"]
     line = (
-        f"Calibration: ECE {ece:.3f}. Most confident first: accuracy {at_90:.3f} on 90% of photos"
+        f"Calibration: ECE {ece:.3f} ({n} photos). Most confident first: accuracy {at_90:.3f} "
+        f"on 90% of them ({round(0.9 * n)} photos)"
     )
     if reach:
-        return (f"{line}; 99% accuracy on {reach['coverage']:.0%} of them (top probability "
-                f"at least {reach['threshold']:.2f}, the rest checked by hand).")  # fmt: skip
+        return (f"{line}; 99% accuracy on {reach['coverage']:.0%} of them "
+                f"({round(reach['coverage'] * n)} photos; top probability at least "
+                f"{reach['threshold']:.2f}, the rest checked by hand).")  # fmt: skip
     return f"{line}; 99% accuracy is not reached at any share."
 
 

@@ -87,7 +87,8 @@ class GramPCA(TransformerMixin, BaseEstimator):
             raise ValueError(f"n_components must be at least 1, got {self.n_components}.")
         if k > limit:
             warnings.warn(
-                f"n_components={k} is more than {n} photos x {d} values allow; using {limit}.",
+                f"PCA keeps {limit} components, not the {k} asked (n_components): {n} "
+                f"training photos of {d} values each allow no more.",
                 stacklevel=2,
             )
             k = limit

@@ -34,6 +34,7 @@ from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_
 from ..models.validation import check_params
 from . import folder, staging
 from .familiar import familiar_quantile, fit_familiarity
+from .fold_notes import few_photos_note, fold_notes, run_notes
 from .lock import RunLock
 from .parallel import check_backend, engine
 
@@ -84,6 +85,7 @@ class FoldResult:
     predict_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the family warned about
 
 
 def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
@@ -192,14 +194,15 @@ def fit_fold(
 
 
 def _fit_and_grade(family: ModelFamily, model: Any, fold: FoldData, number: int) -> FoldResult:
-    start = time.perf_counter()
-    family.fit_fold(model, fold)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    proba, predicted = family.grade_fold(model, fold)
-    predict_s = time.perf_counter() - start
+    with fold_notes() as notes:
+        start = time.perf_counter()
+        family.fit_fold(model, fold)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        proba, predicted = family.grade_fold(model, fold)
+        predict_s = time.perf_counter() - start
     history, scores = family.history(model, number), family.fold_scores(model)
-    return FoldResult(proba, predicted, fit_s, predict_s, history, scores)
+    return FoldResult(proba, predicted, fit_s, predict_s, history, scores, notes)
 
 
 def _fold_task(
@@ -616,4 +619,6 @@ def _write(
     if photos.loaded.bad:
         folder.write_skipped(out, photos.loaded.bad)
     folder.clear_checkpoints(out)
-    return RunResult(out, metrics, timing, photos.notices)
+    said = run_notes([r.notes for r in results])
+    said += few_photos_note(photos.labels, splits, grades)
+    return RunResult(out, metrics, timing, photos.notices + said)

@@ -33,6 +33,13 @@ class Suspect:
 
 
 @dataclass
+class Audit:
+    suspects: list[Suspect]  # the most suspect first
+    n_photos: int  # photos audited
+    accuracy: float  # how often the runs' pooled grade is the given one
+
+
+@dataclass
 class _Pooled:
     images: list[str]
     grades: tuple[str, ...]
@@ -73,7 +80,7 @@ def _out_of_fold(run_dirs: list[Path]) -> _Pooled:
                    runs[0].data_root)  # fmt: skip
 
 
-def audit(run_dirs: list[Path], out: Path, top: int = 60) -> list[Suspect]:
+def audit(run_dirs: list[Path], out: Path, top: int = 60) -> Audit:
     """Rank suspected label errors; write ``label_issues.csv`` and ``label_issues.html``."""
     try:
         from cleanlab.filter import find_label_issues
@@ -105,7 +112,7 @@ def audit(run_dirs: list[Path], out: Path, top: int = 60) -> list[Suspect]:
                              f"{s.p_suggested:.4f}", s.misgraded_by])  # fmt: skip
     sheet = _contact_sheet(suspects[:top], pooled.root, len(predicted))
     write_text(out / "label_issues.html", sheet)
-    return suspects
+    return Audit(suspects, len(images), float(np.mean(proba.argmax(axis=1) == true)))
 
 
 def _thumbnail(path: Path) -> str:
