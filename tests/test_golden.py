@@ -121,6 +121,9 @@ def test_family_reproduces_its_golden_run(family, golden_data, tmp_path, monkeyp
             assert found["predicted"] == want["predicted"], found["image"]
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     expected = json.loads((pinned / "metrics.json").read_text(encoding="utf-8"))
+    # one definition of accuracy: the share of all held-out photos graded right
+    right = sum(r["predicted"] == r["true"] for r in found_rows)
+    assert metrics["accuracy"] == pytest.approx(right / len(found_rows))
     # Added after the golden files were written: a fold model that grades everything the
     # same is flagged (two epochs leave this CNN so).
     stuck = {r["fold"] for r in found_rows} - {

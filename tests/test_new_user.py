@@ -347,3 +347,28 @@ def test_coverage_statements_give_their_counts(tmp_path):
     assert result.exit_code == 0, result.output
     line = " ".join(result.output.split())
     assert "ECE" in line and "(24 photos)" in line and "on 90% of them (22 photos)" in line
+
+
+def test_a_run_of_classes_says_class_and_its_report_keeps_paths_and_headings_right(tmp_path):
+    lemons = folders(tmp_path / "l", ("good_quality", "bad_quality"), per=8)
+    groups = tmp_path / "groups.csv"
+    rows = [f"{g}/{p.name},{g}{i // 2}" for g in ("good_quality", "bad_quality")
+            for i, p in enumerate(sorted((lemons / g).iterdir()))]  # fmt: skip
+    groups.write_text("image,group\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    inspected = run("data", "inspect", lemons, "--unordered")
+    assert "Photos per class" in inspected.output and "grade" not in inspected.output.lower()
+    out = tmp_path / "run"
+    result = run("train", lemons, *TINY_RF, "--unordered", "--groups", groups,
+                 "--set", "calibration=temperature", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    calibration = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
+    said = " ".join(result.output.split())
+    assert f"ECE {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after" \
+        in said  # fmt: skip
+    report = tmp_path / "r.html"
+    assert run("compare", out, "--out", report, "--mistakes", "0", "--bootstrap", "20") \
+        .exit_code == 0  # fmt: skip
+    page = report.read_text(encoding="utf-8")
+    assert str(tmp_path) not in page and "l/l" not in page and f"{tmp_path.name}/l" in page
+    assert "Reliability of the probabilities" in page and "Searches and sweeps" not in page
+    assert "per-grade" not in page and "QWK" not in page and "errors</th>" not in page

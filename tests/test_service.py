@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -178,6 +179,8 @@ def test_explain_answers_a_heat_map_png(client, synth):
     response = client.post("/v1/explain", files={"file": ("m.jpg", photo)})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert response.content.startswith(b"\x89PNG")
+    caption = unquote(response.headers["x-explanation"])  # the command line's words
+    assert caption.startswith("Grad-CAM: warm regions drove grade ") and caption[-1] in "ABC"
     bad = client.post("/v1/explain", files={"file": ("x.gif", gif())})
     assert bad.status_code == 415 and "x.gif" in bad.json()["detail"]
 
@@ -190,6 +193,8 @@ def test_lime_explains_a_classical_run(synth, tmp_path):
         assert client.post("/v1/explain?method=gradcam", files=photo).status_code == 422
         response = client.post("/v1/explain", files=photo)
         assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+        caption = unquote(response.headers["x-explanation"])
+        assert caption.startswith("LIME: green regions support grade ")
     off = create_app(ServeOptions(run=svm, explain=False))
     with TestClient(off) as client:
         assert client.post("/v1/explain", files=photo).status_code == 404

@@ -70,8 +70,8 @@ def test_grade_three_photos_see_why_and_download_the_csv(site, page, tmp_path):
 
     by_name[good[0].name].locator("button.why").click()
     heat = page.locator("#heat-image")
-    sync_api.expect(heat).to_have_attribute("alt", f"Heat map of {good[0].name}: warm regions "
-                                            f"drove the grade {grades[good[0].name]}")  # fmt: skip
+    caption = f"Grad-CAM: warm regions drove grade {grades[good[0].name]}"
+    sync_api.expect(heat).to_have_attribute("alt", f"Heat map of {good[0].name}. {caption}")
     assert page.evaluate("document.getElementById('heat-image').naturalWidth") > 0
     page.screenshot(path=str(tmp_path / "page-heat.png"))
     page.keyboard.press("Escape")  # the dialog closes from the keyboard
@@ -154,7 +154,7 @@ def test_one_fruit_several_photos_shows_the_fruits_grade_and_each_view(site, pag
         sync_api.expect(cards.nth(i).locator(".status")).to_have_text(f"Grade {result['grade']}")
     cards.nth(1).locator("button.why").click()
     sync_api.expect(page.locator("#heat-image")).to_have_attribute(
-        "alt", f"Heat map of {views[1].name}: warm regions drove the grade "
+        "alt", f"Heat map of {views[1].name}. Grad-CAM: warm regions drove grade "
         f"{expected['results'][1]['grade']}"
     )  # fmt: skip
     page.keyboard.press("Escape")

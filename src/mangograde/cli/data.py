@@ -32,7 +32,8 @@ def _print_inspection(report: Inspection, skip_bad: bool) -> None:
     ds = report.dataset
     out.print(f"[bold]{escape(str(ds.root))}[/]  layout: [cyan]{ds.layout}[/]  photos: {len(ds)}")
     if ds.labelled:
-        table = Table("grade", "photos", "share", title="Photos per grade")
+        kind = "grade" if ds.ordered else "class"
+        table = Table(kind, "photos", "share", title=f"Photos per {kind}")
         counts = ds.grade_counts()
         for grade, n in counts.items():
             table.add_row(escape(grade), str(n), f"{n / max(len(ds), 1):.1%}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from ..basics.errors import SettingsError
 from ..models import registry
+from ..runs.folder import CALIBRATION
 from .grade import abstain_line, fruit_line
 from .options import (
     DataArg,
@@ -128,6 +130,14 @@ def train_command(
         out.print(
             f"CNN: {m['epochs_run']} epochs; augmentation and batches took "
             f"{t['data_share']:.0%} of training. Curves in curves.png"
+        )
+    calibrated = result.out / CALIBRATION
+    if calibrated.is_file():
+        found = json.loads(calibrated.read_text(encoding="utf-8"))
+        out.print(
+            f"Calibration: temperature {found['temperature']:.2f} (the held-out photos scaled "
+            f"by temperatures fit on the other folds'); ECE {found['ece_before']:.3f} before, "
+            f"{found['ece_after']:.3f} after, on {m['n_held_out']} held-out photos"
         )
     if "abstain" in m:
         out.print(abstain_line(m["abstain"]))

@@ -139,7 +139,7 @@ def one_grade_warnings(
         if stuck:
             found.append(
                 f"{len(stuck)} fold model(s) graded all their held-out photos the same: "
-                f"{', '.join(stuck)}. Those models have collapsed to one grade; look for "
+                f"{', '.join(stuck)}. Those models have collapsed to one {kind}; look for "
                 "duplicate or blank photos (`mangograde data inspect`), give them more "
                 "training, and retrain."
             )

@@ -117,22 +117,34 @@ def _save(fig: Any, path: str | Path | BinaryIO) -> Any:
     return path
 
 
+EXPLAINED = {
+    "lime": "LIME: green regions support grade {grade}",
+    "gradcam": "Grad-CAM: warm regions drove grade {grade}",
+}  # one wording for a figure and the grading page's picture
+
+
+def lime_shading(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` (uint8) as floats 0-1, LIME's supporting regions shaded green (the
+    study's figure 17) and the rest dimmed."""
+    shown = image.astype(float) / 255
+    green = np.array([0.1, 0.8, 0.1])
+    return np.where(mask[..., None], 0.55 * shown + 0.45 * green, 0.85 * shown)
+
+
 def _draw_explanation(photo_ax: Any, why_ax: Any, e: Any, photo_title: str) -> None:
     photo_ax.imshow(e.image)
     photo_ax.set_title(_wrapped(photo_title), fontsize=9)
-    shown = e.image.astype(float) / 255
+    caption = EXPLAINED[e.method].format(grade=e.grade)
     if e.method == "lime":
         from skimage.segmentation import mark_boundaries
 
-        green = np.array([0.1, 0.8, 0.1])
-        shown = np.where(e.mask[..., None], 0.55 * shown + 0.45 * green, 0.85 * shown)
+        shown = lime_shading(e.image, e.mask)
         why_ax.imshow(mark_boundaries(shown, e.segments, color=(1, 1, 1), mode="thin"))
-        caption = f"LIME: green regions support grade {e.grade}"
     else:
-        why_ax.imshow(shown)
+        why_ax.imshow(e.image.astype(float) / 255)
         why_ax.imshow(e.heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         why_ax.contour(e.mask, levels=[0.5], colors="white", linewidths=1.2)
-        caption = f"Grad-CAM for grade {e.grade}\n(outline: top half of the map)"
+        caption += "\n(outline: top half of the map)"
     why_ax.set_title(_wrapped(caption), fontsize=9)
     for ax in (photo_ax, why_ax):
         ax.set_axis_off()

@@ -89,6 +89,7 @@ class _Column:
 
 def _metric_column(name: str, runs: Sequence[RunSummary]) -> _Column:
     title, meaning, higher, fmt = METRIC_INFO[name]
+    meaning = _meaning(meaning, runs)
     cells, values = [], []
     for summary in runs:
         m = summary.evaluation["metrics"][name]
@@ -277,11 +278,24 @@ def _method(summary: RunSummary) -> str:
     )
 
 
+def _meaning(text: str, runs: Sequence[RunSummary]) -> str:
+    """A metric's meaning, in words of classes where a run's labels have no order."""
+    if all(s.ordered for s in runs):
+        return text
+    return (
+        text.replace("per-grade", "per-class")
+        .replace("the grades", "the classes")
+        .replace("a rare grade", "a rare class")
+    )
+
+
 def _definitions(runs: Sequence[RunSummary]) -> str:
     """The meaning of each metric the report shows."""
     shown = {m for s in runs for m in s.evaluation["metrics"]}
     items = "".join(
-        f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for m, (t, d, _, _) in METRIC_INFO.items() if m in shown
+        f"<dt>{_e(t)}</dt><dd>{_e(_meaning(d, runs))}</dd>"
+        for m, (t, d, _, _) in METRIC_INFO.items()
+        if m in shown
     )
     return f"<dl>{items}</dl>"
 
@@ -289,6 +303,7 @@ def _definitions(runs: Sequence[RunSummary]) -> str:
 def _fruit_section(runs: Sequence[RunSummary], grades: Sequence[str]) -> str:
     """Whole fruits graded from all their photos by each run's fruit rule."""
     rows = []
+    any_ordered = any(s.ordered for s in runs)  # grade distances mean nothing for classes
     for s in runs:
         assert s.fruit is not None
         found = s.fruit["headline"]
@@ -297,18 +312,23 @@ def _fruit_section(runs: Sequence[RunSummary], grades: Sequence[str]) -> str:
         errors = found.get("extreme_errors")
         ece = (s.fruit.get("calibration") or {}).get("ece")
         reach = ((s.fruit.get("coverage") or {}).get("reaches_target") or {}).get("coverage", 0.0)
+        ordinal = (
+            f"<td>{_fmt('{:.3f}', kappa)}</td><td>{'' if errors is None else errors}</td>"
+            if any_ordered
+            else ""
+        )
         rows.append(
             f"<tr><td><b>{_e(s.label)}</b></td><td>{s.fruit['n_photos']}</td>"
             f"<td>{_e(found.get('rule', 'mean'))}</td>"
             f"<td>{_fmt('{:.3f}', accuracy['value'])} [{_fmt('{:.3f}', accuracy['low'])}, "
-            f"{_fmt('{:.3f}', accuracy['high'])}]</td><td>{_fmt('{:.3f}', kappa)}</td>"
-            f"<td>{'' if errors is None else errors}</td><td>{_fmt('{:.3f}', ece)}</td>"
+            f"{_fmt('{:.3f}', accuracy['high'])}]</td>{ordinal}<td>{_fmt('{:.3f}', ece)}</td>"
             f"<td>{reach:.0%}</td></tr>"
         )
     extreme = f"{grades[0]}&harr;{grades[-1]}" if len(grades) > 2 else "Extreme"
+    ordinal_heads = f"<th>QWK</th><th>{extreme} errors</th>" if any_ordered else ""
     table = (
-        "<table><tr><th>Run</th><th>Fruits</th><th>Rule</th><th>Accuracy</th><th>QWK</th>"
-        f"<th>{extreme} errors</th><th>ECE</th><th>Graded at 99% accuracy</th></tr>"
+        "<table><tr><th>Run</th><th>Fruits</th><th>Rule</th><th>Accuracy</th>"
+        f"{ordinal_heads}<th>ECE</th><th>Graded at 99% accuracy</th></tr>"
         + "".join(rows)
         + "</table>"
     )
@@ -360,12 +380,15 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         images = "".join(f'<div class="card"><h3>{_e(n)}</h3>{_img(c, n)}</div>' for n, c in curves)
         parts.append(f"<section><h2>CNN learning curves</h2>{images}</section>")
     plots = [(s.label, name, data) for s in runs for name, data in s.plots]
-    if plots:
-        images = "".join(
-            f'<div class="card"><h3>{_e(label)}: {_e(name)}</h3>{_img(data, name)}</div>'
-            for label, name, data in plots
-        )
-        parts.append(f"<section><h2>Searches and sweeps</h2>{images}</section>")
+    for title, reliability in (("Reliability of the probabilities", True),
+                               ("Searches and sweeps", False)):  # fmt: skip
+        shown = [p for p in plots if p[1].startswith("reliability") == reliability]
+        if shown:
+            images = "".join(
+                f'<div class="card"><h3>{_e(label)}: {_e(name)}</h3>{_img(data, name)}</div>'
+                for label, name, data in shown
+            )
+            parts.append(f"<section><h2>{title}</h2>{images}</section>")
     parts.append(f"<section><h2>Most confident mistakes</h2>{_gallery(comparison)}</section>")
     parts.append(
         "<section><h2>How these numbers were made</h2><p>Every score is on held-out photos: "

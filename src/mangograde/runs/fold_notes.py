@@ -50,9 +50,13 @@ def run_notes(per_fold: Sequence[Sequence[str]]) -> list[str]:
 
 
 def few_photos_note(
-    labels: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]], grades: Sequence[str]
+    labels: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    grades: Sequence[str],
+    kind: str = "grade",
 ) -> list[str]:
-    """A note when some fold trains on fewer than about 10 photos of a grade."""
+    """A note when some fold trains on fewer than about 10 photos of a grade (``kind``:
+    what the labels are called, grade or class)."""
     counts = np.array([np.bincount(labels[train], minlength=len(grades)) for train, _ in splits])
     fewest = counts.min(axis=0)
     if fewest.min() >= FEW_A_GRADE:
@@ -61,6 +65,6 @@ def few_photos_note(
     held = sum(len(test) for _, test in splits)
     return [
         f"Few photos: a fold trains on only {int(fewest[grade])} photos of {grades[grade]} "
-        f"(about {FEW_A_GRADE} a grade a fold is the least for the scores to mean much); the "
+        f"(about {FEW_A_GRADE} a {kind} a fold is the least for the scores to mean much); the "
         f"accuracy rests on {held} held-out photos."
     ]

@@ -285,12 +285,14 @@ def _start(
 
 
 def _metrics(photos: Photos, splits: list[Split], folds: list[FoldResult]) -> dict[str, Any]:
-    accuracies = [
-        float(np.mean(f.predicted == photos.labels[test]))
+    right = [
+        int(np.sum(f.predicted == photos.labels[test]))
         for f, (_, test) in zip(folds, splits, strict=True)
     ]
+    accuracies = [r / len(test) for r, (_, test) in zip(right, splits, strict=True)]
     metrics: dict[str, Any] = {
-        "accuracy": float(np.mean(accuracies)),
+        # the share of all held-out photos graded right, as evaluate and compare count it
+        "accuracy": sum(right) / sum(len(test) for _, test in splits),
         "accuracy_std": float(np.std(accuracies)),
         "accuracy_folds": accuracies,
         "n_images": len(photos.dataset),
@@ -596,7 +598,10 @@ def _write(
         metrics["only_fold"] = numbers[0]
     held = held_fold >= 0
     grades = photos.dataset.grades
-    warnings = one_grade_warnings(photos.labels[held], predicted[held], grades, held_fold[held])
+    kind = "grade" if photos.dataset.ordered else "class"
+    warnings = one_grade_warnings(
+        photos.labels[held], predicted[held], grades, held_fold[held], kind
+    )
     if warnings:
         metrics["warnings"] = warnings
     if settings.get("abstain") is not None:  # what "check by hand" leaves of the held-out photos
@@ -620,5 +625,5 @@ def _write(
         folder.write_skipped(out, photos.loaded.bad)
     folder.clear_checkpoints(out)
     said = run_notes([r.notes for r in results])
-    said += few_photos_note(photos.labels, splits, grades)
+    said += few_photos_note(photos.labels, splits, grades, kind)
     return RunResult(out, metrics, timing, photos.notices + said)

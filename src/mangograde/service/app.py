@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -37,6 +38,7 @@ from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
 from ..images.decode import ImageDecodeError, decode, set_max_pixels
 from ..records import ModelIdentity, RecordsError, check_name
+from ..report.figures import EXPLAINED
 from ..workflows.record import shares
 from .batcher import MicroBatcher
 from .corrections import add_correction_routes
@@ -494,7 +496,8 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
             Query(description="gradcam (CNN runs) or lime; default: the run's best"),
         ] = None,
     ) -> Response:
-        """A PNG heat map of the regions that drove the photo's grade."""
+        """A PNG heat map of the regions that drove the photo's grade; its header
+        X-Explanation (percent-encoded) says how to read it."""
         if not options.explain:
             raise HTTPException(404, "Explanations are turned off on this service (--no-explain).")
         if method == "gradcam" and service.info.explains_with != "gradcam":
@@ -514,7 +517,9 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
             raise HTTPException(
                 501, f"Explanations need {exc.name}, which this install lacks (the full one has)."
             ) from None
-        return Response(heat_png(found), media_type="image/png")
+        caption = EXPLAINED[chosen].format(grade=found.grade)  # as the command line says it
+        headers = {"X-Explanation": quote(caption)}
+        return Response(heat_png(found), media_type="image/png", headers=headers)
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=guarded, tags=["model"])
     async def model_info() -> ModelInfo:

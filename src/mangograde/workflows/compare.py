@@ -185,7 +185,7 @@ def summarise_run(
         _curves(run, history),
         plots,
         confident_mistakes(run, mistakes),
-        scored_on=f"{len(held.image_ids)} held-out photos of {held_root}",
+        scored_on=f"{len(held.image_ids)} held-out photos of {_shown(held_root)}",
         fruit=fruit,
     )
     _explain_mistakes(run, summary.mistakes, samples, seed, method, len(folders) == 1)
@@ -222,6 +222,12 @@ def _common_grades(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[str]]:
     )
 
 
+def _shown(folder: Path) -> str:
+    """``parent/name``: enough to tell data folders apart, without the user's whole path
+    in a report that may be passed on."""
+    return f"{folder.parent.name}/{folder.name}" if folder.parent.name else folder.name
+
+
 def saved_evaluations(run: Run) -> list[RunSummary]:
     """A row for each evaluation `mangograde evaluate` saved in the run (RUN/evaluations)."""
     rows = []
@@ -238,7 +244,7 @@ def saved_evaluations(run: Run) -> list[RunSummary]:
             continue
         rows.append(
             RunSummary(
-                f"{run.label} on {data.parent.name}/{data.name}",
+                f"{run.label} on {_shown(data)}",
                 run.model_kind,
                 run.ordered,
                 "evaluated by `mangograde evaluate`",
@@ -251,7 +257,7 @@ def saved_evaluations(run: Run) -> list[RunSummary]:
                 [],
                 None,
                 [],
-                scored_on=f"{photos} photos of {data}",
+                scored_on=f"{photos} photos of {_shown(data)}",
                 fruit=record.get("fruit"),
             )
         )

@@ -372,8 +372,9 @@ async function explainPhoto(file, result) {
   }
   const blob = await response.blob();
   $("heat-image").src = URL.createObjectURL(blob);
-  $("heat-image").alt = "Heat map of " + result.image_id + ": warm regions drove the grade " + result.grade;
-  $("heat-status").textContent = (state.explainsWith === "gradcam" ? "Grad-CAM" : "LIME") + ": warm regions drove the grade.";
+  const caption = decodeURIComponent(response.headers.get("X-Explanation") || "");
+  $("heat-image").alt = "Heat map of " + result.image_id + ". " + caption;
+  $("heat-status").textContent = caption + ".";
 }
 
 function quoted(text) {
