@@ -80,13 +80,15 @@ def test_the_export_grades_as_the_run_does(synth, cnn_run, exported, tmp_path):
     assert reasons[0] == reasons[1]
 
 
-def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_path):
+def test_one_fold_and_int8_with_accuracy_before_and_after(synth, cnn_run, tmp_path, monkeypatch):
+    monkeypatch.delenv("MANGOGRADE_QUIET")  # the export's steps, as a log shows them
     out = tmp_path / "int8"
     labels = synth / "train.csv"
     result = run("export", cnn_run, "--fold", "1", "--int8", "--calibration", synth / "dev",
                  "--check", synth / "train", "--labels", labels, "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "fp32:" in result.output and "int8:" in result.output
+    assert "Exporting: 2/7" in result.output and "Exporting: 7/7 (100%)" in result.output
     manifest = json.loads((out / "grader.json").read_text())
     assert manifest["precision"] == "int8" and manifest["fold_rule"] == "fold 1 alone"
     # the int8 graph's own distance from PyTorch, on the --check photos, not fp32's

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..basics.errors import SettingsError
 from .grade import FoldOpt, RunArg
-from .options import OverwriteOpt, out
+from .options import OverwriteOpt, QuietOpt, out, progress_flag
 
 
 def export_command(
@@ -39,6 +39,7 @@ def export_command(
     ] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 17 or newer.")] = 18,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Export a CNN run to ONNX: `model.onnx` (all folds in one graph, or --fold N) and
     `grader.json`. `mangograde predict` and `serve` grade the export folder with ONNX
@@ -50,8 +51,9 @@ def export_command(
     if all_folds and fold is not None:
         raise SettingsError("Give --fold N or --all-folds, not both.")
     result = export_run(
-        run_dir, out_dir, fold, opset, int8, calibration, check, labels, overwrite=overwrite
-    )
+        run_dir, out_dir, fold, opset, int8, calibration, check, labels,
+        overwrite=overwrite, progress=progress_flag(quiet),
+    )  # fmt: skip
     manifest = result.manifest
     out.print(
         f"Exported {escape(str(run_dir))} ({len(manifest['members'])} network(s), "

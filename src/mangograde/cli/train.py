@@ -12,7 +12,6 @@ from rich.table import Table
 
 from ..basics.errors import SettingsError
 from ..models import registry
-from ..runs.folder import CALIBRATION
 from .grade import abstain_line, fruit_line
 from .options import (
     DataArg,
@@ -131,6 +130,8 @@ def train_command(
             f"CNN: {m['epochs_run']} epochs; augmentation and batches took "
             f"{t['data_share']:.0%} of training. Curves in curves.png"
         )
+    from ..runs.folder import CALIBRATION
+
     calibrated = result.out / CALIBRATION
     if calibrated.is_file():
         found = json.loads(calibrated.read_text(encoding="utf-8"))

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..basics.outputs import claim_folder
+from ..basics.progress import Bar
 from ..evaluation.fruits import fruit_rule
 from ..graders import FORMAT, FORMAT_VERSION, GRADER_FILE, ExportedGrader, ExportError, sha256
 from ..images import ImageCache, load_images
@@ -281,8 +282,10 @@ def export_run(
     labels: Path | None = None,
     cache: ImageCache | None = None,
     overwrite: bool = False,
+    progress: bool | None = None,
 ) -> ExportResult:
-    """Export ``run_dir`` (all folds, or ``fold``) into the folder ``out``."""
+    """Export ``run_dir`` (all folds, or ``fold``) into the folder ``out``, a step bar
+    saying which part of the work it is on."""
     out = claim_folder(Path(out))
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -295,50 +298,73 @@ def export_run(
         raise ExportError("--int8 needs --calibration PHOTOS: a few dozen photos like the line's.")
     if labels is not None and check is None:
         raise ExportError("--labels CSV names the grades of --check PHOTOS: give --check too.")
-    run = open_run(run_dir)
-    members, bundles, loaded = _networks(run, fold)
-    geometry = loaded[0].manifest["preprocessing"]["geometry"]
-    shape = read_geometry(geometry)
-    assert shape is not None  # the run opened, so its geometry was read already
-    side = shape.shape[0]
-    graph = _graph(members)
-    labelled = _labelled(run, check, labels, shape, cache) if check else None
-    accuracy: dict[str, float] = {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
-        stage = Path(work) / "export"
-        stage.mkdir()
-        model = stage / MODEL_FILE
-        _write_onnx(graph, side, model, opset)
-        drift = _parity(graph, model, side)
-        if drift > PARITY_TOLERANCE:
-            raise ExportError(
-                f"ONNX Runtime and PyTorch disagree by {drift:.2e} on the same photos (over "
-                f"{PARITY_TOLERANCE}): the export is not trustworthy; please report it."
-            )
-        manifest = _manifest(run, fold, bundles, members, geometry, opset, drift)
-        manifest["familiarity"] = _familiarity(graph, loaded, stage)
-        _write_manifest(stage, manifest)
-        if labelled is not None:
-            accuracy["fp32"] = _accuracy(stage, *labelled)
-        if int8:
-            from ..data import find_photos
-
-            photos, _, _ = find_photos([Path(p) for p in calibration or []])
-            loaded = load_images(photos, shape, cache)
-            _quantize(model, loaded.arrays, Path(work))
-            manifest["precision"] = "int8"
-            manifest["calibration_photos"] = len(loaded.arrays)
-            measured = (labelled[0], "check") if labelled is not None else (
-                loaded.arrays, "calibration")  # fmt: skip
-            manifest["int8_agreement"] = _int8_agreement(graph, model, *measured)
+    steps = 4 + (check is not None) + 2 * int8
+    with Bar(steps, "Exporting", progress) as bar:
+        run = open_run(run_dir)
+        members, bundles, loaded = _networks(run, fold)
+        geometry = loaded[0].manifest["preprocessing"]["geometry"]
+        shape = read_geometry(geometry)
+        assert shape is not None  # the run opened, so its geometry was read already
+        side = shape.shape[0]
+        graph = _graph(members)
+        labelled = _labelled(run, check, labels, shape, cache) if check else None
+        bar.advance(1, "run loaded; writing the ONNX graph")
+        accuracy: dict[str, float] = {}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
+            stage = Path(work) / "export"
+            stage.mkdir()
+            model = stage / MODEL_FILE
+            _write_onnx(graph, side, model, opset)
+            bar.advance(1, "checking ONNX Runtime against PyTorch")
+            drift = _parity(graph, model, side)
+            if drift > PARITY_TOLERANCE:
+                raise ExportError(
+                    f"ONNX Runtime and PyTorch disagree by {drift:.2e} on the same photos (over "
+                    f"{PARITY_TOLERANCE}): the export is not trustworthy; please report it."
+                )
+            bar.advance(1, "familiarity statistics")
+            manifest = _manifest(run, fold, bundles, members, geometry, opset, drift)
+            manifest["familiarity"] = _familiarity(graph, loaded, stage)
             _write_manifest(stage, manifest)
+            bar.advance(1, "grading the --check photos" if labelled is not None else "done")
             if labelled is not None:
-                accuracy["int8"] = _accuracy(stage, *labelled)
-        if out.exists():
-            shutil.rmtree(out)
-        stage.rename(out)
+                accuracy["fp32"] = _accuracy(stage, *labelled)
+                bar.advance(1, "calibrating int8" if int8 else "done")
+            if int8:
+                _to_int8(graph, model, manifest, calibration or [], shape, cache, labelled, work)
+                _write_manifest(stage, manifest)
+                bar.advance(1, "measuring the int8 graph")
+                if labelled is not None:
+                    accuracy["int8"] = _accuracy(stage, *labelled)
+                bar.advance(1, "done")
+            if out.exists():
+                shutil.rmtree(out)
+            stage.rename(out)
     return ExportResult(out, manifest, accuracy)
+
+
+def _to_int8(
+    graph: Any,
+    model: Path,
+    manifest: dict[str, Any],
+    calibration: list[Path],
+    shape: Any,
+    cache: ImageCache | None,
+    labelled: tuple[np.ndarray, np.ndarray] | None,
+    work: str,
+) -> None:
+    """Quantise ``model`` in place, calibrated on the ``calibration`` photos, and record in
+    ``manifest`` how far the int8 graph is from PyTorch."""
+    from ..data import find_photos
+
+    photos, _, _ = find_photos([Path(p) for p in calibration])
+    loaded = load_images(photos, shape, cache)
+    _quantize(model, loaded.arrays, Path(work))
+    manifest["precision"] = "int8"
+    manifest["calibration_photos"] = len(loaded.arrays)
+    measured = (labelled[0], "check") if labelled is not None else (loaded.arrays, "calibration")
+    manifest["int8_agreement"] = _int8_agreement(graph, model, *measured)
 
 
 def _manifest(
