@@ -47,10 +47,26 @@ def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
     second = load_images(paths, Resize(16), cache)
     assert len(calls) == 5 and second.cache_hits == 5
     assert np.array_equal(first.arrays, second.arrays)
-    assert len(cache_files(cache)) == 5 and len(pack_files(cache)) == 1
-    subset = load_images(paths[1:4], Resize(16), cache)  # another list: per-photo entries
+    assert len(cache_files(cache)) == 0 and len(pack_files(cache)) == 1  # each photo once
+    subset = load_images(paths[1:4], Resize(16), cache)  # another list: rows of the pack
     assert len(calls) == 5 and subset.cache_hits == 3
     assert np.array_equal(subset.arrays, first.arrays[1:4])
+    assert len(pack_files(cache)) == 1  # served from the pack, not packed again
+
+
+def test_each_photo_is_stored_once(tmp_path, monkeypatch):
+    paths = photos(tmp_path / "p", 6)
+    cache = ImageCache(tmp_path / "cache")
+    calls = count_decodes(monkeypatch)
+    load_images(paths[:4], Resize(16), cache)
+    grown = load_images(paths, Resize(16), cache)  # two more photos: a new pack
+    assert len(calls) == 6 and grown.cache_hits == 4
+    (pack,) = pack_files(cache)  # the old pack's photos are all in the new one
+    assert cache_files(cache) == []
+    assert pack.stat().st_size < 1.1 * 6 * 16 * 16 * 3 + 1024
+    assert cache.usage()[2] == pack.stat().st_size
+    again = load_images(paths[2:], Resize(16), cache)
+    assert len(calls) == 6 and np.array_equal(again.arrays, grown.arrays[2:])
 
 
 def test_a_warm_pack_can_be_modified_without_touching_the_cache(tmp_path):
@@ -65,7 +81,7 @@ def test_a_warm_pack_can_be_modified_without_touching_the_cache(tmp_path):
 def test_default_location_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MANGOGRADE_CACHE_DIR", str(tmp_path / "elsewhere"))
     load_images(photos(tmp_path / "p", 1), Resize(8), ImageCache())
-    assert len(list((tmp_path / "elsewhere").rglob("*.mgc"))) == 1
+    assert len(list((tmp_path / "elsewhere").rglob("*.mgp"))) == 1
 
 
 def test_changed_photo_or_geometry_misses(tmp_path, monkeypatch):
@@ -88,22 +104,23 @@ def test_changed_photo_or_geometry_misses(tmp_path, monkeypatch):
 def test_corrupt_cache_file_is_rebuilt_not_trusted(tmp_path, monkeypatch):
     paths = photos(tmp_path / "p", 3)
     cache = ImageCache(tmp_path / "cache")
-    good = load_images(paths, Resize(16), cache).arrays
+    good = np.stack([decode(p, Resize(16)) for p in paths])
+    for path, pixels in zip(paths, good, strict=True):  # entries, as a load leaves them
+        cache.put(cache.key(path, Resize(16).key), pixels)  # before it packs them
     files = cache_files(cache)
     files[0].write_bytes(files[0].read_bytes()[:-10])  # truncated
     damaged = bytearray(files[1].read_bytes())
     damaged[-1] ^= 0xFF  # one flipped pixel: only the checksum can tell
     files[1].write_bytes(bytes(damaged))
     files[2].write_bytes(b"garbage")
-    pack_files(cache)[0].unlink()
     calls = count_decodes(monkeypatch)
     again = load_images(paths, Resize(16), cache).arrays
     assert len(calls) == 3
     assert np.array_equal(good, again)
-    assert load_images(paths[:2], Resize(16), cache).cache_hits == 2  # entries repaired
+    assert load_images(paths[:2], Resize(16), cache).cache_hits == 2  # now from the pack
 
 
-def test_corrupt_pack_falls_back_to_entries_and_is_rewritten(tmp_path, monkeypatch):
+def test_a_corrupt_pack_row_is_decoded_again_and_the_pack_rewritten(tmp_path, monkeypatch):
     paths = photos(tmp_path / "p", 3)
     cache = ImageCache(tmp_path / "cache")
     good = load_images(paths, Resize(16), cache).arrays
@@ -112,8 +129,8 @@ def test_corrupt_pack_falls_back_to_entries_and_is_rewritten(tmp_path, monkeypat
     damaged[-5] ^= 0x01
     pack.write_bytes(bytes(damaged))
     calls = count_decodes(monkeypatch)
-    again = load_images(paths, Resize(16), cache)
-    assert calls == [] and again.cache_hits == 3 and np.array_equal(again.arrays, good)
+    again = load_images(paths, Resize(16), cache)  # the damaged row alone is decoded
+    assert calls == [paths[2]] and again.cache_hits == 2 and np.array_equal(again.arrays, good)
     assert pack.read_bytes() != bytes(damaged)  # rebuilt
     pack.write_bytes(bytes(damaged[:100]))  # truncated
     assert np.array_equal(load_images(paths, Resize(16), cache).arrays, good)

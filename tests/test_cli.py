@@ -166,7 +166,9 @@ def test_prepare_fills_the_cache_named_by_flag(synth_root, tmp_path):
     assert first.exit_code == 0, first.output
     assert "resize32-crop24" in first.output and "(0 already cached)" in first.output
     n_photos = len(list((synth_root / "dev").glob("*.jpg")))
-    assert len(list((tmp_path / "c").rglob("*.mgc"))) == n_photos
+    (pack,) = (tmp_path / "c").rglob("*.mgp")  # the photos, once, in one pack
+    assert len(pack.with_suffix(".idx").read_text().splitlines()) == n_photos
+    assert not list((tmp_path / "c").rglob("*.mgc"))
     second = run(*args, "--size", "32", "--crop", "24", "--cache-dir", tmp_path / "c")
     assert f"({n_photos} already cached)" in second.output
 
@@ -199,10 +201,10 @@ def test_cache_command_shows_and_clears(synth_root, tmp_path):
     run("data", "prepare", synth_root / "dev", "--labels", synth_root / "dev.csv", *cache)
     n_photos = len(list((synth_root / "dev").glob("*.jpg")))
     shown = run("data", "cache", *cache)
-    assert shown.exit_code == 0 and f"{n_photos} photo entries, 1 dataset packs" in shown.output
+    assert shown.exit_code == 0 and f"{n_photos} decoded photos (1 dataset packs)" in shown.output
     (tmp_path / "c" / "ab").mkdir(exist_ok=True)
     (tmp_path / "c" / "ab" / ".tmp-left.part").write_bytes(b"x" * 10)  # a killed writer's
     cleared = run("data", "cache", "--clear", *cache)
     assert cleared.exit_code == 0 and "MiB freed" in cleared.output
     assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]
-    assert "0 photo entries, 0 dataset packs" in run("data", "cache", *cache).output
+    assert "0 decoded photos (0 dataset packs)" in run("data", "cache", *cache).output

@@ -125,9 +125,9 @@ def data_cache(
         freed = cache.clear()
         out.print(f"Cleared {escape(str(cache.root))}: {freed / 2**20:.1f} MiB freed")
         return
-    entries, packs, size = cache.usage()
+    photos, packs, size = cache.usage()
     out.print(
-        f"{escape(str(cache.root))}: {entries} photo entries, {packs} dataset packs, "
+        f"{escape(str(cache.root))}: {photos} decoded photos ({packs} dataset packs), "
         f"{size / 2**20:.1f} MiB of at most {cache.max_bytes / 2**20:,.1f} MiB "
         f"(${CACHE_MAX_ENV}; the least recently used go first)"
     )

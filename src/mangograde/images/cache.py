@@ -1,15 +1,20 @@
 """A disk cache of decoded, resized photos as uint8 arrays.
 
-Two layers, both keyed by file identity (absolute path, inode, size, modification time)
-and the geometry, so a changed photo or another size never hits a stale entry:
+Keyed by file identity (absolute path, inode, size, modification time) and the
+geometry, so a changed photo or another size never hits a stale entry. Each photo is
+stored once:
 
-* one entry per photo, the unit that survives when a dataset changes;
-* one *pack* per list of photos (a whole dataset at one geometry), read back as a
-  memory map: a warm load is then one file mapped and checked, not hundreds opened.
+* a *pack* per list of photos (a whole dataset at one geometry), read back as a memory
+  map: a warm load is then one file mapped and checked, not hundreds opened. Its index
+  (``.idx``: each row's key and checksum) lets another list (a subset, a dataset that
+  changed) take single photos out of it;
+* one entry per photo only while no pack holds it: written as photos are decoded (so an
+  interrupted load keeps its work), deleted once a pack holds them. A pack whose photos
+  are all in a newer pack goes too.
 
-Every entry and pack carries its shape and a checksum of its pixels: a truncated or
-corrupt file is decoded again, never trusted. Writes go to a temporary file renamed
-into place, so two runs sharing a cache never see half an entry.
+Every entry, pack and row carries a checksum of its pixels: a truncated or corrupt file
+is decoded again, never trusted. Writes go to a temporary file renamed into place, so
+two runs sharing a cache never see half an entry.
 
 The cache keeps under a size limit (``$MANGOGRADE_CACHE_MAX``, default 4 GiB): after a
 load that wrote to it, the least recently used files go first (a hit marks its file
@@ -23,6 +28,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,6 +101,15 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _index_rows(index: Path) -> list[tuple[str, int]]:
+    """A pack index's (key, checksum) per row; none if it cannot be read."""
+    try:
+        lines = index.read_text(encoding="ascii").splitlines()
+        return [(key, int(total)) for key, total in (line.split(" ") for line in lines)]
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+
+
 def _keys_digest(keys: Sequence[str]) -> bytes:
     """Which photo versions a pack holds, as stored in its header."""
     return hashlib.sha256("\n".join(keys).encode()).digest()
@@ -108,6 +123,9 @@ class ImageCache:
         self.max_bytes = max_bytes if max_bytes is not None else max_cache_bytes()
         self.write_error: str | None = None
         self.written = 0  # bytes this cache object wrote: trim only after writing
+        self._rows: dict[str, tuple[Path, int, int]] | None = None  # key -> pack, row, sum
+        self._maps: dict[Path, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def key(self, path: str | Path, geometry_key: str) -> str:
         """Names one photo version at one geometry; another Pillow may decode differently."""
@@ -141,12 +159,50 @@ class ImageCache:
                 view = memoryview(target.reshape(-1))
                 if handle.readinto(view) != target.nbytes or handle.read(1):
                     return None
+        except FileNotFoundError:
+            return self._from_pack(key, target)
         except OSError:
             return None
         if checksum(target) != expected:
             return None
         _touch(self._file(key))
         return target
+
+    def _from_pack(self, key: str, target: np.ndarray) -> np.ndarray | None:
+        """The photo's row of the pack that holds it, if intact."""
+        with self._lock:
+            if self._rows is None:
+                self._rows = self._read_indexes()
+            found = self._rows.get(key)
+            if found is None:
+                return None
+            file, row, expected = found
+            arrays = self._maps.get(file)
+            if arrays is None:
+                arrays = self._maps[file] = self._map(file, target.shape)
+        if arrays is None or row >= len(arrays) or arrays.shape[1:] != target.shape:
+            return None
+        target[...] = arrays[row]
+        return target if checksum(target) == expected else None
+
+    def _map(self, file: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+        try:
+            with open(file, "rb") as handle:
+                magic, n, h, w, c, _, _ = _PACK_HEADER.unpack(handle.read(_PACK_HEADER.size))
+            if magic != _PACK_MAGIC or (h, w, c) != tuple(shape):
+                return None
+            arrays = np.memmap(file, np.uint8, "r", _PACK_HEADER.size, (n, h, w, c))
+        except (OSError, ValueError, struct.error):
+            return None
+        _touch(file)
+        return arrays
+
+    def _read_indexes(self) -> dict[str, tuple[Path, int, int]]:
+        rows: dict[str, tuple[Path, int, int]] = {}
+        for index in sorted((self.root / "packs").glob("*.idx")):
+            for row, (key, total) in enumerate(_index_rows(index)):
+                rows[key] = (index.with_suffix(".mgp"), row, total)
+        return rows
 
     def put(self, key: str, array: np.ndarray) -> None:
         """Store one photo's array; a cache that cannot be written is noted, not fatal."""
@@ -189,7 +245,21 @@ class ImageCache:
         """Store a whole list of photos as one pack (see ``get_pack``)."""
         data = np.ascontiguousarray(arrays, dtype=np.uint8)
         header = _PACK_HEADER.pack(_PACK_MAGIC, *data.shape, checksum(data), _keys_digest(keys))
-        self._write(self._pack_file(paths, geometry_key), header, data)
+        file = self._pack_file(paths, geometry_key)
+        self._write(file, header, data)
+        index = "".join(f"{key} {checksum(row)}\n" for key, row in zip(keys, data, strict=True))
+        self._write(file.with_suffix(".idx"), index.encode(), np.empty(0, np.uint8))
+        if self.write_error is not None:
+            return
+        for key in keys:  # the pack holds them now: one copy
+            self._file(key).unlink(missing_ok=True)
+        held = set(keys)
+        for other in (self.root / "packs").glob("*.idx"):
+            if other != file.with_suffix(".idx") and {k for k, _ in _index_rows(other)} <= held:
+                other.with_suffix(".mgp").unlink(missing_ok=True)
+                other.unlink(missing_ok=True)
+        with self._lock:
+            self._rows, self._maps = None, {}
 
     def _files(self, suffixes: tuple[str, ...]) -> list[Path]:
         if not self.root.is_dir():
@@ -197,10 +267,11 @@ class ImageCache:
         return [f for f in self.root.rglob("*") if f.suffix in suffixes and f.is_file()]
 
     def usage(self) -> tuple[int, int, int]:
-        """(photo entries, packs, bytes) on disk."""
+        """(photos, packs, bytes) on disk: photos in packs or in entries of their own."""
         files = self._files((".mgc", ".mgp"))
         entries = sum(f.suffix == ".mgc" for f in files)
-        return entries, len(files) - entries, sum(f.stat().st_size for f in files)
+        packed = sum(len(_index_rows(f.with_suffix(".idx"))) for f in files if f.suffix == ".mgp")
+        return entries + packed, len(files) - entries, sum(f.stat().st_size for f in files)
 
     def trim(self) -> int:
         """Delete the least recently used files until the cache is under 90% of its
@@ -214,13 +285,14 @@ class ImageCache:
             if total - freed <= 0.9 * self.max_bytes:
                 break
             file.unlink(missing_ok=True)
+            file.with_suffix(".idx").unlink(missing_ok=True)
             freed += stat.st_size
         return freed
 
     def clear(self) -> int:
         """Delete every entry, pack and leftover temporary file; returns bytes freed."""
         freed = 0
-        for file in self._files((".mgc", ".mgp", ".part")):
+        for file in self._files((".mgc", ".mgp", ".idx", ".part")):
             freed += file.stat().st_size
             file.unlink(missing_ok=True)
         return freed

@@ -125,7 +125,7 @@ def load_images(
     if bad:
         every = "; ".join(f"{b.path} ({b.reason})" for b in bad)
         notices.append(f"Skipped {plural(len(bad), 'bad photo')} (--skip-bad): {every}")
-    if packable and not bad:  # the pack was missing or damaged
+    if packable and not bad and hits < len(paths):  # photos no pack holds yet
         cache.put_pack(paths, keys, geometry.key, out)
     if cache is not None and cache.written:
         cache.trim()
