@@ -372,3 +372,50 @@ def test_a_run_of_classes_says_class_and_its_report_keeps_paths_and_headings_rig
     assert str(tmp_path) not in page and "l/l" not in page and f"{tmp_path.name}/l" in page
     assert "Reliability of the probabilities" in page and "Searches and sweeps" not in page
     assert "per-grade" not in page and "QWK" not in page and "errors</th>" not in page
+
+
+def burst_folders(root: Path) -> Path:
+    """Three grades of 4 fruits, each shot twice 2 s apart (EXIF time), fruits a minute
+    apart; and one photo saved again at half size (a near-duplicate)."""
+    import numpy as np
+    from PIL import Image
+
+    for g, grade in enumerate(("A", "B", "C")):
+        for fruit in range(4):
+            for shot in range(2):
+                path = write_photo(root / grade / f"{fruit}-{shot}.jpg", seed=40 * g + 4 * fruit
+                                   + shot, size=(32, 32))  # fmt: skip
+                with Image.open(path) as image:
+                    exif = image.getexif()
+                    exif[0x0132] = f"2026:05:0{g + 1} 10:{fruit:02d}:0{2 * shot}"
+                    image.save(path, exif=exif)
+    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+    smooth = Image.fromarray(np.dstack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], 64),
+                                        np.full((64, 64), 90, np.uint8)]))  # fmt: skip
+    smooth.save(root / "A" / "smooth.jpg", quality=95)
+    smooth.resize((32, 32)).save(root / "A" / "smooth-copy.jpg", quality=60)
+    return root
+
+
+def test_bursts_and_near_duplicates_are_named_and_grouped_with_groups_auto(tmp_path):
+    data = burst_folders(tmp_path / "b")
+    warned = run("train", data, *TINY_RF, "--out", tmp_path / "plain")
+    assert warned.exit_code == 0, warned.output
+    said = " ".join(warned.output.split())
+    assert "2 of 26 photos are near-duplicates of another and 24 were taken within 10 s" in said
+    assert "--groups auto" in said
+    out = tmp_path / "auto"
+    grouped = run("train", data, *TINY_RF, "--groups", "auto", "--out", out)
+    assert grouped.exit_code == 0, grouped.output
+    said = " ".join(grouped.output.split())
+    assert "the 26 photos form 13 groups" in said and "split by --groups auto" in said
+    assert "groups: auto" in (out / "config.yaml").read_text(encoding="utf-8")
+    rows = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    header = rows[0].split(",")
+    fold = {r.split(",")[0]: r.split(",")[header.index("fold")] for r in rows[1:]}
+    for grade in "ABC":
+        for fruit in range(4):
+            assert fold[f"{grade}/{fruit}-0.jpg"] == fold[f"{grade}/{fruit}-1.jpg"]
+    assert fold["A/smooth.jpg"] == fold["A/smooth-copy.jpg"]
+    refused = run("evaluate", out, data, "--groups", "auto", "--bootstrap", "20")
+    assert refused.exit_code == 1 and "give a groups CSV" in refused.output

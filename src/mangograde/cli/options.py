@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..basics.errors import DatasetError, MangogradeError
+from ..basics.errors import DatasetError, MangogradeError, SettingsError
 from ..basics.outputs import claim_file, claim_folder
 from ..data import Dataset, load_dataset
 from ..data.synth import is_synthetic
@@ -93,7 +93,11 @@ LabelsOpt = Annotated[
 ]
 GroupsOpt = Annotated[
     Path | None,
-    typer.Option("--groups", help="CSV mapping photos to fruits (image,group), kept together."),
+    typer.Option(
+        "--groups",
+        help="CSV mapping photos to fruits (image,group), kept together; or, to train, auto: "
+        "near-duplicates and bursts (EXIF time) form the groups.",
+    ),
 ]
 GradesOpt = Annotated[
     str | None,
@@ -236,24 +240,35 @@ class DataOptions:
         allow_single_grade: bool = False,
         known: tuple[str, ...] | None = None,
         unordered: bool | None = None,
+        auto_groups: bool = False,
     ) -> tuple[Dataset, dict[str, Any]]:
         """The dataset, and the record of it that a run keeps. ``known``: grades to try
-        first when --grades is not given (a run's own, for evaluate)."""
+        first when --grades is not given (a run's own, for evaluate); ``auto_groups``:
+        the command takes --groups auto (fruits found in the photos when decoded)."""
         unordered = self.unordered if unordered is None else unordered
         grades = parse_grades(self.grades)
+        auto = self.groups is not None and str(self.groups) == "auto"
+        if auto and not auto_groups:
+            raise SettingsError(
+                "--groups auto finds bursts and near-duplicates as photos are decoded for "
+                "training (train, tune, sweep, ablate); here, give a groups CSV."
+            )
+        groups = None if auto else self.groups
         filters = {"include": self.include or (), "exclude": self.exclude or ()}
         dataset = None
         if grades is None and known is not None:
             try:
                 dataset = load_dataset(
-                    data, self.labels, self.groups, known, allow_single_grade, **filters
+                    data, self.labels, groups, known, allow_single_grade, **filters
                 )
             except DatasetError:
                 dataset = None  # other names: matched to the run's by rank later
         if dataset is None:
             dataset = load_dataset(
-                data, self.labels, self.groups, grades, allow_single_grade, unordered, **filters
+                data, self.labels, groups, grades, allow_single_grade, unordered, **filters
             )
+        if auto:
+            dataset = replace(dataset, auto_groups=True)
         chosen = []
         if self.sample is not None:
             dataset, chosen = dataset.sampled(self.sample, self.sample_seed)

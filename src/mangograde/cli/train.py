@@ -93,7 +93,7 @@ def train_command(
                 f"{settings['model']} does not. Drop --folds, or use --cv for k-fold scores."
             )
         settings = recipe.settings(extra, blend={"folds": folds})
-    dataset, record = opts.open(data)
+    dataset, record = opts.open(data, auto_groups=True)
     result = train_run(
         settings,
         dataset,
@@ -109,9 +109,11 @@ def train_command(
     notices(result.notices)
     m, t = result.metrics, result.timing
     folds = ", ".join(f"{a:.3f}" for a in m["accuracy_folds"])
+    auto = " (split by --groups auto: bursts and near-duplicates kept together)"
     out.print(
         f"[bold]{settings['preset'] or settings['model']}[/]: accuracy {m['accuracy']:.3f} "
         f"(folds: {folds}) on {m['n_held_out']} held-out photos"
+        + (auto if record.get("groups") == "auto" else "")
     )
     if "oob_honest" in m:
         out.print(
@@ -216,12 +218,12 @@ def search_command(
         from ..workflows.optuna_search import svm_optuna
 
         claim_outputs(out_dir, ("search.csv",), opts, overwrite)
-        dataset, _ = opts.open(data)
+        dataset, _ = opts.open(data, auto_groups=True)
         rows = svm_optuna(settings, dataset, out_dir, storage, trials, study, **opts.loading)
         title = f"Best trials of study {study!r} ({len(rows)} finished)"
     else:
         claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
-        dataset, _ = opts.open(data)
+        dataset, _ = opts.open(data, auto_groups=True)
         rows = svm_search(settings, dataset, out_dir, **opts.loading, **vars(parallel))
         title = "Top of the grid"
     best = max(rows, key=lambda r: r["accuracy"])
@@ -258,7 +260,7 @@ def sweep_command(
     from ..workflows.search import forest_sweep, parse_values
 
     claim_outputs(out_dir, ("sweep.csv", "sweep.png"), opts, overwrite)
-    dataset, _ = opts.open(data)
+    dataset, _ = opts.open(data, auto_groups=True)
     rows = forest_sweep(
         recipe.settings(),
         dataset,
@@ -307,7 +309,7 @@ def tsne_command(
     )
     assignments = [f"features.size={size}"] if size else []
     settings = RecipeOptions(preset=preset, seed=seed, assignments=assignments).settings()
-    dataset, _ = opts.open(data)
+    dataset, _ = opts.open(data, auto_groups=True)
     path, _ = tsne_map(
         settings,
         dataset,
@@ -354,7 +356,7 @@ def ablate_command(
     factors = parse_vary(vary)
     names = ("ablation.csv", "ablation.md", "history.csv", "curves.png")
     claim_outputs(out_dir, names, opts, overwrite)
-    dataset, _ = opts.open(data)
+    dataset, _ = opts.open(data, auto_groups=True)
     rows = ablate(resolve, factors, dataset, out_dir, **opts.loading, **vars(parallel))
     table = Table("factor", "value", "accuracy", "fit (s)", title="Ablation (one split)")
     for r in rows:

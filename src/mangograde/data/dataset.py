@@ -58,6 +58,7 @@ class Dataset:
     groups: tuple[str, ...] | None = None
     notices: tuple[str, ...] = field(default=())
     ordered: bool = True  # grades best-first; False: classes with no order
+    auto_groups: bool = False  # --groups auto: fruits found in the photos once decoded
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -152,6 +152,8 @@ class Run:
             if split.get("val_fraction")
             else f"{split.get('cv', '?')}-fold cross-validation"
         )
+        if grouped == "auto":
+            return f"{kind} by groups found in the photos (--groups auto: bursts, near-duplicates)"
         return f"{kind} {'by fruit' if grouped else 'by photo (no groups given)'}"
 
     def temperature(self, fold: int | None = None, level: str = "photo") -> float | None:

@@ -7,7 +7,6 @@ split -> fit each fold -> write the run folder (see :mod:`.folder`).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ..evaluation.fruits import Fruits, check_fruit_rule, fruit_rule
 from ..evaluation.temperature import cross_fit
 from ..images import ImageCache, load_dataset_images
 from ..images.loader import LoadedImages
+from ..images.similar import BURST_SECONDS, bursts, identical_photos, near_duplicates, taken_at
 from ..models import ddp
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_names
@@ -144,15 +144,37 @@ def load_for(
             f"({names}); each set of copies now counts as one fruit, so no copy is held out "
             "while its twin is trained on."
         )
-    return Photos(kept.with_copies_grouped(copies), loaded, notices)
+    grouped = kept.with_copies_grouped(copies)
+    if kept.groups is None:
+        grouped, found = _related(grouped, loaded.arrays)
+        notices += found
+    return Photos(grouped, loaded, notices)
 
 
-def identical_photos(images: np.ndarray) -> list[list[int]]:
-    """Sets of photos whose decoded pixels are identical, each in photo order."""
-    by_content: dict[bytes, list[int]] = {}
-    for i, image in enumerate(images):
-        by_content.setdefault(hashlib.blake2b(image.tobytes()).digest(), []).append(i)
-    return [same for same in by_content.values() if len(same) > 1]
+def _related(dataset: Dataset, images: np.ndarray) -> tuple[Dataset, list[str]]:
+    """Near-duplicates and bursts among photos with no fruit groups: grouped with
+    --groups auto, else a warning with their count."""
+    near = near_duplicates(images)
+    burst = bursts(taken_at(dataset.paths), dataset.labels)
+    n_near, n_burst = sum(map(len, near)), sum(map(len, burst))
+    kind = "grade" if dataset.ordered else "class"
+    seen = (
+        f"{n_near} of {len(dataset)} photos are near-duplicates of another and {n_burst} were "
+        f"taken within {BURST_SECONDS:.0f} s of another photo of the same {kind} (EXIF time)"
+    )
+    if dataset.auto_groups:
+        grouped = dataset.with_copies_grouped(near + burst)
+        assert grouped.groups is not None
+        return grouped, [
+            f"--groups auto: {seen}; each such set is one group, so the "
+            f"{len(dataset)} photos form {len(set(grouped.groups))} groups that folds keep whole."
+        ]
+    if not n_near and not n_burst:
+        return dataset, []
+    return dataset, [
+        f"{seen}. Split by photo, a shot and its twin land on both sides and the score is "
+        "inflated: pass --groups auto to keep each such set together (or --groups CSV)."
+    ]
 
 
 def splits_for(settings: Settings, dataset: Dataset) -> list[Split]:
