@@ -391,3 +391,57 @@ def test_a_photo_beyond_max_pixels_is_refused_and_named(here):
                  "--max-pixels", "100000", "--skip-bad", "--out", here / "p.csv")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "big.png" in result.output and "small.png" in (here / "p.csv").read_text()
+
+
+# Third round (issue 29) ----------------------------------------------------------------------
+def test_an_output_is_never_written_inside_an_input_folder(here):
+    before = tree(here)
+    dev, train = here / "data" / "dev", here / "data" / "train"
+    photo = sorted(dev.glob("*.jpg"))[0]
+    result = run("predict", here / "svm", dev, "--out", photo, "--overwrite")
+    refused(result, "inside", "a folder of photos this command reads")
+    result = run("predict", here / "svm", dev, "--out", dev / "new.csv")
+    refused(result, "never written among its inputs")
+    a_photo = sorted(train.glob("*.jpg"))[0]
+    result = run("tsne", train, "--labels", here / "data" / "train.csv", "--out", a_photo,
+                 "--overwrite")  # fmt: skip
+    refused(result, "a folder of photos this command reads")
+    result = run("evaluate", here / "rf", dev, "--labels", here / "data" / "dev.csv",
+                 "--out", dev / "e.json")  # fmt: skip
+    refused(result, "a folder of photos this command reads")
+    result = run("train", train, "--labels", here / "data" / "train.csv", "--model", "rf",
+                 "--cv", "2", "--out", train / "run")  # fmt: skip
+    refused(result, "would be read as photos next time")
+    unchanged(here, before)
+
+
+def test_overwrite_replaces_only_the_files_a_run_or_a_drawing_wrote(here):
+    mine = here / "rf" / "model" / "my-notes.txt"
+    mine.write_text("mine", encoding="utf-8")
+    result = run("train", here / "data" / "train", "--labels", here / "data" / "train.csv",
+                 "--model", "rf", "--set", "n_estimators=3", "--set", "features.size=8",
+                 "--cv", "2", "--out", here / "rf", "--overwrite")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert mine.read_text(encoding="utf-8") == "mine"
+    assert "n_estimators: 3" in (here / "rf" / "config.yaml").read_text(encoding="utf-8")
+    # synth: real photos beside a copied marker are not replaced, nor a drawn photo changed
+    drawn = here / "drawn"
+    assert run("synth", drawn, "--n", "12", "--size", "32").exit_code == 0
+    real = here / "real"
+    (real / "train").mkdir(parents=True)
+    shutil.copy(drawn / "SYNTHETIC.txt", real / "SYNTHETIC.txt")
+    write_photo(real / "train" / "mango_00000.jpg", seed=5)
+    before = tree(here)
+    refused(run("synth", real, "--n", "12", "--size", "32", "--overwrite"),
+            "did not draw", "train/mango_00000.jpg")  # fmt: skip
+    changed = sorted((drawn / "train").glob("*.jpg"))[0]
+    write_photo(changed, seed=6)
+    before = tree(here)
+    refused(run("synth", drawn, "--n", "12", "--size", "32", "--overwrite"), changed.name)
+    unchanged(here, before)
+    write_photo(drawn / "train" / "extra.jpg", seed=7)
+    refused(run("synth", drawn, "--n", "12", "--size", "32", "--overwrite"), "extra.jpg")
+    again = here / "again"
+    assert run("synth", again, "--n", "12", "--size", "32").exit_code == 0
+    assert run("synth", again, "--n", "12", "--size", "32", "--seed", "3", "--overwrite")\
+        .exit_code == 0  # fmt: skip

@@ -29,17 +29,24 @@ def claim_file(
 ) -> Path:
     """Check that ``path`` may be written as a file, before any work is done.
 
-    ``inputs``: files the command reads (labels, groups, photos, a settings file);
+    ``inputs``: files and folders the command reads (labels, groups, photos, a settings
+    file): never written over, nor anything inside those folders;
     ``runs``: run folders it reads, whose files are theirs except ``evaluations/``.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {path} is a folder; give the name of a file to write.")
-    for given in inputs:
-        if _same(path, Path(given)):
+    for given in map(Path, inputs):
+        if _same(path, given):
             raise OutputError(
                 f"{option} {path} is one of this command's inputs ({given}); writing there "
                 "would destroy it. Choose another file name."
+            )
+        if given.is_dir() and _inside(path, given):
+            raise OutputError(
+                f"{option} {path} is inside {given}, a folder of photos this command reads: "
+                "an output is never written among its inputs (--overwrite or not). Write "
+                "it elsewhere."
             )
     for run in runs:
         run = Path(run)
@@ -58,11 +65,18 @@ def claim_file(
     return path
 
 
-def claim_folder(path: Path, option: str = "--out") -> Path:
-    """Check that ``path`` can be a folder of outputs (it is not a file)."""
+def claim_folder(path: Path, option: str = "--out", inputs: Iterable[Path] = ()) -> Path:
+    """Check that ``path`` can be a folder of outputs (it is not a file, nor inside one
+    of the folders of photos ``inputs``)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} {path} is a file; give a folder to write into.")
+    for given in map(Path, inputs):
+        if given.is_dir() and _inside(path, given):
+            raise OutputError(
+                f"{option} {path} is inside {given}, a folder of photos this command reads: "
+                "its outputs would be read as photos next time. Write it elsewhere."
+            )
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -344,10 +344,13 @@ class RecipeOptions:
         return resolve(self.model, self.preset, self.config_file, assignments, flags)
 
 
-def claim_outputs(folder: Path, names: tuple[str, ...], opts: DataOptions, overwrite: bool) -> None:
-    """Check, before any work, that ``folder/name`` may be written for each name."""
-    claim_folder(folder)
-    inputs = [p for p in (opts.labels, opts.groups) if p]
+def claim_outputs(
+    folder: Path, names: tuple[str, ...], data: Path, opts: DataOptions, overwrite: bool
+) -> None:
+    """Check, before any work, that ``folder/name`` may be written for each name (never
+    inside the photo folder ``data`` the command reads)."""
+    claim_folder(folder, inputs=[data])
+    inputs = [data, *(p for p in (opts.labels, opts.groups) if p and str(p) != "auto")]
     for name in names:
         claim_file(folder / name, "--out", inputs, (), overwrite)
 

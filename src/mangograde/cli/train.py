@@ -217,12 +217,12 @@ def search_command(
             )
         from ..workflows.optuna_search import svm_optuna
 
-        claim_outputs(out_dir, ("search.csv",), opts, overwrite)
+        claim_outputs(out_dir, ("search.csv",), data, opts, overwrite)
         dataset, _ = opts.open(data, auto_groups=True)
         rows = svm_optuna(settings, dataset, out_dir, storage, trials, study, **opts.loading)
         title = f"Best trials of study {study!r} ({len(rows)} finished)"
     else:
-        claim_outputs(out_dir, ("search.csv", "search.png"), opts, overwrite)
+        claim_outputs(out_dir, ("search.csv", "search.png"), data, opts, overwrite)
         dataset, _ = opts.open(data, auto_groups=True)
         rows = svm_search(settings, dataset, out_dir, **opts.loading, **vars(parallel))
         title = "Top of the grid"
@@ -259,7 +259,7 @@ def sweep_command(
     """
     from ..workflows.search import forest_sweep, parse_values
 
-    claim_outputs(out_dir, ("sweep.csv", "sweep.png"), opts, overwrite)
+    claim_outputs(out_dir, ("sweep.csv", "sweep.png"), data, opts, overwrite)
     dataset, _ = opts.open(data, auto_groups=True)
     rows = forest_sweep(
         recipe.settings(),
@@ -305,7 +305,7 @@ def tsne_command(
     from ..workflows.search import tsne_map
 
     claim_outputs(
-        out_file.parent, (out_file.name, out_file.with_suffix(".csv").name), opts, overwrite
+        out_file.parent, (out_file.name, out_file.with_suffix(".csv").name), data, opts, overwrite
     )
     assignments = [f"features.size={size}"] if size else []
     settings = RecipeOptions(preset=preset, seed=seed, assignments=assignments).settings()
@@ -355,7 +355,7 @@ def ablate_command(
 
     factors = parse_vary(vary)
     names = ("ablation.csv", "ablation.md", "history.csv", "curves.png")
-    claim_outputs(out_dir, names, opts, overwrite)
+    claim_outputs(out_dir, names, data, opts, overwrite)
     dataset, _ = opts.open(data, auto_groups=True)
     rows = ablate(resolve, factors, dataset, out_dir, **opts.loading, **vars(parallel))
     table = Table("factor", "value", "accuracy", "fit (s)", title="Ablation (one split)")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,11 +283,29 @@ def synthesize(
     for part, part_rows in rows.items():
         _rows_csv(out / f"{part}.csv", ("image_id", "label"), part_rows)
     _rows_csv(out / "groups.csv", ("image_id", "group"), group_rows)
+    drawn = [out / part / name for part, part_rows in rows.items() for name, _ in part_rows]
+    drawn += [out / f"{part}.csv" for part in rows] + [out / "groups.csv"]
+    listing_ = "".join(f"{_sha256(f)}  {f.relative_to(out).as_posix()}\n" for f in drawn)
     write_text(
         out / SYNTHETIC_MARKER,
-        f"Drawn by mangograde synth (n={n}, size={size}, seed={seed}): not real photos.\n",
+        f"Drawn by mangograde synth (n={n}, size={size}, seed={seed}): not real photos.\n"
+        f"What it drew (SHA-256, file), all that --overwrite may replace:\n{listing_}",
     )
     return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _drawn(out: Path) -> dict[str, str]:
+    """The files the marker in ``out`` says synth drew, and their SHA-256."""
+    listed = {}
+    for line in (out / SYNTHETIC_MARKER).read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        if len(digest) == 64 and name:
+            listed[name] = digest
+    return listed
 
 
 OUTPUTS = ("train", "dev", "train.csv", "dev.csv", "groups.csv", SYNTHETIC_MARKER)
@@ -308,12 +326,32 @@ def _clear_earlier_drawing(out: Path, overwrite: bool) -> None:
             f"{out} holds {', '.join(present)} but no {SYNTHETIC_MARKER}: these were not drawn "
             "by mangograde synth, so they are not replaced. Choose another folder."
         )
-    for name in OUTPUTS:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    drawn = _drawn(out)
+    files = [f for name in OUTPUTS[:-1] for f in _files_in(out / name)]
+    foreign = [
+        f.relative_to(out).as_posix()
+        for f in files
+        if drawn.get(f.relative_to(out).as_posix()) != _sha256(f)
+    ]
+    if foreign or not drawn:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" * (len(foreign) > 5))
+        why = shown or f"its {SYNTHETIC_MARKER} lists nothing"
+        raise OutputError(
+            f"{out} holds files synth did not draw, or that changed since ({why}): nothing "
+            "is replaced. Choose another folder."
+        )
+    for f in files:
+        f.unlink()
+    for name in ("train", "dev"):
+        with contextlib.suppress(OSError):  # left in place if anything else is inside
+            (out / name).rmdir()
+    (out / SYNTHETIC_MARKER).unlink()
+
+
+def _files_in(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if not p.is_dir())
+    return [path] if path.exists() else []
 
 
 def is_synthetic(folder: str | Path) -> bool:

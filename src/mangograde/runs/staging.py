@@ -1,9 +1,9 @@
 """Staging, marking and replacing a run folder.
 
 A run is written into ``.NAME.partial/`` beside its folder, carries the marker
-``.mangograde-run`` (format version, run id, the entries it wrote) and is renamed into place
-once complete. A run it replaces loses only what its own marker lists; a killed run's stage
-waits for ``--resume``.
+``.mangograde-run`` (format version, run id, every file it wrote) and is renamed into place
+once complete. A run it replaces loses only the files its own marker lists; a killed run's
+stage waits for ``--resume``.
 """
 
 from __future__ import annotations
@@ -39,12 +39,18 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 def write_marker(folder: Path, run_id: str) -> None:
     """Mark ``folder`` as a run and list what it holds (all that a later --overwrite clears)."""
     entries = sorted(p.name for p in folder.iterdir() if p.name != MARKER)
+    files = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.name != MARKER and not p.is_dir()
+    )
     record = {
         "format": "mangograde-run",
         "format_version": FORMAT_VERSION,
         "run_id": run_id,
         "mangograde": __version__,
         "entries": entries,
+        "files": files,  # what a later --overwrite replaces, file by file
     }
     write_text(folder / MARKER, json.dumps(record, indent=2))
 
@@ -107,8 +113,24 @@ def publish(stage: Path, out: Path, run_id: str) -> None:
     shutil.rmtree(retired, ignore_errors=True)
     out.rename(retired)
     stage.rename(out)
-    for entry in retired.iterdir():
-        theirs = entry.name in old["entries"] or entry.name == MARKER
-        if not theirs and not (out / entry.name).exists():
-            entry.rename(out / entry.name)
+    for kept in _not_written_by(retired, old):
+        target = out / kept.relative_to(retired)
+        if target.exists():  # the new run wrote a file of that name: keep both
+            target = target.with_name(f"{target.name}.kept")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        kept.rename(target)
     shutil.rmtree(retired)
+
+
+def _not_written_by(folder: Path, marker: dict[str, Any]) -> list[Path]:
+    """The files (or, for a marker before 0.2.1, the top-level entries) in ``folder`` that
+    the run ``marker`` describes did not write."""
+    if isinstance(marker.get("files"), list):
+        listed = set(marker["files"]) | {MARKER}
+        return [
+            p
+            for p in sorted(folder.rglob("*"))
+            if not p.is_dir() and p.relative_to(folder).as_posix() not in listed
+        ]
+    listed = set(marker.get("entries") or []) | {MARKER}
+    return [p for p in sorted(folder.iterdir()) if p.name not in listed]

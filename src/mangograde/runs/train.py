@@ -468,7 +468,7 @@ def train_run(
     Under ``torchrun`` (2+ processes) a CNN trains with DistributedDataParallel: every
     process fits every fold, process 0 alone writes the run and its checkpoints.
     """
-    out = claim_folder(Path(out))
+    out = claim_folder(Path(out), inputs=[dataset.root])
     check_backend(backend, scheduler)
     if ddp.launched():
         _check_distributed(settings, backend)
