@@ -445,3 +445,21 @@ def test_overwrite_replaces_only_the_files_a_run_or_a_drawing_wrote(here):
     assert run("synth", again, "--n", "12", "--size", "32").exit_code == 0
     assert run("synth", again, "--n", "12", "--size", "32", "--seed", "3", "--overwrite")\
         .exit_code == 0  # fmt: skip
+
+
+def test_the_cache_deletes_only_its_own_files(here, tmp_path):
+    cache = tmp_path / "cache"
+    assert run("data", "prepare", here / "data" / "dev", "--size", "16", "--cache-dir", cache)\
+        .exit_code == 0  # fmt: skip
+    theirs = [cache / "mine.mgc", cache / "packs" / "notes.mgp", cache / "ab" / "x.mgc",
+              cache / "packs" / "list.idx", cache / "packs" / ("0" * 64 + ".mgp")]  # fmt: skip
+    for file in theirs:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(b"not the cache's")
+    shown = run("data", "cache", "--cache-dir", cache)
+    photos = len(list((here / "data" / "dev").glob("*.jpg")))
+    assert f"{photos} decoded photos (1 dataset packs)" in shown.output, shown.output
+    cleared = run("data", "cache", "--clear", "--cache-dir", cache)
+    assert cleared.exit_code == 0, cleared.output
+    assert all(f.read_bytes() == b"not the cache's" for f in theirs)
+    assert sorted(f for f in cache.rglob("*") if f.is_file()) == sorted(theirs)  # ours gone

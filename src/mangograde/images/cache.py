@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import struct
 import tempfile
 import threading
@@ -68,6 +69,7 @@ FORMAT_VERSION = 2
 _MAGIC = b"MGC2"
 _HEADER = struct.Struct("<4sIIIQ")  # magic, height, width, channels, checksum
 _PACK_MAGIC = b"MGP2"
+_HEX = re.compile(r"[0-9a-f]{64}")  # the names of entries (split 2 + 62) and packs
 _PACK_HEADER = struct.Struct("<4sQIIIQ32s")  # magic, n, h, w, c, checksum, keys digest
 
 
@@ -254,17 +256,42 @@ class ImageCache:
         for key in keys:  # the pack holds them now: one copy
             self._file(key).unlink(missing_ok=True)
         held = set(keys)
-        for other in (self.root / "packs").glob("*.idx"):
-            if other != file.with_suffix(".idx") and {k for k, _ in _index_rows(other)} <= held:
+        for other in self._files((".idx",)):
+            rows = {k for k, _ in _index_rows(other)}
+            if other != file.with_suffix(".idx") and rows and rows <= held:
                 other.with_suffix(".mgp").unlink(missing_ok=True)
                 other.unlink(missing_ok=True)
         with self._lock:
             self._rows, self._maps = None, {}
 
     def _files(self, suffixes: tuple[str, ...]) -> list[Path]:
+        """The cache's own files of these kinds: named and headed as it writes them (a
+        file someone else put in the folder is never counted, evicted or cleared)."""
         if not self.root.is_dir():
             return []
-        return [f for f in self.root.rglob("*") if f.suffix in suffixes and f.is_file()]
+        return [
+            f
+            for f in self.root.rglob("*")
+            if f.suffix in suffixes and f.is_file() and not f.is_symlink() and self._ours(f)
+        ]
+
+    def _ours(self, file: Path) -> bool:
+        if file.suffix == ".part":
+            return file.name.startswith(".tmp-")
+        packs = file.parent == self.root / "packs"
+        if file.suffix == ".idx":
+            return packs and _HEX.fullmatch(file.stem) is not None
+        if file.suffix == ".mgp":
+            named, magic = packs and _HEX.fullmatch(file.stem) is not None, _PACK_MAGIC
+        else:
+            whole = file.parent.name + file.stem
+            named = file.parent.parent == self.root and _HEX.fullmatch(whole) is not None
+            magic = _MAGIC
+        try:
+            with open(file, "rb") as handle:
+                return named and handle.read(4) == magic
+        except OSError:
+            return False
 
     def usage(self) -> tuple[int, int, int]:
         """(photos, packs, bytes) on disk: photos in packs or in entries of their own."""
