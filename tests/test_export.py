@@ -137,7 +137,7 @@ def test_check_takes_grade_folders(synth, cnn_run, tmp_path):
     assert_clean_failure(unlabelled, "holds no grades")
 
 
-def test_refusals(synth, exported, tmp_path):
+def test_refusals(synth, cnn_run, exported, tmp_path):
     import shutil
 
     tampered = tmp_path / "tampered"
@@ -158,6 +158,10 @@ def test_refusals(synth, exported, tmp_path):
     assert not (tmp_path / "e").exists() and not out.exists()
     again = run("export", exported.parent / "nowhere", "--out", exported)
     assert_clean_failure(again, "not empty")
+    for opset in ("16", "99999"):
+        wrong = run("export", cnn_run, "--opset", opset, "--out", tmp_path / f"o{opset}")
+        assert_clean_failure(wrong, f"got {opset}")
+        assert not (tmp_path / f"o{opset}").exists()
 
 
 def test_serve_grades_with_an_export(synth, exported):

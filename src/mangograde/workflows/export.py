@@ -171,7 +171,22 @@ def _write_onnx(graph: Any, side: int, path: Path, opset: int) -> None:
         raise ExportError(f"Export needs {exc.name}: pip install onnx onnxscript.") from None
     import onnx
 
-    onnx.checker.check_model(onnx.load(str(path)))
+    written = onnx.load(str(path))
+    onnx.checker.check_model(written)
+    found = {o.domain: o.version for o in written.opset_import}.get("")
+    if found != opset:
+        raise ExportError(
+            f"--opset {opset}: PyTorch wrote the graph in opset {found} instead. Choose an "
+            f"opset it can write (e.g. {found})."
+        )
+
+
+def _newest_opset() -> int:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("Export needs onnx: pip install onnx onnxscript.") from None
+    return int(onnx.defs.onnx_opset_version())
 
 
 def _outputs(graph: Any, path: Path, photos: np.ndarray) -> tuple[list, list]:
@@ -179,7 +194,13 @@ def _outputs(graph: Any, path: Path, photos: np.ndarray) -> tuple[list, list]:
     import onnxruntime
     import torch
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises its own classes, e.g. for a new opset
+        raise ExportError(
+            f"ONNX Runtime {onnxruntime.__version__} cannot load the exported graph ({exc}). "
+            "Choose an older --opset (18 is the default)."
+        ) from None
     theirs = session.run(None, {"photos": photos})
     with torch.inference_mode():
         ours = graph(torch.from_numpy(photos))
@@ -292,8 +313,11 @@ def export_run(
             raise ExportError(f"{out} is not empty: choose another --out, or pass --overwrite.")
         if not (out / GRADER_FILE).is_file():
             raise ExportError(f"{out} holds no mangograde export: refusing to replace it.")
-    if opset < 17:
-        raise ExportError(f"--opset must be 17 or newer, got {opset}.")
+    newest = _newest_opset()
+    if not 17 <= opset <= newest:
+        raise ExportError(
+            f"--opset must be 17 to {newest} (the installed onnx's newest), got {opset}."
+        )
     if int8 and not calibration:
         raise ExportError("--int8 needs --calibration PHOTOS: a few dozen photos like the line's.")
     if labels is not None and check is None:
