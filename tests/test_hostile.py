@@ -463,3 +463,22 @@ def test_the_cache_deletes_only_its_own_files(here, tmp_path):
     assert cleared.exit_code == 0, cleared.output
     assert all(f.read_bytes() == b"not the cache's" for f in theirs)
     assert sorted(f for f in cache.rglob("*") if f.is_file()) == sorted(theirs)  # ours gone
+
+
+def test_a_symlink_loop_among_the_photos_is_a_named_bad_photo(here):
+    graded = here / "graded"
+    for grade in "ABC":
+        for i in range(4):
+            write_photo(graded / grade / f"{i}.jpg", seed=10 * ord(grade) + i)
+    (graded / "A" / "a.jpg").symlink_to("b.jpg")
+    (graded / "A" / "b.jpg").symlink_to("a.jpg")
+    (graded / "B" / "here").symlink_to(".")
+    tiny = ["--model", "rf", "--set", "n_estimators=3", "--set", "features.size=8", "--cv", "2"]
+    for args in (("data", "inspect", graded), ("predict", here / "svm", graded, "--out",
+                 here / "p.csv"), ("evaluate", here / "svm", graded, "--out", here / "e.json"),
+                 ("train", graded, *tiny, "--out", here / "run")):  # fmt: skip
+        refused(run(*args), "A/a.jpg", "symbolic links", "--skip-bad")
+        done = run(*args, "--skip-bad")
+        assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+        skipped = here / "run" / "skipped.csv"
+        assert "a.jpg" in (skipped.read_text() if args[0] == "train" else done.output)

@@ -352,7 +352,10 @@ def find_photos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str], li
 
     def add(found: Sequence[Path], names: Sequence[str]) -> None:
         for path, name in zip(found, names, strict=True):
-            key = path.resolve()
+            try:
+                key = path.resolve()
+            except (OSError, RuntimeError):  # a symlink loop: decoding names it, later
+                key = Path(os.path.abspath(path))
             if key not in seen:  # a photo named twice (a folder and a file in it) counts once
                 seen.add(key)
                 photos.append(path)
@@ -393,6 +396,13 @@ def find_photos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str], li
     elif len(set(ids)) != len(ids):
         ids = [str(p) for p in photos]
     return photos, ids, notices
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop is no CSV
+        return False
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -716,7 +726,7 @@ def _from_label_csv(
     if not paths:
         raise DatasetError(f"Label file {csv_path} lists no photos.")
     unlisted = [_rel(p, root) for p in photos if p not in first_row_of]
-    notices = _ignored_notice([p for p in others if p.resolve() != csv_path.resolve()], root)
+    notices = _ignored_notice([p for p in others if not _same_file(p, csv_path)], root)
     if unlisted:
         notices.append(
             f"{plural(len(unlisted), 'photo')} in {root} with no row in {csv_path.name}, "

@@ -6,6 +6,7 @@ A photo with no fruit id (``""``) is a fruit of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def fruits_from_folders(
         )
     fruit_ids, loose = [], []
     for path in paths:
-        parent = path.resolve().parent
+        parent = Path(os.path.abspath(path)).parent  # not resolve(): a symlink loop is a photo
         root = next((r for r in roots if parent == r or r in parent.parents), None)
         if root is None or parent == root:
             fruit_ids.append("")
