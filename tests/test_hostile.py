@@ -482,3 +482,28 @@ def test_a_symlink_loop_among_the_photos_is_a_named_bad_photo(here):
         assert done.exit_code == 0 and "Traceback" not in done.output, done.output
         skipped = here / "run" / "skipped.csv"
         assert "a.jpg" in (skipped.read_text() if args[0] == "train" else done.output)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "named"),
+    [
+        ("config.yaml", b"model: rf\n\xff\xfe bad: utf8\n", "not UTF-8"),
+        ("config.yaml", b"[" * 50_000, "nested too deeply"),
+        ("metrics.json", b"[" * 50_000, "nested too deeply"),
+        (".mangograde-run", b"[" * 50_000, "not a finished run"),
+    ],
+)
+def test_run_files_that_are_damaged_or_too_deep_are_named(here, name, content, named):
+    (here / "rf" / name).write_bytes(content)
+    result = run("predict", here / "rf", here / "data" / "dev", "--out", here / "p.csv")
+    refused(result, name if name != ".mangograde-run" else "rf", named)
+
+
+def test_resume_from_a_stage_with_foreign_yaml_is_refused(here):
+    stage = here / ".resumed.partial"
+    (stage / "checkpoints").mkdir(parents=True)
+    (stage / "config.yaml").write_text("model: !!python/object/apply:os.system ['true']\n")
+    (stage / ".mangograde-run").write_text('{"format": "mangograde-run", "entries": []}')
+    result = run("train", here / "data" / "train", "--labels", here / "data" / "train.csv",
+                 "--model", "cnn", "--cv", "2", "--out", here / "resumed", "--resume")  # fmt: skip
+    refused(result, "Cannot resume", "config.yaml")

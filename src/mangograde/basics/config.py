@@ -120,6 +120,10 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise SettingsError(f"Cannot read settings file {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"Settings file {path} is not UTF-8 text (byte {exc.start}).") from None
+    except RecursionError:
+        raise SettingsError(f"Settings file {path} is nested too deeply to be settings.") from None
     except yaml.YAMLError as exc:
         raise SettingsError(f"Settings file {path} is not valid YAML: {exc}") from None
     if loaded is None:

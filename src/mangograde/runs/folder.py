@@ -72,13 +72,24 @@ class HeldOut:
     grades: tuple[str, ...]
 
 
+def _said(exc: BaseException) -> str:
+    """What went wrong reading a file, in a line (a recursion error says only that)."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply to be one of mangograde's files"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"it is not UTF-8 text (byte {exc.start})"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"Cannot read {path}: {exc}. Retrain the run or restore the file.") from None
+    except (OSError, ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or too deep
+        raise RunError(
+            f"Cannot read {path}: {_said(exc)}. Retrain the run or restore the file."
+        ) from None
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -347,8 +358,8 @@ def open_run(path: str | Path) -> Run:
         )
     try:
         settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunError(f"Cannot read {config}: {exc}") from None
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
+        raise RunError(f"Cannot read {config}: {_said(exc)}") from None
     if not isinstance(settings, dict):
         raise RunError(f"{config} does not hold a run's settings. Retrain the run.")
     written = settings.get("format_version", 1)
@@ -378,7 +389,14 @@ def check_resume(
     path = stage / CONFIG
     if not path.is_file():
         raise SettingsError(f"Nothing to resume: {path} does not exist. Drop --resume.")
-    before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
+        raise SettingsError(
+            f"Cannot resume from {path}: {_said(exc)}. Start again with --overwrite."
+        ) from None
+    if not isinstance(before, dict):
+        raise SettingsError(f"Cannot resume from {path}: it holds no settings. Use --overwrite.")
     before = _with_defaults(before, {**ADDED_SETTINGS, **(defaults or {})})
     now = yaml.safe_load(yaml.safe_dump(settings))  # a copy, as the file reads it back
     for record in (before, now):

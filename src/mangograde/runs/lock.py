@@ -84,5 +84,5 @@ def _describe(path: Path) -> str:
         record = json.loads(path.read_text(encoding="utf-8"))
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(record["started"]))
         return f"(pid {record['pid']} on {record['host']}, since {started})"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return "(another process)"

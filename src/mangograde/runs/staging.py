@@ -31,7 +31,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     """The marker of a run folder that mangograde wrote, or None."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return marker if isinstance(marker, dict) and marker.get("format") == "mangograde-run" else None
 
