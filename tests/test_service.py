@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
 from mangograde.service import ServeOptions, create_app  # noqa: E402
 from mangograde.service.batcher import MicroBatcher  # noqa: E402
@@ -127,6 +128,39 @@ def test_the_api_key_is_required_compared_and_never_logged(cnn_run, lines):
         assert right.status_code == 200
         assert client.get("/healthz").status_code == 200  # probes need no key
     assert lines and not any(secret in line for line in lines)
+
+
+def test_key_files_non_ascii_keys_docs_and_an_open_address(cnn_run, tmp_path, monkeypatch):
+    import os
+
+    import uvicorn
+
+    from mangograde.cli import app as cli
+    from mangograde.service.app import read_api_keys
+
+    keys = tmp_path / "keys"
+    keys.write_text("packer clé-de-sûreté\n", encoding="utf-8")
+    with TestClient(create_app(ServeOptions(run=cnn_run, api_keys=read_api_keys(keys)))) as c:
+        given = {"X-API-Key": "clé-de-sûreté".encode()}  # as a UTF-8 client sends it
+        assert c.get("/v1/model", headers=given).status_code == 200
+        assert c.get("/docs").status_code == 404  # its scripts would come from a CDN
+        assert c.get("/openapi.json").status_code == 200
+    with TestClient(create_app(ServeOptions(run=cnn_run, docs=True))) as c:
+        assert c.get("/docs").status_code == 200
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(k))
+    for bad in ("/dev/zero", fifo, tmp_path):
+        said = CliRunner().invoke(cli, ["serve", str(cnn_run), "--api-key-file", str(bad)])
+        assert said.exit_code == 1 and "not a regular file of keys" in said.output, said.output
+    assert not started
+    said = CliRunner().invoke(cli, ["serve", str(cnn_run), "--host", "0.0.0.0", "--no-record"])
+    assert said.exit_code == 0, said.output
+    assert "Warning" in said.output and "without --api-key-file" in said.output and started
+    said = CliRunner().invoke(cli, ["serve", str(cnn_run), "--no-record", "--api-key-file",
+                                    str(keys), "--host", "0.0.0.0"])  # fmt: skip
+    assert said.exit_code == 0 and "Warning" not in said.output
 
 
 def test_no_cors_unless_an_origin_is_given(cnn_run, client):

@@ -30,6 +30,9 @@ def _need_service_libraries() -> None:
         ) from None
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def serve_command(
     run_dir: RunArg,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -57,6 +60,14 @@ def serve_command(
     explain: Annotated[
         bool, typer.Option("--explain/--no-explain", help="Offer heat maps (/v1/explain).")
     ] = True,
+    docs: Annotated[
+        bool,
+        typer.Option(
+            "--docs",
+            help="Serve interactive API docs at /docs (the browser loads them from a CDN; "
+            "/openapi.json is always there).",
+        ),
+    ] = False,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option("--cors-origin", help="Let pages from this origin call the API (repeat)."),
@@ -129,6 +140,7 @@ def serve_command(
         max_upload_mb=max_upload_mb,
         api_keys=read_api_keys(api_key_file) if api_key_file else {},
         explain=explain,
+        docs=docs,
         cors_origins=list(cors_origin or []),
         drift_window=drift_window,
         familiar=familiar_on(familiar),
@@ -144,7 +156,13 @@ def serve_command(
     if recorder is not None:
         out.print(f"Recording every grading in {escape(recorder.store.where)} (--no-record: none)")
     where = f"http://{host}:{port}"
-    out.print(f"Serving {escape(str(run_dir))} at {where} (page at /, API docs at /docs)")
+    docs_at = "/docs" if docs else "/openapi.json"
+    out.print(f"Serving {escape(str(run_dir))} at {where} (page at /, API at {docs_at})")
+    if not options.api_keys and host not in LOOPBACK:
+        out.print(
+            f"[yellow]Warning:[/] serving on {escape(host)} without --api-key-file: anyone who "
+            "can reach this address can grade photos, record gradings and correct them."
+        )
     if workers == 1:
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
         return

@@ -73,6 +73,7 @@ class ServeOptions:
     max_upload_mb: float = 20.0
     api_key: str | None = None  # one key, its operator named "api-key"
     api_keys: dict[str, str] = field(default_factory=dict)  # operator name -> key
+    docs: bool = False  # /docs and /redoc (their scripts come from a CDN)
     explain: bool = True
     cors_origins: list[str] = field(default_factory=list)
     lime_samples: int = 150  # keeps one LIME explanation under 5 s on 2 cores
@@ -245,6 +246,10 @@ def create_app(options: ServeOptions) -> FastAPI:
         version=__version__,
         description="Grade mango photos with a trained mangograde run.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN, which a packing house's
+        # network may not reach: off unless asked for; /openapi.json is always served.
+        docs_url="/docs" if options.docs else None,
+        redoc_url="/redoc" if options.docs else None,
     )
     app.state.service = service
     _add_routes(app, service)
@@ -425,8 +430,9 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         """Refuse a request without a known key; name its operator after the key."""
         if not keys:
             return
-        given = request.headers.get("x-api-key", "").encode()
-        found = [n for n, k in keys.items() if hmac.compare_digest(given, k.encode())]
+        # Header values arrive as latin-1 text: back to the bytes the client sent (UTF-8).
+        given = request.headers.get("x-api-key", "").encode("latin-1")
+        found = [n for n, k in keys.items() if hmac.compare_digest(given, k.encode("utf-8"))]
         if not found:
             raise HTTPException(401, "Missing or wrong API key: send it in the X-API-Key header.")
         request.state.key_name = found[0]
@@ -623,12 +629,23 @@ def _add_observability(app: FastAPI, service: _Service) -> None:
 KEY_NAME = "api-key"  # the operator of a key file holding one bare key
 
 
+KEY_FILE_LIMIT = 64 * 1024
+
+
 def read_api_keys(path: str | Path) -> dict[str, str]:
     """The keys in ``path``, by operator name (never printed): one a line, either the key
     alone (named ``api-key``) or ``NAME KEY``; blank lines and ``#`` comments skipped."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():  # not /dev/zero, a FIFO or a folder: they never end, or hang
+            raise SettingsError(f"--api-key-file {path} is not a regular file of keys.")
+        with path.open("rb") as handle:
+            raw = handle.read(KEY_FILE_LIMIT + 1)
+        if len(raw) > KEY_FILE_LIMIT:
+            raise SettingsError(
+                f"--api-key-file {path} is over {KEY_FILE_LIMIT // 1024} KiB: not a file of keys."
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"--api-key-file {path}: cannot read it ({exc}).") from None
     keys: dict[str, str] = {}
