@@ -200,3 +200,65 @@ def test_a_slim_install_grades_an_export_without_torch(synth, cnn_run, exported,
     assert graded.returncode == 0, graded.stdout + graded.stderr
     assert run("predict", exported, *photos(synth), "--out", tmp_path / "full.csv").exit_code == 0
     assert csv.read_text() == (tmp_path / "full.csv").read_text()
+
+
+def _foreign_graph(path):
+    """An ONNX graph that takes "photos" and gives "probabilities", but not the export's."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Cast", ["photos"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=0),
+        helper.make_node("Softmax", ["y"], ["probabilities"], axis=-1),
+    ]
+    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
+    graph = helper.make_graph(
+        nodes, "foreign",
+        [helper.make_tensor_value_info("photos", TensorProto.UINT8, ["n", 4, 4, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 3])],
+        [axes],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda m: m.update(model="../other/model.onnx"), "'model'"),
+        (lambda m: m.update(files={}), "'files'"),
+        (lambda m: m.update(temperature=float("nan")), "'temperature'"),
+        (lambda m: m.update(temperature=-1), "'temperature'"),
+        (lambda m: m.update(grades=["A", "A", "A"]), "'grades'"),
+        (lambda m: m.update(grades=["<b>A</b>", "B", "C"]), "'grades'"),
+        (lambda m: m.update(grades=["A", "B"]), "not the graph that was exported"),
+        (lambda m: m.update(abstain=2), "'abstain'"),
+        (lambda m: m.pop("source"), "'source' is missing"),
+        (lambda m: m.pop("fold_rule"), "'fold_rule' is missing"),
+        (lambda m: m.pop("precision"), "'precision' is missing"),
+        (lambda m: m["bundles"][0].update(members=[7]), "'bundles'"),
+        ("deep", "nested too deeply"),
+        ("foreign", "not the graph that was exported"),
+    ],
+)
+def test_a_grader_json_that_lies_is_refused_naming_the_field(synth, exported, tmp_path, edit,
+                                                              named):  # fmt: skip
+    import shutil
+
+    from mangograde.graders import sha256
+
+    copy = tmp_path / "e"
+    shutil.copytree(exported, copy)
+    manifest = json.loads((copy / "grader.json").read_text())
+    if edit == "deep":
+        (copy / "grader.json").write_text("[" * 200_000)
+    else:
+        if edit == "foreign":
+            _foreign_graph(copy / "model.onnx")
+            manifest["files"]["model.onnx"] = sha256(copy / "model.onnx")
+        else:
+            edit(manifest)
+        (copy / "grader.json").write_text(json.dumps(manifest))
+    done = run("predict", copy, synth / "dev", "--out", tmp_path / "p.csv")
+    assert_clean_failure(done, named)
+    assert "Traceback" not in done.output and not (tmp_path / "p.csv").exists()

@@ -23,6 +23,7 @@ from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import FamiliarGrader, Familiarity
 from ..evaluation.fruits import FruitGrades, grade_fruits
 from ..images.geometry import read_geometry
+from .schema import MODEL_FILE, check_graph, check_manifest
 
 GRADER_FILE = "grader.json"
 FORMAT = "mangograde-export"
@@ -51,6 +52,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads((folder / GRADER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ExportError(f"{folder / GRADER_FILE} cannot be read ({exc}).") from None
+    except RecursionError:
+        raise ExportError(f"{folder / GRADER_FILE} is nested too deeply to be one.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ExportError(f"{folder / GRADER_FILE} is not a mangograde export's grader.json.")
     version = manifest.get("format_version")
@@ -60,7 +63,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"{FORMAT_VERSION} and older. Upgrade mangograde on this machine, or export the "
             "run again with this version."
         )
-    for name, expected in manifest.get("files", {}).items():
+    check_manifest(manifest, folder / GRADER_FILE)
+    for name, expected in manifest["files"].items():
         path = folder / name
         if not path.is_file():
             raise ExportError(f"{path} is missing: copy the whole export folder.")
@@ -101,9 +105,16 @@ class ExportedGrader(FamiliarGrader):
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(self.folder / self.manifest["model"]), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ONNX Runtime's own error classes
+            raise ExportError(
+                f"{self.folder / MODEL_FILE} cannot be loaded by ONNX Runtime "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})."
+            ) from None
+        check_graph(self.session, self.manifest, self.folder / MODEL_FILE)
         self._set_familiarity(self._read_familiarity())
 
     def _read_familiarity(self) -> Familiarity | None:
@@ -153,7 +164,7 @@ class ExportedGrader(FamiliarGrader):
     @property
     def model_sha256(self) -> str:
         """The SHA-256 of the export's graph."""
-        return str(self.manifest["files"][self.manifest["model"]])
+        return str(self.manifest["files"][MODEL_FILE])
 
     def member_probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, models, grades)`` from the graph, in batches of 64."""

@@ -26,13 +26,13 @@ from ..basics.outputs import claim_folder
 from ..basics.progress import Bar
 from ..evaluation.fruits import fruit_rule
 from ..graders import FORMAT, FORMAT_VERSION, GRADER_FILE, ExportedGrader, ExportError, sha256
+from ..graders.schema import MODEL_FILE
 from ..images import ImageCache, load_images
 from ..images.geometry import read_geometry
 from ..models.registry import model_names
 from ..runs import open_run
 from ..runs.folder import Run
 
-MODEL_FILE = "model.onnx"
 FAMILIARITY_FILE = "familiarity.npz"
 PARITY_PHOTOS = 32
 PARITY_TOLERANCE = 1e-4
