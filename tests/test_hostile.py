@@ -507,3 +507,30 @@ def test_resume_from_a_stage_with_foreign_yaml_is_refused(here):
     result = run("train", here / "data" / "train", "--labels", here / "data" / "train.csv",
                  "--model", "cnn", "--cv", "2", "--out", here / "resumed", "--resume")  # fmt: skip
     refused(result, "Cannot resume", "config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda m: m.update(grades=["A", "A", "A"]), "a name is repeated"),
+        (lambda m: m.update(grades=["<script>", "B", "C"]), "no < > or control"),
+        (lambda m: m.pop("preprocessing"), "'preprocessing' is missing"),
+        ("deep", "nested too deeply"),
+        ("temperature", "temperature -1 is not a number above 0"),
+        ("nan", "temperature nan is not a number above 0"),
+    ],
+)
+def test_values_in_a_runs_files_are_checked_on_load(here, edit, named):
+    manifest = here / "svm" / "model" / "fold-0" / "bundle.json"
+    if edit in ("temperature", "nan"):
+        value = "-1" if edit == "temperature" else "NaN"
+        (here / "svm" / "calibration.json").write_text(f'{{"temperature": {value}}}')
+    elif edit == "deep":
+        manifest.write_text("[" * 200_000)
+    else:
+        record = json.loads(manifest.read_text())
+        edit(record)
+        manifest.write_text(json.dumps(record))
+    result = run("predict", here / "svm", here / "data" / "dev", "--out", here / "p.csv")
+    refused(result, named)
+    assert not (here / "p.csv").exists()

@@ -12,6 +12,7 @@ This module only finds files and reads text; it never decodes a photo.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -305,6 +306,22 @@ def _under(path: Path, folders: Sequence[Path]) -> str:
         if str(path).startswith(str(folder) + os.sep):
             return _rel(path, folder)
     return path.name
+
+
+_MARKUP = re.compile(r"[<>\x00-\x1f]")
+
+
+def grade_names_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a saved list of grade names, or None."""
+    if not isinstance(value, list) or len(value) < 2:
+        return "two or more names are needed"
+    if not all(isinstance(g, str) and g.strip() for g in value):
+        return "each must be a name"
+    if len(set(value)) != len(value):
+        return "a name is repeated"
+    if any(_MARKUP.search(g) for g in value):
+        return "names hold no < > or control characters"
+    return None
 
 
 def _check_grade_names(grades: tuple[str, ...]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..basics.errors import MangogradeError
+from ..data.dataset import grade_names_problem
 from ..evaluation.decisions import DECISIONS
 from ..evaluation.fruits import FRUIT_RULES
 from ..images.geometry import read_geometry
@@ -22,7 +23,6 @@ MODEL_FILE = "model.onnx"
 PRECISIONS = ("fp32", "int8")
 VOTING = ("mean", "vote")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_MARKUP = re.compile(r"[<>\x00-\x1f]")
 
 
 class ManifestError(MangogradeError):
@@ -35,15 +35,6 @@ def _is_number(value: Any) -> bool:
 
 def _positive_or_none(value: Any) -> bool:
     return value is None or (_is_number(value) and value > 0)
-
-
-def _grades(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) >= 2
-        and all(isinstance(g, str) and g.strip() and not _MARKUP.search(g) for g in value)
-        and len(set(value)) == len(value)
-    )
 
 
 def _own_file(name: Any) -> bool:
@@ -64,7 +55,10 @@ def _files(value: Any) -> bool:
 
 FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model": (lambda v: v == MODEL_FILE, f"{MODEL_FILE!r}, the graph in the export's own folder"),
-    "grades": (_grades, "two or more distinct names, without < > or control characters"),
+    "grades": (
+        lambda v: grade_names_problem(v) is None,
+        "two or more distinct names, without < > or control characters",
+    ),  # fmt: skip
     "labels": (lambda v: v in ("ordered", "unordered"), "ordered or unordered"),
     "geometry": (lambda v: isinstance(v, dict) and read_geometry(v) is not None, "a geometry"),
     "members": (

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..basics.atomic import write_bytes
 from ..basics.errors import MangogradeError
+from ..data.dataset import grade_names_problem
 from . import state
 
 FORMAT = "mangograde-bundle"
@@ -119,8 +120,16 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is damaged (not valid JSON: {exc}); retrain.") from None
+    except RecursionError:
+        raise BundleError(f"{path} is nested too deeply to be a bundle manifest.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a mangograde bundle manifest.")
+    problem = grade_names_problem(manifest.get("grades"))
+    if problem is not None:
+        raise BundleError(f"{path}: field 'grades' is {manifest.get('grades')!r}: {problem}.")
+    for field_name in ("settings", "preprocessing", "files"):
+        if not isinstance(manifest.get(field_name), dict):
+            raise BundleError(f"{path}: field {field_name!r} is missing or not a mapping.")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{path} has bundle format {manifest.get('format_version')!r}; this mangograde "

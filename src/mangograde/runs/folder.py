@@ -180,7 +180,14 @@ class Run:
             if fold is None
             else (per_fold.get(str(fold)) if isinstance(per_fold, dict) else None)
         )
-        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+            raise RunError(
+                f"{self.path / CALIBRATION}: temperature {value!r} is not a number above 0 "
+                "(NaN included). Retrain the run, or delete the file to grade uncalibrated."
+            )
+        return float(value)
 
     @property
     def data_root(self) -> Path | None:
