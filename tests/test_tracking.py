@@ -56,3 +56,29 @@ def test_track_without_mlflow_says_what_to_install(data, tmp_path, monkeypatch):
     plain = run("train", data, "--model", "rf", "--set", "n_estimators=2", "--set",
                 "features.size=8", "--cv", "2", "--out", tmp_path / "p")  # fmt: skip
     assert plain.exit_code == 0, plain.output
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://packer:s3cret@127.0.0.1:9",
+        "bogus://nowhere",
+        "postgresql://packer:s3cret@127.0.0.1:9/x",
+    ],
+)
+def test_a_tracker_that_is_down_or_bogus_is_named_fast_and_keeps_its_password(
+    data, tmp_path, monkeypatch, uri
+):
+    pytest.importorskip("mlflow")
+    import time
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.perf_counter()
+    result = run("train", data, "--model", "rf", "--set", "n_estimators=3", "--cv", "2",
+                 "--out", tmp_path / "r")  # fmt: skip
+    assert time.perf_counter() - started < 60
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "The run is written in" in said and "did not take it" in said
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+    assert (tmp_path / "r" / "metrics.json").is_file()

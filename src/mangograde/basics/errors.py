@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 #: How many names a message lists before it says "and N more".
@@ -46,3 +47,8 @@ def listing(items: Sequence[str], limit: int = MAX_LISTED) -> str:
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``1 photo`` / ``3 photos``."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def without_password(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` in it hidden."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", text)

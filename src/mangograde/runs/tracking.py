@@ -9,12 +9,18 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..basics.errors import SettingsError
+from ..basics.errors import SettingsError, without_password
 from .folder import open_run
 
 TRACKERS = ("mlflow",)
 DEFAULT_URI = "sqlite:///mlflow.db"  # MLflow 3 keeps runs in a database, not ./mlruns
 EXPERIMENT = "mangograde"
+# MLflow retries an unreachable server for minutes by default; the user's own settings win.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def tracker_for(track: str | None) -> str | None:
@@ -67,7 +73,39 @@ def mirror_run(path: str | Path, uri: str | None = None) -> str:
     ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``)."""
     mlflow = _mlflow()
     run = open_run(path)
-    mlflow.set_tracking_uri(uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
+    where = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    for name, value in HTTP_DEFAULTS.items():  # a server that is down: an answer in seconds
+        os.environ.setdefault(name, value)
+    try:
+        return _log(mlflow, run, where)
+    except Exception as exc:  # MLflow's own errors, the network's, a store it cannot open
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SettingsError(
+            f"The run is written in {run.path}, but MLflow at {without_password(where)} did not "
+            f"take it: {without_password(first)[:300]}. Check the tracking URI and that the "
+            "server is up, then train again with --track."
+        ) from None
+
+
+def _reach_database(where: str) -> None:
+    """Connect once to a database store (MLflow itself retries for about 100 s)."""
+    scheme = where.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in ("postgresql", "mysql", "mssql"):
+        return
+    import sqlalchemy
+
+    timeout = {"connect_timeout": 10} if scheme in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(where, connect_args=timeout)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def _log(mlflow: Any, run: Any, where: str) -> str:
+    _reach_database(where)
+    mlflow.set_tracking_uri(where)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=run.name) as active:
         params = {k: str(v)[:6000] for k, v in _flat(run.settings).items()}
