@@ -86,3 +86,33 @@ def test_sweep_search_and_ablate_fit_in_parallel_with_the_same_results(photos, t
     result = run(*ablate, "--out", tmp_path / "e", "--backend", "threading")
     assert result.exit_code == 0, result.output
     assert len(_rows(tmp_path / "e" / "ablation.csv")) == 2
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("not an address", "not a Dask scheduler address"),
+        ("tcp://127.0.0.1:99999999", "not a Dask scheduler address"),
+        ("tcp://127.0.0.1:9", "Cannot reach the Dask scheduler"),
+    ],
+)
+def test_a_bogus_dask_scheduler_is_named_fast(tmp_path, address, said):
+    import time
+
+    pytest.importorskip("dask.distributed")
+    from typer.testing import CliRunner
+
+    from mangograde.cli import app
+
+    from .helpers import write_photo
+
+    for g, grade in enumerate("ABC"):
+        for i in range(4):
+            write_photo(tmp_path / "g" / grade / f"{i}.jpg", seed=10 * g + i, size=(24, 24))
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "g"), "--model", "rf", "--cv",
+                                      "2", "--backend", "dask", "--scheduler", address,
+                                      "--out", str(tmp_path / "r")])  # fmt: skip
+    assert time.perf_counter() - started < 40
+    assert result.exit_code == 1 and said in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()

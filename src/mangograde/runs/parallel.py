@@ -11,6 +11,7 @@ Results come back in task order, so a run is the same whatever the backend.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -24,12 +25,27 @@ R = TypeVar("R")
 Mapper = Callable[..., list[Any]]
 
 
+CONNECT_S = 10  # seconds to reach a cluster's scheduler
+
+
 def check_backend(backend: str | None, scheduler: str | None) -> None:
     """Refuse an unknown backend, or a scheduler address without a cluster backend."""
     if backend is not None and backend not in BACKENDS:
         raise SettingsError(f"Unknown --backend {backend!r}. Valid: {', '.join(BACKENDS)}.")
     if scheduler and backend not in ("dask", "ray"):
         raise SettingsError("--scheduler is the address of a Dask or Ray cluster: add --backend.")
+    if scheduler and backend == "dask" and not _address_ok(scheduler):
+        raise SettingsError(
+            f"--scheduler {scheduler!r} is not a Dask scheduler address such as "
+            "tcp://10.0.0.5:8786 (scheme tcp, tls or ucx; a port of 1 to 65535)."
+        )
+
+
+def _address_ok(address: str) -> bool:
+    found = re.fullmatch(
+        r"(?:(?:tcp|tls|ucx)://)?([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", address
+    )
+    return found is not None and 0 < int(found.group(2)) < 65536
 
 
 def _mapper(n_jobs: int, streamed: bool = True) -> Mapper:
@@ -85,7 +101,15 @@ def _dask_client(scheduler: str | None) -> Iterator[Any]:
             "--backend dask needs Dask: pip install 'mangograde[dask]' (dask[distributed])."
         ) from None
     if scheduler:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=f"{CONNECT_S}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SettingsError(
+                f"Cannot reach the Dask scheduler at {scheduler} within {CONNECT_S} s "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Is the "
+                "cluster up, and is the address right?"
+            ) from None
+        with client:
             yield client
         return
     # A cluster sized to this machine: one single-threaded worker process per core.
