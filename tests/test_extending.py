@@ -81,3 +81,15 @@ def test_a_missing_plugin_module_is_named(photos, tmp_path):
     result = _mangograde("train", photos / "train", "--model", "svm", "--out", tmp_path, env=env)
     assert result.returncode == 1
     assert "no_such_family_module" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_plugin_that_raises_is_named_without_a_traceback(photos, tmp_path):
+    plugin = tmp_path / "plugins"
+    plugin.mkdir()
+    (plugin / "broken_family.py").write_text("raise RuntimeError('the plugin broke')\n")
+    env = {"MANGOGRADE_PLUGINS": "broken_family", "PYTHONPATH": str(plugin)}
+    result = _mangograde("train", photos / "train", "--model", "svm", "--out", tmp_path / "r",
+                         env=env)  # fmt: skip
+    assert result.returncode == 1
+    assert "broken_family" in result.stderr and "the plugin broke" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -84,3 +84,11 @@ def test_optuna_missing_is_said(data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     result = run("search", *data, "--optuna-storage", "sqlite:///x.db", "--out", tmp_path / "o")
     assert_clean_failure(result, "mangograde[tune]")
+
+
+def test_an_unreachable_study_database_keeps_its_password(data, tmp_path):
+    storage = "postgresql+psycopg://packer:s3cret@127.0.0.1:9/studies"
+    result = run("search", *data, "--optuna-storage", storage, "--trials", "1",
+                 "--out", tmp_path / "s")  # fmt: skip
+    assert result.exit_code == 1 and "Cannot open the Optuna study" in result.output
+    assert "s3cret" not in result.output and "packer:***@" in result.output

@@ -252,13 +252,25 @@ def load_families() -> None:
         return
     _loaded = True
     for point in entry_points(group=ENTRY_POINTS):
-        point.load()
+        try:
+            point.load()
+        except Exception as exc:  # a plugin is someone else's code: any error, named
+            raise SettingsError(
+                f"The model plugin {point.value!r} (package entry point {point.name!r}) failed "
+                f"to load: {type(exc).__name__}: {exc}. Fix or uninstall that package."
+            ) from None
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise SettingsError(
                 f"Cannot import model plugin {module!r} named in ${PLUGINS_ENV}: {exc}."
+            ) from None
+        except Exception as exc:  # it imported, and its own code raised
+            raise SettingsError(
+                f"The model plugin {module!r} named in ${PLUGINS_ENV} failed while loading: "
+                f"{type(exc).__name__}: {exc}. Fix the plugin, or leave it out of "
+                f"${PLUGINS_ENV}."
             ) from None
 
 

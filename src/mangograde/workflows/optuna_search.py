@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..basics.errors import SettingsError
+from ..basics.errors import SettingsError, without_password
 from ..basics.progress import Bar
 from ..data import Dataset
 from ..images import ImageCache
@@ -83,8 +83,9 @@ def _create_or_load(optuna: Any, storage: str, name: str) -> Any:
         except Exception as exc:  # noqa: BLE001 - a bad URL or an unreachable database
             if attempt == 3:
                 raise SettingsError(
-                    f"Cannot open the Optuna study {name!r} at {storage}: {exc}. Give a "
-                    "database URL such as sqlite:///search.db or postgresql://user@host/db."
+                    f"Cannot open the Optuna study {name!r} at {without_password(storage)}: "
+                    f"{without_password(str(exc))[:500]}. Give a database URL such as "
+                    "sqlite:///search.db or postgresql://user@host/db."
                 ) from None
             time.sleep(0.5 * (attempt + 1))
 
@@ -96,7 +97,8 @@ def _open_study(optuna: Any, storage: str, name: str, fingerprint: str) -> Any:
         study.set_user_attr("mangograde", fingerprint)
     elif known != fingerprint:
         raise SettingsError(
-            f"The Optuna study {name!r} at {storage} holds trials of another search (other "
+            f"The Optuna study {name!r} at {without_password(storage)} holds trials of another "
+            "search (other "
             "photos, folds, recipe or grid). Give it another --study name."
         )
     return study
