@@ -257,9 +257,54 @@ def test_concurrent_photos_share_one_forward_pass():
 def test_serve_refuses_a_bad_run_or_key_file_like_predict(tmp_path, cnn_run):
     missing = tmp_path / "nothing"
     served = run("serve", missing)
-    predicted = run("predict", missing, tmp_path, "--out", tmp_path / "p.csv")
+    (tmp_path / "photos").mkdir()
+    predicted = run("predict", missing, tmp_path / "photos", "--out", tmp_path / "p.csv")
     assert_clean_failure(served)
     assert served.output.strip().splitlines()[-1] == predicted.output.strip().splitlines()[-1]
     empty = tmp_path / "key"
     empty.write_text("  \n")
     assert_clean_failure(run("serve", cnn_run, "--api-key-file", empty), "is empty")
+
+
+def test_one_request_cannot_take_every_decode(cnn_run):
+    import io
+
+    from PIL import Image
+
+    def big(side: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (side, side), (200, 150, 40)).save(buffer, "PNG")  # small on disk
+        return buffer.getvalue()
+
+    options = ServeOptions(run=cnn_run, max_files=3, max_request_pixels=1_000_000)
+    with TestClient(create_app(options)) as c:
+        many = c.post("/v1/grade", files=upload(*[(f"{i}.jpg", jpeg()) for i in range(4)]))
+        assert many.status_code == 413 and "--max-files" in many.json()["detail"]
+        huge = c.post("/v1/grade", files=upload(*[(f"{i}.png", big(600)) for i in range(3)]))
+        assert huge.status_code == 413 and "1,080,000 pixels" in huge.json()["detail"]
+        fine = c.post("/v1/grade", files=upload(*[(f"{i}.png", big(600)) for i in range(2)]))
+        assert fine.status_code == 200 and len(fine.json()["results"]) == 2
+
+
+def test_the_pixel_budget_is_never_exceeded_and_served_in_arrival_order():
+    from mangograde.service.guard import PixelBudget
+
+    async def main() -> tuple[list[str], dict[str, int]]:
+        budget, order, peak = PixelBudget(10), [], {}
+
+        async def photo(name: str, pixels: int, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await budget.acquire(pixels)
+            order.append(name)
+            peak[name] = budget.in_use  # all pixels in flight once this photo starts
+            await asyncio.sleep(0.01)
+            await budget.release(pixels)
+
+        await asyncio.gather(photo("a", 6, 0), photo("b", 6, 0.001), photo("c", 2, 0.002),
+                             photo("huge", 40, 0.003), photo("d", 1, 0.004))  # fmt: skip
+        return order, peak
+
+    order, peak = asyncio.run(main())
+    assert order == ["a", "b", "c", "huge", "d"]  # c fits beside a, yet waits its turn
+    assert peak["huge"] == 40  # alone
+    assert all(used <= 10 for name, used in peak.items() if name != "huge")

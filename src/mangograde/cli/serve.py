@@ -57,6 +57,18 @@ def serve_command(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body, in MB.")
     ] = 20.0,
+    max_files: Annotated[
+        int, typer.Option("--max-files", min=1, help="Most photos in one request (413 above).")
+    ] = 100,
+    max_request_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-request-pixels",
+            min=1,
+            help="Most decoded pixels in one request's photos (413 above; a JPEG counts at "
+            "the reduced size it is read at).",
+        ),
+    ] = 200_000_000,
     explain: Annotated[
         bool, typer.Option("--explain/--no-explain", help="Offer heat maps (/v1/explain).")
     ] = True,
@@ -138,6 +150,8 @@ def serve_command(
         fold=fold,
         max_batch=max_batch,
         max_upload_mb=max_upload_mb,
+        max_files=max_files,
+        max_request_pixels=max_request_pixels,
         api_keys=read_api_keys(api_key_file) if api_key_file else {},
         explain=explain,
         docs=docs,

@@ -146,12 +146,7 @@ def decode(
     image = open_photo(path, data)
     try:
         with image:
-            reduced = geometry is not None and isinstance(image, JpegImagePlugin.JpegImageFile)
-            if reduced:
-                want = geometry.decode_size
-                if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
-                    want = want[::-1]
-                image.draft("RGB", want)
+            reduced = _reduce(image, geometry)
             _check_pixels(path, image, reduced)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
@@ -165,6 +160,30 @@ def decode(
         raise ImageDecodeError(path, f"too large to decode safely: {exc}") from exc
     except Exception as exc:  # Pillow's decoders raise many types on damaged data
         raise ImageDecodeError(path, f"truncated or corrupt photo ({exc})") from exc
+
+
+def _reduce(image: Image.Image, geometry: Geometry | None) -> bool:
+    """Have a JPEG read at the smallest DCT scale that still covers ``geometry``; whether
+    it was."""
+    reduced = geometry is not None and isinstance(image, JpegImagePlugin.JpegImageFile)
+    if reduced:
+        want = geometry.decode_size
+        if image.getexif().get(0x0112) in _ROTATED_ORIENTATIONS:
+            want = want[::-1]
+        image.draft("RGB", want)
+    return reduced
+
+
+def decoded_pixels(path: str | Path, geometry: Geometry | None, data: bytes) -> int:
+    """How many pixels :func:`decode` would decode (0 when the header cannot be read: the
+    decode itself then names the problem), reading the header only."""
+    try:
+        with open_photo(Path(path), data) as image:
+            _reduce(image, geometry)
+            width, height = image.size
+    except Exception:  # the decode that follows says what is wrong with the file
+        return 0
+    return width * height
 
 
 def photo_size(path: str | Path) -> tuple[int, int]:

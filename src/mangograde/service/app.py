@@ -36,14 +36,14 @@ from ..evaluation.confidence import to_check
 from ..evaluation.fruits import Fruits, fruit_grades
 from ..explain import explain, is_cnn
 from ..graders import ExportedGrader, is_export, open_grader
-from ..images.decode import ImageDecodeError, decode, set_max_pixels
+from ..images.decode import ImageDecodeError, decode, decoded_pixels, set_max_pixels
 from ..records import ModelIdentity, RecordsError, check_name
 from ..report.figures import EXPLAINED
 from ..workflows.record import shares
 from .batcher import MicroBatcher
 from .corrections import add_correction_routes
 from .drift import DriftWindow, check_window
-from .guard import UploadLimit
+from .guard import PixelBudget, UploadLimit
 from .heatmap import heat_png
 from .keeper import PhotoKeeper
 from .priority import background_priority, lower_other_threads
@@ -60,6 +60,7 @@ from .schemas import (
 from .telemetry import Telemetry, configure_logging, log_request
 
 PAGE = Path(__file__).parent / "page"
+REQUEST_DECODES = 2  # a request's photos decoding at once (the decoder has 4 threads)
 EXPLAIN_METHODS = ("gradcam", "lime")
 
 
@@ -71,6 +72,9 @@ class ServeOptions:
     fold: int | None = None
     max_batch: int = 32
     max_upload_mb: float = 20.0
+    max_files: int = 100  # photos in one request
+    max_request_pixels: int = 200_000_000  # decoded pixels of one request's photos
+    decode_pixels: int = 100_000_000  # decoded pixels in flight at once, all requests
     api_key: str | None = None  # one key, its operator named "api-key"
     api_keys: dict[str, str] = field(default_factory=dict)  # operator name -> key
     docs: bool = False  # /docs and /redoc (their scripts come from a CDN)
@@ -102,6 +106,7 @@ class _Service:
     recorder: Recorder | None = None  # with a records database
     keeper: PhotoKeeper | None = None  # with --keep-photos
     ready: bool = False
+    pixels: PixelBudget = field(default_factory=lambda: PixelBudget(ServeOptions.decode_pixels))
 
 
 class PhotoError(Exception):
@@ -211,7 +216,7 @@ def _load(options: ServeOptions) -> _Service:
     if options.keep_photos is not None:
         keeper = PhotoKeeper(Path(options.keep_photos), options.keep_photos_limit_mb)
     return _Service(options, predictor, model, info, telemetry, batcher, decoder, drift,
-                    recorder, keeper)  # fmt: skip
+                    recorder, keeper, pixels=PixelBudget(options.decode_pixels))  # fmt: skip
 
 
 def _grade_batch(predictor: Any, images: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -275,13 +280,28 @@ async def _warm_up(service: _Service) -> None:
     await service.batcher.grade(photo)
 
 
-async def _decode(service: _Service, image_id: str, data: bytes) -> np.ndarray:
+async def _pixels(service: _Service, image_id: str, data: bytes) -> int:
+    """What decoding the photo will cost, from its header."""
     loop = asyncio.get_running_loop()
     geometry = service.predictor.geometry
+    return await loop.run_in_executor(service.decoder, decoded_pixels, image_id, geometry, data)
+
+
+async def _decode(
+    service: _Service, image_id: str, data: bytes, pixels: int | None = None
+) -> np.ndarray:
+    """The decoded photo, once its pixels fit in the service's budget (first come, first
+    served: one request of huge photos waits its turn instead of holding the others)."""
+    loop = asyncio.get_running_loop()
+    geometry = service.predictor.geometry
+    cost = await _pixels(service, image_id, data) if pixels is None else pixels
+    await service.pixels.acquire(cost)
     try:
         return await loop.run_in_executor(service.decoder, decode, image_id, geometry, data)
     except ImageDecodeError as exc:
         raise PhotoError(image_id, exc) from None
+    finally:
+        await service.pixels.release(cost)
 
 
 def _result(
@@ -306,14 +326,15 @@ def _result(
 
 
 async def _grade_one(
-    service: _Service, image_id: str, upload: UploadFile
+    service: _Service, image_id: str, data: bytes, pixels: int, turn: asyncio.Semaphore
 ) -> tuple[PhotoResult, np.ndarray | None, Uploaded | None]:
     """The photo's answer, its probabilities and what the record keeps of its upload
-    (None when it could not be graded)."""
+    (None when it could not be graded). ``turn``: the request's photos decode a few at a
+    time, so other requests' photos come between them."""
     started = time.perf_counter()
-    data = await upload.read()
     try:
-        photo = await _decode(service, image_id, data)
+        async with turn:
+            photo = await _decode(service, image_id, data, pixels)
     except PhotoError as exc:
         service.telemetry.rejected.inc()
         return PhotoResult(image_id=image_id, error=exc.reason, status=exc.status), None, None
@@ -465,12 +486,27 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         """Grade one or many photos; a photo that cannot be read gets its own error entry.
         With ``fruit``, each fruit is graded from all of its photos too. With a records
         database, every graded photo is kept in ``lot`` before the answer is sent."""
+        if len(files) > options.max_files:
+            raise HTTPException(
+                413, f"{len(files)} photos in one request; this service takes at most "
+                f"{options.max_files} (serve --max-files). Send them in several requests.",
+            )  # fmt: skip
         fruit_ids = _fruit_ids(fruit, len(files))
         lot_name = _lot(lot) if service.recorder is not None else None
         ids = [_image_id(upload, i) for i, upload in enumerate(files)]
+        datas = [await upload.read() for upload in files]
+        costs = [await _pixels(service, i, d) for i, d in zip(ids, datas, strict=True)]
+        if sum(costs) > options.max_request_pixels:
+            raise HTTPException(
+                413, f"The photos of this request would decode to {sum(costs):,} pixels, over "
+                f"the {options.max_request_pixels:,} one request may take "
+                "(serve --max-request-pixels). Send fewer or smaller photos at a time.",
+            )  # fmt: skip
+        turn = asyncio.Semaphore(REQUEST_DECODES)
         answers = await asyncio.gather(
-            *(_grade_one(service, i, u) for i, u in zip(ids, files, strict=True))
-        )
+            *(_grade_one(service, i, d, c, turn)
+              for i, d, c in zip(ids, datas, costs, strict=True))
+        )  # fmt: skip
         results = [result for result, _, _ in answers]
         for result, name in zip(results, fruit_ids or [], strict=False):
             result.fruit = name

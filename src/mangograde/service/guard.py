@@ -1,8 +1,11 @@
-"""ASGI guard: uploads over the size limit get 413 before they are read whole."""
+"""Guards: uploads over the size limit get 413 before they are read whole, and decoded
+pixels are rationed so one request of huge photos cannot hold the others."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
 from typing import Any
 
 Scope = dict[str, Any]
@@ -63,3 +66,35 @@ class UploadLimit:
             if not state["answered"]:
                 state["answered"] = True
                 await self._reject(send)
+
+
+class PixelBudget:
+    """At most ``capacity`` decoded pixels in flight at once, first come first served (a
+    photo larger than the whole budget decodes alone)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self._turns: deque[object] = deque()  # waiting photos, in arrival order
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, pixels: int) -> None:
+        async with self._changed:
+            ticket = object()
+            self._turns.append(ticket)
+
+            def my_turn() -> bool:
+                fits = self.in_use == 0 or self.in_use + pixels <= self.capacity
+                return self._turns[0] is ticket and fits
+
+            try:
+                await self._changed.wait_for(my_turn)
+            finally:
+                self._turns.remove(ticket)
+                self._changed.notify_all()
+            self.in_use += pixels
+
+    async def release(self, pixels: int) -> None:
+        async with self._changed:
+            self.in_use -= pixels
+            self._changed.notify_all()
