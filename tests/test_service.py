@@ -308,3 +308,32 @@ def test_the_pixel_budget_is_never_exceeded_and_served_in_arrival_order():
     assert order == ["a", "b", "c", "huge", "d"]  # c fits beside a, yet waits its turn
     assert peak["huge"] == 40  # alone
     assert all(used <= 10 for name, used in peak.items() if name != "huge")
+
+
+def test_slow_clients_are_cut_off_and_their_sockets_freed(cnn_run):
+    import socket
+    import time
+
+    from .service_helpers import serve_process
+
+    server, base = serve_process(cnn_run, "--no-record", "--header-timeout", "1",
+                                 "--body-timeout", "1")  # fmt: skip
+    host, port = base.removeprefix("http://").split(":")
+    try:
+        half = [socket.create_connection((host, int(port)), timeout=10) for _ in range(20)]
+        for s in half:
+            s.sendall(b"POST /v1/grade HTTP/1.1\r\nHost: x\r\nContent-Le")
+        cut = socket.create_connection((host, int(port)), timeout=10)
+        cut.sendall(b"POST /v1/grade HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                    b"boundary=b\r\nContent-Length: 5000\r\n\r\n--b\r\n")  # fmt: skip
+        started = time.monotonic()
+        assert all(s.recv(100) == b"" for s in half)  # closed by the server
+        assert time.monotonic() - started < 8
+        answer = b"".join(iter(lambda: cut.recv(4096), b""))  # to the server's close
+        assert answer.startswith(b"HTTP/1.1 408") and b"stopped arriving" in answer
+        import httpx
+
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # still serving
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -57,6 +57,28 @@ def serve_command(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.01, help="Largest request body, in MB.")
     ] = 20.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections and requests at once; more get 503 (a worker's own count).",
+        ),
+    ] = 200,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            min=0.1,
+            help="Seconds a new connection has to send its request headers, then closed.",
+        ),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.1, help="Seconds a request's body may pause, then 408."
+        ),
+    ] = 30.0,
     max_files: Annotated[
         int, typer.Option("--max-files", min=1, help="Most photos in one request (413 above).")
     ] = 100,
@@ -151,6 +173,7 @@ def serve_command(
         max_batch=max_batch,
         max_upload_mb=max_upload_mb,
         max_files=max_files,
+        body_timeout_s=body_timeout,
         max_request_pixels=max_request_pixels,
         api_keys=read_api_keys(api_key_file) if api_key_file else {},
         explain=explain,
@@ -177,8 +200,12 @@ def serve_command(
             f"[yellow]Warning:[/] serving on {escape(host)} without --api-key-file: anyone who "
             "can reach this address can grade photos, record gradings and correct them."
         )
+    from ..service.timeouts import HEADER_TIMEOUT_ENV, uvicorn_limits
+
+    os.environ[HEADER_TIMEOUT_ENV] = str(header_timeout)
+    limits = uvicorn_limits(max_connections)
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", **limits)
         return
     # Each worker process builds its own app from the same options; their metrics meet in
     # one folder (prometheus-client's multiprocess mode), emptied for this server.
@@ -202,6 +229,7 @@ def serve_command(
             workers=workers,
             access_log=False,
             log_level="warning",
+            **limits,
         )
     finally:
         shutil.rmtree(os.environ.pop(MULTIPROCESS), ignore_errors=True)

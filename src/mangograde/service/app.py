@@ -73,6 +73,7 @@ class ServeOptions:
     max_batch: int = 32
     max_upload_mb: float = 20.0
     max_files: int = 100  # photos in one request
+    body_timeout_s: float = 30.0  # the longest pause inside a request's body
     max_request_pixels: int = 200_000_000  # decoded pixels of one request's photos
     decode_pixels: int = 100_000_000  # decoded pixels in flight at once, all requests
     api_key: str | None = None  # one key, its operator named "api-key"
@@ -268,7 +269,9 @@ def create_app(options: ServeOptions) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    app.add_middleware(UploadLimit, max_mb=options.max_upload_mb)
+    app.add_middleware(
+        UploadLimit, max_mb=options.max_upload_mb, body_timeout_s=options.body_timeout_s
+    )
     return app
 
 
