@@ -91,10 +91,11 @@ def test_train_will_not_overwrite_a_run_unless_asked(synth_data, tmp_path):
     args = ["train", *synth_data, "--model", "rf", "--cv", "2", *TINY_RF, "--out", out]
     assert run(*args).exit_code == 0
     assert_clean_failure(run(*args), "--overwrite")
-    (out / "model" / "fold-1" / "stale.bin").write_text("old")
+    (out / "model" / "fold-1" / "mine.txt").write_text("mine")  # not the run's: it stays
     assert run(*args, "--cv", "3", "--overwrite").exit_code == 0
     assert sorted(p.name for p in (out / "model").iterdir()) == ["fold-0", "fold-1", "fold-2"]
-    assert not (out / "model" / "fold-1" / "stale.bin").exists()
+    assert (out / "model" / "fold-1" / "mine.txt").read_text() == "mine"
+    assert "cv: 3" in (out / "config.yaml").read_text()
 
 
 def test_overwrite_never_empties_a_folder_that_holds_no_run(synth_data, tmp_path):
