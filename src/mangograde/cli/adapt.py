@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -16,9 +17,14 @@ from ..images import ImageCache, load_images
 from .grade import FoldOpt, FruitGroupsOpt, RunArg
 from .options import CacheDirOpt, OverwriteOpt, QuietOpt, notices, out, progress_flag
 
+if TYPE_CHECKING:
+    from ..data import Dataset
+    from ..runs.folder import Run
 
-def _trained_on(parent, paths: list[Path]) -> int:  # type: ignore[no-untyped-def]
-    """How many of ``paths`` hold the same bytes as a photo the parent was trained on."""
+
+def _trained_on(parent: Run, paths: list[Path]) -> int:
+    """How many of ``paths`` hold the same bytes as a photo the parent was trained on
+    (only parent photos of a size some new photo has are read)."""
     import hashlib
 
     held, root = parent.held_out, parent.data_root
@@ -28,16 +34,23 @@ def _trained_on(parent, paths: list[Path]) -> int:  # type: ignore[no-untyped-de
     def digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
+    sizes = {p.stat().st_size for p in paths}
     new = {digest(p) for p in paths}
     seen = 0
     for image in held.image_ids:
         path = root / image
-        if path.is_file() and digest(path) in new:
+        if path.is_file() and path.stat().st_size in sizes and digest(path) in new:
             seen += 1
     return seen
 
 
-def _labelled(photos, labels, groups, grades, run_grades):  # type: ignore[no-untyped-def]
+def _labelled(
+    photos: Path,
+    labels: Path | None,
+    groups: Path | None,
+    grades: str | None,
+    run_grades: Sequence[str],
+) -> Dataset:
     """The new photos with their labels: named as the run's grades, as ``grades``, or A,B,C."""
     from ..basics.errors import DatasetError
     from ..data import load_dataset
@@ -153,11 +166,7 @@ def adapt_command(
     if seen:
         out.print(f"[yellow]Warning:[/] {plural(seen, 'photo')} of these the parent was "
                   "trained on: adapting on them teaches it nothing new.")  # fmt: skip
-    geometry = parent.bundles(fold)[0].manifest["preprocessing"]["geometry"]
-    from ..runs.folder import geometry_from_record
-
-    loaded = load_images(list(dataset.paths), geometry_from_record(geometry), cache,
-                         False, None, progress)  # fmt: skip
+    loaded = load_images(list(dataset.paths), parent.geometry(), cache, False, None, progress)
     kept = [dataset.image_ids[i] for i in loaded.kept]
     dataset = dataset.subset(np.asarray(loaded.kept)) if len(kept) != len(dataset) else dataset
     codes = None if unlabelled else np.asarray(dataset.labels)

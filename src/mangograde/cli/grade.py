@@ -239,7 +239,9 @@ def _measured(folder: Path, fold: int | None, familiar: str) -> tuple[_Measured,
     return measured, familiar_switch(open_predictor(run, fold), familiar)
 
 
-def _parent_on(run, dataset, fold, opts, seed):  # type: ignore[no-untyped-def]
+def _parent_on(
+    run: Any, dataset: Any, fold: int | None, opts: DataOptions, seed: int
+) -> dict[str, Any] | None:
     """An adapted run's parent graded on the same photos (None: not adapted, or the
     parent is gone)."""
     from ..runs import RunError, open_predictor, open_run

@@ -138,6 +138,11 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def bundle_manifest(folder: str | Path) -> dict[str, Any]:
+    """A bundle's ``bundle.json``, checked, without loading its model."""
+    return _read_manifest(Path(folder))
+
+
 def load_bundle(folder: str | Path) -> Bundle:
     """Load a bundle, refusing a changed file or any type that is not allowed."""
     from .registry import load_families

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from ..evaluation.familiarity import FamiliarityModel, threshold_for
 from ..evaluation.temperature import apply_temperature, fit_temperature
 from ..images import ImageCache, load_images
 from ..models.blend import model_probabilities
-from ..models.registry import Adaptation, FoldData, get_model
+from ..models.bundle import Bundle
+from ..models.registry import Adaptation, FoldData, ModelFamily, get_model
 from . import folder, staging
 from .familiar import familiar_quantile
 from .folder import Run, open_run
@@ -96,7 +98,13 @@ def check_grades(codes: np.ndarray, grades: tuple[str, ...]) -> list[str]:
             "learns nothing new of it."] if missing else []  # fmt: skip
 
 
-def _parent_photos(parent: Run, geometry: Any, cache: ImageCache | None, progress: bool | None):
+ParentPhotos = tuple[Any, np.ndarray]  # the parent's held-out table, its photos decoded
+Task = Callable[[int, np.ndarray, "np.ndarray | None"], Adaptation]
+
+
+def _parent_photos(
+    parent: Run, geometry: Any, cache: ImageCache | None, progress: bool | None
+) -> ParentPhotos | None:
     """The parent's held-out table and its photos decoded (None when unreadable)."""
     held = parent.held_out
     root = parent.data_root
@@ -182,7 +190,16 @@ def adapt_run(
     return AdaptResult(out, comparison, notices)
 
 
-def _cross_check(parent, family, bundles, folds, new, cv, task, progress):  # type: ignore[no-untyped-def]
+def _cross_check(
+    parent: Run,
+    family: ModelFamily,
+    bundles: list[Bundle],
+    folds: list[int],
+    new: NewPhotos,
+    cv: int,
+    task: Task,
+    progress: bool | None,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
     """Adapt on K-1 parts, grade the held-out part: parent, adapted and scratch."""
     if new.codes is None:
         raise SettingsError("--cv measures against grades: it needs --labels (not --unlabelled).")
@@ -213,7 +230,9 @@ def _cross_check(parent, family, bundles, folds, new, cv, task, progress):  # ty
     return comparison, (arms["adapted"], part_of), parts
 
 
-def _familiarity(adapted, folds, new, old, parent):  # type: ignore[no-untyped-def]
+def _familiarity(
+    adapted: list[Any], folds: list[int], new: NewPhotos, old: ParentPhotos | None, parent: Run
+) -> tuple[list[FamiliarityModel] | None, dict[str, Any] | None]:
     """Each adapted fold model's familiarity model, fit on its features of the new photos
     and of (up to 120 of) the fold's training photos; the threshold at the parent's
     quantile of its features of (up to 120 of) the fold's held-out photos."""
@@ -241,8 +260,21 @@ def _familiarity(adapted, folds, new, old, parent):  # type: ignore[no-untyped-d
     return models, record
 
 
-def _write(stage, parent, bundles, folds, adapted, familiar, settings, new, cv, comparison,
-           held_proba, familiar_record, geometry) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def _write(
+    stage: Path,
+    parent: Run,
+    bundles: list[Bundle],
+    folds: list[int],
+    adapted: list[Any],
+    familiar: list[FamiliarityModel] | None,
+    settings: dict[str, Any],
+    new: NewPhotos,
+    cv: int | None,
+    comparison: dict[str, Any] | None,
+    held_proba: tuple[np.ndarray, np.ndarray] | None,
+    familiar_record: dict[str, Any] | None,
+    geometry: Any,
+) -> None:
     run_settings = copy.deepcopy(parent.settings)
     data = new.dataset
     run_settings["data"] = {"root": str(data.root), "layout": data.layout,

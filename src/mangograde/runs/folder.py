@@ -30,7 +30,7 @@ from ..data import Dataset
 from ..evaluation import FruitLevel
 from ..images.decode import BadImage
 from ..images.geometry import Geometry, geometry_record, read_geometry
-from ..models.bundle import Bundle, load_bundle, save_bundle
+from ..models.bundle import Bundle, bundle_manifest, load_bundle, save_bundle
 from ..models.registry import ADDED_SETTINGS
 from .staging import FORMAT_VERSION, MARKER, read_marker
 
@@ -292,6 +292,12 @@ class Run:
             if (base / image_id).is_file():
                 return base / image_id
         return None
+
+    def geometry(self) -> Geometry:
+        """The photo geometry its models grade at, from a bundle's manifest (no model is
+        loaded; every fold has the same)."""
+        manifest = bundle_manifest(self.bundle_folders()[0])
+        return geometry_from_record(manifest["preprocessing"]["geometry"])
 
     def bundles(self, fold: int | None = None) -> list[Bundle]:
         """Every fold's model, or only fold ``fold``'s."""
