@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/mangograde demo --out $(DEMO_OUT) $(DEMO_OPTS)
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
