@@ -222,6 +222,11 @@ class DataOptions:
         set_max_pixels(self.max_pixels)  # every decode of this command obeys it
 
     @property
+    def groups_csv(self) -> Path | None:
+        """--groups as a file (None for --groups auto: groups found in the photos)."""
+        return None if self.groups is None or str(self.groups) == "auto" else self.groups
+
+    @property
     def cache(self) -> ImageCache:
         return ImageCache(self.cache_dir)
 
@@ -247,13 +252,13 @@ class DataOptions:
         the command takes --groups auto (fruits found in the photos when decoded)."""
         unordered = self.unordered if unordered is None else unordered
         grades = parse_grades(self.grades)
-        auto = self.groups is not None and str(self.groups) == "auto"
+        auto = self.groups_csv is None and self.groups is not None
         if auto and not auto_groups:
             raise SettingsError(
                 "--groups auto finds bursts and near-duplicates as photos are decoded for "
                 "training (train, tune, sweep, ablate); here, give a groups CSV."
             )
-        groups = None if auto else self.groups
+        groups = self.groups_csv
         filters = {"include": self.include or (), "exclude": self.exclude or ()}
         dataset = None
         if grades is None and known is not None:
@@ -350,7 +355,7 @@ def claim_outputs(
     """Check, before any work, that ``folder/name`` may be written for each name (never
     inside the photo folder ``data`` the command reads)."""
     claim_folder(folder, inputs=[data])
-    inputs = [data, *(p for p in (opts.labels, opts.groups) if p and str(p) != "auto")]
+    inputs = [data, *(p for p in (opts.labels, opts.groups_csv) if p)]
     for name in names:
         claim_file(folder / name, "--out", inputs, (), overwrite)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,11 +131,8 @@ def train_command(
             f"CNN: {m['epochs_run']} epochs; augmentation and batches took "
             f"{t['data_share']:.0%} of training. Curves in curves.png"
         )
-    from ..runs.folder import CALIBRATION
-
-    calibrated = result.out / CALIBRATION
-    if calibrated.is_file():
-        found = json.loads(calibrated.read_text(encoding="utf-8"))
+    found = result.calibration
+    if found is not None:
         out.print(
             f"Calibration: temperature {found['temperature']:.2f} (the held-out photos scaled "
             f"by temperatures fit on the other folds'); ECE {found['ece_before']:.3f} before, "

@@ -48,6 +48,7 @@ class RunResult:
     timing: dict[str, Any]
     notices: list[str] = field(default_factory=list)
     rank: int = 0  # under torchrun: only process 0 writes the run and has its results
+    calibration: dict[str, Any] | None = None  # calibration=temperature: calibration.json
 
     @property
     def warnings(self) -> list[str]:
@@ -648,4 +649,5 @@ def _write(
     folder.clear_checkpoints(out)
     said = run_notes([r.notes for r in results])
     said += few_photos_note(photos.labels, splits, grades, kind)
-    return RunResult(out, metrics, timing, photos.notices + said)
+    calibrated = temperature if calibrate else None
+    return RunResult(out, metrics, timing, photos.notices + said, calibration=calibrated)

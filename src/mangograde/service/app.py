@@ -498,7 +498,9 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         lot_name = _lot(lot) if service.recorder is not None else None
         ids = [_image_id(upload, i) for i, upload in enumerate(files)]
         datas = [await upload.read() for upload in files]
-        costs = [await _pixels(service, i, d) for i, d in zip(ids, datas, strict=True)]
+        costs = await asyncio.gather(
+            *(_pixels(service, i, d) for i, d in zip(ids, datas, strict=True))
+        )
         if sum(costs) > options.max_request_pixels:
             raise HTTPException(
                 413, f"The photos of this request would decode to {sum(costs):,} pixels, over "

@@ -189,18 +189,23 @@ def _newest_opset() -> int:
     return int(onnx.defs.onnx_opset_version())
 
 
-def _outputs(graph: Any, path: Path, photos: np.ndarray) -> tuple[list, list]:
-    """ONNX Runtime's and PyTorch's outputs (probabilities, then any features) on ``photos``."""
+def _session(path: Path) -> Any:
+    """An ONNX Runtime session of the written graph."""
     import onnxruntime
-    import torch
 
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own classes, e.g. for a new opset
         raise ExportError(
             f"ONNX Runtime {onnxruntime.__version__} cannot load the exported graph ({exc}). "
             "Choose an older --opset (18 is the default)."
         ) from None
+
+
+def _outputs(graph: Any, session: Any, photos: np.ndarray) -> tuple[list, list]:
+    """ONNX Runtime's and PyTorch's outputs (probabilities, then any features) on ``photos``."""
+    import torch
+
     theirs = session.run(None, {"photos": photos})
     with torch.inference_mode():
         ours = graph(torch.from_numpy(photos))
@@ -210,7 +215,7 @@ def _outputs(graph: Any, path: Path, photos: np.ndarray) -> tuple[list, list]:
 def _parity(graph: Any, path: Path, side: int) -> float:
     """Largest probability difference between PyTorch and ONNX Runtime on fixed photos."""
     photos = np.random.default_rng(0).integers(0, 256, (PARITY_PHOTOS, side, side, 3), np.uint8)
-    theirs, ours = _outputs(graph, path, photos)
+    theirs, ours = _outputs(graph, _session(path), photos)
     # features (unbounded) by their scale; probabilities as they are
     scales = [1.0, *(max(1.0, float(np.abs(f).max())) for f in ours[1:])]
     pairs = zip(theirs, ours, scales, strict=True)
@@ -221,8 +226,9 @@ def _int8_agreement(graph: Any, path: Path, photos: np.ndarray, what: str) -> di
     """How far the int8 graph's probabilities are from PyTorch's, and how often the grade
     is the same, on real photos (``what`` says which)."""
     diffs, same, graded = [], 0, 0
+    session = _session(path)
     for start in range(0, len(photos), 64):
-        theirs, ours = _outputs(graph, path, photos[start : start + 64])
+        theirs, ours = _outputs(graph, session, photos[start : start + 64])
         diffs.append(float(np.abs(theirs[0] - ours[0]).max()))
         agree = theirs[0].argmax(-1) == ours[0].argmax(-1)  # (photos, networks)
         same, graded = same + int(agree.sum()), graded + agree.size
