@@ -49,6 +49,12 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's message in a line (its class name when it says nothing)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def without_password(text: str) -> str:
     """``text`` with the password of any ``scheme://user:password@host`` in it hidden."""
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", text)

@@ -9,7 +9,8 @@ from pathlib import Path
 from .errors import OutputError
 
 
-def _same(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (a symlink loop is no file)."""
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop
@@ -40,7 +41,7 @@ def claim_file(
     if path.is_dir():
         raise OutputError(f"{option} {path} is a folder; give the name of a file to write.")
     for given in map(Path, inputs):
-        if _same(path, given):
+        if same_file(path, given):
             raise OutputError(
                 f"{option} {path} is one of this command's inputs ({given}); writing there "
                 "would destroy it. Choose another file name."

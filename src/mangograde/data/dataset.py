@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..basics.errors import DatasetError, listing, plural
+from ..basics.outputs import same_file
 from .csvfile import find_column, read_rows
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -415,13 +416,6 @@ def find_photos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str], li
     return photos, ids, notices
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except (OSError, RuntimeError):  # a symlink loop is no CSV
-        return False
-
-
 def _rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` with forward slashes (string slicing: pathlib is slow)."""
     text, prefix = str(path), str(root) + os.sep
@@ -743,7 +737,7 @@ def _from_label_csv(
     if not paths:
         raise DatasetError(f"Label file {csv_path} lists no photos.")
     unlisted = [_rel(p, root) for p in photos if p not in first_row_of]
-    notices = _ignored_notice([p for p in others if not _same_file(p, csv_path)], root)
+    notices = _ignored_notice([p for p in others if not same_file(p, csv_path)], root)
     if unlisted:
         notices.append(
             f"{plural(len(unlisted), 'photo')} in {root} with no row in {csv_path.name}, "

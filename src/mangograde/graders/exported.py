@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..basics.errors import MangogradeError
+from ..basics.errors import MangogradeError, first_line
 from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import FamiliarGrader, Familiarity
 from ..evaluation.fruits import FruitGrades, grade_fruits
@@ -111,8 +111,7 @@ class ExportedGrader(FamiliarGrader):
             )
         except Exception as exc:  # ONNX Runtime's own error classes
             raise ExportError(
-                f"{self.folder / MODEL_FILE} cannot be loaded by ONNX Runtime "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})."
+                f"{self.folder / MODEL_FILE} cannot be loaded by ONNX Runtime ({first_line(exc)})."
             ) from None
         check_graph(self.session, self.manifest, self.folder / MODEL_FILE)
         self._set_familiarity(self._read_familiarity())

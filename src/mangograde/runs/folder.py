@@ -25,7 +25,7 @@ import yaml
 from .. import __version__
 from ..basics.atomic import atomic_open, write_text
 from ..basics.config import dump
-from ..basics.errors import MangogradeError, SettingsError
+from ..basics.errors import MangogradeError, SettingsError, first_line
 from ..data import Dataset
 from ..evaluation import FruitLevel
 from ..images.decode import BadImage
@@ -78,7 +78,7 @@ def _said(exc: BaseException) -> str:
         return "it is nested too deeply to be one of mangograde's files"
     if isinstance(exc, UnicodeDecodeError):
         return f"it is not UTF-8 text (byte {exc.start})"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first_line(exc)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

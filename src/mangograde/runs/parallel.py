@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..basics.errors import SettingsError
+from ..basics.errors import SettingsError, first_line
 from ..basics.progress import track
 
 BACKENDS = ("loky", "threading", "dask", "ray")
@@ -106,7 +106,7 @@ def _dask_client(scheduler: str | None) -> Iterator[Any]:
         except (OSError, TimeoutError, ValueError) as exc:
             raise SettingsError(
                 f"Cannot reach the Dask scheduler at {scheduler} within {CONNECT_S} s "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Is the "
+                f"({first_line(exc)}). Is the "
                 "cluster up, and is the address right?"
             ) from None
         with client:

@@ -9,7 +9,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..basics.errors import SettingsError, without_password
+from ..basics.errors import SettingsError, first_line, without_password
 from .folder import open_run
 
 TRACKERS = ("mlflow",)
@@ -79,7 +79,7 @@ def mirror_run(path: str | Path, uri: str | None = None) -> str:
     try:
         return _log(mlflow, run, where)
     except Exception as exc:  # MLflow's own errors, the network's, a store it cannot open
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise SettingsError(
             f"The run is written in {run.path}, but MLflow at {without_password(where)} did not "
             f"take it: {without_password(first)[:300]}. Check the tracking URI and that the "
