@@ -9,7 +9,19 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import adapt, data, export, grade, records, serve, suggest, train
+from . import (
+    adapt,
+    compare,
+    data,
+    evaluate,
+    explain,
+    export,
+    predict,
+    records,
+    serve,
+    suggest,
+    train,
+)
 from .options import out, state, user_errors
 
 
@@ -92,10 +104,10 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "sweep": train.sweep_command,
         "tsne": train.tsne_command,
         "ablate": train.ablate_command,
-        "evaluate": grade.evaluate_command,
-        "predict": grade.predict_command,
-        "explain": grade.explain_command,
-        "compare": grade.compare_command,
+        "evaluate": evaluate.evaluate_command,
+        "predict": predict.predict_command,
+        "explain": explain.explain_command,
+        "compare": compare.compare_command,
         "serve": serve.serve_command,
         "export": export.export_command,
         "suggest": suggest.suggest_command,

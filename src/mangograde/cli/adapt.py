@@ -14,8 +14,17 @@ from rich.table import Table
 from ..basics.config import parse_assignments
 from ..basics.errors import SettingsError, plural
 from ..images import ImageCache, load_images
-from .grade import FoldOpt, FruitGroupsOpt, RunArg
-from .options import CacheDirOpt, OverwriteOpt, QuietOpt, notices, out, progress_flag
+from .options import (
+    CacheDirOpt,
+    FoldOpt,
+    FruitGroupsOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RunArg,
+    notices,
+    out,
+    progress_flag,
+)
 
 if TYPE_CHECKING:
     from ..data import Dataset

@@ -233,7 +233,7 @@ def data_familiar(
     from ..report.figures import familiarity_histogram
     from ..runs import open_predictor
     from ..workflows.familiar import check_familiar, write_scores
-    from .grade import familiar_line
+    from .tables import familiar_line
 
     inputs = [*photos, *([labels] if labels else [])]
     for name in ("familiarity.csv", "familiarity.png"):

@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..basics.errors import SettingsError
-from .grade import FoldOpt, RunArg
-from .options import OverwriteOpt, QuietOpt, out, progress_flag
+from .options import FoldOpt, OverwriteOpt, QuietOpt, RunArg, out, progress_flag
 
 
 def export_command(

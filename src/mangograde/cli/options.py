@@ -192,6 +192,49 @@ SampleOpt = Annotated[
 SampleSeedOpt = Annotated[int, typer.Option("--sample-seed", help="Seed of --sample.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", help="Folder to write the results into.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for splits and models.")]
+RunArg = Annotated[
+    Path, typer.Argument(metavar="RUN", help="A run folder written by `mangograde train`.")
+]
+GraderArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="RUN",
+        help="A run folder (`mangograde train`) or an export folder (`mangograde export`).",
+    ),
+]
+FoldOpt = Annotated[
+    int | None,
+    typer.Option("--fold", help="Use only this fold's model (default: the mean of all folds)."),
+]
+BootSeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed of the bootstrap (and of LIME, in compare).")
+]
+FruitGroupsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--groups",
+        help="CSV of image,group saying which photos show one fruit (as train reads it): "
+        "each fruit is graded from all its photos. A photo it does not name is a fruit of "
+        "its own.",
+    ),
+]
+FruitFoldersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fruit-folders",
+        help="The photos lie as PHOTOS/FRUIT_ID/*.jpg: each subfolder is one fruit.",
+    ),
+]
+BootOpt = Annotated[
+    int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% intervals.")
+]
+
+
+def fruits_asked(groups: Path | None, fruit_folders: bool) -> bool:
+    """Whether the photos are graded as fruits; one way of saying which, not both."""
+    if groups is not None and fruit_folders:
+        raise SettingsError("Give --groups or --fruit-folders, not both.")
+    return groups is not None or fruit_folders
 
 
 @dataclass

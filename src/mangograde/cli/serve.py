@@ -12,8 +12,7 @@ from rich.markup import escape
 
 from ..basics.errors import SettingsError
 from ..images.decode import DEFAULT_MAX_PIXELS, set_max_pixels
-from .grade import FoldOpt, RunArg
-from .options import FamiliarOpt, MaxPixelsOpt, familiar_on, notices, out
+from .options import FamiliarOpt, FoldOpt, MaxPixelsOpt, RunArg, familiar_on, notices, out
 from .records import DEFAULT_DB
 
 

@@ -11,8 +11,16 @@ from rich.markup import escape
 from ..basics.errors import plural
 from ..basics.outputs import claim_file
 from ..images import ImageCache
-from .grade import FruitGroupsOpt, RunArg
-from .options import CacheDirOpt, OverwriteOpt, QuietOpt, notices, out, progress_flag
+from .options import (
+    CacheDirOpt,
+    FruitGroupsOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RunArg,
+    notices,
+    out,
+    progress_flag,
+)
 
 
 def suggest_command(

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from ..basics.errors import SettingsError
 from ..models import registry
-from .grade import abstain_line, fruit_line
 from .options import (
     DataArg,
     DataOptions,
@@ -27,6 +26,7 @@ from .options import (
     recipe_options,
     warn,
 )
+from .tables import abstain_line, fruit_line
 
 presets_app = typer.Typer(help="List the named recipes, or show one as YAML.")
 
