@@ -1,13 +1,15 @@
-"""The graders ``predict`` and ``serve`` open: a run folder's :class:`RunPredictor` (torch and
-scikit-learn are imported only then), or an export folder's :class:`ExportedGrader` (ONNX
-Runtime, numpy and Pillow)."""
+"""The grading core: the :class:`Grader` contract, :func:`grade_batch` and its result
+:class:`Graded`, and the graders ``predict`` and ``serve`` open: a run folder's
+:class:`RunPredictor` (torch and scikit-learn are imported only then), or an export
+folder's :class:`ExportedGrader` (ONNX Runtime, numpy and Pillow)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..basics.errors import SettingsError
+from .base import Grader
+from .batch import grade_batch, graded_from, score_photos
 from .exported import (
     FORMAT,
     FORMAT_VERSION,
@@ -18,21 +20,31 @@ from .exported import (
     read_manifest,
     sha256,
 )
+from .graded import CHECK, Graded, fruit_grade_labels, photo_reasons, shares
 
 __all__ = [
+    "CHECK",
     "FORMAT",
     "FORMAT_VERSION",
     "GRADER_FILE",
     "ExportError",
     "ExportedGrader",
+    "Graded",
+    "Grader",
+    "fruit_grade_labels",
+    "grade_batch",
+    "graded_from",
     "is_export",
     "open_grader",
+    "photo_reasons",
     "read_manifest",
+    "score_photos",
     "sha256",
+    "shares",
 ]
 
 
-def open_grader(path: str | Path, fold: int | None = None) -> Any:
+def open_grader(path: str | Path, fold: int | None = None) -> Grader:
     """The grader of a run folder (:func:`mangograde.runs.open_predictor`) or of an export
     folder (:class:`ExportedGrader`; torch is not imported then)."""
     if is_export(path):

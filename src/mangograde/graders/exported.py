@@ -145,6 +145,10 @@ class ExportedGrader(FamiliarGrader):
         return familiarity
 
     @property
+    def family(self) -> str:
+        return str(self.manifest["source"]["family"])
+
+    @property
     def name(self) -> str:
         return str(self.manifest.get("source_run", self.folder.name))
 

@@ -48,6 +48,10 @@ class RunPredictor(FamiliarGrader):
         )
 
     @property
+    def family(self) -> str:
+        return str(self.bundles[0].settings.get("model", "?"))
+
+    @property
     def models(self) -> list[Any]:
         return [b.model for b in self.bundles]
 
