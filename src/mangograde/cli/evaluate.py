@@ -105,7 +105,7 @@ def evaluate_command(
     write_submission(target.with_suffix(".csv"), graded)
     saved = [target, target.with_suffix(".csv")]
     if "fruit" in record:
-        saved.append(write_fruits(fruits_csv, graded.grade_fruits(predictor.rule), graded.grades))
+        saved.append(write_fruits(fruits_csv, graded.as_fruits(), graded.grades))
     notices(graded.notices)
     models = (
         "1 model"

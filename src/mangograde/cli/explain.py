@@ -66,6 +66,7 @@ def explain_command(
     fruit, under the fruit's grade."""
     from ..data import find_photos
     from ..explain import explain
+    from ..graders import grade_batch
     from ..images import load_images
     from ..report.figures import explanation_figure, fruit_explanation_figure
     from ..runs import open_predictor
@@ -96,7 +97,7 @@ def explain_command(
     predictor = open_predictor(run_dir, fold)
     progress = progress_flag(quiet)
     images = load_images(paths, predictor.geometry, progress=progress).arrays
-    fruits, _, _ = predictor.grade_fruits(images, [name] * len(images))
+    fruits = grade_batch(predictor, images, ids, [name] * len(images)).as_fruits()
     fruit_grade = predictor.grades[fruits.predicted[0]]
     found = [explain(predictor, image, method, grade or fruit_grade, samples, seed, progress)
              for image in images]  # fmt: skip

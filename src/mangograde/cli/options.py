@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from ..data import Dataset, load_dataset
 from ..data.synth import is_synthetic
 from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from ..models.registry import Settings, resolve
+
+if TYPE_CHECKING:
+    from ..graders import Grader
 
 out = Console(soft_wrap=True)  # long paths stay whole, for copying
 err = Console(stderr=True, soft_wrap=True)
@@ -148,7 +151,7 @@ def familiar_on(value: str) -> bool:
     return value == "on"
 
 
-def familiar_switch(grader: Any, value: str) -> Any:
+def familiar_switch(grader: Grader, value: str) -> Grader:
     """The grader, its familiarity turned off when ``--familiar off``."""
     if not familiar_on(value):
         grader.without_familiarity()

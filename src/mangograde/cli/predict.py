@@ -104,17 +104,9 @@ def predict_command(
     """Grade new photos (no labels needed) into the competition's submission format,
     with one probability column per grade. With --groups or --fruit-folders, each fruit
     is also graded from all of its photos (fruits.csv)."""
-    from dataclasses import replace
-
     from ..data import PhotoChoice
-    from ..graders import open_grader
-    from ..workflows.predict import (
-        familiar_record,
-        fruit_grade_labels,
-        grade_photos,
-        write_fruits,
-        write_submission,
-    )
+    from ..graders import fruit_grade_labels, open_grader
+    from ..workflows.predict import familiar_record, predict
 
     if csv_format not in ("probabilities", "submission"):
         raise typer.BadParameter(
@@ -139,26 +131,19 @@ def predict_command(
         claim_file(fruits_file, "--fruits-out", inputs, [run_dir], overwrite)
     set_max_pixels(max_pixels)
     predictor = familiar_switch(open_grader(run_dir, fold), familiar)
-    progress = progress_flag(quiet)
     choice = PhotoChoice(tuple(include or ()), tuple(exclude or ()), sample, sample_seed)
-    graded = grade_photos(predictor, photos, ImageCache(cache_dir), skip_bad, progress,
-                          groups, fruit_folders, choice)  # fmt: skip
-    abstain = predictor.rule.abstain if abstain is None else abstain
-    fruits = graded.grade_fruits(replace(predictor.rule, abstain=abstain)) if as_fruits else None
+    graded, ids = predict(
+        predictor, photos, out_file, csv_format == "probabilities", fruit_grade,
+        fruits_file if as_fruits else None, None if store is None else (store, str(lot)),
+        abstain, cache=ImageCache(cache_dir), skip_bad=skip_bad, progress=progress_flag(quiet),
+        groups=groups, fruit_folders=fruit_folders, choice=choice,
+    )  # fmt: skip
     if store is not None:
-        from ..workflows.record import record_graded
-
-        assert lot is not None
-        ids = record_graded(store, lot, predictor, graded, abstain, fruits)
-        out.print(f"Recorded {plural(len(ids), 'grading')} in lot {escape(lot)} "
+        out.print(f"Recorded {plural(len(ids), 'grading')} in lot {escape(str(lot))} "
                   f"({escape(store.where)})")  # fmt: skip
-    write_submission(out_file, graded, csv_format == "probabilities", abstain,
-                     fruits if fruit_grade else None)  # fmt: skip
-    if fruits is not None:
-        write_fruits(fruits_file, fruits, graded.grades)
     notices(graded.notices)
-    checks = abstain is not None or graded.unfamiliar is not None
-    shares = _tally(graded.labels(abstain), graded.grades, checks)
+    checks = graded.has_checks
+    shares = _tally(graded.labels, graded.grades, checks)
     out.print(f"Graded {plural(len(graded.image_ids), 'photo')} ({shares})")
     if csv_format == "submission" and "check 0" not in shares and checks:
         out.print("The submission format holds grades only: the photos to check by hand are "
@@ -166,6 +151,7 @@ def predict_command(
     familiar_found = familiar_record(predictor, graded)
     if familiar_found is not None:
         out.print(familiar_line(familiar_found))
+    fruits = graded.fruit_grades
     if fruits is not None:
         mix = _tally(fruit_grade_labels(fruits, graded.grades), graded.grades, checks)
         out.print(f"Graded {plural(len(fruits.fruits), 'fruit')} ({mix}); wrote "

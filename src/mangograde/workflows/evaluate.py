@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..basics.errors import DatasetError
 from ..data import Dataset
 from ..evaluation import FruitLevel, evaluate, headline
-from ..evaluation.decisions import GradingRule
 from ..evaluation.fruits import fruit_labels
+from ..graders import Graded, Grader, grade_batch
 from ..images import ImageCache
-from .predict import Graded, decode_photos, familiar_record, grade_images
-
-if TYPE_CHECKING:
-    from ..runs import RunPredictor
+from .predict import decode_photos, familiar_record
 
 
 def match_grades(
@@ -63,7 +60,7 @@ def seen_in_training(data_root: Path | None, dataset: Dataset) -> list[str]:
 
 
 def evaluate_dataset(
-    predictor: RunPredictor,
+    predictor: Grader,
     dataset: Dataset,
     cache: ImageCache | None = None,
     skip_bad: bool = False,
@@ -81,13 +78,16 @@ def evaluate_dataset(
     dataset, matched = match_grades(predictor.grades, dataset, ordered)
     matched += seen_in_training(trained_on, dataset)
     images, kept, bad, notices = decode_photos(predictor, dataset.paths, cache, skip_bad, progress)
-    proba, predicted, familiar = grade_images(predictor, images, progress)
     kept_set = dataset.subset(kept)
+    fruits = None if kept_set.groups is None else list(kept_set.groups)
+    graded = grade_batch(predictor, images, list(kept_set.image_ids), fruits, progress=progress)
+    graded.paths, graded.bad, graded.truth = list(kept_set.paths), bad, kept_set.labels
+    graded.notices = matched + notices + graded.notices
     record = evaluate(
         kept_set.labels,
-        predicted,
+        graded.predicted,
         dataset.grades,
-        proba,
+        graded.proba,
         kept_set.groups,
         n_boot,
         0.95,
@@ -96,20 +96,8 @@ def evaluate_dataset(
     )
     record["n_skipped"] = len(bad)
     record["notices"] = matched
-    graded = Graded(
-        list(kept_set.paths),
-        list(kept_set.image_ids),
-        proba,
-        predicted,
-        predictor.grades,
-        bad,
-        matched + notices + predictor.notices,
-        kept_set.labels,
-        None if kept_set.groups is None else list(kept_set.groups),
-        **familiar,
-    )
     if graded.fruit_ids is not None:
-        record["fruit"] = evaluate_fruits(graded, predictor.rule, n_boot, seed, ordered)
+        record["fruit"] = evaluate_fruits(graded, n_boot, seed, ordered)
     familiar = familiar_record(predictor, graded)
     if familiar is not None:
         record["familiar"] = familiar
@@ -117,12 +105,13 @@ def evaluate_dataset(
 
 
 def evaluate_fruits(
-    graded: Graded, rule: GradingRule, n_boot: int = 2000, seed: int = 0, ordered: bool = True
+    graded: Graded, n_boot: int = 2000, seed: int = 0, ordered: bool = True
 ) -> dict[str, Any]:
     """The fruit level of labelled graded photos: every metric of the fruits, as the
     grader grades them (its fruit rule, temperature and decision), and the headline."""
     assert graded.truth is not None
-    fruits = graded.grade_fruits(rule)
+    rule = graded.rule
+    fruits = graded.as_fruits()
     truth, mixed = fruit_labels(graded.truth, fruits.fruits)
     record = evaluate(truth, fruits.predicted, graded.grades, fruits.proba,
                       None, n_boot, 0.95, seed, ordered)  # fmt: skip

@@ -16,8 +16,9 @@ from ..basics.atomic import atomic_open
 from ..basics.errors import SettingsError
 from ..data import find_photos
 from ..evaluation.familiarity import auroc
+from ..graders import Graded, Grader
 from ..images import ImageCache
-from .predict import Graded, familiar_record, grade_found
+from .predict import familiar_record, grade_found
 
 
 @dataclass
@@ -43,7 +44,7 @@ class FamiliarReport:
 
 
 def check_familiar(
-    predictor: Any,
+    predictor: Grader,
     inputs: Sequence[str | Path],
     cache: ImageCache | None = None,
     skip_bad: bool = False,

@@ -1,114 +1,40 @@
-"""``predict``'s work: grade photo files and folders with a run, and write the grades."""
+"""``predict``'s work: grade photo files and folders with a grader, and write the grades."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..basics.atomic import atomic_open
 from ..basics.errors import DatasetError, SettingsError
-from ..basics.progress import Bar
 from ..data import PhotoChoice, find_photos
 from ..data.fruit_ids import fruits_from_csv, fruits_from_folders
-from ..evaluation.confidence import to_check
-from ..evaluation.decisions import GradingRule
-from ..evaluation.fruits import FruitGrades, Fruits, fruit_grades
+from ..evaluation.fruits import FruitGrades
+from ..graders import CHECK, Graded, Grader, fruit_grade_labels, grade_batch
 from ..images import ImageCache, load_images
 from ..images.decode import BadImage
 from ..images.loader import bad_images_message
 
-if TYPE_CHECKING:
-    from ..runs import RunPredictor
-
-BATCH = 128
-CHECK = "check"  # the label of a photo left to grade by hand (predict --abstain)
-
-
-@dataclass
-class Graded:
-    """Photos graded by a run: ``proba[i]`` is the photo ``paths[i]`` (bad photos left out)."""
-
-    paths: list[Path]
-    image_ids: list[str]
-    proba: np.ndarray
-    predicted: np.ndarray
-    grades: tuple[str, ...]
-    bad: list[BadImage] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    truth: np.ndarray | None = None  # grade codes, when the photos were labelled
-    fruit_ids: list[str] | None = None  # which fruit each photo shows ("": its own)
-    scores: np.ndarray | None = None  # (n_models, n) familiarity scores, with familiarity
-    unfamiliar: np.ndarray | None = None  # which photos the grader finds unfamiliar
-    drift_p: float | None = None  # the batch against the run's held-out photos
-
-    @property
-    def familiarity(self) -> np.ndarray | None:
-        """Each photo's familiarity score (the mean over the fold models)."""
-        return None if self.scores is None else self.scores.mean(axis=0)
-
-    def reasons(self, abstain: float | None = None) -> list[str]:
-        """Why each photo is to check by hand: ``unfamiliar`` (unlike the training photos),
-        else ``unsure`` (its top probability below ``abstain``), else ""."""
-        unsure = to_check(self.proba, abstain)
-        odd = np.zeros(len(unsure), bool) if self.unfamiliar is None else self.unfamiliar
-        pairs = zip(odd, unsure, strict=True)
-        return ["unfamiliar" if o else "unsure" if u else "" for o, u in pairs]
-
-    def labels(self, abstain: float | None = None) -> list[str]:
-        """Each photo's grade, or ``check`` (to grade by hand) where it has a reason."""
-        return [CHECK if why else self.grades[c]
-                for c, why in zip(self.predicted, self.reasons(abstain), strict=True)]  # fmt: skip
-
-    @property
-    def fruits(self) -> Fruits | None:
-        return None if self.fruit_ids is None else Fruits.from_ids(self.fruit_ids, self.image_ids)
-
-    def grade_fruits(self, rule: GradingRule) -> FruitGrades:
-        """The fruits these photos show, graded by ``rule`` (each photo its own fruit when
-        no fruit ids were given)."""
-        fruits = self.fruits or Fruits.each_photo(self.image_ids)
-        return fruit_grades(rule, self.proba, fruits, self.unfamiliar)
-
-    def fruit_labels(self, fruits: FruitGrades) -> list[str]:
-        """Each photo's label taken from its fruit's grade (``check`` where the fruit is)."""
-        labels = fruit_grade_labels(fruits, self.grades)
-        return [labels[f] for f in fruits.fruits.of]
-
-
-def fruit_grade_labels(fruits: FruitGrades, grades: Sequence[str]) -> list[str]:
-    """Each fruit's grade, or ``check`` where it is left to grade by hand."""
-    return [CHECK if c else grades[p] for p, c in zip(fruits.predicted, fruits.check, strict=True)]
-
-
-def grade_images(
-    predictor: RunPredictor, images: np.ndarray, progress: bool | None = None
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Probabilities and grade codes of decoded photos, in batches behind a progress bar,
-    and :class:`Graded`'s familiarity fields: the scores ``(n_models, n)``, the flags and
-    the batch's drift p-value (None without familiarity)."""
-    proba = np.zeros((len(images), len(predictor.grades)))
-    codes = np.zeros(len(images), dtype=int)
-    scores = []
-    with Bar(len(images), "Grading photos", progress, every=1000) as bar:
-        for start in range(0, len(images), BATCH):
-            chunk = slice(start, start + BATCH)
-            proba[chunk], codes[chunk], found = predictor.grade_and_score(images[chunk])
-            scores.append(found)
-            bar.advance(len(images[chunk]))
-    known = scores and all(s is not None for s in scores)
-    found = np.concatenate(scores, axis=1) if known else None
-    familiar = {"scores": found, "unfamiliar": predictor.unfamiliar(found),
-                "drift_p": predictor.drift(found)}  # fmt: skip
-    return proba, codes, familiar
+__all__ = [
+    "CHECK",
+    "Graded",
+    "decode_photos",
+    "familiar_record",
+    "fruit_grade_labels",
+    "grade_found",
+    "grade_photos",
+    "predict",
+    "write_fruits",
+    "write_submission",
+]
 
 
 def decode_photos(
-    predictor: RunPredictor,
+    predictor: Grader,
     paths: Sequence[Path],
     cache: ImageCache | None,
     skip_bad: bool,
@@ -121,7 +47,7 @@ def decode_photos(
 
 
 def grade_photos(
-    predictor: RunPredictor,
+    predictor: Grader,
     inputs: Sequence[str | Path],
     cache: ImageCache | None = None,
     skip_bad: bool = False,
@@ -129,12 +55,14 @@ def grade_photos(
     groups: Path | None = None,
     fruit_folders: bool = False,
     choice: PhotoChoice | None = None,
+    abstain: float | None = None,
 ) -> Graded:
     """Grade photo files and folders (labels, if any, are not needed and not read).
 
     ``groups`` (a CSV of image,group, as ``train`` reads) or ``fruit_folders``
     (``PHOTOS/FRUIT_ID/*.jpg``) say which photos show one fruit; both are read before any
-    photo is decoded. ``choice``: only the photos its globs and sample keep."""
+    photo is decoded. ``choice``: only the photos its globs and sample keep; ``abstain``:
+    the threshold under which a photo is left to check (default: the grader's)."""
     paths, ids, notices = find_photos(inputs)
     fruit_ids = None
     if groups is not None and fruit_folders:
@@ -150,11 +78,13 @@ def grade_photos(
         paths, ids = [paths[i] for i in kept], [ids[i] for i in kept]
         fruit_ids = None if fruit_ids is None else [fruit_ids[i] for i in kept]
         notices += chosen
-    return grade_found(predictor, paths, ids, notices, cache, skip_bad, progress, fruit_ids)
+    return grade_found(
+        predictor, paths, ids, notices, cache, skip_bad, progress, fruit_ids, abstain
+    )
 
 
 def grade_found(
-    predictor: RunPredictor,
+    predictor: Grader,
     paths: Sequence[Path],
     ids: Sequence[str],
     notices: list[str],
@@ -162,24 +92,19 @@ def grade_found(
     skip_bad: bool = False,
     progress: bool | None = None,
     fruit_ids: Sequence[str] | None = None,
+    abstain: float | None = None,
 ) -> Graded:
-    """Decode and grade photos already found (:func:`find_photos`)."""
+    """Decode and grade photos already found (:func:`find_photos`) by :func:`grade_batch`."""
     images, kept, bad, load_notices = decode_photos(predictor, paths, cache, skip_bad, progress)
-    proba, predicted, familiar = grade_images(predictor, images, progress)
-    return Graded(
-        [paths[i] for i in kept],
-        [ids[i] for i in kept],
-        proba,
-        predicted,
-        predictor.grades,
-        bad,
-        notices + load_notices + predictor.notices,
-        fruit_ids=None if fruit_ids is None else [fruit_ids[i] for i in kept],
-        **familiar,
-    )
+    fruits = None if fruit_ids is None else [fruit_ids[i] for i in kept]
+    graded = grade_batch(predictor, images, [ids[i] for i in kept], fruits, abstain, progress)
+    graded.paths = [paths[i] for i in kept]
+    graded.bad = bad
+    graded.notices = notices + load_notices + graded.notices
+    return graded
 
 
-def familiar_record(predictor: Any, graded: Graded) -> dict[str, Any] | None:
+def familiar_record(predictor: Grader, graded: Graded) -> dict[str, Any] | None:
     """How many of the graded photos the run finds unfamiliar, whether the batch drifted,
     and the accuracy on either side; None for a grader without familiarity."""
     if graded.unfamiliar is None or predictor.familiarity is None:
@@ -202,26 +127,23 @@ def familiar_record(predictor: Any, graded: Graded) -> dict[str, Any] | None:
 
 
 def write_submission(
-    path: str | Path,
-    graded: Graded,
-    probabilities: bool = True,
-    abstain: float | None = None,
-    fruits: FruitGrades | None = None,
+    path: str | Path, graded: Graded, probabilities: bool = True, fruit_grade: bool = False
 ) -> Path:
     """The competition's ``image_id,label`` columns, ``true`` when the photos were
     labelled, ``fruit`` when they were graded as fruits, then (unless ``probabilities`` is
     False) ``p_<grade>`` for each grade, ``familiarity`` (the photo's score, with a
     familiarity model) and ``reason`` (why the photo is to check by hand). A photo with a
-    reason (unfamiliar; or its top probability below ``abstain``) is labelled ``check``.
-    With ``fruits``, each photo is labelled with its fruit's grade (``--fruit-grade``).
-    The competition's format (``probabilities`` False) holds grades only: every photo
-    gets its grade there."""
+    reason (unfamiliar; or its top probability below the batch's abstain) is labelled
+    ``check``. With ``fruit_grade``, each photo is labelled with its fruit's grade
+    (``--fruit-grade``). The competition's format (``probabilities`` False) holds grades
+    only: every photo gets its grade there."""
     path = Path(path)
+    fruits = graded.as_fruits() if fruit_grade else None
     truth = [] if graded.truth is None else ["true"]
     fruit = ["fruit"] if probabilities and graded.fruit_ids is not None else []
     columns = [f"p_{g}" for g in graded.grades] if probabilities else []
     familiarity = graded.familiarity if probabilities else None
-    checks = probabilities and (abstain is not None or graded.unfamiliar is not None)
+    checks = probabilities and graded.has_checks
     extra = [*(["familiarity"] if familiarity is not None else []), *(["reason"] if checks else [])]
     found = graded.fruits
     names, of = (found.names, found.of) if found is not None else ((), ())
@@ -230,7 +152,7 @@ def write_submission(
             graded.grades[fruits.predicted[f]] for f in fruits.fruits.of]  # fmt: skip
         reasons = [""] * len(labels)
     elif fruits is None:
-        labels, reasons = graded.labels(abstain), graded.reasons(abstain)
+        labels, reasons = graded.labels, graded.reasons
     else:
         labels = graded.fruit_labels(fruits)
         reasons = [fruits.reason(f) for f in fruits.fruits.of]
@@ -268,3 +190,32 @@ def write_fruits(path: str | Path, fruits: FruitGrades, grades: Sequence[str]) -
             writer.writerow([name, int(counts[i]), grades[fruits.predicted[i]], *shares, check,
                              fruits.reason(i)])  # fmt: skip
     return path
+
+
+def predict(
+    grader: Grader,
+    photos: Sequence[str | Path],
+    out_file: Path,
+    probabilities: bool = True,
+    fruit_grade: bool = False,
+    fruits_file: Path | None = None,
+    record: tuple[Any, str] | None = None,
+    abstain: float | None = None,
+    **finding: Any,
+) -> tuple[Graded, list[int]]:
+    """``predict``'s work: grade ``photos`` (:func:`grade_photos`; ``finding``: its cache,
+    skip_bad, progress, groups, fruit_folders and choice), keep them in a lot of the
+    records (``record``: the store and the lot; :func:`mangograde.records.record_graded`),
+    then write the grades (``out_file``) and, with fruits, ``fruits_file``. The graded
+    batch and the grading ids it was kept under."""
+    graded = grade_photos(grader, photos, abstain=abstain, **finding)
+    ids: list[int] = []
+    if record is not None:
+        from ..records import record_graded
+
+        store, lot = record
+        ids = record_graded(store, lot, grader, graded)
+    write_submission(out_file, graded, probabilities, fruit_grade)
+    if fruits_file is not None and graded.fruit_grades is not None:
+        write_fruits(fruits_file, graded.fruit_grades, graded.grades)
+    return graded, ids

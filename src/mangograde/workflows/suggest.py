@@ -7,19 +7,17 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..basics.atomic import atomic_open
 from ..basics.errors import SettingsError, plural
-from ..basics.progress import Bar
 from ..data import find_photos
 from ..data.fruit_ids import fruits_from_csv
-from ..evaluation.fruits import Fruits
 from ..evaluation.selection import Picked, pick, pooled, standardised, uncertainty
+from ..graders import Grader, grade_batch
 from ..images import ImageCache
-from .predict import BATCH, decode_photos
+from .predict import decode_photos
 
 
 @dataclass
@@ -45,26 +43,8 @@ def read_labelled(path: Path) -> set[str]:
     return {Path(i.replace("\\", "/")).name for i in ids}
 
 
-def _embed(predictor: Any, images: np.ndarray, progress: bool | None) -> tuple[np.ndarray, Any]:
-    """Calibrated probabilities and each fold model's features (None: the family gives none)."""
-    proba, parts = [], []
-    with Bar(len(images), "Grading photos", progress, every=1000) as bar:
-        for start in range(0, len(images), BATCH):
-            chunk = images[start : start + BATCH]
-            try:
-                found, _, features = predictor.grade_and_embed(chunk)
-            except AttributeError:
-                found, features = predictor.grade(chunk)[0], None
-            proba.append(found)
-            parts.append(features)
-            bar.advance(len(chunk))
-    if any(p is None for p in parts):
-        return np.concatenate(proba), None
-    return np.concatenate(proba), [np.concatenate(f) for f in zip(*parts, strict=True)]
-
-
 def suggest(
-    predictor: Any,
+    predictor: Grader,
     inputs: Sequence[str | Path],
     n: int,
     labelled: set[str] | None = None,
@@ -84,16 +64,16 @@ def suggest(
         notices += found
     images, kept, _, load_notices = decode_photos(predictor, paths, cache, False, progress)
     ids = [ids[i] for i in kept]
-    proba, features = _embed(predictor, images, progress)
-    fruits = (Fruits.each_photo(ids) if fruit_ids is None
-              else Fruits.from_ids([fruit_ids[i] for i in kept], ids))  # fmt: skip
+    kept_fruits = None if fruit_ids is None else [fruit_ids[i] for i in kept]
+    graded = grade_batch(predictor, images, ids, kept_fruits, progress=progress, embed=True)
+    proba, features, found = graded.proba, graded.features, graded.as_fruits()
+    fruits = found.fruits
     members = [fruits.photos_of(j) for j in range(len(fruits.names))]
     labelled = labelled or set()
     done = np.array([any(ids[i] in labelled for i in rows) for rows in members])
     unsure = np.array([uncertainty(proba[rows], by).mean() for rows in members])
-    mean_proba = np.stack([proba[rows].mean(axis=0) for rows in members])
     if features is None:
-        features = [mean_proba]  # no features: spread over the grade probabilities
+        features = [found.proba]  # no features: spread over the grade probabilities
         notices.append("This run's family gives no features: the photos are spread over "
                        "their grade probabilities instead.")  # fmt: skip
     items = pooled(standardised(features), members)
@@ -106,9 +86,9 @@ def suggest(
     picked = Picked([int(pool[i]) for i in picked.order], picked.distance,
                     {int(pool[k]): (int(pool[v]) if v >= 0 else -1)
                      for k, v in picked.duplicates.items()}, picked.threshold)  # fmt: skip
-    grades = [predictor.grades[int(c)] for c in mean_proba.argmax(axis=1)]
+    grades = [predictor.grades[int(c)] for c in found.predicted]
     photos = [[ids[i] for i in rows] for rows in members]
-    return Suggestion(list(fruits.names), photos, grades, mean_proba.max(axis=1), unsure,
+    return Suggestion(list(fruits.names), photos, grades, found.proba.max(axis=1), unsure,
                       picked, int(done.sum()), notices + load_notices)  # fmt: skip
 
 
