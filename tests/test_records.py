@@ -20,6 +20,7 @@ from mangograde.records import (  # noqa: E402
     RecordsError,
     Store,
     open_store,
+    to_check,
 )
 
 MODEL = ModelIdentity("colour", "ab" * 32)
@@ -76,7 +77,11 @@ def test_a_batch_is_kept_whole_with_its_fruits_and_corrections_are_appended(db_u
         session.add(Correction(grading_id=ids[2], operator="ben", grade="A", time=now))
     summary = store.summary("lot-1", detail=True)
     assert summary.gradings == 3 and summary.mix == {"A": 2, "B": 1}  # the latest stands
-    assert summary.checks == {"unfamiliar": 1} and summary.corrections == 2
+    # the unfamiliar photo was corrected, so nothing is left to check (issue 35: one
+    # number, the to-check list's); it still counts as unfamiliar
+    assert summary.checks == {} and summary.checks_left == len(to_check(store, "lot-1")) == 0
+    assert summary.unfamiliar == 1 and summary.corrections == 2
+    assert summary.fruit_mix == {"A": 1}
     assert summary.models == {"colour (abababababab)": 3}
     assert summary.fruits[0]["fruit"] == "f1" and summary.fruits[0]["photos"] == 2
     rows = store.gradings("lot-1")
@@ -434,3 +439,24 @@ def test_serve_refuses_a_records_database_it_cannot_write(colour_run, tmp_path):
     assert_clean_failure(run("serve", colour, "--db", older), "mangograde db upgrade")
     bad = run("serve", colour, "--record-failures", "maybe")
     assert bad.exit_code != 0 and "refuse or warn" in bad.output
+
+
+def test_prune_honours_the_offset_of_the_date_it_is_given(db_url):
+    """Issue 39, point 1: 2026-12-08T00:00+14:00 is 2026-12-07 10:00 UTC, so gradings at
+    11:00 UTC stay and those at 09:00 go; with -12:00 (12:00 UTC next day) both go."""
+    from .test_cli import run
+
+    store = open_store(db_url)
+    early = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
+    late = datetime(2026, 12, 7, 11, 0, tzinfo=timezone.utc)
+    store.record("early", MODEL, [_photo("a.jpg")], when=early)
+    store.record("late", MODEL, [_photo("b.jpg")], when=late)
+    east = run("lots", "prune", "--before", "2026-12-08T00:00:00+14:00", "--dry-run",
+               "--db", db_url)  # fmt: skip
+    assert east.exit_code == 0 and "Would delete 1 gradings" in east.output, east.output
+    west = run("lots", "prune", "--before", "2026-12-08T00:00:00-12:00", "--dry-run",
+               "--db", db_url)  # fmt: skip
+    assert west.exit_code == 0 and "Would delete 2 gradings" in west.output, west.output
+    aware = datetime(2026, 12, 8, tzinfo=timezone(timedelta(hours=14)))
+    assert store.prune(aware)["gradings"] == 1
+    assert store.lot_names() == ["late"]

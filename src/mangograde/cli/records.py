@@ -80,15 +80,17 @@ def lots_list(db: DbOpt = DEFAULT_DB) -> None:
 
 def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB) -> None:
     """One lot: its grade mix, checks by reason, corrections and the models used."""
-    from ..workflows.lots import checks_line, mix_line
+    from ..workflows.lots import checks_line, fruit_mix_line, mix_line
 
     s = _store(db).summary(lot, detail=True)
     out.print(f"Lot {escape(s.name)}: {s.gradings} photos graded, created "
               f"{s.created:%Y-%m-%d %H:%M} UTC")  # fmt: skip
-    out.print(f"Grades (after corrections): {mix_line(s)}")
-    out.print(f"Left to check by hand: {checks_line(s)}")
-    out.print(f"Corrections: {s.corrections}; fruits graded from several photos: "
-              f"{len(s.fruits)}")  # fmt: skip
+    if s.fruit_mix:
+        out.print(f"Fruits by grade: {escape(fruit_mix_line(s))}")
+    out.print(f"Photos by grade (after corrections): {escape(mix_line(s))}")
+    out.print(f"Left to check by hand: {escape(checks_line(s))}")
+    out.print(f"Corrections: {s.corrections}; unfamiliar photos: {s.unfamiliar}; fruits "
+              f"graded from several photos: {s.n_fruits}")  # fmt: skip
     for model, n in s.models.items():
         out.print(f"Model {escape(model)}: {n} photos")
 
@@ -115,7 +117,8 @@ def _utc(text: str, option: str) -> datetime:
         raise SettingsError(
             f"{option} {text!r} is not a date: give YYYY-MM-DD (or an ISO time)."
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    # an offset or zone given is honoured: the records keep UTC (SQLite keeps naive times)
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def data_labels(

@@ -10,6 +10,7 @@ from .corrections import (
     labelled,
     to_check,
 )
+from .graded import Upload, batch_of, identity_of, record_graded
 from .store import (
     Batch,
     FruitRecord,
@@ -21,6 +22,7 @@ from .store import (
     check_name,
     open_store,
 )
+from .summary import best_first
 
 __all__ = [
     "NOTE_LIMIT",
@@ -30,6 +32,10 @@ __all__ = [
     "history",
     "labelled",
     "to_check",
+    "Upload",
+    "batch_of",
+    "identity_of",
+    "record_graded",
     "Batch",
     "FruitRecord",
     "LotSummary",
@@ -39,4 +45,5 @@ __all__ = [
     "Store",
     "check_name",
     "open_store",
+    "best_first",
 ]

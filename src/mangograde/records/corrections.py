@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..basics.errors import SettingsError
-from .store import RecordsError, Store, _reason, check_name
+from .store import RecordsError, Store, _reason, as_utc, check_name
 
 NOTE_LIMIT = 10_000  # characters of a correction's note
 
@@ -193,7 +193,7 @@ def labelled(
         if lots:
             query = query.where(Lot.name.in_(list(lots)))
         if since is not None:
-            query = query.where(Row.time >= since)
+            query = query.where(Row.time >= as_utc(since))
         rows = session.execute(query).all()
     by_photo: dict[str, dict[str, Any]] = {}
     for grading_id, photo, sha, fruit, lot, graded, grade, operator, when, p in rows:

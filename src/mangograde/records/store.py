@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..basics.errors import MangogradeError, SettingsError
+from .summary import LotSummary, lot_summary
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 NAME_LIMIT = 200  # characters of a lot or fruit name
@@ -87,18 +88,12 @@ class Batch:
             check_name(fruit, "fruit", required=False)
 
 
-@dataclass
-class LotSummary:
-    name: str
-    created: datetime
-    note: str | None
-    gradings: int
-    last: datetime | None
-    mix: dict[str, int] = field(default_factory=dict)  # grade -> photos (corrected grade)
-    checks: dict[str, int] = field(default_factory=dict)  # reason -> photos
-    corrections: int = 0
-    models: dict[str, int] = field(default_factory=dict)  # "run (sha256[:12])" -> photos
-    fruits: list[dict[str, Any]] = field(default_factory=list)
+def as_utc(when: datetime) -> datetime:
+    """``when`` in UTC, as the records keep times (a naive time is taken as UTC): SQLite
+    compares times as text, so an offset left in place would shift the instant."""
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(
+        timezone.utc
+    )
 
 
 def _utc_now() -> datetime:
@@ -304,62 +299,8 @@ class Store:
         return SettingsError(f"No lot named {name!r} in {self.where} (lots: {known}).")
 
     def summary(self, name: str, detail: bool = False) -> LotSummary:
-        """A lot's grade mix (each grading's latest corrected grade), checks by reason,
-        corrections and models; with ``detail``, a row a fruit."""
-        from sqlalchemy import func, select
-        from sqlalchemy.orm import Session
-
-        from .schema import Correction, FruitGrading, Grading, Lot
-
-        with Session(self.engine) as session:
-            lot = session.scalar(select(Lot).where(Lot.name == name))
-            if lot is None:
-                raise self._no_lot(name)
-            latest = (
-                select(Correction.grading_id, func.max(Correction.id).label("last"))
-                .group_by(Correction.grading_id)
-                .subquery()
-            )
-            final = func.coalesce(Correction.grade, Grading.grade)
-            rows = session.execute(
-                select(final, Grading.check, Grading.reason, Grading.run, Grading.model_sha256,
-                       func.count(), func.max(Grading.time))
-                .select_from(Grading)
-                .outerjoin(latest, latest.c.grading_id == Grading.id)
-                .outerjoin(Correction, Correction.id == latest.c.last)
-                .where(Grading.lot_id == lot.id)
-                .group_by(final, Grading.check, Grading.reason, Grading.run, Grading.model_sha256)
-            ).all()  # fmt: skip
-            summary = LotSummary(lot.name, lot.created, lot.note, 0, None)
-            for grade, check, reason, run, sha, count, last in rows:
-                summary.gradings += count
-                summary.mix[grade] = summary.mix.get(grade, 0) + count
-                if check:
-                    key = reason or "check"
-                    summary.checks[key] = summary.checks.get(key, 0) + count
-                model = f"{run} ({sha[:12]})"
-                summary.models[model] = summary.models.get(model, 0) + count
-                if last is not None and (summary.last is None or last > summary.last):
-                    summary.last = last
-            summary.corrections = int(session.scalar(
-                select(func.count()).select_from(Correction).join(Grading)
-                .where(Grading.lot_id == lot.id)) or 0)  # fmt: skip
-            if detail:
-                fruits = session.execute(
-                    select(FruitGrading.fruit, FruitGrading.grade, FruitGrading.check,
-                           FruitGrading.reason, FruitGrading.time,
-                           func.count(Grading.id))
-                    .outerjoin(Grading, Grading.fruit_grading_id == FruitGrading.id)
-                    .where(FruitGrading.lot_id == lot.id)
-                    .group_by(FruitGrading.id)
-                    .order_by(FruitGrading.id)
-                ).all()  # fmt: skip
-                summary.fruits = [
-                    {"fruit": f, "grade": g, "check": bool(c), "reason": r or "", "time": t,
-                     "photos": int(n)}
-                    for f, g, c, r, t, n in fruits
-                ]  # fmt: skip
-            return summary
+        """The lot's summary (:func:`mangograde.records.summary.lot_summary`)."""
+        return lot_summary(self, name, detail)
 
     def gradings(self, name: str) -> list[dict[str, Any]]:
         """Every grading of lot ``name`` in order, with its latest correction if any."""
@@ -409,6 +350,7 @@ class Store:
 
         from .schema import Correction, FruitGrading, Grading, Lot
 
+        before = as_utc(before)
         old = select(Grading.id).where(Grading.time < before)
         with Session(self.engine) as session, session.begin():
             counts = {

@@ -13,16 +13,25 @@ from ..basics.errors import SettingsError
 from ..records import LotSummary, Store
 
 
+def _shares(counts: dict[str, int], total: int) -> str:
+    return ", ".join(f"{k} {n} ({n / max(1, total):.0%})" for k, n in counts.items()) or "none"
+
+
 def mix_line(summary: LotSummary) -> str:
-    """``A 12 (60%), B 8 (40%)``: the lot's grades after corrections."""
-    total = max(1, summary.gradings)
-    return ", ".join(f"{g} {n} ({n / total:.0%})" for g, n in summary.mix.items()) or "none"
+    """``A 12 (60%), B 8 (40%)``: the lot's photos by grade after corrections, best first."""
+    return _shares(summary.mix, summary.gradings)
+
+
+def fruit_mix_line(summary: LotSummary) -> str:
+    """The lot's fruits by grade, best first (``none`` when no fruits were given)."""
+    return _shares(summary.fruit_mix, summary.n_fruits)
 
 
 def checks_line(summary: LotSummary) -> str:
-    total = max(1, summary.gradings)
-    found = ", ".join(f"{r} {n} ({n / total:.0%})" for r, n in sorted(summary.checks.items()))
-    return found or "none"
+    """``3 (unfamiliar 1 (5%), unsure 2 (10%))``: photos left to check by hand."""
+    if not summary.checks_left:
+        return "none"
+    return f"{summary.checks_left} ({_shares(summary.checks, summary.gradings)})"
 
 
 def write_lot_report(store: Store, name: str, path: Path) -> Path:
@@ -63,7 +72,9 @@ def lot_html(summary: LotSummary) -> str:
     """The lot's report as one self-contained HTML page."""
     total = max(1, summary.gradings)
     mix = [[g, n, f"{n / total:.1%}"] for g, n in summary.mix.items()]
-    checks = [[r, n, f"{n / total:.1%}"] for r, n in sorted(summary.checks.items())]
+    fruit_total = max(1, summary.n_fruits)
+    fruit_mix = [[g, n, f"{n / fruit_total:.1%}"] for g, n in summary.fruit_mix.items()]
+    checks = [[r, n, f"{n / total:.1%}"] for r, n in summary.checks.items()]
     models = [[m, n] for m, n in summary.models.items()]
     fruits = [[f["fruit"], f["photos"], f["grade"], "yes" if f["check"] else "no", f["reason"],
                f["time"]] for f in summary.fruits]  # fmt: skip
@@ -72,10 +83,13 @@ def lot_html(summary: LotSummary) -> str:
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Created {summary.created:%Y-%m-%d %H:%M} UTC; {summary.gradings} photos graded"
         f"{'' if summary.last is None else f', the last at {summary.last:%Y-%m-%d %H:%M} UTC'}"
-        f"; {summary.corrections} corrections.</p>",
-        "<h2>Grade mix (after corrections)</h2>",
+        f"; {summary.corrections} corrections; {summary.unfamiliar} photos unfamiliar.</p>",
+        "<h2>Fruits by grade</h2>",
+        _table(["grade", "fruits", "share"], fruit_mix)
+        if fruit_mix else "<p>None: photos were graded one by one.</p>",
+        "<h2>Photos by grade (after corrections)</h2>",
         _table(["grade", "photos", "share"], mix),
-        "<h2>Left to check by hand</h2>",
+        f"<h2>Left to check by hand: {summary.checks_left}</h2>",
         _table(["reason", "photos", "share"], checks) if checks else "<p>None.</p>",
         "<h2>Models used</h2>",
         _table(["run (model SHA-256)", "photos"], models),
