@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..basics.errors import SettingsError
+from ..graders import Grader
 
 ALARM = 0.01  # the window drifts while its p-value is below this
 
@@ -27,7 +28,7 @@ def check_window(size: int) -> int:
 class DriftWindow:
     """The last photos' per-model scores, and the window's p-value."""
 
-    def __init__(self, predictor: Any, size: int = 50) -> None:
+    def __init__(self, predictor: Grader, size: int = 50) -> None:
         self.predictor = predictor
         self.size = check_window(size)
         self._scores: deque[np.ndarray] = deque(maxlen=self.size)

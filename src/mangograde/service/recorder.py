@@ -8,30 +8,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
-from ..records import (
-    Batch,
-    FruitRecord,
-    ModelIdentity,
-    PhotoRecord,
-    RecordsError,
-    Store,
-    open_store,
-)
-from .schemas import FruitResult, PhotoResult
+from ..records import Batch, ModelIdentity, RecordsError, Store, open_store
 
 DEFAULT_LOT = "unassigned"
 FAILURES = ("refuse", "warn")
-
-
-@dataclass
-class Uploaded:
-    """A graded photo's upload: what the record keeps of its bytes, and how long it took."""
-
-    sha256: str
-    size: int
-    latency_ms: float
 
 
 class Recorder:
@@ -60,33 +41,12 @@ class Recorder:
         for (_, done), ids in zip(waiting, found, strict=True):
             done.set_result(ids)
 
-    async def record(
-        self,
-        lot: str,
-        graded: list[tuple[PhotoResult, Uploaded]],
-        fruits: list[FruitResult] | None,
-    ) -> list[int]:
-        """Keep the graded photos; their grading ids. Raises RecordsError when it cannot."""
-        photos = [
-            PhotoRecord(
-                photo=r.image_id,
-                sha256=u.sha256,
-                size=u.size,
-                grade=str(r.grade),
-                probabilities=dict(r.probabilities or {}),
-                check=bool(r.check),
-                reason=r.reason,
-                familiarity=r.familiarity,
-                latency_ms=u.latency_ms,
-                fruit=r.fruit,
-            )  # fmt: skip
-            for r, u in graded
-        ]
-        kept = [FruitRecord(f.fruit, f.grade, f.probabilities, bool(f.check), f.reason)
-                for f in fruits or []]  # fmt: skip
+    async def record(self, batch: Batch) -> list[int]:
+        """Keep a request's gradings (:func:`mangograde.records.batch_of`); their ids.
+        Raises RecordsError when they cannot be kept."""
         done: Future[list[int]] = Future()
         with self._lock:
-            self._waiting.append((Batch(lot, self.identity, photos, kept), done))
+            self._waiting.append((batch, done))
         self.writer.submit(self._flush)
         return await asyncio.wrap_future(done)
 

@@ -86,10 +86,18 @@ class GradeResponse(BaseModel):
 class LotTally(BaseModel):
     lot: str
     gradings: int = Field(description="Photos graded in the lot, every session of serve")
-    mix: dict[str, int] = Field(description="Photos by grade, after corrections")
-    checks: dict[str, int] = Field(description="Photos left to check by hand, by reason")
+    mix: dict[str, int] = Field(description="Photos by grade, after corrections, best first")
+    checks: dict[str, int] = Field(
+        description="Photos left to check by hand (not yet corrected or confirmed), by reason"
+    )
+    checks_left: int = Field(0, description="Photos left to check: the to-check list's length")
     corrections: int
     fruits: int = Field(description="Fruits graded from several photos")
+    fruit_mix: dict[str, int] = Field(
+        default_factory=dict, description="Fruits by grade, best first (where fruits were sent)"
+    )
+    unfamiliar: int = Field(0, description="Photos graded unfamiliar, corrected or not")
+    grades: list[str] = Field(default_factory=list, description="The runs' grades, best first")
 
 
 class ModelInfo(BaseModel):

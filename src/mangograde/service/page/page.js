@@ -165,7 +165,8 @@ function withLot(form) {
   return form;
 }
 
-// The lot's tally comes from the service's records: it survives a reload and a restart.
+// The lot's tally comes from the service's records: it survives a reload and a restart,
+// and says what `lots show`, the report and the to-check list say (one summary).
 async function renderLot() {
   const lot = lotName();
   const report = $("lot-report");
@@ -181,9 +182,12 @@ async function renderLot() {
   if (!response.ok) { line.textContent = "Lot " + lot + ": the records could not be read (" + response.status + ")."; return; }
   const tally = await response.json();
   const parts = Object.entries(tally.mix).map(([g, n]) => g + " " + n);
-  const checks = Object.values(tally.checks).reduce((a, b) => a + b, 0);
-  line.textContent = "Lot " + tally.lot + ": " + tally.gradings + " photos recorded (" + parts.join(", ")
-    + (checks ? "; to check by hand " + checks : "") + ")";
+  const fruits = Object.entries(tally.fruit_mix || {}).map(([g, n]) => g + " " + n);
+  const checks = tally.checks_left;
+  line.textContent = "Lot " + tally.lot + ": "
+    + (fruits.length ? tally.fruits + " fruits (" + fruits.join(", ") + "), " : "")
+    + tally.gradings + " photos recorded (" + parts.join(", ")
+    + (checks ? "; left to check by hand " + checks : "") + ")";
   report.hidden = false;
 }
 

@@ -1,5 +1,7 @@
-"""The operator's side of ``serve``: corrections of recorded gradings (appended to the
-records), the lot's queue of gradings to check by hand, and the kept photos they show."""
+"""Lots and corrections: a lot's summary and report (one summary for every screen:
+:func:`mangograde.records.summary.lot_summary`), corrections of recorded gradings
+(appended to the records), the lot's queue of gradings to check by hand, and the kept
+photos they show."""
 
 from __future__ import annotations
 
@@ -9,19 +11,59 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
-from ..basics.errors import SettingsError
-from ..records import NoSuchRecord, RecordsError, correct, to_check
-from .schemas import CorrectionIn, CorrectionOut, ToCheck, ToCheckItem
+from ...basics.errors import SettingsError
+from ...records import LotSummary, NoSuchRecord, RecordsError, correct, to_check
+from ..schemas import CorrectionIn, CorrectionOut, LotTally, ToCheck, ToCheckItem
+from ..state import ServiceState
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PHOTO = {200: {"content": {"image/*": {}}, "description": "The kept photo"}}
 
 
-def add_correction_routes(app: FastAPI, service: Any, guarded: list[Any]) -> None:
-    """``POST /v1/gradings/{id}/corrections``, ``GET /v1/lots/{lot}/to-check`` and
-    ``GET /v1/photos/{sha256}``, behind the API key like every ``/v1`` route."""
+_HTML_PAGE = {200: {"content": {"text/html": {}}, "description": "The report"}}
+
+
+def tally_of(summary: LotSummary) -> LotTally:
+    """What ``GET /v1/lots/{lot}`` and the page's lot line say of the lot's summary."""
+    return LotTally(lot=summary.name, gradings=summary.gradings, mix=summary.mix,
+                    checks=summary.checks, checks_left=summary.checks_left,
+                    corrections=summary.corrections, fruits=summary.n_fruits,
+                    fruit_mix=summary.fruit_mix, unfamiliar=summary.unfamiliar,
+                    grades=list(summary.grades))  # fmt: skip
+
+
+def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> None:
+    """``GET /v1/lots/{lot}`` and its report, ``POST /v1/gradings/{id}/corrections``,
+    ``GET /v1/lots/{lot}/to-check`` and ``GET /v1/photos/{sha256}``, behind the API key
+    like every ``/v1`` route."""
+
+    async def _summary(lot: str) -> LotSummary:
+        if service.recorder is None:
+            raise HTTPException(404, "This service keeps no records (it was started with "
+                                "--no-record): there are no lots to show.")  # fmt: skip
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, service.recorder.store.summary, lot, True)
+        except SettingsError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except RecordsError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.get("/v1/lots/{lot}", response_model=LotTally, dependencies=guarded, tags=["lots"])
+    async def lot_tally(lot: str) -> LotTally:
+        """A lot's tally from the records (it survives a restart of the service): photos
+        and fruits by grade, best first; photos left to check, exactly the to-check list."""
+        return tally_of(await _summary(lot))
+
+    @app.get("/v1/lots/{lot}/report", dependencies=guarded, tags=["lots"],
+             response_class=Response, responses=_HTML_PAGE)  # fmt: skip
+    async def lot_report(lot: str) -> Response:
+        """The lot's report page (as ``mangograde lots report LOT --out lot.html``)."""
+        from ...workflows.lots import lot_html
+
+        return Response(lot_html(await _summary(lot)), media_type="text/html")
 
     def store() -> Any:
         if service.recorder is None:

@@ -1,0 +1,1 @@
+"""The service's routes by subject: grading, lots and corrections, operations."""
