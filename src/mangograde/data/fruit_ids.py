@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..basics.errors import DatasetError, listing, plural
-from .dataset import PHOTO_SUFFIXES, Dataset, attach_groups
+from .groups import read_groups
+from .photos import PHOTO_SUFFIXES
 
 
 def fruits_from_csv(
@@ -19,10 +20,8 @@ def fruits_from_csv(
 ) -> tuple[list[str], list[str]]:
     """Each photo's fruit id from ``groups_csv`` (``""`` for a photo it does not name), and
     notices (rows naming photos that are not there)."""
-    photos = Dataset(Path("."), "photos", tuple(image_ids), tuple(paths), ())
-    grouped = attach_groups(photos, Path(groups_csv), complete=False)
-    assert grouped.groups is not None
-    return list(grouped.groups), list(grouped.notices)
+    groups, notices = read_groups(image_ids, paths, Path(groups_csv), complete=False)
+    return list(groups), notices
 
 
 def fruits_from_folders(

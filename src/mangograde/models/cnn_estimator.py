@@ -1,16 +1,14 @@
 """``CNNClassifier``: train a CNN on uint8 photos as a scikit-learn estimator.
 
 The loop is the torchvision reference's, as flat stages: ``_train_one_epoch``,
-``_evaluate``, then a checkpoint. Each epoch's checkpoint holds the weights, the
-optimiser and every random state, so a killed run resumed from it ends with the same
-weights as a run never stopped (same seed, same device and threads).
+``_evaluate``, then a checkpoint that a killed run resumes from (``cnn_checkpoints``).
+Its setting-free parts are in ``cnn_training``, grading and the penultimate features in
+``cnn_grading``, adapting to other photos in ``cnn_adapt``.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,64 +19,35 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..basics.atomic import atomic_path
 from ..basics.errors import SettingsError
 from ..basics.progress import Bar
 from ..data.splits import holdout
 from ..features.pixels import check_images
-from ..features.transforms import BatchAugment, eval_batch, resize_batch, train_transforms
+from ..features.transforms import resize_batch
 from . import ddp
 from .cnn import build_network, with_head
+from .cnn_adapt import fit_last_step, last_step, reestimate_batchnorm
+from .cnn_checkpoints import ADDED, CHECKPOINT, fingerprint, load_checkpoint, save_checkpoint
+from .cnn_grading import last_linear, log_probabilities
+from .cnn_training import (
+    CHANNELS_LAST,
+    augmenter,
+    average_into,
+    copy_state,
+    lr_at,
+    make_optimizer,
+    pick_device,
+    share,
+)
 
-CHECKPOINT = "checkpoint.pt"
-CHANNELS_LAST = torch.channels_last  # about 25% faster convolutions on a CPU
+__all__ = ["CHANNELS_LAST", "CHECKPOINT", "CNNClassifier", "pick_device"]
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTS = ("batch", "geometric", "per-photo", "none")
 PRECISIONS = ("fp32", "bf16")
 # Settings that do not change what is learned; a resumed run may differ in these.
 _RUNTIME = ("device", "threads", "checkpoint_dir", "resume", "progress")
-
-
-# Settings added after 0.1.0, with the values older bundles were trained with.
-_ADDED = {"backbone": "lite0", "weights": "imagenet", "bn_momentum": 0.1, "body_lr": 1.0,
-          "freeze_epochs": 0, "head": "softmax", "precision": "fp32"}  # fmt: skip
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise SettingsError(f"Unknown device {device!r}: use auto, cpu, cuda or mps.") from None
-
-
-def _copy_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in network.state_dict().items()}
-
-
-def _fingerprint(images: np.ndarray, codes: np.ndarray) -> str:
-    """What a checkpoint was trained on: a resumed run must see the same photos and grades."""
-    digest = hashlib.sha256(np.ascontiguousarray(images).data)
-    digest.update(codes.astype(np.int64).tobytes())
-    return digest.hexdigest()
-
-
-@torch.no_grad()
-def _average_into(average: torch.nn.Module, network: torch.nn.Module, decay: float) -> None:
-    """One step of the weights' moving average; BatchNorm's running statistics too."""
-    for mine, theirs in zip(
-        average.state_dict().values(), network.state_dict().values(), strict=True
-    ):
-        if mine.is_floating_point():
-            mine.mul_(decay).add_(theirs, alpha=1 - decay)
-        else:
-            mine.copy_(theirs)
 
 
 class CNNClassifier(ClassifierMixin, BaseEstimator):
@@ -271,32 +240,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise SettingsError("resume needs a checkpoint_dir to resume from.")
 
     def _make_optimizer(self, network: torch.nn.Module) -> torch.optim.Optimizer:
-        params: Any = network.parameters()
-        body = getattr(network, "features", None)
-        if self.body_lr != 1.0 and body is not None:
-            mine = {id(p) for p in body.parameters()}
-            params = [
-                {"params": list(body.parameters()), "lr_scale": self.body_lr},
-                {"params": [p for p in network.parameters() if id(p) not in mine]},
-            ]
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(
-                params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-            )
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return make_optimizer(network, self.optimizer, self.lr, self.momentum,
+                              self.weight_decay, self.body_lr)  # fmt: skip
 
     def _lr_at(self, epoch: float) -> float:
         """Learning rate at a fractional epoch."""
-        if self.schedule == "step":
-            return self.lr * self.step_gamma ** int(epoch // max(1, self.step_size))
-        if epoch < self.warmup_epochs:
-            return self.lr * (epoch + 1e-3) / self.warmup_epochs
-        if self.schedule == "constant":
-            return self.lr
-        span = max(1e-9, self.epochs - self.warmup_epochs)
-        return float(0.5 * self.lr * (1 + np.cos(np.pi * (epoch - self.warmup_epochs) / span)))
+        return lr_at(epoch, self.lr, self.schedule, self.warmup_epochs, self.epochs,
+                     self.step_size, self.step_gamma)  # fmt: skip
 
     def _training_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.get_params().items() if k not in _RUNTIME}
@@ -349,9 +299,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(self.seed)  # shuffling and augmentation
         run = {"epoch": 0, "history": [], "best": None, "best_loss": float("inf"), "stale": 0}
         path = Path(self.checkpoint_dir) / CHECKPOINT if self.checkpoint_dir else None
-        fingerprint = _fingerprint(X, y_codes) if path is not None else ""
+        data = fingerprint(X, y_codes) if path is not None else ""
         if self.resume and path is not None and path.is_file():
-            run = self._restore(path, network, kept, optimizer, generator, fingerprint)
+            run = self._restore(path, network, kept, optimizer, generator, data)
         trained = ddp.data_parallel(network)  # under torchrun; else the network itself
 
         steps = len(train_idx) // self.batch_size + (len(train_idx) % self.batch_size > 1)
@@ -376,13 +326,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                     if loss < run["best_loss"]:
                         run["best_loss"], run["stale"] = loss, 0
                         if self.validation_fraction or self.patience:  # the epoch to keep
-                            run["best"] = _copy_state(kept)
+                            run["best"] = copy_state(kept)
                     else:
                         run["stale"] += 1
                 run["history"].append(record)
                 run["epoch"] = epoch + 1
                 if path is not None and rank == 0:  # one writer; every process reads it
-                    self._checkpoint(path, (network, kept), optimizer, generator, run, fingerprint)
+                    self._checkpoint(path, (network, kept), optimizer, generator, run, data)
         if run["best"] is not None:
             kept.load_state_dict(run["best"])
         if processes > 1:  # a plain network again, as one process would have trained it
@@ -425,7 +375,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if body is not None and self.freeze_epochs:
             for parameter in body.parameters():
                 parameter.requires_grad_(epoch >= self.freeze_epochs)
-        augment = self._augmenter(generator)
+        augment = augmenter(self.augment, self.size, generator)
         order = torch.randperm(len(photos), generator=generator)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         # BatchNorm cannot train on one photo; under torchrun each process needs one.
@@ -436,7 +386,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             for group in optimizer.param_groups:
                 group["lr"] = self._lr_at(epoch + number / len(batches)) * group.get("lr_scale", 1)
             start = time.perf_counter()
-            x, t = self._share(augment, photos[batch], labels[batch])
+            x, t = share(augment, photos[batch], labels[batch])
             x, t = x.to(device, memory_format=CHANNELS_LAST), t.to(device)
             middle = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -451,7 +401,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             optimizer.step()
             if kept is not ddp.plain(network):
                 step = epoch * len(batches) + number  # a short memory early: tracks sooner
-                _average_into(kept, ddp.plain(network), min(self.ema, (1 + step) / (10 + step)))
+                average_into(kept, ddp.plain(network), min(self.ema, (1 + step) / (10 + step)))
             loss_sum += loss.item() * len(batch) / ddp.world()[1]  # this share's sum
             correct += (logits.argmax(1) == t).sum().item()
             seen += len(t)
@@ -472,35 +422,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             "step_s": step_s,
         }
 
-    def _share(
-        self, augment: Any, photos: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's share of a global batch, augmented as one process would."""
-        if ddp.world()[1] == 1:
-            return augment(photos), labels
-        mine = ddp.my_share(torch.arange(len(photos)))
-        if isinstance(augment, BatchAugment):
-            return augment(photos, mine), labels[mine]
-        return augment(photos)[mine], labels[mine]
-
     def _rebuilt(self, state: dict[str, torch.Tensor], device: Any) -> torch.nn.Module:
         network = self._network(len(self.classes_)).to(device, memory_format=CHANNELS_LAST)
         network.load_state_dict(state)
         return network
-
-    def _augmenter(self, generator: torch.Generator) -> Any:
-        if self.augment in ("batch", "geometric"):
-            return BatchAugment(self.size, generator, colour=self.augment == "batch")
-        if self.augment == "none":
-            return lambda photos: eval_batch(photos, self.size)
-        per_photo = train_transforms(self.size)
-
-        def each(photos: torch.Tensor) -> torch.Tensor:
-            # torchvision draws from the global generator: seed it from ours.
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-            return torch.stack([per_photo(p) for p in photos])
-
-        return each
 
     def _evaluate(
         self, network: torch.nn.Module, photos: torch.Tensor, labels: torch.Tensor, device: Any
@@ -519,28 +444,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     ) -> torch.Tensor:
         """Log-probabilities (of the mean over the flips, with ``tta``). ``features``, when
         given, receives what the last layer reads of each batch's unflipped view."""
-        network.eval()
-        out = []
-        views = ((), (3,), (2,), (2, 3)) if (self.tta if tta is None else tta) else ((),)
-        seen: list[torch.Tensor] = []
-        hook = None
-        if features is not None:
-            last = _last_linear(network)
-            hook = last.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(photos), 64):
-                    x = eval_batch(photos[i : i + 64], self.size)
-                    x = x.to(device, memory_format=CHANNELS_LAST)
-                    proba = sum(torch.softmax(network(x.flip(v) if v else x), 1) for v in views)
-                    out.append(torch.log(proba / len(views)).cpu())
-                    if features is not None:
-                        features.append(seen[0].reshape(len(x), -1).double().cpu())
-                        seen.clear()
-        finally:
-            if hook is not None:
-                hook.remove()
-        return torch.cat(out) if out else torch.zeros(0, len(self.classes_))
+        tta = self.tta if tta is None else tta
+        return log_probabilities(network, photos, device, self.size, tta, len(self.classes_),
+                                 features)  # fmt: skip
 
     # -- adapting to another camera or orchard --------------------------------------
 
@@ -564,7 +470,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise SettingsError(f"adapt.body must be frozen or train, not {body!r}.")
         adapted = copy.deepcopy(self)
         network = adapted.module_
-        _reestimate_batchnorm(network, self._photos(X, "photos to adapt on"), self.size)
+        reestimate_batchnorm(network, self._photos(X, "photos to adapt on"), self.size)
         if y is None:
             return adapted
         lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
@@ -585,24 +491,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     ) -> None:
         """Train the network's last step (its last linear layer, or the ordinal head) on
         the penultimate features of ``X``, everything before it frozen."""
-        network = self.module_
-        final = next((m for m in network.modules() if getattr(m, "reads_features", False)),
-                     None) or _last_linear(network)  # fmt: skip
         features = torch.from_numpy(self._graded(X, tta=False)[1]).float()
-        optimizer = torch.optim.AdamW(final.parameters(), lr=lr, weight_decay=self.weight_decay)
-        generator = torch.Generator().manual_seed(self.seed)
-        size = max(2, min(self.batch_size, len(features)))
-        final.train()
-        with Bar(epochs, "Adapting the last layer", progress, every=max(1, epochs // 4)) as bar:
-            for _ in range(epochs):
-                for batch in torch.randperm(len(features), generator=generator).split(size):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = F.cross_entropy(final(features[batch]), labels[batch],
-                                           label_smoothing=self.label_smoothing)  # fmt: skip
-                    loss.backward()
-                    optimizer.step()
-                bar.advance(1)
-        final.eval()
+        fit_last_step(last_step(self.module_), features, labels, epochs, lr,
+                      weight_decay=self.weight_decay, label_smoothing=self.label_smoothing,
+                      batch_size=self.batch_size, seed=self.seed, progress=progress)  # fmt: skip
 
     def _fine_tune(
         self, X: np.ndarray, labels: torch.Tensor, epochs: int, lr: float, progress: bool | None
@@ -636,26 +528,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         run: dict[str, Any],
         fingerprint: str,
     ) -> None:
-        payload = {
-            "format": "mangograde-checkpoint",
-            "params": json.dumps(self._training_params(), sort_keys=True, default=str),
-            "classes": json.dumps(self.classes_.tolist()),
-            "data": fingerprint,
-            "epoch": run["epoch"],
-            "history": json.dumps(run["history"]),
-            "best_loss": run["best_loss"],
-            "stale": run["stale"],
-            "best": run["best"],
-            "network": networks[0].state_dict(),
-            "average": networks[1].state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "generator": generator.get_state(),
-        }
-        if torch.cuda.is_available():
-            payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-        with atomic_path(path, shared=False) as tmp:  # a kill never leaves half a file
-            torch.save(payload, tmp)
+        """Write the run so far to ``path`` (tests replace this to kill a run)."""
+        save_checkpoint(path, self._training_params(), self.classes_.tolist(), networks,
+                        optimizer, generator, run, fingerprint)  # fmt: skip
 
     def _restore(
         self,
@@ -666,41 +541,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         generator: torch.Generator,
         fingerprint: str,
     ) -> dict[str, Any]:
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise SettingsError(
-                f"Cannot resume from {path}: {exc}. Delete it to start this model again."
-            ) from None
-        if not isinstance(saved, dict) or saved.get("format") != "mangograde-checkpoint":
-            raise SettingsError(f"{path} is not a mangograde checkpoint.")
-        before = {**_ADDED, **json.loads(saved["params"])}  # a checkpoint older than these
-        now = json.loads(json.dumps(self._training_params(), sort_keys=True, default=str))
-        changed = [
-            f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in now if before.get(k) != now[k]
-        ]
-        if json.loads(saved["classes"]) != self.classes_.tolist() or saved["data"] != fingerprint:
-            changed.append("the photos or their grades differ")
-        if changed:
-            raise SettingsError(
-                f"Cannot resume from {path}: it was written with other settings "
-                f"({'; '.join(changed)}). Resume with the same settings, or train into a new "
-                "--out."
-            )
-        network.load_state_dict(saved["network"])
-        kept.load_state_dict(saved["average"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
-        generator.set_state(saved["generator"])
-        if "cuda_rng" in saved and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        return {
-            "epoch": saved["epoch"],
-            "history": json.loads(saved["history"]),
-            "best": saved["best"],
-            "best_loss": saved["best_loss"],
-            "stale": saved["stale"],
-        }
+        return load_checkpoint(path, self._training_params(), self.classes_.tolist(), network,
+                               kept, optimizer, generator, fingerprint)  # fmt: skip
 
     # -- predicting ---------------------------------------------------------------
 
@@ -725,7 +567,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         device = next(self.module_.parameters()).device
         found: list[torch.Tensor] = []
         logits = self._logits(self.module_, self._photos(X), device, found, tta)
-        width = _last_linear(self.module_).in_features
+        width = last_linear(self.module_).in_features
         features = torch.cat(found).numpy() if found else np.zeros((0, width))
         return torch.softmax(logits, 1).numpy(), features
 
@@ -746,38 +588,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = {**_ADDED, **state}  # bundles written before these settings existed
+        state = {**ADDED, **state}  # bundles written before these settings existed
         weights = state.pop("weights_", None)
         self.__dict__.update(state)
         if weights is not None:
             state = {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
             self.module_ = self._rebuilt(state, "cpu").eval()
-
-
-def _reestimate_batchnorm(network: torch.nn.Module, photos: torch.Tensor, size: int) -> None:
-    """Every BatchNorm layer's running mean and variance, measured again on ``photos``
-    (their plain views, as graded) and nothing else learnt."""
-    layers = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not layers or len(photos) < 2:
-        return
-    device = next(network.parameters()).device
-    momenta = [m.momentum for m in layers]
-    network.eval()
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # a cumulative mean over every batch
-        layer.train()
-    with torch.no_grad():
-        for i in range(0, len(photos), 64):
-            batch = photos[i : i + 64]
-            if len(batch) < 2:
-                continue
-            network(eval_batch(batch, size).to(device, memory_format=CHANNELS_LAST))
-    for layer, momentum in zip(layers, momenta, strict=True):
-        layer.momentum = momentum
-    network.eval()
-
-
-def _last_linear(network: torch.nn.Module) -> torch.nn.Linear:
-    """The network's last layer (a Linear), whose input is the penultimate features."""
-    return [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1]
