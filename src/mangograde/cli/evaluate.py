@@ -73,7 +73,7 @@ def evaluate_command(
             f"--out {target}: give a .json file (the per-photo CSV is written beside it)."
         )
     # The run's own evaluations/ may be rewritten; anything else only with --overwrite.
-    inputs = [data, *(p for p in (opts.labels, opts.groups_csv) if p)]
+    inputs = [data, *(p for p in (opts.labels, opts.fruits_csv) if p)]
     diagram = target.with_suffix(".reliability.png")
     fruits_csv = target.with_suffix(".fruits.csv")
     for path in (target, target.with_suffix(".csv"), diagram, fruits_csv):

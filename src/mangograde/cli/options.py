@@ -98,8 +98,9 @@ GroupsOpt = Annotated[
     Path | None,
     typer.Option(
         "--groups",
-        help="CSV mapping photos to fruits (image,group), kept together; or, to train, auto: "
-        "near-duplicates and bursts (EXIF time) form the groups.",
+        help="Which photos show one fruit: a CSV of image,group (a group is a fruit; its "
+        "photos are kept together and graded as one) or, to train, auto: near-duplicates "
+        "and bursts (EXIF time) form the fruits.",
     ),
 ]
 GradesOpt = Annotated[
@@ -268,9 +269,14 @@ class DataOptions:
         set_max_pixels(self.max_pixels)  # every decode of this command obeys it
 
     @property
-    def groups_csv(self) -> Path | None:
-        """--groups as a file (None for --groups auto: groups found in the photos)."""
-        return None if self.groups is None or str(self.groups) == "auto" else self.groups
+    def fruits_auto(self) -> bool:
+        """``--groups auto``: the fruits are found in the photos (bursts, near-duplicates)."""
+        return self.groups is not None and str(self.groups) == "auto"
+
+    @property
+    def fruits_csv(self) -> Path | None:
+        """``--groups`` as the CSV that says which photos show one fruit (None: no CSV)."""
+        return None if self.groups is None or self.fruits_auto else self.groups
 
     @property
     def cache(self) -> ImageCache:
@@ -298,13 +304,13 @@ class DataOptions:
         the command takes --groups auto (fruits found in the photos when decoded)."""
         unordered = self.unordered if unordered is None else unordered
         grades = parse_grades(self.grades)
-        auto = self.groups_csv is None and self.groups is not None
+        auto = self.fruits_auto
         if auto and not auto_groups:
             raise SettingsError(
                 "--groups auto finds bursts and near-duplicates as photos are decoded for "
                 "training (train, tune, sweep, ablate); here, give a groups CSV."
             )
-        groups = self.groups_csv
+        groups = self.fruits_csv
         filters = {"include": self.include or (), "exclude": self.exclude or ()}
         dataset = None
         if grades is None and known is not None:
@@ -401,7 +407,7 @@ def claim_outputs(
     """Check, before any work, that ``folder/name`` may be written for each name (never
     inside the photo folder ``data`` the command reads)."""
     claim_folder(folder, inputs=[data])
-    inputs = [data, *(p for p in (opts.labels, opts.groups_csv) if p)]
+    inputs = [data, *(p for p in (opts.labels, opts.fruits_csv) if p)]
     for name in names:
         claim_file(folder / name, "--out", inputs, (), overwrite)
 
