@@ -60,8 +60,8 @@ def measure(name: str, run_dir: Path, sizes, scratch_sizes, repeats: int) -> dic
     from mangograde.images import ImageCache, load_images
     from mangograde.models.registry import Adaptation, FoldData, get_model
     from mangograde.runs import open_run
-    from mangograde.runs.adapt import DEFAULTS, _parent_photos
     from mangograde.runs.folder import geometry_from_record
+    from mangograde.workflows.adapt import DEFAULTS, _parent_photos
 
     parent = open_run(run_dir)
     family = get_model(parent.model_kind)

@@ -50,3 +50,20 @@ def test_names_the_readme_showed_before_the_move_import_as_before():
     assert eval_batch is moved_eval_batch
     assert evaluate_dataset is moved_evaluate and grade_photos is moved_grade
     assert callable(write_submission)
+
+
+def test_names_that_moved_up_from_runs_still_import_from_runs_with_a_warning():
+    from mangograde.runs import fit_fold, load_for, splits_for
+    from mangograde.runs.fitting import fit_fold as fitting_fit_fold
+    from mangograde.workflows.train import RunResult, train_run
+
+    with pytest.warns(DeprecationWarning, match=r"mangograde\.workflows\.train"):
+        from mangograde.runs import train_run as old_train_run
+    with pytest.warns(DeprecationWarning, match=r"mangograde\.workflows\.train"):
+        from mangograde.runs import RunResult as old_run_result
+    assert old_train_run is train_run and old_run_result is RunResult
+    assert fit_fold is fitting_fit_fold and callable(load_for) and callable(splits_for)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        import mangograde.runs
+
+        mangograde.runs.not_a_name  # noqa: B018

@@ -27,6 +27,8 @@ MOVED: dict[str, tuple[str, ...]] = {
     "mangograde.inspection": ("mangograde.workflows.inspect",),
     "mangograde.outputs": ("mangograde.basics.outputs",),
     "mangograde.progress": ("mangograde.basics.progress",),
+    "mangograde.runs.adapt": ("mangograde.workflows.adapt",),
+    "mangograde.runs.train": ("mangograde.workflows.train", "mangograde.runs.fitting"),
     "mangograde.shared_search": ("mangograde.workflows.optuna_search",),
     "mangograde.synth": ("mangograde.data.synth",),
     "mangograde.transforms": ("mangograde.features.transforms",),

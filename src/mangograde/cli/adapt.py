@@ -135,7 +135,7 @@ def adapt_command(
     from ..data import find_photos
     from ..graders import is_export
     from ..runs import open_run
-    from ..runs.adapt import NewPhotos, adapt_run
+    from ..workflows.adapt import NewPhotos, adapt_run
     from ..workflows.evaluate import match_grades
 
     if is_export(run_dir):

@@ -78,7 +78,8 @@ def train_command(
     timing.json and, when photos were skipped, skipped.csv. A CNN run adds history.csv
     and curves.png (loss and accuracy per epoch), and checkpoints/ while it trains.
     """
-    from ..runs import mirror_run, tracker_for, train_run
+    from ..runs import mirror_run, tracker_for
+    from ..workflows.train import train_run
 
     tracker = tracker_for(track)
     if resume and overwrite:

@@ -19,8 +19,8 @@ from ..basics.atomic import atomic_open, write_text
 from ..basics.errors import SettingsError
 from ..data import Dataset
 from ..images import ImageCache
+from ..runs.fitting import Job, family_of, fit_many, load_for, splits_for
 from ..runs.folder import write_history
-from ..runs.train import Job, family_of, fit_many, load_for, splits_for
 
 FIELDS = ("factor", "value", "accuracy", "val_loss", "fit_s", "epochs", "parameters", "mmacs")
 

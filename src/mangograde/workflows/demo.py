@@ -62,9 +62,10 @@ def run_demo(
 ) -> DemoResult:
     """Draw photos, train the study's three recipes, grade the dev photos and compare."""
     from ..report.html import render_report
-    from ..runs import open_predictor, train_run
+    from ..runs import open_predictor
     from .compare import compare_runs
     from .predict import grade_photos, write_submission
+    from .train import train_run
 
     start = time.perf_counter()
     size = SCALES[scale]

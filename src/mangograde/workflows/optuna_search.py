@@ -23,7 +23,7 @@ from ..basics.progress import Bar
 from ..data import Dataset
 from ..images import ImageCache
 from ..models.classical import features_of, pixel_features
-from ..runs.train import load_for, splits_for
+from ..runs.fitting import load_for, splits_for
 from .search import reduce_fold, search_grid, write_csv
 
 

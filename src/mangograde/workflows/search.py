@@ -21,8 +21,8 @@ from ..images import ImageCache
 from ..models.classical import features_of, pixel_features
 from ..models.svm import PCASVC, GramPCA
 from ..report.figures import search_heatmap, sweep_plot, tsne_plot
+from ..runs.fitting import Job, family_of, fit_many, load_for, splits_for
 from ..runs.parallel import engine
-from ..runs.train import Job, family_of, fit_many, load_for, splits_for
 
 SWEEPABLE = (
     "n_estimators",

@@ -35,10 +35,10 @@ from ..images import ImageCache, load_images
 from ..models.blend import model_probabilities
 from ..models.bundle import Bundle
 from ..models.registry import Adaptation, FoldData, ModelFamily, get_model
-from . import folder, staging
-from .familiar import familiar_quantile
-from .folder import Run, open_run
-from .lock import RunLock
+from ..runs import folder, staging
+from ..runs.familiar import familiar_quantile
+from ..runs.folder import Run, open_run
+from ..runs.lock import RunLock
 
 # None: the family's own default (networks: see models/families/cnn.py, measured in RESULTS.md)
 DEFAULTS = {"epochs": None, "lr": None, "body": None, "weight": None}
