@@ -91,8 +91,8 @@ class Batch:
 def as_utc(when: datetime) -> datetime:
     """``when`` in UTC, as the records keep times (a naive time is taken as UTC): SQLite
     compares times as text, so an offset left in place would shift the instant."""
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(
-        timezone.utc
+    return (
+        when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
     )
 
 
