@@ -67,3 +67,29 @@ def test_names_that_moved_up_from_runs_still_import_from_runs_with_a_warning():
         import mangograde.runs
 
         mangograde.runs.not_a_name  # noqa: B018
+
+
+def test_no_module_is_over_600_lines_and_no_grader_is_typed_any():
+    """Issue 35, point 8: small rooms (migrations aside), and a grader or predictor is
+    always a ``Grader`` (or a concrete grader), never ``Any``."""
+    import re
+
+    long, untyped = [], []
+    typed_any = re.compile(r"\b(grader|predictor)\s*:\s*(Any|\"Any\")\b")
+    for path in PACKAGE.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 600:
+            long.append(f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines")
+        untyped += [f"{path.relative_to(PACKAGE)}: {m.group(0)}" for m in typed_any.finditer(text)]
+    assert not long, long
+    assert not untyped, untyped
+
+
+def test_open_grader_is_typed_as_the_grader_contract():
+    import typing
+
+    from mangograde.graders import Grader, open_grader
+
+    assert typing.get_type_hints(open_grader)["return"] is Grader
