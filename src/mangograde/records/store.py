@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..basics.errors import MangogradeError, SettingsError
+from ..basics.errors import MangogradeError, SettingsError, listing
 from .summary import LotSummary, lot_summary
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,15 +27,37 @@ def check_name(value: str | None, what: str, required: bool = True) -> str | Non
         if required:
             raise SettingsError(f"An empty {what} name: give the {what} a name, e.g. 2026-12-03-A.")
         return None
-    value = value.strip()
+    # C1 controls and the separators count as whitespace to str.strip(): refused, not cut
+    raw, value = value, value.strip()
+    bad = sorted({f"U+{ord(c):04X}" for c in raw.strip(" \t\n\r\f\v") if unsafe_character(c)})
     if len(value) > NAME_LIMIT:
         raise SettingsError(
             f"A {what} name of {len(value)} characters: at most {NAME_LIMIT} are kept; "
             "use a shorter name and put the rest in the lot's note."
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise SettingsError(f"The {what} name {value[:40]!r} holds control characters.")
+    if bad:
+        raise SettingsError(
+            f"The {what} name {raw[:40]!r} holds control characters ({', '.join(bad[:5])}): "
+            "they break, hide or reorder the text where the name is shown. Remove them."
+        )
     return value
+
+
+def unsafe_character(c: str) -> bool:
+    """A character no name keeps: C0 and C1 controls, DEL, the bidirectional overrides
+    and isolates (U+202A-U+202E, U+2066-U+2069) and the line and paragraph separators."""
+    o = ord(c)
+    return (o < 32 or 127 <= o <= 159 or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
+            or o in (0x2028, 0x2029))  # fmt: skip
+
+
+def shown_name(value: str) -> str:
+    """``value`` for a screen: any character :func:`unsafe_character` escaped (``\\u202e``),
+    for names kept before they were refused."""
+    if not any(unsafe_character(c) for c in value):
+        return value
+    return "".join(c.encode("unicode_escape").decode() if unsafe_character(c) else c
+                   for c in value)  # fmt: skip
 
 
 @dataclass
@@ -144,30 +166,87 @@ class Store:
         return config
 
     def revision(self) -> tuple[str | None, str]:
-        """The database's schema revision (None: empty) and this mangograde's newest."""
+        """The database's schema revision (None: empty) and this mangograde's newest. A
+        database holding tables mangograde did not make is refused (nothing is written)."""
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
+        from sqlalchemy.exc import SQLAlchemyError
 
-        with self._connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
-            head = ScriptDirectory.from_config(self._alembic(connection)).get_current_head()
+        try:
+            with self._connect() as connection:
+                self._refuse_foreign(connection)
+                current = MigrationContext.configure(connection).get_current_revision()
+                head = ScriptDirectory.from_config(self._alembic(connection)).get_current_head()
+        except SQLAlchemyError as exc:
+            raise self._unusable(exc) from None
         assert head is not None
         return current, head
 
+    def _refuse_foreign(self, connection: Any) -> None:
+        """Refuse another application's database: tables mangograde does not make, or
+        tables of its names without its schema revision."""
+        from sqlalchemy import inspect
+
+        from .schema import Base
+
+        tables = set(inspect(connection).get_table_names())
+        ours = set(Base.metadata.tables) | {"alembic_version"}
+        foreign = sorted(t for t in tables - ours if not t.startswith("_alembic_tmp_"))
+        if not foreign and (not tables or "alembic_version" in tables):
+            return
+        raise RecordsError(
+            f"The database {self.where} holds tables mangograde did not make "
+            f"({listing(foreign or sorted(tables), 5)}): it belongs to another application, "
+            "and mangograde writes nothing into it. Point --record / --db at an empty "
+            "database or one mangograde made (mangograde db upgrade URL starts an empty one)."
+        )
+
+    def _unusable(self, exc: Exception) -> RecordsError:
+        reason = _reason(exc)
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if path and "not a database" in reason:
+            return RecordsError(
+                f"The records database {self.where} cannot be opened: {path} is not an SQLite "
+                "database (file is not a database). Give the --db / --record that serve or "
+                "predict --record wrote, or the name of a new file."
+            )
+        return RecordsError(f"The records database {self.where} cannot be opened: {reason}")
+
+    def _journal(self) -> None:
+        """SQLite: write-ahead logging, so readers never wait for the writer. It stays
+        with the file, so it is switched on only in a database mangograde owns (or is
+        about to give its schema), never in another application's."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self._connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+                connection.commit()
+        except SQLAlchemyError as exc:
+            raise self._unusable(exc) from None
+
     def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
         """Bring the schema to ``revision`` (default: the newest); the revisions before and
-        after. A database of a newer mangograde is refused."""
+        after. A database of a newer mangograde, or another application's, is refused."""
         from alembic import command
+        from sqlalchemy.exc import SQLAlchemyError
 
         before, head = self.revision()
         self._refuse_newer(before)
-        with self._connect() as connection, connection.begin():
-            command.upgrade(self._alembic(connection), revision)
+        self._journal()
+        try:
+            with self._connect() as connection, connection.begin():
+                command.upgrade(self._alembic(connection), revision)
+        except SQLAlchemyError as exc:
+            raise RecordsError(f"The records schema could not be written in {self.where}: "
+                               f"{_reason(exc)}") from None  # fmt: skip
         return before, self.revision()[0] or head
 
     def prepare(self) -> None:
         """Ready to record: an empty database gets the schema; an older one or a newer one
-        is refused with what to do."""
+        (or another application's) is refused with what to do."""
         current, head = self.revision()
         if current is None:
             self.upgrade()
@@ -178,6 +257,7 @@ class Store:
                 f"The records database {self.where} is at schema {current}; this mangograde "
                 f"writes {head}. Upgrade it first: mangograde db upgrade '{self.where}'."
             )
+        self._journal()
 
     def _refuse_newer(self, current: str | None) -> None:
         from alembic.script import ScriptDirectory
@@ -197,13 +277,12 @@ class Store:
             ) from None
 
     def _connect(self) -> Any:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError
 
         try:
             return self.engine.connect()
-        except OperationalError as exc:
-            raise RecordsError(f"The records database {self.where} cannot be opened: "
-                               f"{_reason(exc)}") from None  # fmt: skip
+        except DBAPIError as exc:  # OperationalError, or DatabaseError: not a database
+            raise self._unusable(exc) from None
 
     # -- writing --------------------------------------------------------------------------
 
@@ -300,7 +379,10 @@ class Store:
 
     def summary(self, name: str, detail: bool = False) -> LotSummary:
         """The lot's summary (:func:`mangograde.records.summary.lot_summary`)."""
-        return lot_summary(self, name, detail)
+        found = lot_summary(self.engine, name, detail)
+        if found is None:
+            raise self._no_lot(name)
+        return found
 
     def gradings(self, name: str) -> list[dict[str, Any]]:
         """Every grading of lot ``name`` in order, with its latest correction if any."""
@@ -375,7 +457,7 @@ class Store:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    # journal_mode=WAL stays with the file: Store._journal, only in mangograde's databases
     cursor.execute("PRAGMA synchronous=NORMAL")  # a commit survives a killed process
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .store import Store
+from typing import Any
 
 
 @dataclass
@@ -66,18 +63,19 @@ def _grades(session: Any, lot_id: int) -> tuple[str, ...]:
     return tuple(found)
 
 
-def lot_summary(store: Store, name: str, detail: bool = False) -> LotSummary:
+def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | None:
     """Lot ``name``'s photos and fruits by grade, checks left by reason, corrections,
-    unfamiliar photos and models; with ``detail``, a row a fruit."""
+    unfamiliar photos and models, from the database of ``engine`` (None: no such lot);
+    with ``detail``, a row a fruit."""
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
     from .schema import Correction, FruitGrading, Grading, Lot
 
-    with Session(store.engine) as session:
+    with Session(engine) as session:
         lot = session.scalar(select(Lot).where(Lot.name == name))
         if lot is None:
-            raise store._no_lot(name)
+            return None
         latest = (
             select(Correction.grading_id, func.max(Correction.id).label("last"))
             .group_by(Correction.grading_id)
