@@ -69,12 +69,23 @@ def claim_file(
     return path
 
 
-def claim_folder(path: Path, option: str = "--out", inputs: Iterable[Path] = ()) -> Path:
+def claim_folder(
+    path: Path, option: str = "--out", inputs: Iterable[Path] = (), runs: Iterable[Path] = ()
+) -> Path:
     """Check that ``path`` can be a folder of outputs (it is not a file, nor inside one
-    of the folders of photos ``inputs``)."""
+    of the folders of photos ``inputs``, nor one of the run folders ``runs`` the command
+    reads or inside one: ``--overwrite`` never replaces a command's own input)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} {path} is a file; give a folder to write into.")
+    for run in map(Path, runs):
+        if _inside(path, run):
+            where = "the run folder" if same_file(path, run) else "inside the run folder"
+            raise OutputError(
+                f"{option} {path} is {where} {run} that this command reads: writing there "
+                "would change or replace that run (--overwrite or not). Write to a new "
+                "folder outside it."
+            )
     for given in map(Path, inputs):
         if given.is_dir() and _inside(path, given):
             raise OutputError(

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..basics.config import parse_assignments
 from ..basics.errors import SettingsError, plural
+from ..basics.outputs import claim_folder
 from ..images import ImageCache, load_images
 from .options import (
     CacheDirOpt,
@@ -51,6 +52,12 @@ def _trained_on(parent: Run, paths: list[Path]) -> int:
         if path.is_file() and path.stat().st_size in sizes and digest(path) in new:
             seen += 1
     return seen
+
+
+def _inputs(photos: Path, parent: Run) -> list[Path]:
+    """The folders of photos adapt reads: the new photos and the parent's own."""
+    root = parent.data_root
+    return [photos] + ([root] if root is not None and root.is_dir() else [])
 
 
 def _labelled(
@@ -144,6 +151,7 @@ def adapt_command(
     if unlabelled and labels is not None:
         raise SettingsError("Give --labels CSV for the new photos, or --unlabelled, not both.")
     parent = open_run(run_dir)
+    claim_folder(out_dir, "--out", _inputs(photos, parent), runs=[run_dir])  # before any work
     sets = parse_assignments(assignments or [])
     unknown = sorted(set(sets) - {"adapt"})
     if unknown:

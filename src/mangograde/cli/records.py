@@ -62,6 +62,7 @@ def db_upgrade(url: UrlArg) -> None:
 
 def lots_list(db: DbOpt = DEFAULT_DB) -> None:
     """Every lot: when it was created, photos graded, the last grading, the grade mix."""
+    from ..records.store import shown_name
     from ..workflows.lots import mix_line
 
     store = _store(db)
@@ -73,17 +74,18 @@ def lots_list(db: DbOpt = DEFAULT_DB) -> None:
     for name in names:
         s = store.summary(name)
         last = "" if s.last is None else f"{s.last:%Y-%m-%d %H:%M}"
-        table.add_row(escape(name), f"{s.created:%Y-%m-%d %H:%M}", str(s.gradings), last,
-                      mix_line(s), str(s.corrections))  # fmt: skip
+        table.add_row(escape(shown_name(name)), f"{s.created:%Y-%m-%d %H:%M}",
+                      str(s.gradings), last, mix_line(s), str(s.corrections))  # fmt: skip
     out.print(table)
 
 
 def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB) -> None:
     """One lot: its grade mix, checks by reason, corrections and the models used."""
+    from ..records.store import shown_name
     from ..workflows.lots import checks_line, fruit_mix_line, mix_line
 
     s = _store(db).summary(lot, detail=True)
-    out.print(f"Lot {escape(s.name)}: {s.gradings} photos graded, created "
+    out.print(f"Lot {escape(shown_name(s.name))}: {s.gradings} photos graded, created "
               f"{s.created:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     if s.fruit_mix:
         out.print(f"Fruits by grade: {escape(fruit_mix_line(s))}")
@@ -115,7 +117,8 @@ def _utc(text: str, option: str) -> datetime:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise SettingsError(
-            f"{option} {text!r} is not a date: give YYYY-MM-DD (or an ISO time)."
+            f"{option} {text!r} is not a date: give YYYY-MM-DD (UTC), or an ISO time with "
+            "its offset, e.g. 2026-12-08T00:00+14:00."
         ) from None
     # an offset or zone given is honoured: the records keep UTC (SQLite keeps naive times)
     return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
@@ -131,7 +134,12 @@ def data_labels(
         list[str] | None, typer.Option("--lot", help="Only this lot (repeat for several).")
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only corrections from this date (UTC).")
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only corrections from this date: YYYY-MM-DD[THH:MM] is UTC; an offset "
+            "given is honoured (2026-12-08T00:00+14:00).",
+        ),
     ] = None,
     confirmed: Annotated[
         bool,
@@ -145,8 +153,10 @@ def data_labels(
     format) and groups.csv (lot and fruit); with --format label-studio, Label Studio's
     tasks with the grades as annotations. Photos no longer kept are listed."""
     from ..records import labelled
-    from ..workflows.labels import write_labels
+    from ..workflows.labels import claim_labels_folder, write_labels
 
+    if photos.is_dir():
+        claim_labels_folder(out_dir, photos)  # before the records are read
     when = None if since is None else _utc(since, "--since")
     rows = labelled(_store(db), lot or [], when, confirmed)
     if not rows:
@@ -168,7 +178,12 @@ def data_labels(
 
 def lots_prune(
     before: Annotated[
-        str, typer.Option("--before", help="Delete gradings older than this date (UTC).")
+        str,
+        typer.Option(
+            "--before",
+            help="Delete gradings older than this date: YYYY-MM-DD[THH:MM] is UTC; an "
+            "offset given is honoured (2026-12-08T00:00+14:00).",
+        ),
     ],
     db: DbOpt = DEFAULT_DB,
     dry_run: Annotated[
@@ -178,8 +193,30 @@ def lots_prune(
     """Delete gradings before a date (with their corrections and fruits), and lots left
     empty."""
     when = _utc(before, "--before")
-    counts = _store(db).prune(when, dry_run)
-    verb = "Would delete" if dry_run else "Deleted"
-    out.print(f"{verb} {counts['gradings']} gradings, {counts['corrections']} corrections, "
-              f"{counts['fruits']} fruits and {counts['lots']} empty lots before "
-              f"{when:%Y-%m-%d %H:%M} UTC.")  # fmt: skip
+    store = _store(db)
+    counts = store.prune(when, dry_run=True)
+    if dry_run:
+        out.print(f"Would delete {_pruned(counts)} graded before {_house_time(when)}.")
+        return
+    if not any(counts.values()):
+        out.print(f"Nothing graded before {_house_time(when)}: nothing deleted.")
+        return
+    out.print(f"Deleting {_pruned(counts)} graded before {_house_time(when)}...")
+    out.print(f"Deleted {_pruned(store.prune(when))}.")
+
+
+def _pruned(counts: dict[str, int]) -> str:
+    return (f"{counts['gradings']} gradings, {counts['corrections']} corrections, "
+            f"{counts['fruits']} fruits and {counts['lots']} empty lots")  # fmt: skip
+
+
+def _house_time(when: datetime) -> str:
+    """``2026-12-08 00:00 +14:00 (2026-12-07 10:00 UTC)``: ``when`` in this machine's zone,
+    with UTC beside it (UTC alone where the two are one)."""
+    utc = f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    local = when.astimezone()
+    offset = local.utcoffset()
+    if not offset:
+        return utc
+    sign, minutes = ("-" if offset.total_seconds() < 0 else "+"), abs(offset.total_seconds()) // 60
+    return f"{local:%Y-%m-%d %H:%M} {sign}{minutes // 60:02.0f}:{minutes % 60:02.0f} ({utc})"

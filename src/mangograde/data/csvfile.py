@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from ..basics.csvcells import read_cell
 from ..basics.errors import DatasetError
 
 # Tried in order. Big5 is what the competition's Traditional Chinese Windows users save.
@@ -29,7 +30,9 @@ def read_text(path: Path) -> str:
 
 
 def read_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Rows of a CSV file as ``(line number, stripped cells)``, blank lines left out."""
+    """Rows of a CSV file as ``(line number, stripped cells)``, blank lines left out; a
+    cell that mangograde wrote with a quote against formulas (``'=2+3``) is read back as
+    it was (``=2+3``)."""
     text = read_text(path)
     first_line = text.lstrip().split("\n", 1)[0]
     delimiter = next((d for d in ",;\t" if d in first_line), ",")
@@ -37,7 +40,7 @@ def read_rows(path: Path) -> list[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         for row in reader:
-            cells = [cell.strip() for cell in row]
+            cells = [read_cell(cell.strip()) for cell in row]
             if any(cells):
                 rows.append((reader.line_num, cells))
     except csv.Error as exc:

@@ -147,6 +147,8 @@ def adapt_run(
 ) -> AdaptResult:
     """Adapt the run in ``parent_dir`` to ``new`` and write the adapted run in ``out``."""
     parent = open_run(parent_dir)
+    roots = [r for r in (new.dataset.root, parent.data_root) if r is not None and r.is_dir()]
+    out = claim_folder(Path(out), "--out", roots, runs=[parent_dir])  # before any work
     family = get_model(parent.model_kind)
     settings = adapt_settings(overrides or {})
     bundles = parent.bundles(fold)
@@ -177,7 +179,6 @@ def adapt_run(
     familiar, familiar_record = _familiarity(adapted, folds, new, old, parent)
     if familiar is None and old is not None:
         notices.append("This family gives no features: the adapted run has no familiarity model.")
-    out = claim_folder(Path(out))
     with RunLock(out):
         stage = staging.prepare_stage(out, overwrite, False)
         try:

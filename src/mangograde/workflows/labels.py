@@ -19,7 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..basics.csvcells import text_row
 from ..basics.errors import OutputError, SettingsError, plural
+from ..basics.outputs import claim_folder
+from ..graders import is_export
+from ..runs.staging import MARKER
 
 FORMATS = ("competition", "label-studio")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -71,6 +75,24 @@ def _label_config(grades: list[str]) -> str:
             f'toName="image" choice="single">\n{choices}\n  </Choices>\n</View>\n')  # fmt: skip
 
 
+def claim_labels_folder(out_dir: Path, photos: Path) -> Path:
+    """Refuse an ``--out`` inside a folder it must stay out of: the kept photos it copies
+    from (a later ``predict`` there would grade the copies too), or a run or export folder
+    (their files belong to them)."""
+    claim_folder(out_dir, "--out", inputs=[photos])
+    for folder in Path(out_dir).resolve().parents:
+        if (
+            (folder / MARKER).is_file()
+            or is_export(folder)
+            or ((folder / "config.yaml").is_file() and (folder / "model").is_dir())
+        ):
+            raise OutputError(
+                f"--out {out_dir} is inside {folder}, a run (or export) folder: its files "
+                "belong to it. Write the labels to a new folder outside it."
+            )
+    return out_dir
+
+
 def write_labels(
     rows: list[dict[str, Any]], photos: Path, out_dir: Path, fmt: str = "competition"
 ) -> LabelsWritten:
@@ -81,6 +103,7 @@ def write_labels(
         raise SettingsError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
     if not photos.is_dir():
         raise SettingsError(f"--photos {photos}: no such folder; give serve's --keep-photos.")
+    claim_labels_folder(out_dir, photos)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise OutputError(f"--out {out_dir} already exists: give a new folder (labels are "
                           "written whole, never into or over another folder).")  # fmt: skip
@@ -137,7 +160,9 @@ def _iso(when: datetime) -> str:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """Names a spreadsheet would take for formulas (an operator named ``=2+3``) are
+    written as text; ``train`` and ``predict`` read them back exactly (``data/csvfile``)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerow(text_row(header))
+        writer.writerows(text_row(row) for row in rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..basics.atomic import atomic_open
+from ..basics.csvcells import text_row
 from ..basics.errors import SettingsError
 from ..records import LotSummary, Store
 
@@ -45,12 +46,14 @@ def write_lot_report(store: Store, name: str, path: Path) -> Path:
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Every grading a row; names a spreadsheet would take for formulas (a fruit named
+    ``=2+3``) are written as text (:mod:`mangograde.basics.csvcells`)."""
     columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id"]
     with atomic_open(path, newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
+        writer = csv.writer(handle)
+        writer.writerow(text_row(columns))
         for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+            writer.writerow(text_row("" if row.get(k) is None else row[k] for k in columns))
     return path
 
 
