@@ -148,9 +148,12 @@ def test_the_service_records_corrections_and_serves_the_queue_behind_its_key(col
         answer = client.post(path, json={"grade": grades[2]}, headers=ana)
         assert answer.status_code == 201, answer.text
         assert answer.json()["operator"] == "ana" and answer.json()["grade"] == grades[2]
-        typed = client.post(path, json={"grade": grades[0], "operator": "Carla", "note": "ok"},
-                            headers={"X-API-Key": "key-of-ben"}).json()  # fmt: skip
-        assert typed["operator"] == "Carla" and typed["previous"] == grades[2]
+        ben = {"X-API-Key": "key-of-ben"}
+        spoofed = client.post(path, json={"grade": grades[0], "operator": "Carla"}, headers=ben)
+        assert spoofed.status_code == 403 and "ben's" in spoofed.json()["detail"]
+        typed = client.post(path, json={"grade": grades[0], "operator": "ben", "note": "ok"},
+                            headers=ben).json()  # fmt: skip
+        assert typed["operator"] == "ben" and typed["previous"] == grades[2]
         refused = {
             "not a grade": client.post(path, json={"grade": "Z"}, headers=ana),
             "no grading": client.post("/v1/gradings/9999/corrections", json={"grade": grades[0]},
@@ -178,7 +181,7 @@ def test_the_service_records_corrections_and_serves_the_queue_behind_its_key(col
         assert "/v1/lots/{lot}/to-check" in schema
         assert "mangograde_corrections_total 2.0" in client.get("/metrics").text
     rows = open_store(url).gradings("L")
-    assert rows[0]["final_grade"] == grades[0] and rows[0]["corrected_by"] == "Carla"
+    assert rows[0]["final_grade"] == grades[0] and rows[0]["corrected_by"] == "ben"
 
 
 def _noise_png() -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +31,34 @@ def _need_service_libraries() -> None:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# prometheus-client's multiprocess folder, read when it is imported: serve keeps its own
+METRICS_ENV = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
+
+def _finite(**values: float) -> None:
+    """NaN and infinity pass typer's ranges (every comparison with NaN is false): refuse."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            option = "--" + name.replace("_", "-")
+            raise SettingsError(f"{option} must be a finite number, not {value}.")
+    if values["keep_photos_limit_mb"] <= 0:
+        raise SettingsError(
+            "--keep-photos-limit-mb must be above 0 (megabytes), "
+            f"got {values['keep_photos_limit_mb']}."
+        )
+
+
+def _own_metrics_folder() -> None:
+    """Forget a PROMETHEUS_MULTIPROC_DIR from the environment before prometheus-client is
+    imported: with one process there is nothing to share, and with several, serve makes
+    a new, empty folder (files left in another one would break /metrics)."""
+    for name in METRICS_ENV:
+        given = os.environ.pop(name, None)
+        if given:
+            out.print(
+                f"[yellow]Note:[/] {name}={escape(given)} is not used: serve keeps its "
+                "metrics itself (in a new folder of its own with --workers N)."
+            )
 
 
 def serve_command(
@@ -153,6 +182,9 @@ def serve_command(
 ) -> None:
     """Serve a run: the API under /v1 (docs at /docs), a grading page at /, health at
     /healthz and /readyz, Prometheus metrics at /metrics. The model loads once, at start."""
+    _finite(max_upload_mb=max_upload_mb, header_timeout=header_timeout,
+            body_timeout=body_timeout, keep_photos_limit_mb=keep_photos_limit_mb)  # fmt: skip
+    _own_metrics_folder()
     _need_service_libraries()
     import uvicorn
 
@@ -211,9 +243,11 @@ def serve_command(
     import shutil
     import tempfile
 
+    from ..service.app import MASTER_ENV
     from ..service.telemetry import MULTIPROCESS
 
     os.environ[MULTIPROCESS] = tempfile.mkdtemp(prefix="mangograde-metrics-")
+    os.environ[MASTER_ENV] = str(os.getpid())  # the workers end when this process does
     os.environ["MANGOGRADE_SERVE"] = json.dumps(
         {**vars(options), "run": str(run_dir), "api_key": None, "api_keys": {},
          "keep_photos": str(keep_photos) if keep_photos else None,

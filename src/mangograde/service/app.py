@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
@@ -30,9 +36,10 @@ from .routes.grading import add_grading_routes, decode_photo
 from .routes.lots import add_lot_routes
 from .routes.operations import PAGE, add_operation_routes
 from .state import ServeOptions, ServiceState, load_state
-from .telemetry import configure_logging, log_request
+from .telemetry import LOG, configure_logging, log_request
 
 __all__ = ["KEY_NAME", "PAGE", "ServeOptions", "create_app", "from_environment", "read_api_keys"]
+MASTER_ENV = "MANGOGRADE_SERVE_MASTER"  # the pid of serve --workers N's master process
 
 
 def create_app(options: ServeOptions) -> FastAPI:
@@ -71,6 +78,7 @@ def create_app(options: ServeOptions) -> FastAPI:
     add_grading_routes(app, service, guarded)
     add_lot_routes(app, service, guarded)
     add_operation_routes(app, service, guarded)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     _add_observability(app, service)
     if options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -93,6 +101,23 @@ async def _warm_up(service: ServiceState) -> None:
     Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, "PNG")
     photo = await decode_photo(service, "warm-up.png", buffer.getvalue())
     await service.batcher.grade(photo)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as text: JSON has no numbers for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, able to quote a body's bare NaN or Infinity back to its sender."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, 422)
 
 
 def _route(request: Request) -> str:
@@ -126,8 +151,40 @@ def _add_observability(app: FastAPI, service: ServiceState) -> None:
         return response
 
 
+def end_with_master(master: int, every_s: float = 1.0, grace_s: float = 10.0) -> threading.Thread:
+    """Make this worker of ``serve --workers N`` end when its master process ``master``
+    does (killed with -9, it cannot stop its workers, which would go on holding the port):
+    on Linux the kernel sends SIGTERM (``PR_SET_PDEATHSIG``); everywhere a thread checks
+    the parent every ``every_s`` seconds, sends SIGTERM (uvicorn stops serving) and, if
+    the process is still there ``grace_s`` seconds later, ends it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the thread below still watches
+
+    def watch() -> None:
+        while os.getppid() == master:
+            time.sleep(every_s)
+        LOG.warning(json.dumps({"time": round(time.time(), 3), "event": "master gone",
+                                "detail": f"serve's master process {master} has ended: this "
+                                f"worker ({os.getpid()}) stops too."}))  # fmt: skip
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="master-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def from_environment() -> FastAPI:
     """The app of one worker of ``serve --workers N`` (options in $MANGOGRADE_SERVE)."""
+    if os.environ.get(MASTER_ENV):
+        end_with_master(int(os.environ[MASTER_ENV]))
     settings = json.loads(os.environ["MANGOGRADE_SERVE"])
     key_file = settings.pop("api_key_file")
     set_max_pixels(settings.pop("max_pixels"))

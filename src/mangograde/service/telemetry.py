@@ -15,6 +15,14 @@ LOG = logging.getLogger("mangograde.service")
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # set by serve --workers N for its workers
 
 
+def in_multiprocess_mode() -> bool:
+    """True where this process's metrics are written to files that every worker's
+    ``/metrics`` reads together (prometheus-client chose so when it was imported)."""
+    from prometheus_client import values
+
+    return bool(os.environ.get(MULTIPROCESS)) and values.ValueClass is not values.MutexValue
+
+
 class Telemetry:
     """The service's metrics, in a registry of its own (one per app)."""
 
@@ -61,10 +69,10 @@ class Telemetry:
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format: under ``serve --workers N``
-        (``PROMETHEUS_MULTIPROC_DIR`` set), every worker's together."""
+        (``PROMETHEUS_MULTIPROC_DIR`` set by serve), every worker's together."""
         from prometheus_client import generate_latest
 
-        if not os.environ.get(MULTIPROCESS):
+        if not in_multiprocess_mode():
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
 
@@ -80,6 +88,12 @@ class Telemetry:
 def log_request(**fields: Any) -> None:
     """One JSON line: what was asked and how it went (never a photo's bytes)."""
     LOG.info(json.dumps({"time": round(time.time(), 3), **fields}, default=str))
+
+
+def log_detail(event: str, detail: str) -> None:
+    """One JSON line of what the log keeps and a client is not told (the database's
+    address, other lots' names)."""
+    LOG.warning(json.dumps({"time": round(time.time(), 3), "event": event, "detail": detail}))
 
 
 def configure_logging(level: int = logging.INFO) -> None:

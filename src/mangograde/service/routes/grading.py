@@ -23,6 +23,7 @@ from ...images.decode import ImageDecodeError, decode, decoded_pixels
 from ...records import RecordsError, Upload, batch_of, check_name
 from ...report.figures import EXPLAINED
 from ..heatmap import heat_png
+from ..keeper import KeepingFailed
 from ..recorder import DEFAULT_LOT
 from ..schemas import DriftStatus, FruitResult, GradeResponse, PhotoResult
 from ..state import ServiceState
@@ -94,7 +95,10 @@ async def _score_one(
     upload = Upload.of_bytes(data, round(1000 * (time.perf_counter() - started), 3))
     if service.keeper is not None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(service.decoder, service.keeper.keep, upload.sha256, data)
+        try:
+            await loop.run_in_executor(service.decoder, service.keeper.keep, upload.sha256, data)
+        except KeepingFailed as exc:  # a full disk: nothing is graded unkept
+            raise HTTPException(503, str(exc)) from None
     return _Scored(proba, int(code), scores[0] if scores else None, upload)
 
 

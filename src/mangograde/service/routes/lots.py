@@ -11,18 +11,49 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from ...basics.errors import SettingsError
 from ...records import LotSummary, NoSuchRecord, RecordsError, correct, to_check
+from ..deps import KEY_NAME
 from ..schemas import CorrectionIn, CorrectionOut, LotTally, ToCheck, ToCheckItem
 from ..state import ServiceState
+from ..telemetry import log_detail
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PHOTO = {200: {"content": {"image/*": {}}, "description": "The kept photo"}}
 
 
 _HTML_PAGE = {200: {"content": {"text/html": {}}, "description": "The report"}}
+# The highest id the records hold (their ids are SQL INTEGER: 32 bits in PostgreSQL; an id
+# above 2**63 - 1 made SQLite's driver fail): above it, 422 before the database is asked.
+MAX_ID = 2**31 - 1
+
+
+def not_found(what: str, exc: Exception) -> HTTPException:
+    """404 saying only that ``what`` is not there: the database's address and the other
+    lots' names that the records' message holds go to the log, never to the client."""
+    log_detail("not found", str(exc))
+    return HTTPException(404, f"No {what}.")
+
+
+def lot_gone(lot: str, exc: Exception) -> HTTPException:
+    return not_found(f"lot named {lot[:200]!r}", exc)
+
+
+def operator_of(named: str | None, key_name: str | None) -> str | None:
+    """Who corrects: with named keys (``NAME KEY`` lines), the key's name, and a
+    correction naming someone else is refused (403); with one bare key (``api-key``) or
+    none, the ``operator`` sent, else the key's name."""
+    if key_name is None or key_name == KEY_NAME:
+        return named or key_name
+    if named is not None and named.strip() and named.strip() != key_name:
+        raise HTTPException(
+            403, f"This API key is {key_name}'s: a correction sent with it is recorded as "
+            f"{key_name}'s, so it cannot name {named.strip()[:200]!r} as its operator. Send it "
+            "with that operator's own key, or leave operator out.",
+        )  # fmt: skip
+    return key_name
 
 
 def tally_of(summary: LotSummary) -> LotTally:
@@ -46,8 +77,8 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(None, service.recorder.store.summary, lot, True)
-        except SettingsError as exc:
-            raise HTTPException(404, str(exc)) from None
+        except SettingsError as exc:  # the records know no such lot
+            raise lot_gone(lot, exc) from None
         except RecordsError as exc:
             raise HTTPException(503, str(exc)) from None
 
@@ -71,13 +102,14 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
                                 "--no-record): there is nothing to correct.")  # fmt: skip
         return service.recorder.store
 
-    async def in_writer(work: Callable[..., Any], *args: Any) -> Any:
-        """Run on the records' one writer thread (SQLite has one writer at a time)."""
+    async def in_writer(missing: str, work: Callable[..., Any], *args: Any) -> Any:
+        """Run on the records' one writer thread (SQLite has one writer at a time);
+        ``missing``: what a 404 says is not there."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(service.recorder.writer, work, *args)
         except NoSuchRecord as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise not_found(missing, exc) from None
         except SettingsError as exc:
             raise HTTPException(422, str(exc)) from None
         except RecordsError as exc:
@@ -88,16 +120,19 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
               tags=["corrections"])  # fmt: skip
     async def add_correction(
         request: Request,
-        grading_id: Annotated[int, Path(description="The grading's id (grading_id)")],
+        grading_id: Annotated[
+            int, Path(ge=1, le=MAX_ID, description="The grading's id (grading_id)")
+        ],
         body: CorrectionIn,
     ) -> CorrectionOut:
         """Record the operator's grade for a graded photo: appended, never overwriting; the
         latest correction stands, and an undo is a new correction."""
-        operator = body.operator or getattr(request.state, "key_name", None)
+        operator = operator_of(body.operator, getattr(request.state, "key_name", None))
         if not operator:
             raise HTTPException(422, "Say who corrects: send an operator name (the page asks "
                                 "for it once).")  # fmt: skip
-        found = await in_writer(correct, store(), grading_id, body.grade, operator, body.note)
+        found = await in_writer(f"grading {grading_id}", correct, store(), grading_id,
+                                body.grade, operator, body.note)  # fmt: skip
         service.telemetry.corrections.inc()
         return CorrectionOut(id=found.id, grading_id=found.grading_id, grade=found.grade,
                              previous=found.previous, operator=found.operator,
@@ -117,7 +152,7 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
         try:
             rows = await loop.run_in_executor(None, to_check, store(), lot, corrected)
         except NoSuchRecord as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise lot_gone(lot, exc) from None
         except RecordsError as exc:
             raise HTTPException(503, str(exc)) from None
         keeper = service.keeper
@@ -130,16 +165,18 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
         return ToCheck(lot=lot, items=items)
 
     @app.get("/v1/photos/{sha256}", dependencies=guarded, tags=["corrections"],
-             response_class=FileResponse, responses=_PHOTO)  # fmt: skip
-    async def kept_photo(sha256: str) -> FileResponse:
-        """A graded photo as kept by ``--keep-photos``, by the SHA-256 of its bytes."""
+             response_class=Response, responses=_PHOTO)  # fmt: skip
+    async def kept_photo(sha256: str) -> Response:
+        """A graded photo as kept by ``--keep-photos``, by the SHA-256 of its bytes (a
+        regular file in that folder: never a link to somewhere else)."""
         if service.keeper is None:
             raise HTTPException(404, "This service keeps no photos (start it with --keep-photos).")
         if not _SHA256.match(sha256):
             raise HTTPException(422, "A photo is named by the SHA-256 of its bytes: 64 "
                                 "lower-case hexadecimal digits.")  # fmt: skip
-        path = service.keeper.find(sha256)
-        if path is None:
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, service.keeper.read, sha256)
+        if found is None:
             raise HTTPException(404, f"No kept photo {sha256[:12]}…: it was never kept, or "
                                 "the size limit has removed it.")  # fmt: skip
-        return FileResponse(path)
+        return Response(found[0], media_type=found[1])
