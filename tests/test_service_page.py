@@ -199,7 +199,9 @@ def test_the_page_warns_while_the_line_drifts(page, tmp_path):
         sync_api.expect(page.locator(".photo .unfamiliar")).to_have_count(5)
         banner = page.locator("#drift-banner")
         sync_api.expect(banner).to_be_visible()
-        sync_api.expect(banner).to_contain_text("not like the run's training photos")
+        # the plain meaning first, the symbol after it (issue 40, point 5)
+        sync_api.expect(banner).to_contain_text("very unlikely to come from the run's camera")
+        assert banner.inner_text().index("unlikely") < banner.inner_text().index("p =")
         page.screenshot(path=str(tmp_path / "drift.png"), full_page=True)
 
 

@@ -9,16 +9,37 @@ from rich.table import Table
 
 
 def metrics_table(record: dict[str, Any], title: str) -> Table:
-    from ..evaluation.metrics import METRIC_INFO, format_metric
+    from ..evaluation.metrics import METRIC_INFO, format_metric, metric_words
 
     table = Table(title=title)
     for column in ("Metric", "Value", "95% interval"):
-        table.add_column(column, justify="left" if column == "Metric" else "right")
+        left = column == "Metric"
+        table.add_column(column, justify="left" if left else "right", no_wrap=not left)
     for name, value in record["metrics"].items():
-        title, _, _, fmt = METRIC_INFO[name]
+        fmt = METRIC_INFO[name][3]
         interval = f"{format_metric(fmt, value['low'])} - {format_metric(fmt, value['high'])}"
-        table.add_row(title, format_metric(fmt, value["value"]), interval)
+        words = metric_words(name, record.get("grades") if record.get("ordered", True) else None)
+        table.add_row(words[0], format_metric(fmt, value["value"]), interval)
     return table
+
+
+def agreement(qwk: float) -> str:
+    """QWK, the plain meaning first."""
+    return f"grade agreement {qwk:.3f} (QWK; 1 is perfect, 0 is chance)"
+
+
+def calibration_error(ece: float) -> str:
+    """ECE, the plain meaning first."""
+    return f"calibration error {ece:.3f} (ECE; 0 is perfect)"
+
+
+def drift_words(p_value: float) -> str:
+    """A drift p-value, the plain meaning first."""
+    if p_value < 0.01:
+        return (f"[yellow]these photos are very unlikely to come from the run's camera, light "
+                f"and orchard[/] (drift p = {p_value:.2g})")  # fmt: skip
+    return (f"these photos could come from the run's camera, light and orchard (drift p = "
+            f"{p_value:.2g})")  # fmt: skip
 
 
 def confusion_table(record: dict[str, Any]) -> Table:
@@ -55,9 +76,7 @@ def familiar_line(found: dict[str, Any]) -> str:
     line = (f"Unfamiliar to the run: {found['n_unfamiliar']} photos "
             f"({found['share_unfamiliar']:.0%})")  # fmt: skip
     if found["drift_p"] is not None:
-        line += f"; drift p = {found['drift_p']:.2g}"
-        if found["drift_p"] < 0.01:
-            line += " ([yellow]these photos are not like its training photos[/])"
+        line += f"; {drift_words(found['drift_p'])}"
     sides = [(k, found[f"accuracy_{k}"]) for k in ("familiar", "unfamiliar")]
     shown = [f"{k} {a:.3f}" for k, a in sides if a is not None]
     return line + (f"; accuracy {', '.join(shown)}" if shown else "")
@@ -70,10 +89,11 @@ def fruit_line(found: dict[str, Any], grades: list[str]) -> str:
             f"accuracy {value:.3f} [{low:.3f}, {high:.3f}]")  # fmt: skip
     if found.get("qwk") is not None:
         line += (
-            f", QWK {found['qwk']:.3f}, {grades[0]}<->{grades[-1]} errors {found['extreme_errors']}"
+            f", {agreement(found['qwk'])}, {grades[0]}↔{grades[-1]} errors "
+            f"{found['extreme_errors']}"
         )
     if found.get("ece") is not None:
-        line += f", ECE {found['ece']:.3f}"
+        line += f", {calibration_error(found['ece'])}"
     if found.get("accuracy_at_90") is not None:
         line += (f"; accuracy {found['accuracy_at_90']:.3f} on the surest 90% of fruits, 99% "
                  f"accuracy on {found['coverage_at_99']:.0%} of them "
@@ -88,8 +108,8 @@ def confidence_line(record: dict[str, Any]) -> str:
     at_90 = record["coverage"]["accuracy_at_90"]
     n = record["n_photos"]
     line = (
-        f"Calibration: ECE {ece:.3f} ({n} photos). Most confident first: accuracy {at_90:.3f} "
-        f"on 90% of them ({round(0.9 * n)} photos)"
+        f"Calibration error {ece:.3f} on {n} photos (ECE; 0 is perfect). Most confident first: "
+        f"accuracy {at_90:.3f} on 90% of them ({round(0.9 * n)} photos)"
     )
     if reach:
         return (f"{line}; 99% accuracy on {reach['coverage']:.0%} of them "

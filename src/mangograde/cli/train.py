@@ -136,8 +136,9 @@ def train_command(
     if found is not None:
         out.print(
             f"Calibration: temperature {found['temperature']:.2f} (the held-out photos scaled "
-            f"by temperatures fit on the other folds'); ECE {found['ece_before']:.3f} before, "
-            f"{found['ece_after']:.3f} after, on {m['n_held_out']} held-out photos"
+            f"by temperatures fit on the other folds'); calibration error (ECE; 0 is perfect) "
+            f"{found['ece_before']:.3f} before, {found['ece_after']:.3f} after, on "
+            f"{m['n_held_out']} held-out photos"
         )
     if "abstain" in m:
         out.print(abstain_line(m["abstain"]))

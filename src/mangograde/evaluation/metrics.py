@@ -220,15 +220,15 @@ METRIC_INFO: dict[str, tuple[str, str, bool, str]] = {
         "{:.3f}",
     ),
     "quadratic_kappa": (
-        "QWK",
+        "Grade agreement (QWK)",
         "Quadratic weighted kappa: agreement beyond chance, far-off grades weigh more (1 = "
         "perfect, 0 = chance).",
         True,
         "{:.3f}",
     ),
     "two_grade_error_rate": (
-        "A↔C errors",
-        "Share of photos graded two grades off: A taken for C or C for A.",
+        "{best}↔{worst} errors",
+        "Share of photos graded two grades off: {best} taken for {worst} or {worst} for {best}.",
         False,
         "{:.1%}",
     ),
@@ -239,6 +239,14 @@ METRIC_INFO: dict[str, tuple[str, str, bool, str]] = {
         "{:.3f}",
     ),
 }
+
+
+def metric_words(name: str, grades: Sequence[str] | None = None) -> tuple[str, str]:
+    """A metric's title and meaning in words, naming the best and worst grades as the run
+    names them (``A`` and ``C`` when no grades are given)."""
+    title, meaning, _, _ = METRIC_INFO[name]
+    best, worst = (grades[0], grades[-1]) if grades else ("A", "C")
+    return title.format(best=best, worst=worst), meaning.format(best=best, worst=worst)
 
 
 def format_metric(fmt: str, value: float | None) -> str:

@@ -262,8 +262,9 @@ def reliability_diagram(
     left.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
     left.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins],
              width=[b["high"] - b["low"] for b in bins], alpha=0.7, edgecolor="black")  # fmt: skip
+    ece = record["calibration"]["ece"]
     left.set(xlabel="top probability", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
-             title=f"Reliability (ECE {record['calibration']['ece']:.3f})")  # fmt: skip
+             title=f"Reliability (calibration error {ece:.3f})")  # fmt: skip
     curve = record["coverage"]["curve"]
     right.plot([c["coverage"] for c in curve], [c["accuracy"] for c in curve], marker="o")
     right.axhline(record["coverage"]["target"], color="grey", linestyle="--", linewidth=1)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..basics.atomic import write_text
-from ..evaluation.metrics import METRIC_INFO, format_metric
+from ..evaluation.metrics import METRIC_INFO, format_metric, metric_words
 from .figures import metric_intervals
 from .records import Comparison, RunSummary
 
@@ -87,8 +87,9 @@ class _Column:
     higher_is_better: bool = True
 
 
-def _metric_column(name: str, runs: Sequence[RunSummary]) -> _Column:
-    title, meaning, higher, fmt = METRIC_INFO[name]
+def _metric_column(name: str, runs: Sequence[RunSummary], grades: Sequence[str]) -> _Column:
+    _, _, higher, fmt = METRIC_INFO[name]
+    title, meaning = metric_words(name, grades)
     meaning = _meaning(meaning, runs)
     cells, values = [], []
     for summary in runs:
@@ -141,7 +142,8 @@ def _cost_columns(runs: Sequence[RunSummary]) -> list[_Column]:
 def _summary(comparison: Comparison) -> str:
     runs = comparison.runs
     present = [m for m in METRIC_INFO if all(m in s.evaluation["metrics"] for s in runs)]
-    columns = [_metric_column(m, runs) for m in present] + _cost_columns(runs)
+    columns = [_metric_column(m, runs, comparison.grades) for m in present]
+    columns += _cost_columns(runs)
     head = "".join(f'<th title="{_e(c.meaning)}">{_e(c.title)}</th>' for c in columns)
     # The best is marked only among rows scored on the same photos.
     same = [[j for j, t in enumerate(runs) if t.scored_on == s.scored_on] for s in runs]
@@ -289,14 +291,11 @@ def _meaning(text: str, runs: Sequence[RunSummary]) -> str:
     )
 
 
-def _definitions(runs: Sequence[RunSummary]) -> str:
+def _definitions(runs: Sequence[RunSummary], grades: Sequence[str]) -> str:
     """The meaning of each metric the report shows."""
     shown = {m for s in runs for m in s.evaluation["metrics"]}
-    items = "".join(
-        f"<dt>{_e(t)}</dt><dd>{_e(_meaning(d, runs))}</dd>"
-        for m, (t, d, _, _) in METRIC_INFO.items()
-        if m in shown
-    )
+    words = [metric_words(m, grades) for m in METRIC_INFO if m in shown]
+    items = "".join(f"<dt>{_e(t)}</dt><dd>{_e(_meaning(d, runs))}</dd>" for t, d in words)
     return f"<dl>{items}</dl>"
 
 
@@ -325,12 +324,13 @@ def _fruit_section(runs: Sequence[RunSummary], grades: Sequence[str]) -> str:
             f"<td>{reach:.0%}</td></tr>"
         )
     extreme = f"{grades[0]}&harr;{grades[-1]}" if len(grades) > 2 else "Extreme"
-    ordinal_heads = f"<th>QWK</th><th>{extreme} errors</th>" if any_ordered else ""
+    ordinal_heads = (
+        f"<th>Grade agreement (QWK)</th><th>{extreme} errors</th>" if any_ordered else ""
+    )
     table = (
         "<table><tr><th>Run</th><th>Fruits</th><th>Rule</th><th>Accuracy</th>"
-        f"{ordinal_heads}<th>ECE</th><th>Graded at 99% accuracy</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        f"{ordinal_heads}<th>Calibration error (ECE; 0 is perfect)</th>"
+        "<th>Graded at 99% accuracy</th></tr>" + "".join(rows) + "</table>"
     )
     matrices = "".join(_confusion(s, grades, s.fruit) for s in runs)
     return (
@@ -396,7 +396,7 @@ def render_report(comparison: Comparison, path: str | Path) -> Path:
         "bootstrap replicates that redraw the held-out fruits (or photos, where no groups "
         "were given) with replacement.</p><ul>"
         + "".join(_method(s) for s in runs)
-        + f"</ul>{_definitions(runs)}</section>"
+        + f"</ul>{_definitions(runs, comparison.grades)}</section>"
     )
     names = ", ".join(s.label for s in runs)
     document = (
