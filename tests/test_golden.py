@@ -93,7 +93,8 @@ def test_family_reproduces_its_golden_run(family, golden_data, tmp_path, monkeyp
         "0",
         *FAMILIES[family],
     ]
-    result = CliRunner().invoke(app, args)
+    # pinned before calibration became the default (issue 40): the uncalibrated models
+    result = CliRunner().invoke(app, [*args, "--set", "calibration=none"])
     assert result.exit_code == 0, result.output
     pinned = GOLDEN / family
     if REGENERATE:

@@ -366,6 +366,7 @@ def resolve(
         chosen = _preset(preset_name)[1]
     settings: Settings = {"model": family.name, "preset": preset_name, "seed": 0,
                           **copy.deepcopy(ADDED_SETTINGS)}  # fmt: skip
+    settings["calibration"] = "auto"  # new runs: calibrated where held-out photos allow it
     settings.update(family.defaults())
     reference = copy.deepcopy(settings)
     chosen.pop("description", None)

@@ -80,14 +80,41 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     return family, model
 
 
-CALIBRATIONS = ("none", "temperature")
+CALIBRATIONS = ("auto", "none", "temperature")
+AUTO_CALIBRATION_PHOTOS = 100  # held-out photos enough to fit a temperature without fruits
+
+
+def resolve_calibration(settings: Settings, dataset: Dataset) -> str | None:
+    """``calibration=auto`` (the default of new runs) made ``temperature`` where the
+    held-out photos allow it (every fold of --cv K, and fruits or at least
+    ``AUTO_CALIBRATION_PHOTOS`` photos), else ``none``, in ``settings``; what was chosen,
+    in words (None when the setting was given)."""
+    if settings.get("calibration") != "auto":
+        return None
+    split = settings["split"]
+    every_fold = bool(split.get("cv")) and not split.get("val_fraction")
+    every_fold = every_fold and split.get("only_fold") is None
+    fruits = dataset.groups is not None or getattr(dataset, "auto_groups", False)
+    enough = fruits or len(dataset.paths) >= AUTO_CALIBRATION_PHOTOS
+    if every_fold and enough:
+        settings["calibration"] = "temperature"
+        return ("Calibrated by default: a temperature fit on the other folds' held-out "
+                f"{'fruits' if fruits else 'photos'} (calibration=auto; --set "
+                "calibration=none turns it off).")  # fmt: skip
+    settings["calibration"] = "none"
+    why = "one fold" if not every_fold else f"fewer than {AUTO_CALIBRATION_PHOTOS} photos"
+    return (
+        f"Not calibrated: {why} and no fruits to fit a temperature on (calibration=auto; "
+        "train every fold of --cv K with --groups to calibrate)."
+    )
 
 
 def _check_calibration(settings: Settings) -> None:
     how = settings.get("calibration", "none")
     if how not in CALIBRATIONS:
         raise SettingsError(
-            f"Unknown calibration {how!r}: use none or temperature (fit on held-out fruits)."
+            f"Unknown calibration {how!r}: use auto (temperature where the held-out photos "
+            "allow it), none or temperature (fit on held-out fruits)."
         )
     split = settings["split"]
     if how == "temperature" and (split.get("val_fraction") or split.get("only_fold") is not None):

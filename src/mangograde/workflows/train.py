@@ -38,6 +38,7 @@ from ..runs.fitting import (
     fit_many,
     fold_numbers,
     load_for,
+    resolve_calibration,
     splits_for,
 )
 from ..runs.fold_notes import few_photos_note, run_notes
@@ -88,6 +89,7 @@ def train_run(
     """
     out = claim_folder(Path(out), inputs=[dataset.root])
     check_backend(backend, scheduler)
+    calibration = resolve_calibration(settings, dataset)
     if ddp.launched():
         _check_distributed(settings, backend)
     with ddp.process_group() as (rank, _):
@@ -113,6 +115,7 @@ def train_run(
                 staging.discard_stage(stage, keep_checkpoints=False)
                 raise
     result.out = out
+    result.notices += [calibration] if calibration else []
     return result
 
 
