@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -117,8 +118,8 @@ def adapt_command(
         bool,
         typer.Option(
             "--regrade",
-            help="Labels named otherwise than the run's grades: match "
-            "them by rank, best first (as evaluate does).",
+            help="Kept for older scripts: labels named otherwise than the "
+            "run's grades are matched by rank, best first, without it (as evaluate does).",
         ),
     ] = False,  # fmt: skip
     assignments: Annotated[
@@ -170,13 +171,8 @@ def adapt_command(
             raise SettingsError(f"{photos} has no grades: give --labels CSV (or grade "
                                 "folders), or --unlabelled to adapt the BatchNorm statistics "
                                 "alone.")  # fmt: skip
-        if not set(dataset.grades) <= set(parent.grades) and not regrade:
-            extra = sorted(set(dataset.grades) - set(parent.grades))
-            raise SettingsError(
-                f"The labels name {', '.join(extra)}, which are not the run's grades "
-                f"({', '.join(parent.grades)}): relabel them, or --regrade to match them by "
-                "rank, best first."
-            )
+        # Other names match the run's by rank, best first, saying so, as evaluate does
+        # (--regrade, once needed for that, is kept for older scripts).
         dataset, matched = match_grades(parent.grades, dataset, parent.ordered)
         notices(matched)
     seen = _trained_on(parent, list(dataset.paths))
@@ -189,8 +185,10 @@ def adapt_command(
     codes = None if unlabelled else np.asarray(dataset.labels)
     group_ids = None if dataset.groups is None else np.asarray(dataset.groups)
     new = NewPhotos(dataset, loaded.arrays, codes, group_ids)
+    started = time.perf_counter()
     result = adapt_run(run_dir, new, out_dir, sets.get("adapt", {}), cv, fold, cache,
                        progress, overwrite)  # fmt: skip
+    took = time.perf_counter() - started
     notices(result.notices)
     if result.comparison:
         c = result.comparison
@@ -202,4 +200,9 @@ def adapt_command(
             table.add_row(escape(label), f"{c[name]['accuracy']:.3f}", f"{c[name]['mae']:.3f}")
         out.print(table)
     out.print(f"Adapted run written to {escape(str(out_dir))} (parent {escape(parent.name)}, "
-              f"{plural(len(new.images), 'photo')})")  # fmt: skip
+              f"{plural(len(new.images), 'photo')}) in {_duration(took)}")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"

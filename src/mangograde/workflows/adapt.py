@@ -27,6 +27,7 @@ import numpy as np
 
 from ..basics.errors import SettingsError
 from ..basics.outputs import claim_folder
+from ..basics.progress import track
 from ..data import Dataset, load_dataset
 from ..data.splits import kfold
 from ..evaluation.familiarity import FamiliarityModel, threshold_for
@@ -87,11 +88,14 @@ def adapt_settings(overrides: dict[str, Any]) -> dict[str, Any]:
 def check_grades(codes: np.ndarray, grades: tuple[str, ...]) -> list[str]:
     """Refuse a grade with a single photo; say which of the run's grades have none."""
     counts = np.bincount(codes, minlength=len(grades))
-    few = [f"{g} ({n})" for g, n in zip(grades, counts, strict=True) if n == 1]
+    few = [g for g, n in zip(grades, counts, strict=True) if n == 1]
     if few:
+        said = ", ".join(f"{g} (1)" for g in few)
         raise SettingsError(
-            f"Adapting needs at least 2 photos of each grade it is given; {', '.join(few)} "
-            "has one: label another photo of it, or leave it out."
+            f"Adapting needs at least 2 photos of each grade it is given; {said} has one: "
+            f"label 1 more photo of {' and 1 more of '.join(few)} (`mangograde suggest RUN "
+            "PHOTOS` lists the photos the run is least sure of, the ones worth labelling), "
+            "or leave that grade out."
         )
     missing = [g for g, n in zip(grades, counts, strict=True) if n == 0]
     return [f"No photo of {', '.join(missing)} among the labelled photos: the adapted run "
@@ -174,8 +178,9 @@ def adapt_run(
     if cv is not None:
         comparison, held_proba, parts = _cross_check(parent, family, bundles, folds, new, cv,
                                                      task, progress)  # fmt: skip
-    adapted = [family.adapt_fold(b.model, task(n, new.images, new.codes))
-               for b, n in zip(bundles, folds, strict=True)]  # fmt: skip
+    steps = track(zip(bundles, folds, strict=True), len(bundles), "Adapting the fold models",
+                  progress)  # fmt: skip
+    adapted = [family.adapt_fold(b.model, task(n, new.images, new.codes)) for b, n in steps]
     familiar, familiar_record = _familiarity(adapted, folds, new, old, parent)
     if familiar is None and old is not None:
         notices.append("This family gives no features: the adapted run has no familiarity model.")
@@ -210,7 +215,9 @@ def _cross_check(
     part_of = np.full(len(new.images), -1)
     models = [b.model for b in bundles]
     arms["parent"] = _mean_proba(models, new.images, n_grades)
-    for number, (train, test) in enumerate(parts):
+    each = track(parts, len(parts), f"--cv {cv}: adapting and training from scratch on each part",
+                 progress)  # fmt: skip
+    for number, (train, test) in enumerate(each):
         part_of[test] = number
         mine = [family.adapt_fold(m, task(f, new.images[train], new.codes[train]))
                 for m, f in zip(models, folds, strict=True)]  # fmt: skip
