@@ -55,7 +55,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
+    # Plain help: lines wrap at any terminal width and no option name or default is cut
+    # ("--max-request-pix…" in the rich tables of a narrow terminal).
+    rich_markup_mode=None,
 )
 data_app = typer.Typer(
     help="Look at a dataset: before training (inspect, prepare, cache) and after (audit its "

@@ -70,12 +70,26 @@ def lots_list(db: DbOpt = DEFAULT_DB) -> None:
     if not names:
         out.print(f"No lots yet in {escape(store.where)}.")
         return
-    table = Table("lot", "created (UTC)", "photos", "last (UTC)", "grades", "corrections")
+    rows = []
     for name in names:
         s = store.summary(name)
         last = "" if s.last is None else f"{s.last:%Y-%m-%d %H:%M}"
-        table.add_row(escape(shown_name(name)), f"{s.created:%Y-%m-%d %H:%M}",
-                      str(s.gradings), last, mix_line(s), str(s.corrections))  # fmt: skip
+        rows.append([shown_name(name), f"{s.created:%Y-%m-%d %H:%M}", str(s.gradings), last,
+                     mix_line(s), str(s.corrections)])  # fmt: skip
+    heads = ["lot", "created (UTC)", "photos", "last (UTC)", "grades", "corrections"]
+    # A lot's name is the value to type next: never cut. Where a table cannot hold every
+    # name whole beside the dates and counts, each lot is a plain line instead.
+    widest = max(len(r[0]) for r in rows)
+    if widest + 3 * 16 + 7 + 10 + 12 > out.width:
+        for row in rows:
+            out.print(escape(f"{row[0]}: created {row[1]} UTC, {row[2]} photos, last "
+                             f"{row[3] or '-'} UTC, {row[4]}, {row[5]} corrections"),
+                      soft_wrap=True)  # fmt: skip
+        return
+    table = Table(*heads)
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(escape(row[0]), *row[1:])
     out.print(table)
 
 

@@ -159,7 +159,7 @@ class StackedGrader(ClassifierMixin, BaseEstimator):
             for number, (train, test) in enumerate(splits):
                 model = self._member(settings, label, f"inner-{number}")
                 fold = FoldData(photos, y, groups, train, test, shared)
-                family.fit_fold(model, fold)
+                self._fit_inner(family, model, fold, label, number)
                 proba, _ = family.grade_fold(model, fold)
                 self.inner_proba_[test, j] = in_columns(proba, model.classes_, self.classes_)
             model = self._member(settings, label, "all")
@@ -170,6 +170,20 @@ class StackedGrader(ClassifierMixin, BaseEstimator):
         self.meta_ = LogisticRegression(C=self.meta_c, max_iter=2000)
         self.meta_.fit(self._meta_features(self.inner_proba_), codes)
         return self
+
+    def _fit_inner(self, family: Any, model: Any, fold: FoldData, label: str, number: int) -> None:
+        """One member on one inner fold; a member that cannot learn from so few photos is
+        named with the photos it had, not a traceback from inside it."""
+        try:
+            family.fit_fold(model, fold)
+        except ValueError as exc:
+            counts = np.unique(np.asarray(fold.labels)[fold.train], return_counts=True)[1]
+            raise DatasetError(
+                f"The stack's member {label} cannot be trained on its inner fold {number + 1} "
+                f"of {self.inner_cv} ({len(fold.train)} photos, {int(counts.min())} of the rarest "
+                f"grade): {exc} Add photos of "
+                "every grade, lower --set inner_cv, or train the members on their own."
+            ) from None
 
     def _member(self, settings: Settings, label: str, part: str) -> Any:
         family = get_model(settings["model"])

@@ -148,6 +148,17 @@ class Run:
         return self.settings.get("labels", "ordered") != "unordered"
 
     @property
+    def headline_metrics(self) -> dict[str, Any]:
+        """The held-out figures a screen shows: every number of metrics.json's top level
+        and, for a run graded by fruit, ``fruit_accuracy``."""
+        found = {k: v for k, v in self.metrics.items() if isinstance(v, (int, float))}
+        fruit = self.metrics.get("fruit")
+        accuracy = fruit.get("accuracy") if isinstance(fruit, dict) else None
+        if isinstance(accuracy, dict) and isinstance(accuracy.get("value"), (int, float)):
+            found["fruit_accuracy"] = accuracy["value"]
+        return found
+
+    @property
     def grades(self) -> tuple[str, ...]:
         if "grades" in self.metrics:
             return tuple(self.metrics["grades"])

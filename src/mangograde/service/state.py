@@ -97,7 +97,7 @@ def _run_info(options: ServeOptions) -> tuple[Grader, ModelRef, ModelInfo]:
     run = open_run(options.run)
     predictor = open_predictor(run, options.fold)
     model = ModelRef(run=run.name, fold_rule=_fold_rule(options.fold, len(predictor.models)))
-    metrics = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float, str))}
+    metrics = run.headline_metrics
     info = ModelInfo(
         run=model.run,
         fold_rule=model.fold_rule,

@@ -438,7 +438,7 @@ def _manifest(
         "source": {
             "family": run.model_kind,
             "preset": run.settings.get("preset"),
-            "metrics": {k: v for k, v in run.metrics.items() if isinstance(v, (int, float))},
+            "metrics": run.headline_metrics,
         },
         "precision": "fp32",
         "opset": opset,

@@ -4,6 +4,7 @@ most from the fewest labels (:mod:`mangograde.evaluation.selection`)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,22 +33,58 @@ class Suggestion:
     notices: list[str] = field(default_factory=list)
 
 
-def read_labelled(path: Path) -> set[str]:
-    """The image ids in the first column of a CSV (a header row is allowed)."""
+@dataclass(frozen=True)
+class Labelled:
+    """Photos already labelled: by name, and by the SHA-256 of their bytes (``data labels``
+    renames the photos it copies, so a name alone would miss them)."""
+
+    names: frozenset[str] = frozenset()
+    sha256s: frozenset[str] = frozenset()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def has(self, name: str, path: Path) -> bool:
+        return name in self.names or (bool(self.sha256s) and _sha256(path) in self.sha256s)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_labelled(path: Path) -> Labelled:
+    """The photos a CSV lists in its first column (a header row is allowed), by name and
+    by content: a ``sha256`` column, or the listed files found beside the CSV (or in its
+    ``images/`` folder, as ``data labels`` writes them)."""
     if not path.is_file():
         raise SettingsError(f"--labelled {path}: no such file (a CSV whose first column is "
                             "the image id, as labels.csv).")  # fmt: skip
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        ids = {row[0].strip() for row in csv.reader(handle) if row and row[0].strip()}
+        rows = [row for row in csv.reader(handle) if row and row[0].strip()]
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    column = header.index("sha256") if "sha256" in header else None
+    ids = {row[0].strip() for row in rows}
     ids.discard("image_id")
-    return {Path(i.replace("\\", "/")).name for i in ids}
+    names = {Path(i.replace("\\", "/")).name for i in ids}
+    sha256s = {row[column].strip().lower() for row in rows[1:]
+               if column is not None and len(row) > column}  # fmt: skip
+    for name in ids:
+        for place in (path.parent / name, path.parent / "images" / Path(name).name):
+            if place.is_file():
+                sha256s.add(_sha256(place))
+                break
+    return Labelled(frozenset(names), frozenset(sha256s))
 
 
 def suggest(
     predictor: Grader,
     inputs: Sequence[str | Path],
     n: int,
-    labelled: set[str] | None = None,
+    labelled: Labelled | set[str] | None = None,
     groups: Path | None = None,
     by: str = "margin",
     duplicate: float = 0.25,
@@ -56,7 +93,7 @@ def suggest(
 ) -> Suggestion:
     """Rank ``inputs`` for labelling with a run's predictor: the ``n`` least sure photos
     (fruits, with ``groups``), spread over the run's features, none already ``labelled``
-    (image ids) and no two near-duplicates."""
+    (image ids, or a :class:`Labelled`: by name or content) and no two near-duplicates."""
     paths, ids, notices = find_photos(inputs)
     fruit_ids = None
     if groups is not None:
@@ -69,8 +106,9 @@ def suggest(
     proba, features, found = graded.proba, graded.features, graded.as_fruits()
     fruits = found.fruits
     members = [fruits.photos_of(j) for j in range(len(fruits.names))]
-    labelled = labelled or set()
-    done = np.array([any(ids[i] in labelled for i in rows) for rows in members])
+    known = labelled if isinstance(labelled, Labelled) else Labelled(frozenset(labelled or ()))
+    kept_paths = [paths[i] for i in kept]
+    done = np.array([any(known.has(ids[i], kept_paths[i]) for i in rows) for rows in members])
     unsure = np.array([uncertainty(proba[rows], by).mean() for rows in members])
     if features is None:
         features = [found.proba]  # no features: spread over the grade probabilities

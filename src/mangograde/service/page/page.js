@@ -23,15 +23,47 @@ async function loadModel() {
   if (!response.ok) { $("model").textContent = "The model could not be read (" + response.status + ")."; return; }
   const info = await response.json();
   state.grades = info.grades;
+  state.short = shortGrades(info.grades);
   state.explainsWith = info.explains_with;
-  const accuracy = info.metrics.accuracy === undefined ? "" : ", held-out accuracy " + (100 * info.metrics.accuracy).toFixed(1) + "%";
+  state.info = info;
   state.recording = Boolean(info.records);
   $("lot-box").hidden = !state.recording;
   $("operator-box").hidden = !state.recording;
   $("to-check-box").hidden = !state.recording;
   if (state.recording) { renderLot(); }
-  $("model").textContent = "Run " + info.run + " (" + (info.preset || info.family) + accuracy + "); grades " + info.grades.join(" > ");
+  renderHeadline();
   renderTally();
+}
+
+const percent = (x) => (100 * x).toFixed(1) + "%";
+
+// The held-out accuracy of what is being graded: fruits in fruit mode, photos otherwise;
+// the other figure beside it where the run has both.
+function renderHeadline() {
+  const info = state.info;
+  if (!info) { return; }
+  const photo = info.metrics.accuracy;
+  const fruit = info.metrics.fruit_accuracy;
+  const fruits = $("fruit-mode").checked;
+  let accuracy = "";
+  if (fruit !== undefined && photo !== undefined) {
+    accuracy = fruits
+      ? ", held-out accuracy " + percent(fruit) + " a fruit (" + percent(photo) + " a photo)"
+      : ", held-out accuracy " + percent(photo) + " a photo (" + percent(fruit) + " a fruit)";
+  } else if (photo !== undefined) {
+    accuracy = ", held-out accuracy " + percent(photo) + " a photo";
+  }
+  $("model").textContent = "Run " + info.run + " (" + (info.preset || info.family) + accuracy + "); grades " + info.grades.join(" > ");
+}
+
+// Short grade names that stay distinct: words every grade shares are dropped
+// (Extra_Class, Class_I, Class_II -> Extra, I, II); the full name is on hover.
+function shortGrades(grades) {
+  const words = grades.map((g) => g.split(/[_\s-]+/).filter(Boolean));
+  const shared = words[0].filter((w) => words.every((ws) => ws.includes(w)));
+  let short = words.map((ws, i) => ws.filter((w) => !shared.includes(w)).join(" ") || grades[i]);
+  if (new Set(short).size !== grades.length) { short = grades.slice(); }
+  return Object.fromEntries(grades.map((g, i) => [g, short[i]]));
 }
 
 function renderTally() {
@@ -216,7 +248,8 @@ function bars(item, probabilities) {
     const row = document.createElement("div");
     row.className = "bar";
     const label = document.createElement("span");
-    label.textContent = grade;
+    label.textContent = state.short[grade] || grade;
+    label.title = grade;
     const meter = document.createElement("meter");
     meter.min = 0; meter.max = 1; meter.value = p;
     meter.setAttribute("aria-label", "probability of " + grade);
@@ -241,8 +274,8 @@ function showDrift(body) {
   const banner = $("drift-banner");
   banner.hidden = !drift.drifting;
   if (drift.drifting) {
-    banner.textContent = "The last " + drift.photos_in_window + " photos are not like the run's training photos (p = "
-      + drift.drift_p.toPrecision(2) + "): check the camera, the light and the fruit before trusting the grades.";
+    banner.textContent = "The last " + drift.photos_in_window + " photos are very unlikely to come from the run's camera, "
+      + "light and orchard: check them before trusting the grades (drift p = " + drift.drift_p.toPrecision(2) + ").";
   }
 }
 
@@ -367,7 +400,7 @@ async function explainPhoto(file, result) {
   $("heat-image").alt = "";
   dialog.showModal();
   const form = new FormData();
-  form.append("file", file, file.name);
+  form.append("files", file, file.name);
   const response = await call("/v1/explain", { method: "POST", body: form });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
@@ -430,7 +463,10 @@ function setUp() {
     e.preventDefault();
     chosen.correct(state.grades[n - 1]);
   });
-  $("fruit-mode").addEventListener("change", (e) => { $("fruit-name").disabled = !e.target.checked; });
+  $("fruit-mode").addEventListener("change", (e) => {
+    $("fruit-name").disabled = !e.target.checked;
+    renderHeadline();
+  });
   $("key-save").addEventListener("click", () => {
     state.key = $("key").value;
     sessionStorage.setItem("mangograde-key", state.key);

@@ -214,6 +214,23 @@ async def _record(
         ) from None
 
 
+async def _no_photos(request: Request, what: str, field: str) -> str:
+    """Why a request holds no photo to grade, naming the form field it should use."""
+    try:
+        sent = sorted({str(k) for k in await request.form()})
+    except Exception:  # noqa: BLE001 - not a form at all: said below
+        sent = []
+    found = (
+        f" This request sent the field{'s' if len(sent) > 1 else ''} "
+        + ", ".join(f"`{k}`" for k in sent)
+        + "."
+        if sent
+        else ""
+    )
+    return (f"No photo sent: send {what} as multipart form data in the field `{field}` "
+            f"(e.g. curl -F {field}=@photo.jpg).{found}")  # fmt: skip
+
+
 def add_grading_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> None:
     options = service.options
 
@@ -226,7 +243,9 @@ def add_grading_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) 
     )
     async def grade(
         request: Request,
-        files: Annotated[list[UploadFile], File(description="Photos, in the order to answer")],
+        files: Annotated[
+            list[UploadFile] | None, File(description="Photos, in the order to answer")
+        ] = None,
         fruit: Annotated[
             list[str] | None,
             Form(
@@ -243,12 +262,16 @@ def add_grading_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) 
         """Grade one or many photos; a photo that cannot be read gets its own error entry.
         With ``fruit``, each fruit is graded from all of its photos too. With a records
         database, every graded photo is kept in ``lot`` before the answer is sent."""
+        if not files:
+            raise HTTPException(422, await _no_photos(request, "photos", "files"))
         if len(files) > options.max_files:
             raise HTTPException(
                 413, f"{len(files)} photos in one request; this service takes at most "
                 f"{options.max_files} (serve --max-files). Send them in several requests.",
             )  # fmt: skip
         fruits = fruit_ids(fruit, len(files))
+        if lot is None and "lot" in await request.form():  # sent, but empty
+            lot = ""
         lot_kept = lot_name(lot) if service.recorder is not None else None
         names = [image_id(upload, i) for i, upload in enumerate(files)]
         datas = [await upload.read() for upload in files]
@@ -302,7 +325,11 @@ def add_grading_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) 
         responses={200: {"content": {"image/png": {}}, "description": "The heat map"}},
     )
     async def explain_photo(
-        file: Annotated[UploadFile, File(description="One photo")],
+        request: Request,
+        files: Annotated[
+            list[UploadFile] | None, File(description="One photo (as /v1/grade takes them)")
+        ] = None,
+        file: Annotated[UploadFile | None, File(description="One photo (older clients)")] = None,
         method: Annotated[
             Literal["gradcam", "lime"] | None,
             Query(description="gradcam (CNN runs) or lime; default: the run's best"),
@@ -314,6 +341,13 @@ def add_grading_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) 
             raise HTTPException(404, "Explanations are turned off on this service (--no-explain).")
         if method == "gradcam" and service.info.explains_with != "gradcam":
             raise HTTPException(422, "Grad-CAM explains CNN runs only; use method=lime.")
+        sent = [*(files or []), *([file] if file is not None else [])]
+        if not sent:
+            raise HTTPException(422, await _no_photos(request, "one photo", "files"))
+        if len(sent) > 1:
+            raise HTTPException(422, f"{len(sent)} photos sent: /v1/explain explains one "
+                                "photo at a time; send each in its own request.")  # fmt: skip
+        file = sent[0]
         name = image_id(file, 0)
         try:
             photo = await decode_photo(service, name, await file.read())
