@@ -243,6 +243,13 @@ def test_data_labels_refuses_an_out_inside_its_photos_or_a_run(tmp_path):
 
     with pytest.raises(OutputError, match="a folder of photos this command reads"):
         write_labels(labelled(open_store(url)), kept, kept / "labels")
+    # another folder of photos: a later predict there would grade the copies too
+    orchard = tmp_path / "orchard"
+    orchard.mkdir()
+    (orchard / "m1.jpg").write_bytes((next(kept.iterdir())).read_bytes())
+    refused = run("data", "labels", url, "--photos", kept, "--out", orchard / "labels")
+    assert_clean_failure(refused, f"is inside {orchard}, a folder of photos", "holds no photos")
+    assert sorted(p.name for p in orchard.iterdir()) == ["m1.jpg"]
 
 
 # -- point 8: another application's database is refused, nothing written, no WAL ------------

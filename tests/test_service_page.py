@@ -256,7 +256,8 @@ def test_corrections_on_the_page_become_the_next_runs_labels(page, tmp_path):
                      "--set", "n_estimators=20")  # fmt: skip
     db, kept = f"sqlite:///{tmp_path / 'records.db'}", tmp_path / "kept"
     photos = [root / "train" / f"mango_0000{i}.jpg" for i in range(8)]
-    noise = tmp_path / "noise.png"  # unlike any training photo: to check, first in the queue
+    (tmp_path / "new").mkdir()  # photos apart from where the labels go
+    noise = tmp_path / "new" / "noise.png"  # unlike any training photo: first in the queue
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8)).save(noise)
     with live_server(create_app(ServeOptions(run=out, db=db, keep_photos=kept))) as url:
         page.goto(url)

@@ -22,6 +22,7 @@ from typing import Any
 from ..basics.csvcells import text_row
 from ..basics.errors import OutputError, SettingsError, plural
 from ..basics.outputs import claim_folder
+from ..data.photos import has_photo_suffix
 from ..graders import is_export
 from ..runs.staging import MARKER
 
@@ -90,6 +91,14 @@ def claim_labels_folder(out_dir: Path, photos: Path) -> Path:
                 f"--out {out_dir} is inside {folder}, a run (or export) folder: its files "
                 "belong to it. Write the labels to a new folder outside it."
             )
+    parent = Path(out_dir).resolve().parent
+    beside = sorted(p.name for p in parent.iterdir() if p.is_file() and has_photo_suffix(p.name))
+    if beside:
+        raise OutputError(
+            f"--out {out_dir} is inside {parent}, a folder of photos ({beside[0]}, ...): a "
+            f"later predict or train on {parent} would read the copied photos too. Write the "
+            "labels to a folder that holds no photos."
+        )
     return out_dir
 
 
