@@ -34,3 +34,14 @@ def write_photo(path: Path, seed: int = 0, size: tuple[int, int] = (40, 30)) -> 
 def write_csv(path: Path, text: str, encoding: str = "utf-8", newline: str = "\n") -> Path:
     path.write_bytes(text.replace("\n", newline).encode(encoding))
     return path
+
+
+def as_the_run_grades(run_dir, proba, fold):
+    """A fold bundle's raw probabilities as the run grades with them: scaled by the
+    temperature that fold was calibrated with, where the run is calibrated (the default of
+    runs trained by fruit since calibration=auto)."""
+    from mangograde.evaluation.temperature import apply_temperature
+    from mangograde.runs import open_run
+
+    temperature = open_run(run_dir).temperature(fold)
+    return proba if temperature is None else apply_temperature(proba, temperature)

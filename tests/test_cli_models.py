@@ -12,6 +12,7 @@ import yaml
 from mangograde.images import ImageCache, Resize, load_images
 from mangograde.models.bundle import load_bundle
 
+from .helpers import as_the_run_grades
 from .test_cli import assert_clean_failure, run
 
 TINY_RF = ["--set", "features.size=16", "--set", "n_estimators=12"]
@@ -63,7 +64,7 @@ def test_train_writes_a_complete_run_folder(synth_data, tmp_path, model, tiny):
     paths = [synth_data[0] / r["image"] for r in held]
     size = bundle.manifest["preprocessing"]["geometry"]["size"]
     photos = load_images(paths, Resize(size), ImageCache()).arrays
-    proba = bundle.model.predict_proba(photos)
+    proba = as_the_run_grades(out, bundle.model.predict_proba(photos), 1)
     expected = np.array([[float(r[f"p_{g}"]) for g in metrics["grades"]] for r in held])
     np.testing.assert_allclose(proba, expected, atol=1e-5)
 

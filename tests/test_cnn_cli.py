@@ -12,6 +12,7 @@ from mangograde.images import ImageCache, Resize, load_images
 from mangograde.models.bundle import load_bundle
 from mangograde.models.cnn_estimator import CNNClassifier
 
+from .helpers import as_the_run_grades
 from .test_cli import assert_clean_failure, run
 from .test_cli_models import read_csv
 
@@ -59,7 +60,8 @@ def test_train_cnn_writes_curves_and_a_bundle_that_regrades(synth_data, tmp_path
     assert size == 37  # 32 * 256 / 224: the study's resize before its centre crop
     photos = load_images([synth_data[0] / r["image"] for r in held], Resize(size), ImageCache())
     expected = np.array([[float(r[f"p_{g}"]) for g in metrics["grades"]] for r in held])
-    np.testing.assert_allclose(bundle.model.predict_proba(photos.arrays), expected, atol=1e-5)
+    graded = as_the_run_grades(out, bundle.model.predict_proba(photos.arrays), 1)
+    np.testing.assert_allclose(graded, expected, atol=1e-5)
 
 
 def test_folds_blend_several_cnns(synth_data, tmp_path):

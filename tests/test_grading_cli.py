@@ -17,7 +17,7 @@ from mangograde.images import load_images
 from mangograde.models.bundle import load_bundle
 from mangograde.runs import RunError, open_predictor, open_run
 
-from .helpers import write_photo
+from .helpers import as_the_run_grades, write_photo
 from .test_cli import assert_clean_failure, run
 from .test_cli_models import read_csv
 
@@ -71,7 +71,7 @@ def test_predict_with_one_fold_matches_that_bundle(trained, tmp_path):
     from mangograde.images import Resize
 
     image = load_images([photo], Resize(geometry["size"])).arrays
-    expected = bundle.model.predict_proba(image)[0]
+    expected = as_the_run_grades(runs["cnn"], bundle.model.predict_proba(image), 1)[0]
     row = read_csv(out)[0]
     assert row["image_id"] == photo.name
     np.testing.assert_allclose([float(row[f"p_{g}"]) for g in "ABC"], expected, atol=1e-5)
