@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..graders import Graded, Grader, shares
+from ..graders import Graded, Grader, sha256, shares
 from .store import Batch, FruitRecord, ModelIdentity, PhotoRecord, Store
 
 
@@ -30,11 +30,7 @@ class Upload:
 
     @classmethod
     def of_file(cls, path: Path) -> Upload:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return cls(digest.hexdigest(), path.stat().st_size)
+        return cls(sha256(path), path.stat().st_size)
 
 
 def identity_of(grader: Grader) -> ModelIdentity:

@@ -4,7 +4,6 @@ most from the fewest labels (:mod:`mangograde.evaluation.selection`)."""
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from ..basics.errors import SettingsError, plural
 from ..data import find_photos
 from ..data.fruit_ids import fruits_from_csv
 from ..evaluation.selection import Picked, pick, pooled, standardised, uncertainty
-from ..graders import Grader, grade_batch
+from ..graders import Grader, grade_batch, sha256
 from ..images import ImageCache
 from .predict import decode_photos
 
@@ -45,15 +44,7 @@ class Labelled:
         return name in self.names
 
     def has(self, name: str, path: Path) -> bool:
-        return name in self.names or (bool(self.sha256s) and _sha256(path) in self.sha256s)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return name in self.names or (bool(self.sha256s) and sha256(path) in self.sha256s)
 
 
 def read_labelled(path: Path) -> Labelled:
@@ -75,7 +66,7 @@ def read_labelled(path: Path) -> Labelled:
     for name in ids:
         for place in (path.parent / name, path.parent / "images" / Path(name).name):
             if place.is_file():
-                sha256s.add(_sha256(place))
+                sha256s.add(sha256(place))
                 break
     return Labelled(frozenset(names), frozenset(sha256s))
 
