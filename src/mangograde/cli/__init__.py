@@ -97,6 +97,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "audit": data.data_audit,
         "familiar": data.data_familiar,
         "labels": records.data_labels,
+        "corrections": data.data_corrections,
     },
     app: {
         "synth": data.synth_command,

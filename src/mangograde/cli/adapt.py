@@ -17,6 +17,7 @@ from ..basics.errors import SettingsError, plural
 from ..basics.outputs import claim_folder
 from ..images import ImageCache, load_images
 from .options import (
+    AnnotationsOpt,
     CacheDirOpt,
     FoldOpt,
     FruitGroupsOpt,
@@ -67,18 +68,21 @@ def _labelled(
     groups: Path | None,
     grades: str | None,
     run_grades: Sequence[str],
+    annotations: str = "latest",
 ) -> Dataset:
     """The new photos with their labels: named as the run's grades, as ``grades``, or A,B,C."""
     from ..basics.errors import DatasetError
     from ..data import load_dataset
+    from ..data.label_studio import check_annotations
 
+    how = {"allow_single_grade": True, "annotations": check_annotations(annotations)}
     if grades:
         names = tuple(g.strip() for g in grades.split(",") if g.strip())
-        return load_dataset(photos, labels, groups, names, allow_single_grade=True)
+        return load_dataset(photos, labels, groups, names, **how)
     try:
-        return load_dataset(photos, labels, groups, tuple(run_grades), allow_single_grade=True)
+        return load_dataset(photos, labels, groups, tuple(run_grades), **how)
     except DatasetError:
-        return load_dataset(photos, labels, groups, allow_single_grade=True)
+        return load_dataset(photos, labels, groups, **how)
 
 
 def adapt_command(
@@ -86,8 +90,14 @@ def adapt_command(
     photos: Annotated[Path, typer.Argument(help="The new photos: a folder (or grade folders).")],
     out_dir: Annotated[Path, typer.Option("--out", help="The adapted run's folder.")],
     labels: Annotated[
-        Path | None, typer.Option("--labels", help="Label CSV of the new photos (image_id,label).")
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Label CSV of the new photos (image_id,label), or Label Studio's JSON, "
+            "JSON_MIN or CSV export.",
+        ),
     ] = None,
+    annotations: AnnotationsOpt = "latest",
     groups: FruitGroupsOpt = None,
     unlabelled: Annotated[
         bool,
@@ -166,7 +176,7 @@ def adapt_command(
 
         dataset = Dataset(photos, "photos", tuple(ids), tuple(paths), ())
     else:
-        dataset = _labelled(photos, labels, groups, grades, parent.grades)
+        dataset = _labelled(photos, labels, groups, grades, parent.grades, annotations)
         if not dataset.labelled:
             raise SettingsError(f"{photos} has no grades: give --labels CSV (or grade "
                                 "folders), or --unlabelled to adapt the BatchNorm statistics "

@@ -15,6 +15,7 @@ from ..data.synth import synthesize
 from ..images import CACHE_MAX_ENV, ImageCache, Resize, ResizeCenterCrop, load_dataset_images
 from ..workflows.inspect import Inspection, inspect_dataset
 from .options import (
+    AnnotationsOpt,
     CacheDirOpt,
     DataArg,
     DataOptions,
@@ -263,3 +264,49 @@ def data_familiar(
     out.print(familiar_line(report.record))
     out.print(f"Wrote {escape(str(out_dir / 'familiarity.csv'))} and "
               f"{escape(str(out_dir / 'familiarity.png'))}")  # fmt: skip
+
+
+def data_corrections(
+    export: Annotated[
+        Path,
+        typer.Argument(
+            metavar="EXPORT",
+            help="Label Studio's JSON, JSON_MIN or CSV export of a project made from "
+            "`data labels --format label-studio`.",
+        ),
+    ],
+    db: Annotated[str, typer.Option("--db", help="The records database (as serve's --db).")],
+    annotations: AnnotationsOpt = "latest",
+) -> None:
+    """Label Studio's grades back into the records: each annotated task's grade is appended
+    as a correction of the grading its photo came from (operator: the annotator; note: the
+    task and annotation), so the next `data labels` includes it. Run it again: nothing is
+    added twice."""
+    from ..workflows.corrections import append_corrections
+    from .records import _store
+
+    done = append_corrections(_store(db), export, annotations)
+    notices(done.notices)
+    if done.unknown:
+        names = [c.task.where for c in done.unknown]
+        them = "it" if len(names) == 1 else "them"
+        out.print(f"[yellow]{plural(len(names), 'photo')} not in the records, nothing written "
+                  f"for {them}:[/] {escape(listing(names))}")  # fmt: skip
+    for chosen, why in done.refused:
+        out.print(f"[yellow]Refused[/] {escape(chosen.task.where)}: {escape(why)}")
+    if done.newer:
+        names = [c.task.where for c in done.newer]
+        out.print(f"[yellow]{plural(len(names), 'photo')} corrected in the records after the "
+                  f"annotation, left as they stand:[/] {escape(listing(names))}")  # fmt: skip
+    kept = len(done.done) + len(done.same)
+    out.print(
+        f"Appended {plural(len(done.added), 'correction')} from {escape(str(export))} "
+        f"(Label Studio {done.format}) to {escape(db)}"
+        + (f"; {kept} already stood" if kept else "")
+        + (f"; {len(done.refused)} refused" if done.refused else "")
+        + "."
+    )
+    for chosen, made in done.added:
+        out.print(f"  grading {made.grading_id} ({escape(chosen.task.name)}): "
+                  f"{escape(made.previous)} -> {escape(made.grade)} by "
+                  f"{escape(made.operator)}")  # fmt: skip

@@ -22,6 +22,7 @@ from rich.markup import escape
 from ..basics.errors import DatasetError, MangogradeError, SettingsError
 from ..basics.outputs import claim_file, claim_folder
 from ..data import Dataset, load_dataset
+from ..data.label_studio import check_annotations
 from ..data.synth import is_synthetic
 from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from ..models.registry import Settings, resolve
@@ -91,7 +92,17 @@ DataArg = Annotated[Path, typer.Argument(help="Folder of photos, or of grade fol
 LabelsOpt = Annotated[
     Path | None,
     typer.Option(
-        "--labels", help="Label CSV (image_id,label; header optional; UTF-8, BOM or Big5)."
+        "--labels",
+        help="Label CSV (image_id,label; header optional; UTF-8, BOM or Big5), or Label "
+        "Studio's JSON, JSON_MIN or CSV export as it comes.",
+    ),
+]
+AnnotationsOpt = Annotated[
+    str,
+    typer.Option(
+        "--annotations",
+        help="A Label Studio task with several annotations: latest (the last updated) or "
+        "majority (the grade most annotators chose; a tie is named, never guessed).",
     ),
 ]
 GroupsOpt = Annotated[
@@ -246,6 +257,7 @@ class DataOptions:
     """Where the labels, groups and decoded photos are, and how loud to be."""
 
     labels: LabelsOpt = None
+    annotations: AnnotationsOpt = "latest"
     groups: GroupsOpt = None
     grades: GradesOpt = None
     skip_bad: SkipBadOpt = False
@@ -311,7 +323,8 @@ class DataOptions:
                 "training (train, tune, sweep, ablate); here, give a groups CSV."
             )
         groups = self.fruits_csv
-        filters = {"include": self.include or (), "exclude": self.exclude or ()}
+        filters = {"include": self.include or (), "exclude": self.exclude or (),
+                   "annotations": check_annotations(self.annotations)}  # fmt: skip
         dataset = None
         if grades is None and known is not None:
             try:
@@ -332,6 +345,7 @@ class DataOptions:
         record = {
             "root": str(data.resolve()),  # held-out photos are found again from any folder
             "labels": str(self.labels) if self.labels else None,
+            **({"annotations": self.annotations} if self.annotations != "latest" else {}),
             "groups": str(self.groups) if self.groups else None,
             "layout": dataset.layout,
             "synthetic": is_synthetic(data),

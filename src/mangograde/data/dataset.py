@@ -4,7 +4,7 @@ users bring, and what makes one.
 Three layouts load without editing:
 
 * ``labels-csv``: a folder of photos plus a label CSV (the AI CUP format,
-  ``label_csv.py``);
+  ``label_csv.py``) or a Label Studio export (JSON, JSON_MIN, CSV: ``label_studio.py``);
 * ``class-folders``: one folder per grade, grade order given best-first
   (``folder_layouts.py``);
 * ``unlabelled``: a flat folder of photos, for prediction (``folder_layouts.py``).
@@ -42,6 +42,7 @@ from .grade_names import (
 )
 from .groups import read_groups
 from .label_csv import from_label_csv
+from .label_studio import from_export, is_label_studio
 from .photos import PHOTO_SUFFIXES, SYSTEM_FILES, Found, find_photos, globs, id_under, kept
 
 __all__ = [
@@ -199,13 +200,15 @@ def load_dataset(
     unordered: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    annotations: str = "latest",
 ) -> Dataset:
     """Load a dataset in any supported layout.
 
     Parameters
     ----------
     data : folder of photos (with ``labels``), of grade folders, or of unlabelled photos.
-    labels : label CSV (``image_id,label``; header optional; UTF-8, BOM or Big5).
+    labels : label CSV (``image_id,label``; header optional; UTF-8, BOM or Big5), or
+        Label Studio's JSON, JSON_MIN or CSV export (``label_studio.py``).
     groups : CSV mapping photos to fruits (``image,group`` or ``image,...,fruit_id``).
     grades : grade names best-first; needed for class folders with unfamiliar names.
     allow_single_grade : accept a labelled set holding a single grade (e.g. to evaluate).
@@ -215,6 +218,8 @@ def load_dataset(
         ``include`` (when any) and no ``exclude``. A grade folder they leave empty need not
         be a grade; a grade they leave without photos drops out of ``grades`` (a notice
         says so).
+    annotations : with a Label Studio export, the grade of a task with several
+        annotations: ``latest`` (the last updated) or ``majority`` (a tie is an error).
 
     Returns
     -------
@@ -240,7 +245,11 @@ def load_dataset(
         check_grade_names(grade_names)
     set_aside = 0
     if labels is not None:
-        found = from_label_csv(root, Path(labels).expanduser(), grade_names, unordered)
+        label_file = Path(labels).expanduser()
+        if is_label_studio(label_file):
+            found = from_export(root, label_file, grade_names, unordered, annotations)
+        else:
+            found = from_label_csv(root, label_file, grade_names, unordered)
     else:
         found, set_aside = from_folder(root, grade_names, unordered, include, exclude)
     dataset = _from_found(found)

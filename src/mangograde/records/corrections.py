@@ -202,3 +202,37 @@ def labelled(
                          "fruit": fruit or None, "lot": lot, "graded": graded, "grade": grade,
                          "operator": operator, "time": when, "grades": list(p)}  # fmt: skip
     return [r for r in by_photo.values() if confirmed or r["grade"] != r["graded"]]
+
+
+def standing(store: Store, grading_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The gradings of ``grading_ids`` that the records hold, by id: photo, SHA-256, lot,
+    the model's grade, the run's grades and every correction, oldest first (the last one
+    stands). Ids the records do not hold are left out."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from .schema import Correction as Row
+    from .schema import Grading, Lot
+
+    wanted = sorted(set(grading_ids))
+    found: dict[int, dict[str, Any]] = {}
+    with Session(store.engine) as session:
+        for start in range(0, len(wanted), 500):  # within every database's bound parameters
+            part = wanted[start : start + 500]
+            query = (
+                select(Grading.id, Grading.photo, Grading.sha256, Lot.name, Grading.grade,
+                       Grading.probabilities)
+                .join(Lot, Lot.id == Grading.lot_id)
+                .where(Grading.id.in_(part))
+            )  # fmt: skip
+            for grading_id, photo, sha, lot, graded, p in session.execute(query):
+                found[grading_id] = {"grading_id": grading_id, "photo": photo, "sha256": sha,
+                                     "lot": lot, "graded": graded, "grades": list(p),
+                                     "corrections": []}  # fmt: skip
+            rows = session.scalars(select(Row).where(Row.grading_id.in_(part)).order_by(Row.id))
+            for row in rows:
+                before = found[row.grading_id]["corrections"]
+                previous = before[-1].grade if before else found[row.grading_id]["graded"]
+                before.append(Correction(row.id, row.grading_id, row.grade, previous,
+                                         row.operator, as_utc(row.time), row.note))  # fmt: skip
+    return found

@@ -116,7 +116,8 @@ def _parent_photos(
         return None
     try:
         data = parent.settings.get("data") or {}
-        dataset = load_dataset(root, data.get("labels"), data.get("groups"), parent.grades)
+        dataset = load_dataset(root, data.get("labels"), data.get("groups"), parent.grades,
+                               annotations=data.get("annotations", "latest"))  # fmt: skip
     except (OSError, SettingsError):
         return None
     where = dict(zip(dataset.image_ids, dataset.paths, strict=True))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..basics.csvcells import text_row
 from ..basics.errors import OutputError, SettingsError, plural
@@ -49,15 +50,21 @@ def _kept(photos: Path, sha256: str) -> Path | None:
     return next((p for p in found if p.is_file() and not p.name.startswith(".")), None)
 
 
-def _file_name(row: dict[str, Any], suffix: str) -> str:
+def file_name(row: dict[str, Any], suffix: str) -> str:
+    """The copy's name: the grading id first (``000039-photo.jpg``), so an annotation made
+    on it maps back to its grading (``data corrections``)."""
     stem = _UNSAFE.sub("_", Path(row["photo"]).stem).strip("._")[:60] or "photo"
     return f"{row['grading_id']:06d}-{stem}{suffix}"
 
 
-def _label_studio(rows: list[tuple[str, dict[str, Any]]], grades: list[str]) -> list[dict]:
+def _label_studio(rows: list[tuple[str, dict[str, Any]]], folder: str) -> list[dict]:
+    """Tasks whose images Label Studio serves from a Local Storage: started with
+    LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT the folder that holds ``folder`` (the labels
+    folder), an image is ``/data/local-files/?d=FOLDER/images/NAME``."""
+    where = quote(f"{folder}/images", safe="/")
     return [
         {
-            "data": {"image": f"/data/local-files/?d=images/{name}",
+            "data": {"image": f"/data/local-files/?d={where}/{name}",
                      "grading_id": row["grading_id"], "lot": row["lot"],
                      "fruit": row["fruit"] or "", "model_grade": row["graded"]},
             "annotations": [{
@@ -128,7 +135,7 @@ def write_labels(
             if source is None:
                 missing.append(row)
                 continue
-            name = _file_name(row, source.suffix)
+            name = file_name(row, source.suffix)
             shutil.copyfile(source, stage / "images" / name)
             written.append((name, row))
         if not written:
@@ -150,7 +157,7 @@ def write_labels(
                        [[r["grading_id"], r["photo"], r["sha256"], r["lot"], r["grade"]]
                         for r in missing])  # fmt: skip
         if fmt == "label-studio":
-            tasks = _label_studio(written, grades)
+            tasks = _label_studio(written, out_dir.name)
             (stage / "tasks.json").write_text(json.dumps(tasks, indent=1, ensure_ascii=False),
                                               encoding="utf-8")  # fmt: skip
             (stage / "label_config.xml").write_text(_label_config(grades), encoding="utf-8")
