@@ -44,14 +44,14 @@ def test_an_empty_database_gets_the_schema_and_older_or_newer_ones_are_refused(d
     from sqlalchemy import text
 
     store = open_store(db_url)
-    assert store.revision() == ("0002", "0002")
+    assert store.revision() == ("0003", "0003")
     _downgraded(db_url, "0001")  # a database written by the previous release
     with pytest.raises(RecordsError, match="mangograde db upgrade"):
         open_store(db_url)
     from .test_cli import run
 
     upgraded = run("db", "upgrade", db_url)
-    assert upgraded.exit_code == 0 and "0001 -> 0002" in upgraded.output
+    assert upgraded.exit_code == 0 and "0001 -> 0003" in upgraded.output
     assert open_store(db_url).record("L", MODEL, [_photo("a.jpg")]) == [1]
     with Store(db_url).engine.connect() as connection, connection.begin():
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))

@@ -122,6 +122,8 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "list": records.lots_list,
         "show": records.lots_show,
         "report": records.lots_report,
+        "close": records.lots_close,
+        "reopen": records.lots_reopen,
         "prune": records.lots_prune,
     },
 }

@@ -16,7 +16,8 @@ from .options import OverwriteOpt, out
 
 db_app = typer.Typer(help="The records database: its schema.", no_args_is_help=True)
 lots_app = typer.Typer(
-    help="Lots in the records database: list, show, report, prune.", no_args_is_help=True
+    help="Lots in the records database: list, show, report, close, reopen, prune.",
+    no_args_is_help=True,
 )
 
 UrlArg = Annotated[
@@ -109,6 +110,45 @@ def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB) -> None:
               f"graded from several photos: {s.n_fruits}")  # fmt: skip
     for model, n in s.models.items():
         out.print(f"Model {escape(model)}: {n} photos")
+    if s.closed_by is not None and s.closed_at is not None:
+        out.print(f"Closed by {escape(shown_name(s.closed_by))} at "
+                  f"{s.closed_at:%Y-%m-%d %H:%M} (UTC)")  # fmt: skip
+
+
+ByOpt = Annotated[
+    str, typer.Option("--by", help="Who does it: the operator's name, kept with the event.")
+]
+
+
+def lots_close(lot: LotArg, by: ByOpt, db: DbOpt = DEFAULT_DB) -> None:
+    """Close a lot: from now on it refuses gradings and corrections (serve answers 409,
+    naming who closed it and when) until it is reopened. Kept as a row, never an update."""
+    from ..records import close_lot
+    from ..records.store import shown_name
+
+    event = close_lot(_store(db), lot, by)
+    out.print(f"Closed lot {escape(shown_name(lot))}: by {escape(event.operator)} at "
+              f"{event.time:%Y-%m-%d %H:%M:%S} (UTC). It refuses gradings and corrections "
+              "until reopened (mangograde lots reopen LOT --by NAME --why TEXT).")  # fmt: skip
+
+
+def lots_reopen(
+    lot: LotArg,
+    by: ByOpt,
+    why: Annotated[
+        str, typer.Option("--why", help="Why the lot is reopened, kept with the event.")
+    ],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Reopen a closed lot, saying why: it takes gradings and corrections again. Kept as
+    a row beside the close, never an update."""
+    from ..records import reopen_lot
+    from ..records.store import shown_name
+
+    event = reopen_lot(_store(db), lot, by, why)
+    out.print(f"Reopened lot {escape(shown_name(lot))}: by {escape(event.operator)} at "
+              f"{event.time:%Y-%m-%d %H:%M:%S} (UTC), because: "
+              f"{escape(event.why or '')}")  # fmt: skip
 
 
 def lots_report(

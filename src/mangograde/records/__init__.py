@@ -1,6 +1,7 @@
 """The line's records: every grading kept by lot in a database (SQLite or PostgreSQL via
 SQLAlchemy), its schema kept by the Alembic migrations shipped here."""
 
+from .closing import LotClosed, LotEvent, close_lot, closing_of, events_of, reopen_lot
 from .corrections import (
     NOTE_LIMIT,
     Correction,
@@ -25,6 +26,12 @@ from .store import (
 from .summary import best_first
 
 __all__ = [
+    "LotClosed",
+    "LotEvent",
+    "close_lot",
+    "closing_of",
+    "events_of",
+    "reopen_lot",
     "NOTE_LIMIT",
     "Correction",
     "NoSuchRecord",

@@ -50,12 +50,14 @@ def correct(
     when: datetime | None = None,
 ) -> Correction:
     """Append the operator's ``grade`` for grading ``grading_id``. The grade must be one of
-    the grading's run's grades; the grading must exist (:class:`NoSuchRecord`)."""
+    the grading's run's grades; the grading must exist (:class:`NoSuchRecord`) and its lot
+    must be open (:class:`mangograde.records.LotClosed`)."""
     from sqlalchemy import insert, select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from .closing import refuse_closed
     from .schema import Correction as Row
-    from .schema import Grading
+    from .schema import Grading, Lot
 
     who = check_name(operator, "operator")
     assert who is not None
@@ -64,11 +66,14 @@ def correct(
     try:
         with store.engine.begin() as connection:
             found = connection.execute(
-                select(Grading.grade, Grading.probabilities).where(Grading.id == grading_id)
+                select(Grading.grade, Grading.probabilities, Lot.name)
+                .join(Lot, Lot.id == Grading.lot_id)
+                .where(Grading.id == grading_id)
             ).first()
             if found is None:
                 raise NoSuchRecord(f"No grading {grading_id} in {store.where}.")
-            graded, probabilities = found
+            graded, probabilities, lot = found
+            refuse_closed(connection, [lot])
             grades = list(probabilities)
             if grade not in grades:
                 raise SettingsError(

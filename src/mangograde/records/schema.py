@@ -1,13 +1,23 @@
 """The tables of the line's records (SQLAlchemy 2.0): lots, gradings, the fruits graded
-from several photos, and corrections. Corrections are appended, never an update of the
-grading they correct. Times are UTC."""
+from several photos, corrections, and lots closed and reopened. Corrections and lot events
+are appended, never an update of what they change. Times are UTC."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -75,3 +85,17 @@ class Correction(Base):
     grade: Mapped[str] = mapped_column(Text)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class LotEvent(Base):
+    """A lot closed or reopened by an operator, appended; the latest one stands."""
+
+    __tablename__ = "lot_events"
+    __table_args__ = (CheckConstraint("kind IN ('closed', 'reopened')", name="ck_lot_events_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"), index=True)
+    kind: Mapped[str] = mapped_column(Text)  # closed | reopened
+    operator: Mapped[str] = mapped_column(Text)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    why: Mapped[str | None] = mapped_column(Text)

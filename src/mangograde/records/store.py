@@ -300,13 +300,18 @@ class Store:
 
     def record_many(self, batches: Sequence[Batch]) -> list[list[int]]:
         """Several batches (e.g. the requests waiting for the writer) in one transaction:
-        all of them or none. Each batch's grading ids, in order."""
+        all of them or none. Each batch's grading ids, in order. A batch for a closed lot
+        refuses the whole transaction (:class:`mangograde.records.LotClosed`) before
+        anything is written."""
         from sqlalchemy.exc import SQLAlchemyError
+
+        from .closing import refuse_closed
 
         for batch in batches:
             batch.check()
         try:
             with self.engine.begin() as connection:
+                refuse_closed(connection, [batch.lot for batch in batches])
                 return [self._insert(connection, batch) for batch in batches]
         except SQLAlchemyError as exc:
             raise RecordsError(f"The gradings could not be recorded in {self.where}: "
@@ -426,11 +431,12 @@ class Store:
 
     def prune(self, before: datetime, dry_run: bool = False) -> dict[str, int]:
         """Delete gradings (their corrections and fruits) older than ``before``, and lots
-        left empty; how many of each (nothing is deleted with ``dry_run``)."""
+        left empty (with their closings); how many of each (nothing is deleted with
+        ``dry_run``)."""
         from sqlalchemy import delete, exists, func, select
         from sqlalchemy.orm import Session
 
-        from .schema import Correction, FruitGrading, Grading, Lot
+        from .schema import Correction, FruitGrading, Grading, Lot, LotEvent
 
         before = as_utc(before)
         old = select(Grading.id).where(Grading.time < before)
@@ -449,6 +455,8 @@ class Store:
             empty = ~exists().where(Grading.lot_id == Lot.id, Grading.time >= before)
             counts["lots"] = session.scalar(select(func.count()).where(empty, Lot.created < before))
             if not dry_run:
+                gone = select(Lot.id).where(empty, Lot.created < before)
+                session.execute(delete(LotEvent).where(LotEvent.lot_id.in_(gone)))
                 session.execute(delete(Lot).where(empty, Lot.created < before))
             if dry_run:
                 session.rollback()

@@ -10,7 +10,7 @@ corrected or confirmed yet: exactly the to-check list
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -29,6 +29,8 @@ class LotSummary:
     grades: tuple[str, ...] = ()  # the runs' grades, best first
     fruit_mix: dict[str, int] = field(default_factory=dict)  # grade -> fruits, best first
     unfamiliar: int = 0  # photos graded unfamiliar (corrected or not)
+    closed_by: str | None = None  # who closed the lot (None: open, or reopened since)
+    closed_at: datetime | None = None  # when (UTC)
 
     @property
     def checks_left(self) -> int:
@@ -38,6 +40,11 @@ class LotSummary:
     @property
     def n_fruits(self) -> int:
         return sum(self.fruit_mix.values())
+
+
+def _utc(when: datetime) -> datetime:
+    """SQLite gives back the UTC it was given without its zone."""
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 def best_first(counts: dict[str, int], grades: tuple[str, ...]) -> dict[str, int]:
@@ -65,12 +72,12 @@ def _grades(session: Any, lot_id: int) -> tuple[str, ...]:
 
 def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | None:
     """Lot ``name``'s photos and fruits by grade, checks left by reason, corrections,
-    unfamiliar photos and models, from the database of ``engine`` (None: no such lot);
-    with ``detail``, a row a fruit."""
+    unfamiliar photos, models and the close that stands, from the database of ``engine``
+    (None: no such lot); with ``detail``, a row a fruit."""
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from .schema import Correction, FruitGrading, Grading, Lot
+    from .schema import Correction, FruitGrading, Grading, Lot, LotEvent
 
     with Session(engine) as session:
         lot = session.scalar(select(Lot).where(Lot.name == name))
@@ -119,6 +126,15 @@ def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | No
             .group_by(FruitGrading.grade)
         ).all()  # fmt: skip
         summary.fruit_mix = best_first({g: int(n) for g, n in by_grade}, summary.grades)
+        event = session.execute(
+            select(LotEvent.kind, LotEvent.operator, LotEvent.time)
+            .where(LotEvent.lot_id == lot.id)
+            .order_by(LotEvent.id.desc())
+            .limit(1)
+        ).first()
+        if event is not None and event.kind == "closed":
+            summary.closed_by = event.operator
+            summary.closed_at = _utc(event.time)
         if detail:
             fruits = session.execute(
                 select(FruitGrading.fruit, FruitGrading.grade, FruitGrading.check,

@@ -9,7 +9,7 @@ import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ..records import Batch, ModelIdentity, RecordsError, Store, open_store
+from ..records import Batch, LotClosed, ModelIdentity, RecordsError, Store, open_store
 
 DEFAULT_LOT = "unassigned"
 FAILURES = ("refuse", "warn")
@@ -30,10 +30,20 @@ class Recorder:
         """Write every waiting request in one transaction; each learns its ids, or the error."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
-        if not waiting:
-            return
+        if waiting:
+            self._write(waiting)
+
+    def _write(self, waiting: list[tuple[Batch, Future[list[int]]]]) -> None:
         try:
             found = self.store.record_many([batch for batch, _ in waiting])
+        except LotClosed as exc:  # refused: the requests for that lot; the others go on
+            for batch, done in waiting:
+                if batch.lot == exc.lot:
+                    done.set_exception(exc)
+            rest = [w for w in waiting if w[0].lot != exc.lot]
+            if rest:
+                self._write(rest)
+            return
         except Exception as exc:  # noqa: BLE001 - every waiting request gets it
             for _, done in waiting:
                 done.set_exception(exc)

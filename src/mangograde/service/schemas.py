@@ -98,6 +98,26 @@ class LotTally(BaseModel):
     )
     unfamiliar: int = Field(0, description="Photos graded unfamiliar, corrected or not")
     grades: list[str] = Field(default_factory=list, description="The runs' grades, best first")
+    closed_by: str | None = Field(
+        None, description="Who closed the lot; null while it is open (or reopened since)"
+    )
+    closed_at: str | None = Field(None, description="When it was closed (ISO 8601, UTC)")
+
+
+class LotCloseIn(BaseModel):
+    operator: str | None = Field(
+        None,
+        description="Who closes the lot (1 to 200 characters); default: the name of the API "
+        "key sent, required when the service has no keys",
+    )
+
+
+class LotEventOut(BaseModel):
+    lot: str
+    kind: str = Field(description="closed (events are appended, never updated)")
+    operator: str
+    time: str = Field(description="When it was recorded (ISO 8601, UTC)")
+    why: str | None = None
 
 
 class ModelInfo(BaseModel):

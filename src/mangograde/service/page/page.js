@@ -7,6 +7,8 @@
 // With records, every graded photo or fruit can be corrected (a button per grade, or the keys
 // 1, 2, 3... on the selected card): appended to the records by /v1/gradings/{id}/corrections,
 // and shown at once. "To check by hand" lists the lot's photos marked check, worst first.
+// "Close the lot" closes it in the operator's name (after a confirmation): the service then
+// refuses gradings and corrections in it (409, naming who closed it and when).
 const state = { grades: [], results: [], fruits: [], key: sessionStorage.getItem("mangograde-key") || "" };
 const $ = (id) => document.getElementById(id);
 
@@ -209,6 +211,7 @@ async function renderLot() {
   if (response.status === 404) {
     line.textContent = "Lot " + lot + ": nothing graded yet.";
     report.hidden = true;
+    $("lot-close").hidden = true;
     return;
   }
   if (!response.ok) { line.textContent = "Lot " + lot + ": the records could not be read (" + response.status + ")."; return; }
@@ -217,10 +220,37 @@ async function renderLot() {
   const fruits = Object.entries(tally.fruit_mix || {}).map(([g, n]) => g + " " + n);
   const checks = tally.checks_left;
   line.textContent = "Lot " + tally.lot + ": "
-    + (fruits.length ? tally.fruits + " fruits (" + fruits.join(", ") + "), " : "")
+    + (fruits.length ? tally.fruits + (tally.fruits === 1 ? " fruit (" : " fruits (") + fruits.join(", ") + "), " : "")
     + tally.gradings + " photos recorded (" + parts.join(", ")
-    + (checks ? "; left to check by hand " + checks : "") + ")";
+    + (checks ? "; left to check by hand " + checks : "") + ")"
+    + (tally.closed_by ? "; closed by " + tally.closed_by + " at " + shownTime(tally.closed_at) : "");
   report.hidden = false;
+  $("lot-close").hidden = Boolean(tally.closed_by);
+}
+
+// An ISO time from the service (UTC) in this browser's zone, the zone named.
+function shownTime(iso) {
+  return new Date(iso).toLocaleString([], {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  });
+}
+
+async function closeLot() {
+  const lot = lotName();
+  const operator = $("operator").value.trim();
+  const status = $("lot-close-status");
+  if (!window.confirm("Close lot " + lot + (operator ? " as " + operator : "") + "? It will refuse "
+      + "more gradings and corrections until it is reopened (mangograde lots reopen).")) { return; }
+  const response = await call("/v1/lots/" + encodeURIComponent(lot) + "/close", {
+    method: "POST", body: JSON.stringify(operator ? { operator: operator } : {}),
+    headers: { "Content-Type": "application/json" },
+  });
+  const answer = await response.json().catch(() => ({}));
+  status.hidden = false;
+  status.textContent = response.ok
+    ? "Lot " + lot + " closed by " + answer.operator + "."
+    : "The lot was not closed: " + (answer.detail || ("error " + response.status));
+  await renderLot();
 }
 
 function card(file, list = $("photos")) {
@@ -449,11 +479,13 @@ function setUp() {
   $("lot").value = localStorage.getItem("mangograde-lot") || "";
   $("lot").addEventListener("change", () => {
     localStorage.setItem("mangograde-lot", $("lot").value.trim());
+    $("lot-close-status").hidden = true;
     if (state.recording) { renderLot(); }
   });
   $("operator").value = localStorage.getItem("mangograde-operator") || "";
   $("operator").addEventListener("change", () => localStorage.setItem("mangograde-operator", $("operator").value.trim()));
   $("to-check-load").addEventListener("click", loadToCheck);
+  $("lot-close").addEventListener("click", closeLot);
   document.addEventListener("keydown", (e) => {
     const target = e.target;
     if (target instanceof HTMLInputElement || e.altKey || e.ctrlKey || e.metaKey) { return; }

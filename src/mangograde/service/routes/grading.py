@@ -20,7 +20,7 @@ from ...basics.errors import SettingsError
 from ...explain import explain
 from ...graders import Graded, graded_from, shares
 from ...images.decode import ImageDecodeError, decode, decoded_pixels
-from ...records import RecordsError, Upload, batch_of, check_name
+from ...records import LotClosed, RecordsError, Upload, batch_of, check_name
 from ...report.figures import EXPLAINED
 from ..heatmap import heat_png
 from ..keeper import KeepingFailed
@@ -199,12 +199,15 @@ def fruit_ids(fruit: list[str] | None, n_files: int) -> list[str] | None:
 async def _record(
     service: ServiceState, lot: str, graded: Graded, uploads: list[Upload]
 ) -> list[int] | None:
-    """Keep the graded photos before answering: their grading ids; 503 when they cannot be
-    kept, unless failures are only counted (``--record-failures warn``: None)."""
+    """Keep the graded photos before answering: their grading ids; 409 when the lot is
+    closed; 503 when they cannot be kept, unless failures are only counted
+    (``--record-failures warn``: None)."""
     assert service.recorder is not None
     try:
         return await service.recorder.record(batch_of(lot, service.recorder.identity, graded,
                                                       uploads))  # fmt: skip
+    except LotClosed as exc:  # refused, not failed: no grade is given
+        raise HTTPException(409, str(exc)) from None
     except RecordsError as exc:
         service.telemetry.record_failures.inc()
         if service.recorder.failures == "warn":

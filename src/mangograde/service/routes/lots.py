@@ -1,7 +1,7 @@
 """Lots and corrections: a lot's summary and report (one summary for every screen:
-:func:`mangograde.records.summary.lot_summary`), corrections of recorded gradings
-(appended to the records), the lot's queue of gradings to check by hand, and the kept
-photos they show."""
+:func:`mangograde.records.summary.lot_summary`), closing a lot, corrections of recorded
+gradings (appended to the records), the lot's queue of gradings to check by hand, and the
+kept photos they show."""
 
 from __future__ import annotations
 
@@ -10,13 +10,29 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
 from ...basics.errors import SettingsError
-from ...records import LotSummary, NoSuchRecord, RecordsError, correct, to_check
+from ...records import (
+    LotClosed,
+    LotSummary,
+    NoSuchRecord,
+    RecordsError,
+    close_lot,
+    correct,
+    to_check,
+)
 from ..deps import KEY_NAME
-from ..schemas import CorrectionIn, CorrectionOut, LotTally, ToCheck, ToCheckItem
+from ..schemas import (
+    CorrectionIn,
+    CorrectionOut,
+    LotCloseIn,
+    LotEventOut,
+    LotTally,
+    ToCheck,
+    ToCheckItem,
+)
 from ..state import ServiceState
 from ..telemetry import log_detail
 
@@ -41,15 +57,15 @@ def lot_gone(lot: str, exc: Exception) -> HTTPException:
     return not_found(f"lot named {lot[:200]!r}", exc)
 
 
-def operator_of(named: str | None, key_name: str | None) -> str | None:
-    """Who corrects: with named keys (``NAME KEY`` lines), the key's name, and a
-    correction naming someone else is refused (403); with one bare key (``api-key``) or
-    none, the ``operator`` sent, else the key's name."""
+def operator_of(named: str | None, key_name: str | None, what: str = "a correction") -> str | None:
+    """Who corrects (or closes a lot: ``what``): with named keys (``NAME KEY`` lines), the
+    key's name, and a request naming someone else is refused (403); with one bare key
+    (``api-key``) or none, the ``operator`` sent, else the key's name."""
     if key_name is None or key_name == KEY_NAME:
         return named or key_name
     if named is not None and named.strip() and named.strip() != key_name:
         raise HTTPException(
-            403, f"This API key is {key_name}'s: a correction sent with it is recorded as "
+            403, f"This API key is {key_name}'s: {what} sent with it is recorded as "
             f"{key_name}'s, so it cannot name {named.strip()[:200]!r} as its operator. Send it "
             "with that operator's own key, or leave operator out.",
         )  # fmt: skip
@@ -62,13 +78,15 @@ def tally_of(summary: LotSummary) -> LotTally:
                     checks=summary.checks, checks_left=summary.checks_left,
                     corrections=summary.corrections, fruits=summary.n_fruits,
                     fruit_mix=summary.fruit_mix, unfamiliar=summary.unfamiliar,
-                    grades=list(summary.grades))  # fmt: skip
+                    grades=list(summary.grades), closed_by=summary.closed_by,
+                    closed_at=None if summary.closed_at is None
+                    else summary.closed_at.isoformat())  # fmt: skip
 
 
 def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> None:
-    """``GET /v1/lots/{lot}`` and its report, ``POST /v1/gradings/{id}/corrections``,
-    ``GET /v1/lots/{lot}/to-check`` and ``GET /v1/photos/{sha256}``, behind the API key
-    like every ``/v1`` route."""
+    """``GET /v1/lots/{lot}`` and its report, ``POST /v1/lots/{lot}/close``,
+    ``POST /v1/gradings/{id}/corrections``, ``GET /v1/lots/{lot}/to-check`` and
+    ``GET /v1/photos/{sha256}``, behind the API key like every ``/v1`` route."""
 
     async def _summary(lot: str) -> LotSummary:
         if service.recorder is None:
@@ -112,8 +130,28 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
             raise not_found(missing, exc) from None
         except SettingsError as exc:
             raise HTTPException(422, str(exc)) from None
+        except LotClosed as exc:  # who closed it and when
+            raise HTTPException(409, str(exc)) from None
         except RecordsError as exc:
             raise HTTPException(503, str(exc)) from None
+
+    @app.post("/v1/lots/{lot}/close", response_model=LotEventOut,
+              response_model_exclude_none=True, status_code=201, dependencies=guarded,
+              tags=["lots"])  # fmt: skip
+    async def close(
+        request: Request, lot: str, body: Annotated[LotCloseIn | None, Body()] = None
+    ) -> LotEventOut:
+        """Close the lot in the operator's name (the key's, with named keys): from now on
+        it refuses gradings and corrections with 409, naming who closed it and when. A lot
+        already closed answers 409; ``mangograde lots reopen`` reopens one."""
+        named = None if body is None else body.operator
+        operator = operator_of(named, getattr(request.state, "key_name", None), "a close")
+        if not operator:
+            raise HTTPException(422, "Say who closes the lot: send {\"operator\": NAME} (the "
+                                "page sends the operator name it keeps).")  # fmt: skip
+        event = await in_writer(f"lot named {lot[:200]!r}", close_lot, store(), lot, operator)
+        return LotEventOut(lot=lot.strip(), kind=event.kind, operator=event.operator,
+                           time=event.time.isoformat(), why=event.why)  # fmt: skip
 
     @app.post("/v1/gradings/{grading_id}/corrections", response_model=CorrectionOut,
               response_model_exclude_none=True, status_code=201, dependencies=guarded,
