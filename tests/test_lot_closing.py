@@ -112,9 +112,9 @@ def test_a_closed_lot_refuses_gradings_and_corrections_until_it_is_reopened(db_u
     with pytest.raises(LotClosed, match="closed by ana"):
         correct(store, ids[0], "B", "ben")
     assert store.summary("L1").corrections == 0
-    shown = run("lots", "show", "L1", "--db", db_url)
+    shown = run("lots", "show", "L1", "--db", db_url, "--timezone", "UTC")
     assert shown.exit_code == 0 and "Closed by ana at " in shown.output, shown.output
-    assert f"{standing.time:%Y-%m-%d %H:%M} (UTC)" in shown.output
+    assert f"{standing.time:%Y-%m-%d %H:%M} (UTC)" in shown.output  # in the zone asked
     summary = store.summary("L1")
     assert summary.closed_by == "ana" and summary.closed_at == standing.time
     assert store.summary("L2").closed_by is None

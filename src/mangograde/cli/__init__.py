@@ -122,6 +122,7 @@ COMMANDS: dict[typer.Typer, dict[str, Callable[..., None]]] = {
         "list": records.lots_list,
         "show": records.lots_show,
         "report": records.lots_report,
+        "verify": records.lots_verify,
         "close": records.lots_close,
         "reopen": records.lots_reopen,
         "prune": records.lots_prune,

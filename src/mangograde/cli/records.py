@@ -33,6 +33,15 @@ DbOpt = Annotated[
 ]
 DEFAULT_DB = "sqlite:///mangograde-records.db"
 LotArg = Annotated[str, typer.Argument(metavar="LOT", help="The lot's name.")]
+ZoneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        metavar="ZONE",
+        help="Show times in this zone, a zoneinfo name such as Europe/Madrid or UTC (the "
+        "records keep UTC). Default: this machine's zone.",
+    ),
+]
 
 
 def _store(url: str):  # type: ignore[no-untyped-def]
@@ -61,30 +70,33 @@ def db_upgrade(url: UrlArg) -> None:
         out.print(f"{escape(url)}: schema {before or '(empty)'} -> {after}.")
 
 
-def lots_list(db: DbOpt = DEFAULT_DB) -> None:
+def lots_list(db: DbOpt = DEFAULT_DB, timezone_name: ZoneOpt = None) -> None:
     """Every lot: when it was created, photos graded, the last grading, the grade mix."""
+    from ..basics.zones import house_zone
     from ..records.store import shown_name
     from ..workflows.lots import mix_line
 
+    zone = house_zone(timezone_name)
     store = _store(db)
     names = store.lot_names()
     if not names:
         out.print(f"No lots yet in {escape(store.where)}.")
         return
-    rows = []
+    rows, times = [], []
     for name in names:
         s = store.summary(name)
-        last = "" if s.last is None else f"{s.last:%Y-%m-%d %H:%M}"
-        rows.append([shown_name(name), f"{s.created:%Y-%m-%d %H:%M}", str(s.gradings), last,
+        times += [s.created, s.last]
+        rows.append([shown_name(name), zone.show(s.created), str(s.gradings), zone.show(s.last),
                      mix_line(s), str(s.corrections)])  # fmt: skip
-    heads = ["lot", "created (UTC)", "photos", "last (UTC)", "grades", "corrections"]
+    heads = ["lot", "created", "photos", "last", "grades", "corrections"]
+    out.print(f"Times in {escape(zone.label(times))}.")
     # A lot's name is the value to type next: never cut. Where a table cannot hold every
     # name whole beside the dates and counts, each lot is a plain line instead.
     widest = max(len(r[0]) for r in rows)
     if widest + 3 * 16 + 7 + 10 + 12 > out.width:
         for row in rows:
-            out.print(escape(f"{row[0]}: created {row[1]} UTC, {row[2]} photos, last "
-                             f"{row[3] or '-'} UTC, {row[4]}, {row[5]} corrections"),
+            out.print(escape(f"{row[0]}: created {row[1]}, {row[2]} photos, last "
+                             f"{row[3] or '-'}, {row[4]}, {row[5]} corrections"),
                       soft_wrap=True)  # fmt: skip
         return
     table = Table(*heads)
@@ -94,14 +106,17 @@ def lots_list(db: DbOpt = DEFAULT_DB) -> None:
     out.print(table)
 
 
-def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB) -> None:
+def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB, timezone_name: ZoneOpt = None) -> None:
     """One lot: its grade mix, checks by reason, corrections and the models used."""
+    from ..basics.zones import house_zone
     from ..records.store import shown_name
     from ..workflows.lots import checks_line, fruit_mix_line, mix_line
 
+    zone = house_zone(timezone_name)
     s = _store(db).summary(lot, detail=True)
     out.print(f"Lot {escape(shown_name(s.name))}: {s.gradings} photos graded, created "
-              f"{s.created:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+              f"{zone.show(s.created)}, the last at {zone.show(s.last) or '-'} (times in "
+              f"{escape(zone.label([s.created, s.last]))})")  # fmt: skip
     if s.fruit_mix:
         out.print(f"Fruits by grade: {escape(fruit_mix_line(s))}")
     out.print(f"Photos by grade (after corrections): {escape(mix_line(s))}")
@@ -112,7 +127,7 @@ def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB) -> None:
         out.print(f"Model {escape(model)}: {n} photos")
     if s.closed_by is not None and s.closed_at is not None:
         out.print(f"Closed by {escape(shown_name(s.closed_by))} at "
-                  f"{s.closed_at:%Y-%m-%d %H:%M} (UTC)")  # fmt: skip
+                  f"{zone.show(s.closed_at)} ({escape(zone.name)})")  # fmt: skip
 
 
 ByOpt = Annotated[
@@ -156,26 +171,81 @@ def lots_report(
     out_file: Annotated[Path, typer.Option("--out", help="lot.html or lot.csv to write.")],
     db: DbOpt = DEFAULT_DB,
     overwrite: OverwriteOpt = False,
+    timezone_name: ZoneOpt = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            "--photos",
+            help="Where serve keeps the photos (its --keep-photos): small pictures of the "
+            "photos left to check go into the HTML page.",
+        ),
+    ] = None,
 ) -> None:
-    """Write a lot's report: .html (self-contained: mix, checks, models, fruits) or .csv
-    (every grading, with its latest correction)."""
+    """Write a lot's certificate: .html (self-contained: fruits and photos by grade, checks
+    left, rejects, unfamiliar photos, corrections by operator, models, first and last
+    grading, who closed the lot, the SHA-256 of its records) or .csv (every grading with
+    its latest correction and its row's SHA-256; the lot's SHA-256 in the last row)."""
+    from ..basics.zones import house_zone
     from ..workflows.lots import write_lot_report
 
-    claim_file(out_file, "--out", [], [], overwrite)
-    written = write_lot_report(_store(db), lot, out_file)
-    out.print(f"Wrote {escape(str(written))}")
+    zone = house_zone(timezone_name)
+    claim_file(out_file, "--out", [photos] if photos else [], [], overwrite)
+    written, digest = write_lot_report(_store(db), lot, out_file, zone, photos)
+    out.print(f"Wrote {escape(str(written))} (times in {escape(zone.name)})")
+    out.print(f"SHA-256 of the lot's records: {digest}")
+
+
+def lots_verify(
+    lot: LotArg,
+    digest: Annotated[
+        str,
+        typer.Option("--digest", metavar="HEX", help="The SHA-256 the lot's certificate states."),
+    ],
+    certificate: Annotated[
+        Path | None,
+        typer.Option(
+            "--certificate",
+            help="The certificate's CSV (lots report --out lot.csv): to name the rows that differ.",
+        ),
+    ] = None,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Say whether a lot's records still match its certificate's SHA-256; with the
+    certificate's CSV, which gradings were added, removed or changed since. Exit status 0
+    when it matches, 3 when it does not."""
+    from ..records.digest import check_digest
+    from ..records.store import shown_name
+    from ..workflows.lots import verify_lot
+
+    digest = check_digest(digest)  # before the records are opened
+    verdict = verify_lot(_store(db), lot, digest, certificate)
+    name = escape(shown_name(lot))
+    if verdict.matches:
+        out.print(f"Lot {name} matches the certificate: its {verdict.gradings} gradings, "
+                  "their corrections and fruits, and the lot's own rows hash to "
+                  f"{verdict.digest}.")  # fmt: skip
+        return
+    out.print(f"[red]Lot {name} does not match the certificate[/]: its records now hash to "
+              f"{verdict.digest}.")  # fmt: skip
+    found = verdict.differs
+    if found is None:
+        out.print("Give --certificate lot.csv (the certificate's CSV) to see which rows differ.")
+    else:
+        for what, keys in (("changed", found.changed), ("added", found.added),
+                           ("removed", found.removed)):  # fmt: skip
+            if keys:
+                shown = ", ".join(keys[:20]) + (
+                    f" and {len(keys) - 20} more" if len(keys) > 20 else ""
+                )
+                out.print(f"{len(keys)} {what}: {escape(shown)}")
+    raise typer.Exit(3)
 
 
 def _utc(text: str, option: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise SettingsError(
-            f"{option} {text!r} is not a date: give YYYY-MM-DD (UTC), or an ISO time with "
-            "its offset, e.g. 2026-12-08T00:00+14:00."
-        ) from None
-    # an offset or zone given is honoured: the records keep UTC (SQLite keeps naive times)
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    """A date typed by a user as a UTC instant (:func:`mangograde.basics.zones.parse_time`)."""
+    from ..basics.zones import parse_time
+
+    return parse_time(text, option)
 
 
 def data_labels(
@@ -192,7 +262,8 @@ def data_labels(
         typer.Option(
             "--since",
             help="Only corrections from this date: YYYY-MM-DD[THH:MM] is UTC; an offset "
-            "given is honoured (2026-12-08T00:00+14:00).",
+            "given is honoured (2026-12-08T00:00+14:00), and so is a zone name after a space "
+            "(2026-12-08T00:00 Europe/Madrid).",
         ),
     ] = None,
     confirmed: Annotated[
@@ -236,7 +307,8 @@ def lots_prune(
         typer.Option(
             "--before",
             help="Delete gradings older than this date: YYYY-MM-DD[THH:MM] is UTC; an "
-            "offset given is honoured (2026-12-08T00:00+14:00).",
+            "offset given is honoured (2026-12-08T00:00+14:00), and so is a zone name after "
+            "a space (2026-12-08T00:00 Europe/Madrid).",
         ),
     ],
     db: DbOpt = DEFAULT_DB,
