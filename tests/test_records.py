@@ -460,3 +460,18 @@ def test_prune_honours_the_offset_of_the_date_it_is_given(db_url):
     aware = datetime(2026, 12, 8, tzinfo=timezone(timedelta(hours=14)))
     assert store.prune(aware)["gradings"] == 1
     assert store.lot_names() == ["late"]
+
+
+def test_the_schema_revisions_known_without_alembic_are_alembics_own():
+    """Reading a lot checks the schema with one query against store.REVISIONS, never
+    importing Alembic (issue 38's start-up time): the list must be Alembic's history."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from mangograde.records.store import MIGRATIONS, REVISIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    history = [r.revision for r in reversed(list(script.walk_revisions()))]
+    assert tuple(history) == REVISIONS and script.get_current_head() == REVISIONS[-1]
