@@ -10,13 +10,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..basics.errors import SettingsError
-from .store import RecordsError, Store, _reason, as_utc, check_name
-
-NOTE_LIMIT = 10_000  # characters of a correction's note
-
-
-class NoSuchRecord(SettingsError):
-    """A grading or lot that the records do not hold."""
+from .names import (  # noqa: F401 - NOTE_LIMIT and check_note are read from here too
+    NOTE_LIMIT,
+    NoSuchRecord,
+    RecordsError,
+    _reason,
+    as_utc,
+    check_name,
+    check_note,
+)
+from .store import Store
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,6 @@ class Correction:
     operator: str
     time: datetime
     note: str | None = None
-
-
-def check_note(note: str | None) -> str | None:
-    if note is None or not note.strip():
-        return None
-    if len(note) > NOTE_LIMIT:
-        raise SettingsError(
-            f"A note of {len(note):,} characters: a correction keeps at most {NOTE_LIMIT:,}; "
-            "shorten it."
-        )
-    return note
 
 
 def correct(
@@ -55,7 +47,7 @@ def correct(
     from sqlalchemy import insert, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .closing import refuse_closed
+    from .lot_state import refuse_closed
     from .schema import Correction as Row
     from .schema import Grading, Lot
 

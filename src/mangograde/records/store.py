@@ -10,57 +10,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..basics.errors import MangogradeError, SettingsError, listing
+from ..basics.errors import SettingsError, listing
+from .names import (  # noqa: F401
+    NAME_LIMIT,
+    RecordsError,
+    _reason,
+    as_utc,
+    check_name,
+    shown_name,
+    unsafe_character,
+)
 from .summary import LotSummary, lot_summary
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The migrations shipped, oldest first (a test holds this to Alembic's own history): the
 # schema is checked against it with one query, so reading a lot never imports Alembic.
 REVISIONS = ("0001", "0002", "0003")
-NAME_LIMIT = 200  # characters of a lot or fruit name
-
-
-class RecordsError(MangogradeError):
-    """The database cannot be used or written."""
-
-
-def check_name(value: str | None, what: str, required: bool = True) -> str | None:
-    """A lot or fruit name as kept: stripped, 1 to 200 characters, no control characters."""
-    if value is None or not value.strip():
-        if required:
-            raise SettingsError(f"An empty {what} name: give the {what} a name, e.g. 2026-12-03-A.")
-        return None
-    # C1 controls and the separators count as whitespace to str.strip(): refused, not cut
-    raw, value = value, value.strip()
-    bad = sorted({f"U+{ord(c):04X}" for c in raw.strip(" \t\n\r\f\v") if unsafe_character(c)})
-    if len(value) > NAME_LIMIT:
-        raise SettingsError(
-            f"A {what} name of {len(value)} characters: at most {NAME_LIMIT} are kept; "
-            "use a shorter name and put the rest in the lot's note."
-        )
-    if bad:
-        raise SettingsError(
-            f"The {what} name {raw[:40]!r} holds control characters ({', '.join(bad[:5])}): "
-            "they break, hide or reorder the text where the name is shown. Remove them."
-        )
-    return value
-
-
-def unsafe_character(c: str) -> bool:
-    """A character no name keeps: C0 and C1 controls, DEL, the bidirectional overrides
-    and isolates (U+202A-U+202E, U+2066-U+2069) and the line and paragraph separators."""
-    o = ord(c)
-    return (o < 32 or 127 <= o <= 159 or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
-            or o in (0x2028, 0x2029))  # fmt: skip
-
-
-def shown_name(value: str) -> str:
-    """``value`` for a screen: any character :func:`unsafe_character` escaped (``\\u202e``),
-    for names kept before they were refused."""
-    if not any(unsafe_character(c) for c in value):
-        return value
-    return "".join(c.encode("unicode_escape").decode() if unsafe_character(c) else c
-                   for c in value)  # fmt: skip
 
 
 @dataclass
@@ -111,14 +76,6 @@ class Batch:
         self.lot = name
         for fruit in {p.fruit for p in self.photos} | {f.fruit for f in self.fruits}:
             check_name(fruit, "fruit", required=False)
-
-
-def as_utc(when: datetime) -> datetime:
-    """``when`` in UTC, as the records keep times (a naive time is taken as UTC): SQLite
-    compares times as text, so an offset left in place would shift the instant."""
-    return (
-        when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    )
 
 
 def _utc_now() -> datetime:
@@ -298,7 +255,7 @@ class Store:
         anything is written."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from .closing import refuse_closed
+        from .lot_state import refuse_closed
 
         for batch in batches:
             batch.check()
@@ -463,11 +420,6 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _reason(exc: Exception) -> str:
-    origin = getattr(exc, "orig", None) or exc
-    return str(origin).strip().splitlines()[0] if str(origin).strip() else type(origin).__name__
 
 
 def open_store(url: str, prepare: bool = True) -> Store:
