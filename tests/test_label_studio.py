@@ -198,6 +198,26 @@ def test_train_and_evaluate_read_an_export_through_labels(tmp_path):
         run("evaluate", out, root / "dev", "--labels", exports["dev"], "--annotations", "most"),
         "--annotations must be latest or majority",
     )
+    # data familiar reads it too, with the same --annotations (issue 38: every --labels)
+    familiar = run("data", "familiar", out, root / "dev", "--labels", exports["dev"],
+                   "--annotations", "majority", "--out", tmp_path / "fam", "--quiet")  # fmt: skip
+    assert familiar.exit_code == 0, familiar.output
+    assert "accuracy" in " ".join(familiar.output.split())
+    assert_clean_failure(
+        run(
+            "data",
+            "familiar",
+            out,
+            root / "dev",
+            "--labels",
+            exports["dev"],
+            "--annotations",
+            "most",
+            "--out",
+            tmp_path / "fam2",
+        ),  # fmt: skip
+        "--annotations must be latest or majority",
+    )
 
 
 # -- data corrections: Label Studio's grades back into the records -------------------------

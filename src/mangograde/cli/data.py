@@ -220,8 +220,12 @@ def data_familiar(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the CSV and histogram.")],
     labels: Annotated[
         Path | None,
-        typer.Option("--labels", help="Label CSV of these photos: accuracy on flagged ones."),
+        typer.Option(
+            "--labels",
+            help="Label CSV (or Label Studio export) of these photos: accuracy on flagged ones.",
+        ),
     ] = None,
+    annotations: AnnotationsOpt = "latest",
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the outputs.")] = False,
@@ -246,7 +250,10 @@ def data_familiar(
         from ..workflows.evaluate import match_grades
 
         folder = next((p for p in photos if p.is_dir()), photos[0].parent)
-        dataset = load_dataset(folder, labels, allow_single_grade=True)
+        from ..data.label_studio import check_annotations
+
+        dataset = load_dataset(folder, labels, allow_single_grade=True,
+                               annotations=check_annotations(annotations))  # fmt: skip
         dataset, matched = match_grades(predictor.grades, dataset)
         notices(matched)
         codes = dataset.labels.tolist()  # type: ignore[union-attr]

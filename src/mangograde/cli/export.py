@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..basics.errors import SettingsError
-from .options import FoldOpt, OverwriteOpt, QuietOpt, RunArg, out, progress_flag
+from .options import AnnotationsOpt, FoldOpt, OverwriteOpt, QuietOpt, RunArg, out, progress_flag
 
 
 def export_command(
@@ -34,8 +34,10 @@ def export_command(
         ),
     ] = None,
     labels: Annotated[
-        Path | None, typer.Option("--labels", help="Label CSV of the --check photos.")
+        Path | None,
+        typer.Option("--labels", help="Label CSV (or Label Studio export) of the --check photos."),
     ] = None,
+    annotations: AnnotationsOpt = "latest",
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 17 or newer.")] = 18,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
@@ -43,6 +45,7 @@ def export_command(
     """Export a CNN run to ONNX: `model.onnx` (all folds in one graph, or --fold N) and
     `grader.json`. `mangograde predict` and `serve` grade the export folder with ONNX
     Runtime alone, without PyTorch."""
+    from ..data.label_studio import check_annotations
     from ..workflows.export import export_run
 
     if export_format != "onnx":
@@ -52,6 +55,7 @@ def export_command(
     result = export_run(
         run_dir, out_dir, fold, opset, int8, calibration, check, labels,
         overwrite=overwrite, progress=progress_flag(quiet),
+        annotations=check_annotations(annotations),
     )  # fmt: skip
     manifest = result.manifest
     out.print(

@@ -280,12 +280,14 @@ def _accuracy(folder: Path, photos: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _labelled(
-    run: Run, check: Path, labels: Path | None, geometry: Any, cache: Any
+    run: Run, check: Path, labels: Path | None, geometry: Any, cache: Any, annotations: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The --check photos (grade folders, or a folder with --labels) and their grades."""
     from ..data import load_dataset
 
-    dataset = load_dataset(check, labels, grades=run.grades, allow_single_grade=True)
+    dataset = load_dataset(
+        check, labels, grades=run.grades, allow_single_grade=True, annotations=annotations
+    )
     if dataset.labels is None:
         raise ExportError(
             f"--check {check} holds no grades: give a folder of grade folders, or its "
@@ -310,6 +312,7 @@ def export_run(
     cache: ImageCache | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    annotations: str = "latest",
 ) -> ExportResult:
     """Export ``run_dir`` (all folds, or ``fold``) into the folder ``out``, a step bar
     saying which part of the work it is on."""
@@ -337,7 +340,7 @@ def export_run(
         assert shape is not None  # the run opened, so its geometry was read already
         side = shape.shape[0]
         graph = _graph(members)
-        labelled = _labelled(run, check, labels, shape, cache) if check else None
+        labelled = _labelled(run, check, labels, shape, cache, annotations) if check else None
         bar.advance(1, "run loaded; writing the ONNX graph")
         accuracy: dict[str, float] = {}
         out.parent.mkdir(parents=True, exist_ok=True)
