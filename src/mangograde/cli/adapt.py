@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -15,7 +14,6 @@ from rich.table import Table
 from ..basics.config import parse_assignments
 from ..basics.errors import SettingsError, plural
 from ..basics.outputs import claim_folder
-from ..images import ImageCache, load_images
 from .options import (
     AnnotationsOpt,
     CacheDirOpt,
@@ -150,8 +148,11 @@ def adapt_command(
     statistics measured on the new photos, then a short fine-tuning: a CNN all of it, a
     pretrained backbone its last layer); classical families refit on the run's photos and
     the new ones, weighted."""
+    import numpy as np
+
     from ..data import find_photos
     from ..graders import is_export
+    from ..images import ImageCache, load_images
     from ..runs import open_run
     from ..workflows.adapt import NewPhotos, adapt_run
     from ..workflows.evaluate import match_grades

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from ..basics.errors import MangogradeError, listing, plural
-from ..data.synth import synthesize
-from ..images import CACHE_MAX_ENV, ImageCache, Resize, ResizeCenterCrop, load_dataset_images
-from ..workflows.inspect import Inspection, inspect_dataset
 from .options import (
     AnnotationsOpt,
     CacheDirOpt,
@@ -26,10 +22,15 @@ from .options import (
     progress_flag,
 )
 
+if TYPE_CHECKING:
+    from ..workflows.inspect import Inspection
+
 AUDIT_TRUSTED = 0.8  # below this accuracy, the runs' own mistakes swamp label errors
 
 
 def _print_inspection(report: Inspection, skip_bad: bool) -> None:
+    import numpy as np
+
     ds = report.dataset
     out.print(f"[bold]{escape(str(ds.root))}[/]  layout: [cyan]{ds.layout}[/]  photos: {len(ds)}")
     if ds.labelled:
@@ -85,6 +86,8 @@ def data_inspect(data: DataArg, opts: DataOptions) -> None:
     Exits with status 1 when the dataset cannot be loaded or a photo cannot be read
     (unless --skip-bad).
     """
+    from ..workflows.inspect import inspect_dataset
+
     dataset, _ = opts.open(data)
     report = inspect_dataset(dataset)
     _print_inspection(report, opts.skip_bad)
@@ -105,6 +108,8 @@ def data_prepare(
     ] = None,
 ) -> None:
     """Decode and resize every photo once into the cache, so training starts at once."""
+    from ..images import Resize, ResizeCenterCrop, load_dataset_images
+
     dataset, _ = opts.open(data)
     geometry = Resize(size) if crop is None else ResizeCenterCrop(size, crop)
     cache = opts.cache
@@ -121,6 +126,8 @@ def data_cache(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Show where decoded photos are cached and how much space they take, or clear it."""
+    from ..images import CACHE_MAX_ENV, ImageCache
+
     cache = ImageCache(cache_dir)
     if clear:
         freed = cache.clear()
@@ -144,6 +151,8 @@ def synth_command(
     ] = False,
 ) -> None:
     """Draw synthetic mango photos in the competition layout (train/, dev/, CSVs)."""
+    from ..data.synth import synthesize
+
     synthesize(out_dir, n=n, size=size, seed=seed, overwrite=overwrite)
     out.print(
         f"Wrote {n} photos to {escape(str(out_dir))}: "
@@ -164,6 +173,7 @@ def demo_command(
 ) -> None:
     """The whole job on synthetic photos: draw them, train cnn-fast, svm-study and
     rf-study, grade new photos, and write the comparison report."""
+    from ..images import ImageCache
     from ..workflows.demo import run_demo
 
     result = run_demo(
@@ -234,7 +244,10 @@ def data_familiar(
     share flagged unfamiliar, the AUROC of the run's held-out photos against these, whether
     the batch drifted (p-value), and with --labels the accuracy on flagged and familiar
     photos. Writes familiarity.csv and familiarity.png."""
+    import numpy as np
+
     from ..basics.outputs import claim_file
+    from ..images import ImageCache
     from ..report.figures import familiarity_histogram
     from ..runs import open_predictor
     from ..workflows.familiar import check_familiar, write_scores

@@ -20,15 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..basics.errors import DatasetError, MangogradeError, SettingsError
+from ..basics.limits import DEFAULT_MAX_PIXELS
 from ..basics.outputs import claim_file, claim_folder
-from ..data import Dataset, load_dataset
-from ..data.label_studio import check_annotations
-from ..data.synth import is_synthetic
-from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
-from ..models.registry import Settings, resolve
 
 if TYPE_CHECKING:
+    from ..data import Dataset
     from ..graders import Grader
+    from ..images import ImageCache
+    from ..models.registry import Settings
 
 out = Console(soft_wrap=True)  # long paths stay whole, for copying
 err = Console(stderr=True, soft_wrap=True)
@@ -278,6 +277,8 @@ class DataOptions:
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        from ..images import set_max_pixels
+
         set_max_pixels(self.max_pixels)  # every decode of this command obeys it
 
     @property
@@ -292,6 +293,8 @@ class DataOptions:
 
     @property
     def cache(self) -> ImageCache:
+        from ..images import ImageCache
+
         return ImageCache(self.cache_dir)
 
     @property
@@ -314,6 +317,10 @@ class DataOptions:
         """The dataset, and the record of it that a run keeps. ``known``: grades to try
         first when --grades is not given (a run's own, for evaluate); ``auto_groups``:
         the command takes --groups auto (fruits found in the photos when decoded)."""
+        from ..data import load_dataset
+        from ..data.label_studio import check_annotations
+        from ..data.synth import is_synthetic
+
         unordered = self.unordered if unordered is None else unordered
         grades = parse_grades(self.grades)
         auto = self.fruits_auto
@@ -411,6 +418,8 @@ class RecipeOptions:
             flags["split"] = {"cv": None, "val_fraction": self.val_fraction}
         if self.seed is not None:
             flags["seed"] = self.seed
+        from ..models.registry import resolve
+
         assignments = [*(self.assignments or []), *extra]
         return resolve(self.model, self.preset, self.config_file, assignments, flags)
 

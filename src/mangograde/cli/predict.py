@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from ..basics.errors import SettingsError, plural
+from ..basics.limits import DEFAULT_MAX_PIXELS
 from ..basics.outputs import claim_file
-from ..images import DEFAULT_MAX_PIXELS, ImageCache, set_max_pixels
 from .options import (
     CacheDirOpt,
     ExcludeOpt,
@@ -106,6 +106,7 @@ def predict_command(
     is also graded from all of its photos (fruits.csv)."""
     from ..data import PhotoChoice
     from ..graders import fruit_grade_labels, open_grader
+    from ..images import ImageCache, set_max_pixels
     from ..workflows.predict import familiar_record, predict
 
     if csv_format not in ("probabilities", "submission"):

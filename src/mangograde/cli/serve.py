@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from ..basics.errors import SettingsError
-from ..images.decode import DEFAULT_MAX_PIXELS, set_max_pixels
+from ..basics.limits import DEFAULT_MAX_PIXELS
 from .options import FamiliarOpt, FoldOpt, MaxPixelsOpt, RunArg, familiar_on, notices, out
 from .records import DEFAULT_DB
 
@@ -191,6 +191,7 @@ def serve_command(
     from ..service.app import ServeOptions, create_app, read_api_keys
 
     familiar_on(familiar)
+    from ..images.decode import set_max_pixels
     from ..service.recorder import FAILURES
 
     if record_failures not in FAILURES:

@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from ..basics.errors import plural
 from ..basics.outputs import claim_file
-from ..images import ImageCache
 from .options import (
     CacheDirOpt,
     FruitGroupsOpt,
@@ -54,6 +53,7 @@ def suggest_command(
     """The photos to label next (with --groups, the fruits): those the run is least sure
     of (calibrated probabilities), spread over its features (k-center), never one already
     labelled and never two near-duplicates."""
+    from ..images import ImageCache
     from ..runs import open_predictor
     from ..workflows.suggest import read_labelled, suggest, write_pick
 

@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..basics.errors import SettingsError
-from ..models import registry
 from .options import (
     DataArg,
     DataOptions,
@@ -159,6 +158,8 @@ def presets_list(ctx: typer.Context) -> None:
     """List the named recipes."""
     if ctx.invoked_subcommand is not None:
         return
+    from ..models import registry
+
     table = Table("preset", "model", "what it is", title="Presets")
     for name in registry.preset_names():
         table.add_row(name, *registry.preset_info(name))
@@ -168,6 +169,7 @@ def presets_list(ctx: typer.Context) -> None:
 def presets_show(name: Annotated[str, typer.Argument(help="Preset name.")]) -> None:
     """Print a preset's fully resolved settings as YAML (usable with --config)."""
     from ..basics.config import dump
+    from ..models import registry
 
     out.print(dump(registry.resolve(preset_name=name)), end="", highlight=False, markup=False)
 

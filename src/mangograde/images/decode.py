@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
+from ..basics.limits import DEFAULT_MAX_PIXELS
 from .geometry import Geometry
 
 # Photos between Pillow's warning and error limits are fine; above the error limit they
@@ -28,10 +29,6 @@ Image.init()  # registers every plugin, so ``formats=`` can name WebP and TIFF
 FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF") if f in Image.OPEN)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-# The largest photo a phone takes in its usual high-resolution mode (8160 x 6120, 50 MP).
-# A JPEG is reduced while it is read, so only what is left after that counts; other
-# formats are decoded whole: 50 MP of RGB is 150 MB, 169 MP (a 13000 px PNG) 1 GB.
-DEFAULT_MAX_PIXELS = 50_000_000
 _limit = {"pixels": DEFAULT_MAX_PIXELS}
 
 

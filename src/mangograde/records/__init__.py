@@ -1,6 +1,10 @@
 """The line's records: every grading kept by lot in a database (SQLite or PostgreSQL via
 SQLAlchemy), its schema kept by the Alembic migrations shipped here."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .closing import LotClosed, LotEvent, close_lot, closing_of, events_of, reopen_lot
 from .corrections import (
     NOTE_LIMIT,
@@ -11,7 +15,6 @@ from .corrections import (
     labelled,
     to_check,
 )
-from .graded import Upload, batch_of, identity_of, record_graded
 from .store import (
     Batch,
     FruitRecord,
@@ -24,6 +27,22 @@ from .store import (
     open_store,
 )
 from .summary import best_first
+
+if TYPE_CHECKING:
+    from .graded import Upload, batch_of, identity_of, record_graded
+
+# Rows made from a Graded need the grading core (numpy, Pillow): imported when first
+# asked for, so that reading the records (``mangograde lots``) does not pay for them.
+_GRADED = ("Upload", "batch_of", "identity_of", "record_graded")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _GRADED:
+        from . import graded
+
+        return getattr(graded, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LotClosed",

@@ -17,6 +17,7 @@ row digests alone."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -45,22 +46,37 @@ def check_digest(text: str, option: str = "--digest") -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _time_text(value: datetime) -> str:
+    # Times that compare equal are the same instant (naive ones never equal aware ones),
+    # so they have the same text: a batch's gradings share theirs.
+    return as_utc(value).isoformat()
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return as_utc(value).isoformat()
+        return _time_text(value)
     raise TypeError(f"a {type(value).__name__} in a lot's records")
 
 
 def _rows(result: Any, leave: tuple[str, ...] = ("lot_id",)) -> list[dict[str, Any]]:
     keys = list(result.keys())
-    kept = [i for i, k in enumerate(keys) if k not in leave]
-    return [{keys[i]: row[i] for i in kept} for row in result]
+    left = [k for k in leave if k in keys]
+    rows = [dict(zip(keys, row, strict=True)) for row in result]
+    for row in rows:  # what is left keeps its order
+        for key in left:
+            del row[key]
+    return rows
+
+
+# One encoder for every row (json.dumps makes one a call): sorted keys, no spaces.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=True, default=_plain)  # fmt: skip
 
 
 def canonical(row: Any) -> bytes:
     """``row`` as the bytes its digest is taken of (times as UTC ISO 8601)."""
-    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=True, default=_plain).encode("utf-8")  # fmt: skip
+    return _ENCODER.encode(row).encode("utf-8")
 
 
 @dataclass
