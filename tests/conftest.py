@@ -72,3 +72,18 @@ def colour_run(tmp_path_factory):
     run = train_tiny(root, root.parent / "colour", "--preset", "colour-texture", "--cv", "3",
                      "--set", "n_estimators=20")  # fmt: skip
     return root, run
+
+
+@pytest.fixture
+def lines():
+    """The JSON lines the service logs during a test."""
+    import logging
+
+    from mangograde.service.telemetry import LOG
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    LOG.addHandler(handler)
+    yield records
+    LOG.removeHandler(handler)

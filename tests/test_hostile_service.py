@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -26,21 +25,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from mangograde.records import history, open_store  # noqa: E402
 from mangograde.service import ServeOptions, create_app  # noqa: E402
-from mangograde.service.telemetry import LOG  # noqa: E402
 
 from .service_helpers import free_port  # noqa: E402
 from .test_cli import assert_clean_failure, run  # noqa: E402
-
-
-@pytest.fixture
-def lines():
-    """The JSON lines the service logs during a test."""
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOG.addHandler(handler)
-    yield records
-    LOG.removeHandler(handler)
 
 
 def _photo(root: Path, name: str = "mango_00000.jpg") -> bytes:

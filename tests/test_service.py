@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from urllib.parse import unquote
 
 import numpy as np
@@ -17,7 +16,6 @@ from typer.testing import CliRunner  # noqa: E402
 
 from mangograde.service import ServeOptions, create_app  # noqa: E402
 from mangograde.service.batcher import MicroBatcher  # noqa: E402
-from mangograde.service.telemetry import LOG  # noqa: E402
 
 from .service_helpers import gif, jpeg, png_bomb, train_tiny  # noqa: E402
 from .test_cli import assert_clean_failure, run  # noqa: E402
@@ -40,17 +38,6 @@ def cnn_run(synth, tmp_path_factory):
 def client(cnn_run):
     with TestClient(create_app(ServeOptions(run=cnn_run))) as client:
         yield client
-
-
-@pytest.fixture
-def lines():
-    """The JSON lines the service logs during a test."""
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())
-    LOG.addHandler(handler)
-    yield records
-    LOG.removeHandler(handler)
 
 
 def upload(*photos: tuple[str, bytes]):

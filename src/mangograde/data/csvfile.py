@@ -29,6 +29,13 @@ def read_text(path: Path) -> str:
     )
 
 
+def header(path: Path) -> list[str]:
+    """The first line's cells, as :func:`read_rows` would split them (no other row read)."""
+    first_line = read_text(path).lstrip().split("\n", 1)[0]
+    delimiter = next((d for d in ",;\t" if d in first_line), ",")
+    return [c.strip() for c in next(csv.reader([first_line], delimiter=delimiter), [])]
+
+
 def read_rows(path: Path) -> list[tuple[int, list[str]]]:
     """Rows of a CSV file as ``(line number, stripped cells)``, blank lines left out; a
     cell that mangograde wrote with a quote against formulas (``'=2+3``) is read back as

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..basics.errors import DatasetError, listing, plural
-from .csvfile import read_rows, read_text
+from .csvfile import header, read_rows, read_text
 from .grade_names import DEFAULT_GRADES, known_order
 from .photos import Found
 from .problems import Problems
@@ -115,8 +115,7 @@ def is_label_studio(path: Path) -> bool:
         return True
     if not path.is_file():
         return False
-    rows = read_rows(path)
-    return bool(rows) and bool({c.lower() for c in rows[0][1]} & CSV_MARKS)
+    return bool({c.lower() for c in header(path)} & CSV_MARKS)
 
 
 def photo_name(url: str) -> str:

@@ -81,6 +81,8 @@ class Graded:
 
     @property
     def fruits(self) -> Fruits | None:
+        if self.fruit_grades is not None:  # graded by fruit: the fruits it was graded as
+            return self.fruit_grades.fruits
         return None if self.fruit_ids is None else Fruits.from_ids(self.fruit_ids, self.image_ids)
 
     def as_fruits(self) -> FruitGrades:

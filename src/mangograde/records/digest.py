@@ -91,8 +91,9 @@ class LotRecords:
     events: list[dict[str, Any]] | None  # None: the records have no lot events
     rows: dict[str, str] = field(default_factory=dict)  # key -> row digest
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
+        """The lot's digest (computed once: ``rows`` is set before it is read)."""
         return lot_digest(self.rows)
 
 

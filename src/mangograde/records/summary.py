@@ -10,8 +10,11 @@ corrected or confirmed yet: exactly the to-check list
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
+
+from .lot_state import CLOSED
+from .names import as_utc
 
 
 @dataclass
@@ -40,11 +43,6 @@ class LotSummary:
     @property
     def n_fruits(self) -> int:
         return sum(self.fruit_mix.values())
-
-
-def _utc(when: datetime) -> datetime:
-    """SQLite gives back the UTC it was given without its zone."""
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 def best_first(counts: dict[str, int], grades: tuple[str, ...]) -> dict[str, int]:
@@ -132,9 +130,9 @@ def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | No
             .order_by(LotEvent.id.desc())
             .limit(1)
         ).first()
-        if event is not None and event.kind == "closed":
+        if event is not None and event.kind == CLOSED:
             summary.closed_by = event.operator
-            summary.closed_at = _utc(event.time)
+            summary.closed_at = as_utc(event.time)
         if detail:
             fruits = session.execute(
                 select(FruitGrading.fruit, FruitGrading.grade, FruitGrading.check,

@@ -19,12 +19,12 @@ from typing import Any
 from ..basics.errors import DatasetError, MangogradeError, listing, plural
 from ..data.label_studio import Chosen, choose, read_export
 from ..data.problems import Problems
-from ..records import Correction, RecordsError, Store, check_name, correct
+from ..records import Correction, LotClosed, Store, check_name, correct
 from ..records.corrections import standing
+from ..records.names import NAME_LIMIT
 from .labels import file_name
 
 _GRADING = re.compile(r"^(\d{6,})-")
-NAME_LIMIT = 200  # characters of an operator's name (records.store)
 
 
 @dataclass
@@ -116,9 +116,7 @@ def _append(store: Store, chosen: Chosen, row: dict[str, Any], result: Appended)
     try:
         made = correct(store, row["grading_id"], chosen.grade, chosen.annotators[:NAME_LIMIT],
                        note=chosen.note)  # fmt: skip
-    except RecordsError as exc:
-        if not hasattr(exc, "lot"):  # the database itself failed: stop, say why
-            raise
-        result.refused.append((chosen, str(exc)))  # records.LotClosed: this lot is closed
+    except LotClosed as exc:  # this lot is closed; any other failure stops the run
+        result.refused.append((chosen, str(exc)))
         return
     result.added.append((chosen, made))

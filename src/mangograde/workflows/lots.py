@@ -22,6 +22,7 @@ from ..basics.csvcells import read_cell, text_row
 from ..basics.errors import SettingsError
 from ..basics.zones import HouseZone, house_zone
 from ..records import LotSummary, Store, to_check
+from ..records.closing import closing_of
 from ..records.digest import (
     EVENTS,
     LOOSE_FRUITS,
@@ -33,11 +34,6 @@ from ..records.digest import (
     lot_digest,
     lot_records,
 )
-
-try:  # the closing of lots (issue 38.2) arrives beside this
-    from ..records.closing import closing_of
-except ImportError:  # pragma: no cover - records without lot events
-    closing_of = None
 
 REJECT = "reject"  # the standing grade of a grading refused as no fruit to grade
 THUMBNAILS = 50  # small pictures inlined in a certificate, at most
@@ -138,7 +134,7 @@ def certificate(
         )
     records = lot_records(store, name)
     found = Certificate(store.summary(name, detail=True), records, zone or house_zone(None))
-    found.closed = closing_of(store, name) if closing_of is not None else None
+    found.closed = closing_of(store, name)
     found.to_check = to_check(store, name)
     found.photos = photos
     if photos is not None:
