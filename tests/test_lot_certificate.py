@@ -311,3 +311,79 @@ def test_zone_names_follow_daylight_saving_time():
     assert zone.label([summer, winter]) == "Europe/Madrid (UTC+01:00, UTC+02:00)"
     with pytest.raises(SettingsError, match="is not a date"):
         parse_time("yesterday", "--since")
+
+
+# -- how verify reads the records ------------------------------------------------------------
+
+
+def test_the_records_read_for_a_digest_are_what_the_schemas_types_give(db_url):
+    """The digest reads the driver's values and makes them by the types the database
+    declares; they must be what SQLAlchemy's typed columns give (times, booleans, JSON)."""
+    from sqlalchemy import select
+
+    from mangograde.records.schema import Base, Correction, FruitGrading, Grading
+
+    store, ids = _lot(db_url)
+    correct(store, ids[0], "Class_II", "ana", note="bruise")
+    records.close_lot(store, "bin 7", "carmen")
+    found = lot_records(store, "bin 7")
+    events = Base.metadata.tables["lot_events"]
+    with store.engine.connect() as connection:
+
+        def typed(table, order):
+            rows = [dict(r._mapping) for r in connection.execute(select(table).order_by(order))]
+            return [{k: v for k, v in row.items() if k != "lot_id"} for row in rows]
+
+        assert found.gradings == typed(Grading.__table__, Grading.id)
+        assert found.corrections == typed(Correction.__table__, Correction.id)
+        assert found.fruits == typed(FruitGrading.__table__, FruitGrading.id)
+        assert found.events == typed(events, events.c.id)
+    assert isinstance(found.gradings[0]["time"], datetime)
+    assert found.gradings[0]["check"] is False and isinstance(
+        found.gradings[0]["probabilities"], dict
+    )
+    assert found.events and found.events[0]["kind"] == "closed"
+
+
+def test_a_sqlite_file_is_verified_without_sqlalchemy_and_hashes_as_through_the_store(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    store, _ = _lot(url)
+    records.close_lot(store, "bin 7", "carmen")
+    expected = lot_records(store, "bin 7").digest
+    code = ("import sys; from mangograde.records.digest import read_lot; "
+            f"print(read_lot({url!r}, 'bin 7').digest, 'sqlalchemy' in sys.modules)")  # fmt: skip
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split()  # fmt: skip
+    assert said == [expected, "False"]
+
+
+def test_verify_of_a_database_not_as_expected_says_what_the_store_says(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "records.db"
+    url = f"sqlite:///{path}"
+    _lot(url)
+    digest = "0" * 64
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0002'")
+    older = run("lots", "verify", "bin 7", "--digest", digest, "--db", url)
+    assert_clean_failure(older, "Upgrade it first")
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0003'")
+        connection.execute("CREATE TABLE invoices (id INTEGER)")
+    foreign = run("lots", "verify", "bin 7", "--digest", digest, "--db", url)
+    assert_clean_failure(foreign, "holds tables mangograde did not make (invoices)")
+    unknown = run(
+        "lots", "verify", "bin 8", "--digest", digest, "--db", f"sqlite:///{tmp_path / 'x.db'}"
+    )
+    assert_clean_failure(unknown, "No records database at")
+
+
+def test_the_tables_known_without_the_orm_are_the_schemas():
+    from mangograde.records.schema import Base
+    from mangograde.records.store import TABLES
+
+    assert set(TABLES) == set(Base.metadata.tables)

@@ -7,7 +7,6 @@ name to where it lives now, with a ``DeprecationWarning`` saying where that is.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 import types
@@ -36,7 +35,7 @@ MOVED: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Forwarder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _Forwarder:  # a meta path finder and loader (importlib.abc costs 50 ms to import)
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname not in MOVED:
             return None

@@ -46,17 +46,9 @@ ZoneOpt = Annotated[
 
 def _store(url: str):  # type: ignore[no-untyped-def]
     """An existing records database, to read or prune (never created here)."""
-    from ..records import Store
+    from ..records.store import open_existing
 
-    store = Store(url)
-    path = store.engine.url.database
-    if store.engine.dialect.name == "sqlite" and path and not Path(path).is_file():
-        raise SettingsError(f"No records database at {path}: give the --db that serve or "
-                            "predict --record wrote.")  # fmt: skip
-    if store.revision()[0] is None:
-        raise SettingsError(f"{store.where} holds no mangograde records yet.")
-    store.prepare()
-    return store
+    return open_existing(url)
 
 
 def db_upgrade(url: UrlArg) -> None:
@@ -218,7 +210,7 @@ def lots_verify(
     from ..workflows.lots import verify_lot
 
     digest = check_digest(digest)  # before the records are opened
-    verdict = verify_lot(_store(db), lot, digest, certificate)
+    verdict = verify_lot(db, lot, digest, certificate)
     name = escape(shown_name(lot))
     if verdict.matches:
         out.print(f"Lot {name} matches the certificate: its {verdict.gradings} gradings, "

@@ -26,6 +26,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The migrations shipped, oldest first (a test holds this to Alembic's own history): the
 # schema is checked against it with one query, so reading a lot never imports Alembic.
 REVISIONS = ("0001", "0002", "0003")
+# The tables the newest schema has (a test holds this to the schema): the check for another
+# application's tables needs no ORM.
+TABLES = ("corrections", "fruit_gradings", "gradings", "lot_events", "lots")
 
 
 @dataclass
@@ -146,10 +149,8 @@ class Store:
         tables of its names without its schema revision. Whether it has one."""
         from sqlalchemy import inspect
 
-        from .schema import Base
-
         tables = set(inspect(connection).get_table_names())
-        ours = set(Base.metadata.tables) | {"alembic_version"}
+        ours = set(TABLES) | {"alembic_version"}
         foreign = sorted(t for t in tables - ours if not t.startswith("_alembic_tmp_"))
         if not foreign and (not tables or "alembic_version" in tables):
             return bool(tables)
@@ -420,6 +421,20 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def open_existing(url: str) -> Store:
+    """An existing records database of the newest schema, to read or prune (never created
+    here: a missing SQLite file or an empty database is refused)."""
+    store = Store(url)
+    path = store.engine.url.database
+    if store.engine.dialect.name == "sqlite" and path and not Path(path).is_file():
+        raise SettingsError(f"No records database at {path}: give the --db that serve or "
+                            "predict --record wrote.")  # fmt: skip
+    if store.revision()[0] is None:
+        raise SettingsError(f"{store.where} holds no mangograde records yet.")
+    store.prepare()
+    return store
 
 
 def open_store(url: str, prepare: bool = True) -> Store:

@@ -33,6 +33,7 @@ from ..records.digest import (
     differences,
     lot_digest,
     lot_records,
+    read_lot,
 )
 
 REJECT = "reject"  # the standing grade of a grading refused as no fruit to grade
@@ -306,10 +307,10 @@ class Verdict:
     differs: Differences | None = None  # with a certificate: which rows
 
 
-def verify_lot(store: Store, name: str, digest: str, certificate_csv: Path | None = None
+def verify_lot(db: str, name: str, digest: str, certificate_csv: Path | None = None
                ) -> Verdict:  # fmt: skip
-    """Whether lot ``name`` still hashes to ``digest``; with the certificate's CSV, which
-    rows were added, removed or changed since."""
+    """Whether lot ``name`` in the records at URL ``db`` still hashes to ``digest``; with
+    the certificate's CSV, which rows were added, removed or changed since."""
     digest = check_digest(digest)
     certified = None
     if certificate_csv is not None:
@@ -319,7 +320,7 @@ def verify_lot(store: Store, name: str, digest: str, certificate_csv: Path | Non
                 f"--certificate {certificate_csv} states the digest {stated}, not the --digest "
                 f"given ({digest}): give the certificate that states that digest."
             )
-    records = lot_records(store, name)
+    records = read_lot(db, name)
     now = records.digest
     found = Verdict(now, now == digest, len(records.gradings))
     if certified is not None:
