@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..basics.errors import SettingsError
+from ..models.registry import get_model
 from .options import (
     DataArg,
     DataOptions,
@@ -26,6 +27,22 @@ from .options import (
     warn,
 )
 from .tables import abstain_line, fruit_line
+
+
+def _train_ensemble(settings: dict[str, Any], dataset: Any, out_dir: Path, record: Any,
+                    overwrite: bool, opts: DataOptions, parallel: ParallelOptions) -> None:  # fmt: skip
+    """``--preset best`` and other ensembles: each member trained on the same folds, then
+    their ensemble."""
+    from ..workflows.ensemble import train_ensemble
+    from .ensemble import print_ensemble
+
+    def starting(number: int, total: int, name: str) -> None:
+        out.print(f"[bold]Member {number} of {total}: {escape(name)}[/]")
+
+    result = train_ensemble(settings, dataset, out_dir, data_record=record, overwrite=overwrite,
+                            on_member=starting, **opts.loading, **vars(parallel))  # fmt: skip
+    print_ensemble(result)
+
 
 presets_app = typer.Typer(help="List the named recipes, or show one as YAML.")
 
@@ -93,6 +110,9 @@ def train_command(
             )
         settings = recipe.settings(extra, blend={"folds": folds})
     dataset, record = opts.open(data, auto_groups=True)
+    if get_model(settings["model"]).members is not None:
+        _train_ensemble(settings, dataset, out_dir, record, overwrite, opts, parallel)
+        return
     result = train_run(
         settings,
         dataset,

@@ -150,6 +150,65 @@ class FamiliarityModel:
                    reference, residual)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class EitherFamiliarity:
+    """An ensemble's familiarity for one fold: each member's own model on its own columns
+    of the features, scored as the largest share of its threshold (above 1: some member
+    finds the photo unfamiliar), so the threshold is 1."""
+
+    members: tuple[FamiliarityModel, ...]
+    widths: tuple[int, ...]  # each member's feature columns, in order
+
+    def __post_init__(self) -> None:
+        if len(self.members) != len(self.widths) or not self.members:
+            raise SettingsError("An ensemble's familiarity needs a width a member.")
+        if any(m.threshold is None or not m.threshold > 0 for m in self.members):
+            raise SettingsError("An ensemble's familiarity needs each member's threshold.")
+
+    threshold = 1.0
+
+    @property
+    def reference(self) -> np.ndarray | None:
+        """The held-out photos' scores (the members held out the same photos, in order)."""
+        found = [m.reference for m in self.members]
+        if any(r is None for r in found) or len({len(r) for r in found}) != 1:  # type: ignore[arg-type]
+            return None
+        return np.max([r / m.threshold for r, m in zip(found, self.members, strict=True)], axis=0)  # type: ignore[operator]
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        ends = np.cumsum([0, *self.widths])
+        if features.shape[1] != ends[-1]:
+            raise SettingsError(
+                f"An ensemble's familiarity reads {ends[-1]} feature columns, got "
+                f"{features.shape[1]}."
+            )
+        return np.max([m.score(features[:, a:b]) / m.threshold  # type: ignore[operator]
+                       for m, a, b in zip(self.members, ends[:-1], ends[1:], strict=True)],
+                      axis=0)  # fmt: skip
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        found = {f"{prefix}either/widths": np.asarray(self.widths, dtype=np.int64)}
+        for i, member in enumerate(self.members):
+            found.update(member.arrays(f"{prefix}either/{i}/"))
+        return found
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "") -> EitherFamiliarity:
+        widths = tuple(int(w) for w in np.asarray(arrays[f"{prefix}either/widths"]).ravel())
+        members = tuple(FamiliarityModel.from_arrays(arrays, f"{prefix}either/{i}/")
+                        for i in range(len(widths)))  # fmt: skip
+        return cls(members, widths)
+
+
+def familiarity_from_arrays(
+    arrays: dict[str, np.ndarray], prefix: str = ""
+) -> FamiliarityModel | EitherFamiliarity:
+    """A fold's stored familiarity model: its own, or an ensemble's members'."""
+    if f"{prefix}either/widths" in arrays:
+        return EitherFamiliarity.from_arrays(arrays, prefix)
+    return FamiliarityModel.from_arrays(arrays, prefix)
+
+
 def check_quantile(quantile: object) -> float:
     number = isinstance(quantile, (int, float)) and not isinstance(quantile, bool)
     if not (number and 0.5 <= quantile < 1):  # type: ignore[operator]
@@ -222,7 +281,7 @@ class Familiarity:
     run's threshold. A photo's score is the mean of the fold models' scores; above the
     threshold (or not finite: a broken photo) it is unfamiliar."""
 
-    models: tuple[FamiliarityModel, ...]
+    models: tuple[FamiliarityModel | EitherFamiliarity, ...]
 
     def __post_init__(self) -> None:
         if not self.models or any(m.threshold is None for m in self.models):
@@ -270,7 +329,7 @@ class Familiarity:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], n_models: int) -> Familiarity:
-        return cls(tuple(FamiliarityModel.from_arrays(arrays, f"{i}/") for i in range(n_models)))
+        return cls(tuple(familiarity_from_arrays(arrays, f"{i}/") for i in range(n_models)))
 
 
 NO_FAMILIARITY = (

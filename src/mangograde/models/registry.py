@@ -177,6 +177,9 @@ class ModelFamily:
         bundles may hold.
     distributed : bool
         Trains on several processes under ``torchrun`` (see :mod:`.ddp`).
+    members : callable or None
+        For a family whose runs are assembled from other runs (the ensemble): ``settings
+        -> the presets or families`` that ``train`` trains first, on the same folds.
     """
 
     name: str
@@ -201,6 +204,7 @@ class ModelFamily:
     runtime: tuple[str, ...] = ()
     trusted: tuple[str, ...] = ()
     distributed: bool = False
+    members: Callable[[Settings], list[str]] | None = None
 
     def defaults(self) -> Settings:
         """Every section's defaults, in the order a run's config.yaml lists them."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.decisions import GradingRule
-from ..evaluation.familiarity import FamiliarGrader, Familiarity, FamiliarityModel
+from ..evaluation.familiarity import FamiliarGrader, Familiarity, familiarity_from_arrays
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
 from ..models.blend import model_probabilities, model_probabilities_and_features
 from ..models.bundle import Bundle
@@ -42,7 +42,7 @@ class RunPredictor(FamiliarGrader):
         )
         stored = [b.familiarity for b in bundles]
         self._set_familiarity(
-            Familiarity(tuple(FamiliarityModel.from_arrays(a) for a in stored))
+            Familiarity(tuple(familiarity_from_arrays(a) for a in stored))
             if all(a is not None for a in stored)
             else None
         )

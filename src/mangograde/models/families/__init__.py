@@ -1,3 +1,3 @@
 """The built-in model families; importing this package registers each of them."""
 
-from . import cnn, colour, rf, stack, svm, transfer  # noqa: F401
+from . import cnn, colour, ensemble, rf, stack, svm, transfer  # noqa: F401
