@@ -29,8 +29,15 @@ from .options import (
 from .tables import abstain_line, fruit_line
 
 
-def _train_ensemble(settings: dict[str, Any], dataset: Any, out_dir: Path, record: Any,
-                    overwrite: bool, opts: DataOptions, parallel: ParallelOptions) -> None:  # fmt: skip
+def _train_ensemble(
+    settings: dict[str, Any],
+    dataset: Any,
+    out_dir: Path,
+    record: Any,
+    overwrite: bool,
+    opts: DataOptions,
+    parallel: ParallelOptions,
+) -> None:
     """``--preset best`` and other ensembles: each member trained on the same folds, then
     their ensemble."""
     from ..workflows.ensemble import train_ensemble
