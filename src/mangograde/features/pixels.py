@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..basics.errors import SettingsError
+from .arrays import check_images, pixel_vectors, resize_images
 
-
-def check_images(images: np.ndarray, what: str = "images") -> np.ndarray:
-    """Accept ``(n, H, W, 3)`` uint8 photos, as the image cache returns them."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"Expected {what} as an (n, height, width, 3) RGB array, got shape {images.shape}."
-        )
-    if images.dtype != np.uint8:
-        raise ValueError(f"Expected {what} as uint8 (0-255), got {images.dtype}.")
-    return images
-
-
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize each photo to ``size`` x ``size`` (bilinear); a no-op when already that size."""
-    if images.shape[1:3] == (size, size):
-        return images
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for i, image in enumerate(images):
-        resized = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR)
-        out[i] = np.asarray(resized)
-    return out
+__all__ = ["PixelVectors", "check_images", "resize_images"]
 
 
 class PixelVectors(TransformerMixin, BaseEstimator):
@@ -65,12 +44,4 @@ class PixelVectors(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        images = check_images(X)
-        if self.size:
-            images = resize_images(images, self.size)
-        if images.shape[1:] != self.image_shape_:
-            raise ValueError(
-                f"Photos of shape {images.shape[1:]} do not match the {self.image_shape_} "
-                "this transformer was fitted on."
-            )
-        return images.reshape(len(images), -1).astype(self.dtype)
+        return pixel_vectors(X, self.size, self.image_shape_, self.dtype)
