@@ -87,8 +87,16 @@ def test_an_ensemble_is_the_weighted_mean_of_its_members_and_grades_as_a_run(mem
     assert len(_rows(graded)) == len(list((root / "dev").iterdir()))
     evaluated = run("evaluate", out, root / "dev", "--labels", root / "dev.csv")
     assert evaluated.exit_code == 0, evaluated.output
-    compared = run("compare", out, rf, colour, "--out", tmp_path / "report.html")
+    # compare and the report show the ensemble beside the members it names
+    report = tmp_path / "report.html"
+    compared = run("compare", out, "--out", report, "--mistakes", "0")
     assert compared.exit_code == 0, compared.output
+    page = report.read_text(encoding="utf-8")
+    assert "both, the mean of rf and colour" in page
+    from mangograde.workflows.compare import with_members
+
+    beside, missing = with_members([open_run(out)])
+    assert [r.name for r in beside] == ["both", "rf", "colour"] and not missing
 
 
 def test_an_unfamiliar_photo_is_one_some_member_finds_unfamiliar(members, tmp_path):

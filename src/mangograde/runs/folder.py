@@ -132,8 +132,23 @@ class Run:
         """``name (preset)``, the run's title in tables; an adapted run names its parent."""
         preset = self.settings.get("preset")
         label = f"{self.name} ({preset})" if preset and preset != self.name else self.name
+        members = self.member_paths
+        if members:
+            label += f", the mean of {' and '.join(m.name for m in members)}"
         parent = self.parent_path
         return label if parent is None else f"{label}, adapted from {parent.name}"
+
+    @property
+    def member_paths(self) -> list[Path]:
+        """An ensemble's member runs (``mangograde ensemble``), where it recorded them:
+        relative paths are inside the ensemble's folder; empty for any other run."""
+        found = self.settings.get("ensemble")
+        if not isinstance(found, list):
+            return []
+        paths = [
+            Path(m["run"]) for m in found if isinstance(m, dict) and isinstance(m.get("run"), str)
+        ]
+        return [p if p.is_absolute() else self.path / p for p in paths]
 
     @property
     def parent_path(self) -> Path | None:

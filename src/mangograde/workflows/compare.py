@@ -203,6 +203,26 @@ def _fruit_record(run: Run, n_boot: int, seed: int) -> dict[str, Any] | None:
     return record
 
 
+def with_members(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """The runs, each ensemble followed by its members (those not given already), so a
+    report shows an ensemble beside what it combines; and a note for each member that is
+    no longer where the ensemble recorded it."""
+    seen = {r.path.resolve() for r in runs}
+    found, notes = [], []
+    for run in runs:
+        found.append(run)
+        for path in run.member_paths:
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                found.append(open_run(path))
+            except RunError:
+                notes.append(f"{run.name}'s member {path} is not a run folder any more: the "
+                             "report shows the ensemble without it.")  # fmt: skip
+    return found, notes
+
+
 def _common_grades(runs: Sequence[Run]) -> tuple[tuple[str, ...], list[str]]:
     """The grades the report names, and how runs of other names were matched: by rank,
     as `evaluate` does, when every run has as many grades best-first."""
@@ -283,8 +303,9 @@ def compare_runs(
         raise SettingsError("Give at least one run folder to compare.")
     if method not in ("auto", "lime", "gradcam"):
         raise SettingsError(f"Unknown explanation method {method!r}. Valid: auto, lime, gradcam.")
-    runs = [open_run(p) for p in paths]
+    runs, missing = with_members([open_run(p) for p in paths])
     grades, notices = _common_grades(runs)
+    notices += missing
     summaries = []
     for run in track(runs, len(runs), "Summarising runs", progress):
         summaries.append(summarise_run(run, mistakes, samples, n_boot, seed, method))
