@@ -125,6 +125,21 @@ def test_an_unfamiliar_photo_is_one_some_member_finds_unfamiliar(members, tmp_pa
     assert not either[~np.logical_or(*flags)].any()
 
 
+def test_explain_shows_the_ensemble_and_each_members_view(members, tmp_path):
+    root, rf, colour, _ = members
+    out = tmp_path / "both"
+    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    photo = sorted((root / "dev").iterdir())[0]
+    png = tmp_path / "why.png"
+    done = run("explain", out, photo, "--out", png, "--samples", "20")
+    assert done.exit_code == 0, done.output
+    assert "rf alone:" in done.output and "colour alone:" in done.output
+    from PIL import Image
+
+    with Image.open(png) as figure:  # three panels side by side (or stacked)
+        assert max(figure.size) > 2 * min(figure.size) or figure.size[0] > 600
+
+
 def test_fit_weights_are_chosen_on_other_folds_and_recorded(members, tmp_path):
     _, rf, colour, _ = members
     out = tmp_path / "fit"

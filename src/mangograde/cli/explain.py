@@ -70,6 +70,7 @@ def explain_command(
     from ..images import load_images
     from ..report.figures import explanation_figure, fruit_explanation_figure
     from ..runs import open_predictor
+    from ..runs.predictor import member_views
 
     if samples < 10:
         raise typer.BadParameter(f"--samples must be at least 10, got {samples}.")
@@ -88,8 +89,19 @@ def explain_command(
         predictor = open_predictor(run_dir, fold)
         image = load_images(paths, predictor.geometry).arrays[0]
         found = explain(predictor, image, method, grade, samples, seed, progress_flag(quiet))
-        explanation_figure(found, out_file)
         odds = ", ".join(f"{g} {p:.2f}" for g, p in found.proba.items())
+        views = member_views(predictor)
+        if views:  # an ensemble: its own view, then each member's, for the same grade
+            seen = [found, *(explain(view, image, "lime", found.grade, samples, seed,
+                                     progress_flag(quiet)) for _, view in views)]  # fmt: skip
+            names = ["the ensemble", *(f"{label} alone" for label, _ in views)]
+            title = f"Predicted {found.predicted} ({odds}); explained grade {found.grade}"
+            fruit_explanation_figure(seen, names, title, out_file)
+            for name, view in zip(names[1:], seen[1:], strict=True):
+                mine = ", ".join(f"{g} {p:.2f}" for g, p in view.proba.items())
+                out.print(f"{escape(name)}: {view.predicted} ({mine})")
+        else:
+            explanation_figure(found, out_file)
         out.print(f"Predicted {found.predicted} ({odds}); explained grade {found.grade}")
         out.print(f"Wrote {escape(str(out_file))}")
         return

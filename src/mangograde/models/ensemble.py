@@ -129,3 +129,30 @@ class RunMean(ClassifierMixin, BaseEstimator):
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         return self.proba_and_embed(X)[1]
+
+    def member_view(self, member: int) -> MemberOf:
+        """Member ``member`` alone, grading photos decoded at the ensemble's size (what
+        ``explain`` shows as that member's view)."""
+        check_is_fitted(self, "members_")
+        return MemberOf(self, member)
+
+
+class MemberOf:
+    """One member of a fitted :class:`RunMean`, graded as the ensemble grades it (its own
+    size and temperature); never saved."""
+
+    predicts_most_likely = True
+
+    def __init__(self, ensemble: RunMean, member: int) -> None:
+        self.ensemble = ensemble
+        self.member = member
+        self.classes_ = ensemble.classes_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        model = self.ensemble.members_[self.member]
+        view = resize_images(X, int(self.ensemble.sizes[self.member]))
+        return self.ensemble._scaled(model_probabilities([model], view, self.classes_)[0],
+                                     self.member)  # fmt: skip
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,23 @@ class RunPredictor(FamiliarGrader):
         a fruit of its own): each fruit's grades, then each photo's probabilities and
         grade codes."""
         return grade_fruits(self, images, fruit_ids)
+
+
+def member_views(predictor: RunPredictor) -> list[tuple[str, RunPredictor]]:
+    """An ensemble's members, each as a predictor of photos decoded at the ensemble's
+    geometry (its fold models' members, each with its own temperature); empty for any
+    other run."""
+    models = predictor.models
+    if not all(callable(getattr(m, "member_view", None)) for m in models):
+        return []
+    views = []
+    for j, label in enumerate(models[0].labels):
+        bundles = [replace(b, model=b.model.member_view(j), familiarity=None)
+                   for b in predictor.bundles]  # fmt: skip
+        view = RunPredictor(bundles)
+        view.name = str(label)
+        views.append((str(label), view))
+    return views
 
 
 def open_predictor(run: Run | str | Path, fold: int | None = None) -> RunPredictor:
