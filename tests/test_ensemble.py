@@ -140,6 +140,25 @@ def test_explain_shows_the_ensemble_and_each_members_view(members, tmp_path):
         assert max(figure.size) > 2 * min(figure.size) or figure.size[0] > 600
 
 
+def test_serve_grades_with_an_ensemble_and_flags_what_no_member_knows(members, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    root, rf, colour, _ = members
+    out = tmp_path / "both"
+    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    photo = sorted((root / "dev").iterdir())[0].read_bytes()
+    with TestClient(create_app(ServeOptions(run=out))) as client:
+        info = client.get("/v1/model").json()
+        assert info["run"] == "both"
+        answer = client.post("/v1/grade", files=[("files", ("a.png", photo))]).json()
+        result = answer["results"][0]
+        assert result["grade"] in GRADES and isinstance(result["familiarity"], float)
+        assert result["unfamiliar"] == (result["familiarity"] > 1.0)  # the ensemble's cut-off
+
+
 def test_fit_weights_are_chosen_on_other_folds_and_recorded(members, tmp_path):
     _, rf, colour, _ = members
     out = tmp_path / "fit"
