@@ -19,7 +19,9 @@ from .test_cli import assert_clean_failure, run  # noqa: E402
 from .test_cli_models import read_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SLIM = ["numpy", "pillow", "onnxruntime", "typer", "rich"]  # the [grade] extra
+# the [grade] extra; scipy for colour-texture features (ndimage's labels, hole filling and
+# box filters, which the run's features are computed with)
+SLIM = ["numpy", "pillow", "onnxruntime", "scipy", "typer", "rich"]
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +155,8 @@ def test_refusals(synth, cnn_run, exported, tmp_path):
     (newer / "grader.json").write_text(json.dumps(manifest))
     assert_clean_failure(run("predict", newer, synth / "dev", "--out", out), "format 99")
     svm = train_tiny(synth, tmp_path / "svm", "--model", "svm", "--cv", "2")
-    refused = run("export", svm, "--out", tmp_path / "e")
-    assert_clean_failure(refused, "only CNN runs export", "svm run")
+    refused = run("export", svm, "--int8", "--calibration", synth / "dev", "--out", tmp_path / "e")
+    assert_clean_failure(refused, "svm run", "Drop --int8")  # its arrays: nothing to quantise
     assert not (tmp_path / "e").exists() and not out.exists()
     again = run("export", exported.parent / "nowhere", "--out", exported)
     assert_clean_failure(again, "not empty")
@@ -179,7 +181,18 @@ def test_serve_grades_with_an_export(synth, exported):
 
 def test_a_slim_install_grades_an_export_without_torch(synth, cnn_run, exported, tmp_path):
     """A venv with only the [grade] packages (pip's cache serves them) and mangograde's
-    source on the path: torch, scikit-learn, numba and lime cannot be imported there."""
+    source on the path: torch, scikit-learn, numba and lime cannot be imported there. It
+    grades a CNN export (ONNX) and classical ones (numpy: colour-texture features, and
+    polar-warped pixels without Numba) as the full install does."""
+    classical = []
+    for family, recipe in (
+        ("colour", ["--set", "features.size=64", "--set", "n_estimators=10"]),
+        ("svm", ["--set", "features.size=24", "--set", "n_components=8"]),
+    ):
+        trained = train_tiny(synth, tmp_path / family, "--model", family, "--cv", "2", *recipe)
+        done = run("export", trained, "--out", tmp_path / f"{family}-export")
+        assert done.exit_code == 0, done.output
+        classical.append(tmp_path / f"{family}-export")
     env_dir = tmp_path / "slim"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -189,17 +202,18 @@ def test_a_slim_install_grades_an_export_without_torch(synth, cnn_run, exported,
         pytest.skip(f"pip could not install the slim packages here: {install.stderr[-300:]}")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     absent = "import importlib.util as u; print([m for m in ('torch', 'sklearn', 'numba', " \
-             "'lime', 'scipy', 'yaml') if u.find_spec(m)])"  # fmt: skip
+             "'lime', 'yaml') if u.find_spec(m)])"  # fmt: skip
     found = subprocess.run([python, "-c", absent], capture_output=True, text=True, env=env)
     assert found.stdout.strip() == "[]", found.stdout + found.stderr
-    csv = tmp_path / "slim.csv"
-    graded = subprocess.run(
-        [python, "-m", "mangograde", "predict", exported, *photos(synth), "--out", csv],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert graded.returncode == 0, graded.stdout + graded.stderr
-    assert run("predict", exported, *photos(synth), "--out", tmp_path / "full.csv").exit_code == 0
-    assert csv.read_text() == (tmp_path / "full.csv").read_text()
+    for number, export in enumerate([exported, *classical]):
+        csv, full = tmp_path / f"slim{number}.csv", tmp_path / f"full{number}.csv"
+        graded = subprocess.run(
+            [python, "-m", "mangograde", "predict", export, *photos(synth), "--out", csv],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert graded.returncode == 0, graded.stdout + graded.stderr
+        assert run("predict", export, *photos(synth), "--out", full).exit_code == 0
+        assert csv.read_text() == full.read_text()
 
 
 def _foreign_graph(path):

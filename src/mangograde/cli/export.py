@@ -1,4 +1,5 @@
-"""``mangograde export``: a CNN run as ONNX, to grade without PyTorch."""
+"""``mangograde export``: a run as a folder that grades without PyTorch or scikit-learn
+(a CNN run as ONNX, a classical run as its arrays)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from .options import AnnotationsOpt, FoldOpt, OverwriteOpt, QuietOpt, RunArg, ou
 def export_command(
     run_dir: RunArg,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the export into.")],
-    export_format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    export_format: Annotated[
+        str, typer.Option("--format", help="onnx (a classical run: its arrays).")
+    ] = "onnx",
     fold: FoldOpt = None,
     all_folds: Annotated[
         bool, typer.Option("--all-folds", help="Every fold model in one graph (the default).")
@@ -42,9 +45,10 @@ def export_command(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Export a CNN run to ONNX: `model.onnx` (all folds in one graph, or --fold N) and
-    `grader.json`. `mangograde predict` and `serve` grade the export folder with ONNX
-    Runtime alone, without PyTorch."""
+    """Export a run: a CNN run to ONNX (`model.onnx`, all folds in one graph, or --fold N),
+    a colour, svm or rf run (or a stack of them) to its arrays (`model.npz`), with
+    `grader.json`. `mangograde predict` and `serve` grade the export folder without
+    PyTorch or scikit-learn (ONNX Runtime, or numpy)."""
     from ..data.label_studio import check_annotations
     from ..workflows.export import export_run
 
@@ -58,11 +62,18 @@ def export_command(
         annotations=check_annotations(annotations),
     )  # fmt: skip
     manifest = result.manifest
-    out.print(
-        f"Exported {escape(str(run_dir))} ({len(manifest['members'])} network(s), "
-        f"{manifest['fold_rule']}, {manifest['precision']}) to {escape(str(result.out))}; "
-        f"ONNX Runtime's fp32 graph matches PyTorch to {manifest['parity_max_abs_diff']:.1e}"
-    )
+    if manifest.get("engine") == "numpy":
+        out.print(
+            f"Exported {escape(str(run_dir))} ({len(manifest['members'])} fold model(s), "
+            f"{manifest['fold_rule']}) to {escape(str(result.out))} as arrays graded with "
+            f"numpy; its probabilities match the run's to {manifest['parity_max_abs_diff']:.1e}"
+        )
+    else:
+        out.print(
+            f"Exported {escape(str(run_dir))} ({len(manifest['members'])} network(s), "
+            f"{manifest['fold_rule']}, {manifest['precision']}) to {escape(str(result.out))}; "
+            f"ONNX Runtime's fp32 graph matches PyTorch to {manifest['parity_max_abs_diff']:.1e}"
+        )
     if "int8_agreement" in manifest:
         agreed = manifest["int8_agreement"]
         out.print(

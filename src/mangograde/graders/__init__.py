@@ -1,7 +1,8 @@
 """The grading core: the :class:`Grader` contract, :func:`grade_batch` and its result
 :class:`Graded`, and the graders ``predict`` and ``serve`` open: a run folder's
 :class:`RunPredictor` (torch and scikit-learn are imported only then), or an export
-folder's :class:`ExportedGrader` (ONNX Runtime, numpy and Pillow)."""
+folder's :class:`ExportedGrader` (a CNN run's ONNX graph: ONNX Runtime, numpy and Pillow)
+or :class:`NumpyExportGrader` (a classical run's arrays: numpy, Pillow and scipy)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from ..basics.errors import SettingsError
 from .base import Grader
 from .batch import grade_batch, graded_from, score_photos
+from .classical_export import NumpyExportGrader
 from .exported import (
     FORMAT,
     FORMAT_VERSION,
@@ -31,10 +33,12 @@ __all__ = [
     "ExportedGrader",
     "Graded",
     "Grader",
+    "NumpyExportGrader",
     "fruit_grade_labels",
     "grade_batch",
     "graded_from",
     "is_export",
+    "export_grader",
     "open_grader",
     "photo_reasons",
     "read_manifest",
@@ -46,14 +50,27 @@ __all__ = [
 
 def open_grader(path: str | Path, fold: int | None = None) -> Grader:
     """The grader of a run folder (:func:`mangograde.runs.open_predictor`) or of an export
-    folder (:class:`ExportedGrader`; torch is not imported then)."""
+    folder (:class:`ExportedGrader` or :class:`NumpyExportGrader`, as its ``grader.json``
+    says; torch is not imported then)."""
     if is_export(path):
         if fold is not None:
             raise SettingsError(
                 f"{path} is an export: it grades with the fold rule it was exported with "
                 "(grader.json says which). Drop --fold, or export one fold with --fold."
             )
-        return ExportedGrader(path)
+        return export_grader(path)
     from ..runs import open_predictor
 
     return open_predictor(path, fold)
+
+
+def export_grader(path: str | Path) -> ExportedGrader:
+    """The grader of an export folder: its ``engine`` (grader.json) says which."""
+    import json
+
+    try:
+        found = json.loads((Path(path) / GRADER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        found = None  # read_manifest says what is wrong with it
+    numpy = isinstance(found, dict) and found.get("engine") == "numpy"
+    return NumpyExportGrader(path) if numpy else ExportedGrader(path)

@@ -23,11 +23,12 @@ from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import FamiliarGrader, Familiarity
 from ..evaluation.fruits import FruitGrades, grade_fruits
 from ..images.geometry import read_geometry
-from .schema import MODEL_FILE, check_graph, check_manifest
+from .schema import MODEL_FILE, check_graph, check_manifest, engine_of
 
 GRADER_FILE = "grader.json"
 FORMAT = "mangograde-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this reads: 1, an ONNX graph; 2, a classical run's arrays
+ONNX_FORMAT_VERSION = 1  # ONNX exports are still written as 1: any mangograde reads them
 
 
 class ExportError(MangogradeError):
@@ -82,6 +83,17 @@ class ExportedGrader(FamiliarGrader):
     def __init__(self, folder: str | Path, threads: int | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
+        self._setup()
+        if engine_of(self.manifest) != "onnx":
+            raise ExportError(
+                f"{self.folder} is graded with {engine_of(self.manifest)}, not ONNX Runtime: "
+                "open it with mangograde.graders.open_grader."
+            )
+        self._open_session(threads)
+        self._set_familiarity(self._read_familiarity())
+
+    def _setup(self) -> None:
+        """What every export's grader.json says: grades, geometry, bundles and the rule."""
         self.grades = tuple(self.manifest["grades"])
         geometry = read_geometry(self.manifest["geometry"])
         if geometry is None:
@@ -96,6 +108,8 @@ class ExportedGrader(FamiliarGrader):
             self.manifest.get("fruit_temperature") or None,
         )
         self.notices: list[str] = []
+
+    def _open_session(self, threads: int | None) -> None:
         try:
             import onnxruntime
         except ImportError:
@@ -114,7 +128,6 @@ class ExportedGrader(FamiliarGrader):
                 f"{self.folder / MODEL_FILE} cannot be loaded by ONNX Runtime ({first_line(exc)})."
             ) from None
         check_graph(self.session, self.manifest, self.folder / MODEL_FILE)
-        self._set_familiarity(self._read_familiarity())
 
     def _read_familiarity(self) -> Familiarity | None:
         """The bundles' familiarity models (exports made before familiarity, or of runs

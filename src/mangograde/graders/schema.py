@@ -20,6 +20,7 @@ from ..evaluation.fruits import FRUIT_RULES
 from ..images.geometry import read_geometry
 
 MODEL_FILE = "model.onnx"
+NUMPY_FILE = "model.npz"
 PRECISIONS = ("fp32", "int8")
 VOTING = ("mean", "vote")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -42,29 +43,32 @@ def _own_file(name: Any) -> bool:
     return isinstance(name, str) and Path(name).name == name and name not in ("", ".", "..")
 
 
-def _files(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and MODEL_FILE in value
-        and all(
-            _own_file(name) and isinstance(digest, str) and _SHA256.fullmatch(digest)
-            for name, digest in value.items()
+def _files(model: str) -> Callable[[Any], bool]:
+    def valid(value: Any) -> bool:
+        return (
+            isinstance(value, dict)
+            and model in value
+            and all(
+                _own_file(name) and isinstance(digest, str) and _SHA256.fullmatch(digest)
+                for name, digest in value.items()
+            )
         )
-    )
+
+    return valid
 
 
-FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "model": (lambda v: v == MODEL_FILE, f"{MODEL_FILE!r}, the graph in the export's own folder"),
+def _members(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
+
+
+# What every export's grader.json holds, whatever grades it.
+COMMON: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grades": (
         lambda v: grade_names_problem(v) is None,
         "two or more distinct names, without < > or control characters",
     ),  # fmt: skip
     "labels": (lambda v: v in ("ordered", "unordered"), "ordered or unordered"),
     "geometry": (lambda v: isinstance(v, dict) and read_geometry(v) is not None, "a geometry"),
-    "members": (
-        lambda v: isinstance(v, list) and v and all(isinstance(m, dict) for m in v),
-        "a list of the graph's networks",
-    ),  # fmt: skip
     "bundles": (
         lambda v: isinstance(v, list) and v and all(isinstance(b, dict) for b in v),
         "a list of fold models",
@@ -77,16 +81,45 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fruit_temperature": (_positive_or_none, "null or a number above 0"),
     "source_run": (lambda v: isinstance(v, str), "the run's name"),
     "source": (lambda v: isinstance(v, dict), "a record of the run"),
+}
+# An ONNX graph of networks (CNN runs; format 1, no "engine" field).
+FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (lambda v: v == MODEL_FILE, f"{MODEL_FILE!r}, the graph in the export's own folder"),
+    **COMMON,
+    "members": (_members, "a list of the graph's networks"),
     "precision": (lambda v: v in PRECISIONS, " or ".join(PRECISIONS)),
     "opset": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 17, "17 or newer"),
-    "files": (_files, f"file names in the folder with their SHA-256, {MODEL_FILE} among them"),
-}
+    "files": (_files(MODEL_FILE),
+              f"file names in the folder with their SHA-256, {MODEL_FILE} among them"),
+}  # fmt: skip
+# A classical run's fold models as plain arrays, graded with numpy (format 2).
+NUMPY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "engine": (lambda v: v == "numpy", "numpy"),
+    "model": (lambda v: v == NUMPY_FILE, f"{NUMPY_FILE!r}, the arrays in the export's own folder"),
+    **COMMON,
+    "members": (_members, "a description of each fold model"),
+    "precision": (lambda v: v == "run", "run (each part in the dtype the run computed it in)"),
+    "files": (_files(NUMPY_FILE),
+              f"file names in the folder with their SHA-256, {NUMPY_FILE} among them"),
+}  # fmt: skip
+ENGINES = {"onnx": FIELDS, "numpy": NUMPY_FIELDS}
 OPTIONAL = {"labels", "decision", "temperature", "abstain", "fruit_rule", "fruit_temperature"}
+
+
+def engine_of(manifest: dict[str, Any]) -> str:
+    """Which engine grades an export: ``onnx`` (format 1 says none) or ``numpy``."""
+    return str(manifest.get("engine", "onnx"))
 
 
 def check_manifest(manifest: dict[str, Any], where: Path) -> None:
     """Refuse, naming the field, anything in ``manifest`` an export does not write."""
-    for name, (valid, expected) in FIELDS.items():
+    engine = manifest.get("engine", "onnx")
+    if engine not in ENGINES:
+        raise ManifestError(
+            f"{where}: field 'engine' is {_shown(engine)}; expected {' or '.join(ENGINES)}. "
+            "Export the run again, or upgrade mangograde if a newer one made it."
+        )
+    for name, (valid, expected) in ENGINES[engine].items():
         if name not in manifest:
             if name in OPTIONAL:
                 continue

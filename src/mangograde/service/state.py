@@ -113,11 +113,12 @@ def _run_info(options: ServeOptions) -> tuple[Grader, ModelRef, ModelInfo]:
 
 
 def _export_info(grader: ExportedGrader) -> tuple[Grader, ModelRef, ModelInfo]:
-    """An export folder's grader (ONNX Runtime), and what /v1/model says of it."""
+    """An export folder's grader (ONNX Runtime, or numpy), and what /v1/model says of it."""
     manifest = grader.manifest
+    onnx = manifest.get("engine", "onnx") == "onnx"
+    engine = f"ONNX {manifest['precision']}" if onnx else "numpy"
     model = ModelRef(
-        run=manifest["source_run"],
-        fold_rule=f"{manifest['fold_rule']}, ONNX {manifest['precision']} export",
+        run=manifest["source_run"], fold_rule=f"{manifest['fold_rule']}, {engine} export"
     )
     metrics = manifest["source"]["metrics"]
     info = ModelInfo(
@@ -129,7 +130,7 @@ def _export_info(grader: ExportedGrader) -> tuple[Grader, ModelRef, ModelInfo]:
         explains_with="lime",
         metrics=metrics,
         data={k: metrics[k] for k in _DATA if k in metrics},
-        versions=_versions("numpy", "pillow", "onnxruntime"),
+        versions=_versions("numpy", "pillow", "onnxruntime" if onnx else "scipy"),
     )
     return grader, model, info
 

@@ -1,4 +1,5 @@
-"""``mangograde export``: a CNN run as one ONNX graph that grades without PyTorch.
+"""``mangograde export``: a CNN run as one ONNX graph that grades without PyTorch (a
+classical run as its arrays: :mod:`.export_classical`).
 
 The graph takes photos decoded at the run's geometry (uint8 ``(N, R, R, 3)``, a dynamic
 batch) and returns each fold model's probabilities ``(N, models, grades)``; centre crop,
@@ -25,13 +26,15 @@ from .. import __version__
 from ..basics.outputs import claim_folder
 from ..basics.progress import Bar
 from ..evaluation.fruits import fruit_rule
-from ..graders import FORMAT, FORMAT_VERSION, GRADER_FILE, ExportedGrader, ExportError, sha256
-from ..graders.schema import MODEL_FILE
+from ..graders import GRADER_FILE, ExportError, export_grader, sha256
+from ..graders.exported import FORMAT, ONNX_FORMAT_VERSION
+from ..graders.schema import MODEL_FILE, NUMPY_FILE
 from ..images import ImageCache, load_images
 from ..images.geometry import read_geometry
 from ..models.registry import model_names
 from ..runs import open_run
 from ..runs.folder import Run
+from .export_classical import is_network, write_arrays
 
 FAMILIARITY_FILE = "familiarity.npz"
 PARITY_PHOTOS = 32
@@ -45,14 +48,13 @@ class ExportResult:
     accuracy: dict[str, float]  # with --check: fp32 and (with --int8) int8
 
 
-def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
-    """Every CNN of the run (fold models, or blend members), how they grade together, and
-    the run's bundles (each loaded once)."""
+def _networks(
+    run: Run, fold: int | None, loaded: list[Any]
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Every CNN of the run's bundles (fold models, or blend members) and how they grade
+    together."""
     members: list[Any] = []
     bundles = []
-    folders = run.bundle_folders()
-    names = [folders[fold].name] if fold is not None and fold < len(folders) else []
-    loaded = run.bundles(fold)
     for number, bundle in enumerate(loaded):
         model = bundle.model
         own = list(getattr(model, "estimators_", [model]))
@@ -70,10 +72,15 @@ def _networks(run: Run, fold: int | None) -> tuple[list[Any], list[dict[str, Any
                 )
         voting = getattr(model, "voting", "mean") if hasattr(model, "estimators_") else "mean"
         indices = list(range(len(members), len(members) + len(own)))
-        name = names[0] if names else folders[number].name
-        bundles.append({"name": name, "members": indices, "voting": voting})
+        bundles.append({"name": _names(run, fold)[number], "members": indices, "voting": voting})
         members.extend(own)
-    return members, bundles, loaded
+    return members, bundles
+
+
+def _names(run: Run, fold: int | None) -> list[str]:
+    """The bundles' folder names (``fold-N``), all of them or fold ``fold``'s."""
+    folders = run.bundle_folders()
+    return [folders[fold].name] if fold is not None else [f.name for f in folders]
 
 
 def _split(network: Any) -> tuple[Any, Any] | None:
@@ -276,7 +283,7 @@ def _quantize(path: Path, calibration: np.ndarray, work: Path) -> None:
 
 
 def _accuracy(folder: Path, photos: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean(ExportedGrader(folder).predict(photos) == truth))
+    return float(np.mean(export_grader(folder).predict(photos) == truth))
 
 
 def _labelled(
@@ -322,6 +329,18 @@ def export_run(
             raise ExportError(f"{out} is not empty: choose another --out, or pass --overwrite.")
         if not (out / GRADER_FILE).is_file():
             raise ExportError(f"{out} holds no mangograde export: refusing to replace it.")
+    if labels is not None and check is None:
+        raise ExportError("--labels CSV names the grades of --check PHOTOS: give --check too.")
+    run = open_run(run_dir)
+    loaded = run.bundles(fold)
+    if not any(is_network(b.model) for b in loaded):
+        if int8:
+            raise ExportError(
+                f"--int8 quantises an ONNX graph of networks; {run.path} is a {run.model_kind} "
+                "run, exported as its own arrays and graded as the run grades. Drop --int8."
+            )
+        checked = (check, labels, cache, annotations)
+        return _export_arrays(run, loaded, fold, out, checked, progress)
     newest = _newest_opset()
     if not 17 <= opset <= newest:
         raise ExportError(
@@ -329,12 +348,9 @@ def export_run(
         )
     if int8 and not calibration:
         raise ExportError("--int8 needs --calibration PHOTOS: a few dozen photos like the line's.")
-    if labels is not None and check is None:
-        raise ExportError("--labels CSV names the grades of --check PHOTOS: give --check too.")
     steps = 4 + (check is not None) + 2 * int8
     with Bar(steps, "Exporting", progress) as bar:
-        run = open_run(run_dir)
-        members, bundles, loaded = _networks(run, fold)
+        members, bundles = _networks(run, fold, loaded)
         geometry = loaded[0].manifest["preprocessing"]["geometry"]
         shape = read_geometry(geometry)
         assert shape is not None  # the run opened, so its geometry was read already
@@ -371,6 +387,41 @@ def export_run(
                 if labelled is not None:
                     accuracy["int8"] = _accuracy(stage, *labelled)
                 bar.advance(1, "done")
+            if out.exists():
+                shutil.rmtree(out)
+            stage.rename(out)
+    return ExportResult(out, manifest, accuracy)
+
+
+def _export_arrays(
+    run: Run,
+    loaded: list[Any],
+    fold: int | None,
+    out: Path,
+    checked: tuple[Path | None, Path | None, ImageCache | None, str],
+    progress: bool | None,
+) -> ExportResult:
+    """A classical run's fold models as arrays graded with numpy (:mod:`.export_classical`),
+    staged and renamed into ``out`` as an ONNX export is."""
+    check, labels, cache, annotations = checked
+    with Bar(3 + (check is not None), "Exporting", progress) as bar:
+        geometry = loaded[0].manifest["preprocessing"]["geometry"]
+        shape = read_geometry(geometry)
+        assert shape is not None  # the run opened, so its geometry was read already
+        labelled = _labelled(run, check, labels, shape, cache, annotations) if check else None
+        bar.advance(1, "run loaded; writing its arrays")
+        accuracy: dict[str, float] = {}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
+            stage = Path(work) / "export"
+            stage.mkdir()
+            common = _common_manifest(run, fold, len(loaded), geometry)
+            manifest = write_arrays(run, loaded, _names(run, fold), stage, common, _write_manifest)
+            bar.advance(1, "checked against the run")
+            if labelled is not None:
+                accuracy["run"] = _accuracy(stage, *labelled)
+                bar.advance(1, "graded the --check photos")
+            bar.advance(1, "done")
             if out.exists():
                 shutil.rmtree(out)
             stage.rename(out)
@@ -415,23 +466,36 @@ def _manifest(
 
     from ..features.transforms import MEAN, STD
 
-    several = len(bundles) > 1
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": ONNX_FORMAT_VERSION,
         "model": MODEL_FILE,
-        "grades": list(run.grades),
-        "labels": "ordered" if run.ordered else "unordered",
-        "geometry": geometry,
-        "input": "uint8 (N, H, W, 3) RGB photos decoded at the geometry",
+        **_common_manifest(run, fold, len(bundles), geometry),
         "normalisation": {"mean": list(MEAN), "std": list(STD)},
         "members": [
             {"size": int(m.size), "tta_flips": bool(m.tta), "architecture": m.architecture}
             for m in members
         ],
         "bundles": bundles,
+        "precision": "fp32",
+        "opset": opset,
+        "parity_max_abs_diff": drift,
+        "versions": {"mangograde": __version__, "torch": torch.__version__,
+                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+    }  # fmt: skip
+
+
+def _common_manifest(
+    run: Run, fold: int | None, bundles: int, geometry: dict[str, Any]
+) -> dict[str, Any]:
+    """What every export's grader.json says of its run, whatever grades it."""
+    return {
+        "grades": list(run.grades),
+        "labels": "ordered" if run.ordered else "unordered",
+        "geometry": geometry,
+        "input": "uint8 (N, H, W, 3) RGB photos decoded at the geometry",
         "fold_rule": f"fold {fold} alone" if fold is not None else (
-            "mean of the folds' probabilities" if several else "one model"),
+            "mean of the folds' probabilities" if bundles > 1 else "one model"),
         "decision": run.settings.get("decision", "argmax"),
         "temperature": run.temperature(fold),
         "abstain": run.settings.get("abstain"),
@@ -443,11 +507,6 @@ def _manifest(
             "preset": run.settings.get("preset"),
             "metrics": run.headline_metrics,
         },
-        "precision": "fp32",
-        "opset": opset,
-        "parity_max_abs_diff": drift,
-        "versions": {"mangograde": __version__, "torch": torch.__version__,
-                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
     }  # fmt: skip
 
 
@@ -472,6 +531,7 @@ def _familiarity(graph: Any, loaded: list[Any], stage: Path) -> dict[str, Any] |
 
 
 def _write_manifest(stage: Path, manifest: dict[str, Any]) -> None:
-    manifest["files"] = {name: sha256(stage / name) for name in (MODEL_FILE, FAMILIARITY_FILE)
+    names = (MODEL_FILE, NUMPY_FILE, FAMILIARITY_FILE)
+    manifest["files"] = {name: sha256(stage / name) for name in names
                          if (stage / name).is_file()}  # fmt: skip
     (stage / GRADER_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
