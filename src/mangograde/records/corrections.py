@@ -1,6 +1,8 @@
 """What the operator decides: corrections appended to the records (never an update of the
 grading they correct; the latest one stands, an undo is a new one), the queue of a lot's
-gradings to check by hand, and the corrected photos for the next run's labels."""
+gradings to check by hand, any of a lot's gradings found by name, and the corrected photos
+for the next run's labels. Besides the run's grades an operator may answer
+:data:`REJECT`: the photo is not a mango."""
 
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ from typing import Any
 
 from ..basics.errors import SettingsError
 from .names import (  # noqa: F401 - NOTE_LIMIT and check_note are read from here too
+    NAME_LIMIT,
     NOTE_LIMIT,
+    REJECT,
     NoSuchRecord,
     RecordsError,
     _reason,
     as_utc,
     check_name,
     check_note,
+    unsafe_character,
 )
 from .store import Store
 
@@ -42,8 +47,8 @@ def correct(
     when: datetime | None = None,
 ) -> Correction:
     """Append the operator's ``grade`` for grading ``grading_id``. The grade must be one of
-    the grading's run's grades; the grading must exist (:class:`NoSuchRecord`) and its lot
-    must be open (:class:`mangograde.records.LotClosed`)."""
+    the grading's run's grades, or :data:`REJECT` (not a mango); the grading must exist
+    (:class:`NoSuchRecord`) and its lot must be open (:class:`mangograde.records.LotClosed`)."""
     from sqlalchemy import insert, select
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -67,10 +72,11 @@ def correct(
             graded, probabilities, lot = found
             refuse_closed(connection, [lot])
             grades = list(probabilities)
-            if grade not in grades:
+            if grade not in grades and grade != REJECT:
                 raise SettingsError(
-                    f"{grade!r} is not a grade of the run that graded {grading_id}: "
-                    f"give one of {', '.join(grades)}."
+                    f"{str(grade)[:40]!r} is not a grade of the run that graded {grading_id}: "
+                    f"give one of {', '.join(grades)}, or {REJECT!r} for a photo that is not "
+                    "a mango."
                 )
             before = connection.scalar(
                 select(Row.grade).where(Row.grading_id == grading_id).order_by(Row.id.desc())
@@ -152,6 +158,92 @@ def to_check(store: Store, lot: str, include_corrected: bool = False) -> list[di
     ]  # fmt: skip
     found.sort(key=lambda r: (r["reason"] != "unfamiliar", r["top_probability"], r["grading_id"]))
     return found
+
+
+PAGE_LIMIT = 200  # gradings a page of :func:`find_gradings` holds, at most
+
+
+@dataclass(frozen=True)
+class Found:
+    """A page of a lot's gradings: ``total`` match, ``items`` newest first."""
+
+    total: int
+    items: list[dict[str, Any]]
+
+
+def check_search(search: str | None) -> str | None:
+    """A search string as used: stripped, at most :data:`NAME_LIMIT` characters (a photo
+    or fruit name is no longer), no control characters; None or blank: every grading."""
+    if search is None or not search.strip():
+        return None
+    if len(search) > NAME_LIMIT:
+        raise SettingsError(
+            f"A search of {len(search):,} characters: a photo or fruit name has at most "
+            f"{NAME_LIMIT}; search for a part of the name."
+        )
+    inner = search.strip(" \t\n\r\f\v")  # as a name: whitespace around it is let go
+    bad = sorted({f"U+{ord(c):04X}" for c in inner if unsafe_character(c)})
+    if bad:
+        raise SettingsError(
+            f"The search {search[:40]!r} holds control characters ({', '.join(bad[:5])}), "
+            "which no photo or fruit name holds: type the name's visible part."
+        )
+    return search.strip()
+
+
+def find_gradings(
+    store: Store, lot: str, search: str | None = None, limit: int = 50, offset: int = 0
+) -> Found:
+    """Lot ``lot``'s gradings whose photo or fruit name holds ``search`` (any case; None:
+    all of them), newest first, ``limit`` of them (1 to :data:`PAGE_LIMIT`) after the
+    first ``offset``; each with the grade that stands now (``standing``: the latest
+    correction's, else the model's), whether it was corrected, and by whom. Marked check
+    or not: any photo of the lot can be found and corrected."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from .schema import Correction as Row
+    from .schema import Grading, Lot
+
+    search = check_search(search)
+    if not 1 <= limit <= PAGE_LIMIT:
+        raise SettingsError(f"limit={limit}: give 1 to {PAGE_LIMIT} gradings a page.")
+    if offset < 0:
+        raise SettingsError(f"offset={offset}: give 0 or more (the gradings to skip).")
+    latest = _latest()
+    with Session(store.engine) as session:
+        lot_id = session.scalar(select(Lot.id).where(Lot.name == lot))
+        if lot_id is None:
+            raise NoSuchRecord(f"No lot named {lot!r} in {store.where}.")
+        where = [Grading.lot_id == lot_id]
+        if search is not None:
+            # icontains: both sides lowered by the database itself, LIKE's % and _ escaped
+            where.append(
+                Grading.photo.icontains(search, autoescape=True)
+                | func.coalesce(Grading.fruit, "").icontains(search, autoescape=True)
+            )
+        total = session.scalar(select(func.count()).select_from(Grading).where(*where)) or 0
+        rows = session.execute(
+            select(Grading.id, Grading.time, Grading.photo, Grading.sha256, Grading.fruit,
+                   Grading.grade, Grading.check, Grading.reason, Grading.familiarity,
+                   Grading.probabilities, Row.grade, Row.operator)
+            .outerjoin(latest, latest.c.grading_id == Grading.id)
+            .outerjoin(Row, Row.id == latest.c.last)
+            .where(*where)
+            .order_by(Grading.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()  # fmt: skip
+    items = [
+        {"grading_id": i, "time": as_utc(t), "photo": photo, "sha256": sha, "fruit": fruit or None,
+         "grade": grade, "check": bool(check), "reason": reason or None,
+         "familiarity": familiarity, "top_probability": max(p.values()), "probabilities": p,
+         "standing": corrected or grade, "corrected": corrected is not None,
+         "corrected_by": operator}
+        for i, t, photo, sha, fruit, grade, check, reason, familiarity, p, corrected, operator
+        in rows
+    ]  # fmt: skip
+    return Found(int(total), items)
 
 
 def labelled(

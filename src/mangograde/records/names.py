@@ -9,6 +9,10 @@ from ..basics.errors import MangogradeError, SettingsError
 
 NAME_LIMIT = 200  # characters of a lot or fruit name
 NOTE_LIMIT = 10_000  # characters of a correction's note
+# The operator's answer for a photo of something that is not a mango (an empty cup, a leaf,
+# a hand, another fruit): kept as a correction's grade besides the run's grades, never
+# counted as a grade (the lot summary counts it apart, ``data labels`` writes it apart).
+REJECT = "reject"
 
 
 class RecordsError(MangogradeError):

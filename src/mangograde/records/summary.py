@@ -3,7 +3,10 @@
 
 Photos count by their standing grade (the latest correction, else the model's), fruits
 by the grade they were given from their photos; both best grade first, in the order of
-the runs' grades. Checks left are the photos marked check by hand that nobody has
+the runs' grades. A photo whose standing answer is :data:`REJECT` (the operator said it is
+not a mango) is counted apart, as a reject, never as a grade nor in a grade's share; so is
+a fruit all of whose photos are rejects (a fruit with some of its photos rejected keeps the
+grade its photos gave it). Checks left are the photos marked check by hand that nobody has
 corrected or confirmed yet: exactly the to-check list
 (:func:`mangograde.records.to_check`)."""
 
@@ -14,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .lot_state import CLOSED
-from .names import as_utc
+from .names import REJECT, as_utc
 
 
 @dataclass
@@ -22,9 +25,10 @@ class LotSummary:
     name: str
     created: datetime
     note: str | None
-    gradings: int
+    gradings: int  # every photo recorded in the lot, rejects too
     last: datetime | None
     mix: dict[str, int] = field(default_factory=dict)  # grade -> photos (standing grade)
+    rejects: int = 0  # photos whose standing answer is REJECT: not in mix
     checks: dict[str, int] = field(default_factory=dict)  # reason -> photos left to check
     corrections: int = 0
     models: dict[str, int] = field(default_factory=dict)  # "run (sha256[:12])" -> photos
@@ -34,6 +38,7 @@ class LotSummary:
     unfamiliar: int = 0  # photos graded unfamiliar (corrected or not)
     closed_by: str | None = None  # who closed the lot (None: open, or reopened since)
     closed_at: datetime | None = None  # when (UTC)
+    fruit_rejects: int = 0  # fruits all of whose photos are rejects: not in fruit_mix
 
     @property
     def checks_left(self) -> int:
@@ -42,6 +47,17 @@ class LotSummary:
 
     @property
     def n_fruits(self) -> int:
+        """Every fruit recorded, the rejected ones too."""
+        return sum(self.fruit_mix.values()) + self.fruit_rejects
+
+    @property
+    def graded(self) -> int:
+        """Photos that stand graded: every photo but the rejects (what grade shares divide)."""
+        return self.gradings - self.rejects
+
+    @property
+    def fruits_graded(self) -> int:
+        """Fruits that stand graded: every fruit but the rejected ones."""
         return sum(self.fruit_mix.values())
 
 
@@ -69,10 +85,10 @@ def _grades(session: Any, lot_id: int) -> tuple[str, ...]:
 
 
 def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | None:
-    """Lot ``name``'s photos and fruits by grade, checks left by reason, corrections,
-    unfamiliar photos, models and the close that stands, from the database of ``engine``
-    (None: no such lot); with ``detail``, a row a fruit."""
-    from sqlalchemy import func, select
+    """Lot ``name``'s photos and fruits by grade, rejects, checks left by reason,
+    corrections, unfamiliar photos, models and the close that stands, from the database of
+    ``engine`` (None: no such lot); with ``detail``, a row a fruit."""
+    from sqlalchemy import case, func, select
     from sqlalchemy.orm import Session
 
     from .schema import Correction, FruitGrading, Grading, Lot, LotEvent
@@ -103,7 +119,10 @@ def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | No
         mix: dict[str, int] = {}
         for grade, check, reason, was_corrected, run, sha, count, last in rows:
             summary.gradings += count
-            mix[grade] = mix.get(grade, 0) + count
+            if grade == REJECT:
+                summary.rejects += count
+            else:
+                mix[grade] = mix.get(grade, 0) + count
             if check and not was_corrected:
                 key = reason or "unsure"
                 summary.checks[key] = summary.checks.get(key, 0) + count
@@ -118,12 +137,25 @@ def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | No
         summary.corrections = int(session.scalar(
             select(func.count()).select_from(Correction).join(Grading)
             .where(Grading.lot_id == lot.id)) or 0)  # fmt: skip
-        by_grade = session.execute(
-            select(FruitGrading.grade, func.count())
+        # a fruit a row: its grade, its photos and how many of them stand rejected
+        by_fruit = session.execute(
+            select(FruitGrading.id, FruitGrading.grade, func.count(Grading.id),
+                   func.sum(case((final == REJECT, 1), else_=0)))
+            .outerjoin(Grading, Grading.fruit_grading_id == FruitGrading.id)
+            .outerjoin(latest, latest.c.grading_id == Grading.id)
+            .outerjoin(Correction, Correction.id == latest.c.last)
             .where(FruitGrading.lot_id == lot.id)
-            .group_by(FruitGrading.grade)
+            .group_by(FruitGrading.id, FruitGrading.grade)
         ).all()  # fmt: skip
-        summary.fruit_mix = best_first({g: int(n) for g, n in by_grade}, summary.grades)
+        fruit_mix: dict[str, int] = {}
+        rejected: set[int] = set()
+        for fruit_id, grade, photos, rejects in by_fruit:
+            if (photos and int(rejects or 0) == photos) or grade == REJECT:
+                rejected.add(fruit_id)
+            else:
+                fruit_mix[grade] = fruit_mix.get(grade, 0) + 1
+        summary.fruit_rejects = len(rejected)
+        summary.fruit_mix = best_first(fruit_mix, summary.grades)
         event = session.execute(
             select(LotEvent.kind, LotEvent.operator, LotEvent.time)
             .where(LotEvent.lot_id == lot.id)
@@ -135,7 +167,7 @@ def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | No
             summary.closed_at = as_utc(event.time)
         if detail:
             fruits = session.execute(
-                select(FruitGrading.fruit, FruitGrading.grade, FruitGrading.check,
+                select(FruitGrading.id, FruitGrading.fruit, FruitGrading.grade, FruitGrading.check,
                        FruitGrading.reason, FruitGrading.time,
                        func.count(Grading.id))
                 .outerjoin(Grading, Grading.fruit_grading_id == FruitGrading.id)
@@ -144,8 +176,8 @@ def lot_summary(engine: Any, name: str, detail: bool = False) -> LotSummary | No
                 .order_by(FruitGrading.id)
             ).all()  # fmt: skip
             summary.fruits = [
-                {"fruit": f, "grade": g, "check": bool(c), "reason": r or "", "time": t,
-                 "photos": int(n)}
-                for f, g, c, r, t, n in fruits
+                {"fruit": f, "grade": REJECT if i in rejected else g, "check": bool(c),
+                 "reason": r or "", "time": t, "photos": int(n)}
+                for i, f, g, c, r, t, n in fruits
             ]  # fmt: skip
         return summary

@@ -21,7 +21,7 @@ from ..basics.atomic import atomic_open
 from ..basics.csvcells import read_cell, text_row
 from ..basics.errors import SettingsError
 from ..basics.zones import HouseZone, house_zone
-from ..records import LotSummary, Store, to_check
+from ..records import REJECT, LotSummary, Store, to_check
 from ..records.closing import closing_of
 from ..records.digest import (
     EVENTS,
@@ -36,10 +36,10 @@ from ..records.digest import (
     read_lot,
 )
 
-REJECT = "reject"  # the standing grade of a grading refused as no fruit to grade
 THUMBNAILS = 50  # small pictures inlined in a certificate, at most
 THUMB_PX = 96
 DIGEST_ROW = "lot SHA-256"  # the CSV's last row: the lot's digest
+REJECTS_ROW = "rejects"  # the CSV's row counting the rejects (a count to read: not hashed)
 _TRAILER = (LOT, EVENTS, LOOSE_FRUITS)
 _KEPT_SUFFIXES = (".jpg", ".png", ".webp", ".bmp", ".tif", ".img")  # as serve keeps them
 UTC = HouseZone("UTC", timezone.utc)
@@ -50,13 +50,24 @@ def _shares(counts: dict[str, int], total: int) -> str:
 
 
 def mix_line(summary: LotSummary) -> str:
-    """``A 12 (60%), B 8 (40%)``: the lot's photos by grade after corrections, best first."""
-    return _shares(summary.mix, summary.gradings)
+    """``A 12 (60%), B 8 (40%)``: the lot's photos by grade after corrections, best first,
+    each a share of the photos graded (rejects are no grade: :func:`rejects_line`)."""
+    return _shares(summary.mix, summary.graded)
 
 
 def fruit_mix_line(summary: LotSummary) -> str:
-    """The lot's fruits by grade, best first (``none`` when no fruits were given)."""
-    return _shares(summary.fruit_mix, summary.n_fruits)
+    """The lot's fruits by grade, best first (``none`` when no fruits were given), each a
+    share of the fruits graded (the rejected ones apart)."""
+    return _shares(summary.fruit_mix, summary.fruits_graded)
+
+
+def rejects_line(summary: LotSummary) -> str:
+    """``rejects 2 (5.0% of the photos)``: photos the operator said are not mangoes (and
+    ``, 1 of 3 fruits``: the fruits all of whose photos are rejects, where there are any)."""
+    line = f"rejects {summary.rejects} ({_share(summary.rejects, summary.gradings)} of the photos)"
+    if summary.fruit_rejects:
+        line += f", {summary.fruit_rejects} of {summary.n_fruits} fruits"
+    return line
 
 
 def checks_line(summary: LotSummary) -> str:
@@ -95,7 +106,7 @@ class Certificate:
 
     @property
     def rejects(self) -> int:
-        return self.summary.mix.get(REJECT, 0)
+        return self.summary.rejects
 
     def models(self) -> list[tuple[str, str, int]]:
         """(run, model SHA-256, photos), in the order first used."""
@@ -229,10 +240,12 @@ def _write_csv(rows: list[dict[str, Any]], records: LotRecords, zone: HouseZone,
                *dict.fromkeys(k for row in rows for k in row if k not in ("id", "time")),
                "row_sha256"]  # fmt: skip
     times: dict[Any, tuple[str, str]] = {}  # a batch's photos share their time
+    rejects = 0
     with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(text_row(columns))
         for row in rows:
+            rejects += row.get("final_grade") == REJECT
             when = row["time"]
             if when not in times:
                 times[when] = (UTC.show(when, seconds=True), zone.show(when, seconds=True))
@@ -240,6 +253,7 @@ def _write_csv(rows: list[dict[str, Any]], records: LotRecords, zone: HouseZone,
                            "row_sha256": records.rows[f"grading {row['id']}"]}  # fmt: skip
             writer.writerow(text_row("" if cells.get(k) is None else cells[k] for k in columns))
         blank = [""] * (len(columns) - 2)
+        writer.writerow([REJECTS_ROW, rejects, *blank])
         for key in _TRAILER:
             if key in records.rows:
                 writer.writerow([key, *blank, records.rows[key]])
@@ -277,6 +291,8 @@ def read_certificate(path: Path) -> tuple[str, dict[str, str]]:
         key, digest = read_cell(row[at]).strip(), read_cell(row[digest_at]).strip()
         if key == DIGEST_ROW:
             stated = check_digest(digest, f"--certificate {path}, line {number}: the digest")
+        elif key == REJECTS_ROW:
+            continue  # a count for the reader; the rows' own digests are what is checked
         elif key in _TRAILER:
             trailer[key] = digest
         elif key.isdigit():
@@ -353,8 +369,8 @@ def lot_html(summary: LotSummary, zone: HouseZone | None = None,
     zone = zone or house_zone(None)
     s = summary
     grades = list(dict.fromkeys([*s.fruit_mix, *s.mix]))
-    by_grade = [[g, s.fruit_mix.get(g, 0), _share(s.fruit_mix.get(g, 0), s.n_fruits),
-                 s.mix.get(g, 0), _share(s.mix.get(g, 0), s.gradings)] for g in grades]  # fmt: skip
+    by_grade = [[g, s.fruit_mix.get(g, 0), _share(s.fruit_mix.get(g, 0), s.fruits_graded),
+                 s.mix.get(g, 0), _share(s.mix.get(g, 0), s.graded)] for g in grades]  # fmt: skip
     checks = [[r, n, _share(n, s.gradings)] for r, n in s.checks.items()]
     fruits = [[f["fruit"], f["photos"], f["grade"], "yes" if f["check"] else "no", f["reason"],
                zone.show(f["time"])] for f in s.fruits]  # fmt: skip
@@ -366,7 +382,8 @@ def lot_html(summary: LotSummary, zone: HouseZone | None = None,
         last = "" if s.last is None else f", the last at {zone.show(s.last)}"
         parts.append(
             f"<p>Created {zone.show(s.created)}; {s.gradings} photos graded{last}; "
-            f"{s.corrections} corrections; {s.unfamiliar} photos unfamiliar.</p>"
+            f"not mangoes: {html.escape(rejects_line(s))}; {s.corrections} corrections; "
+            f"{s.unfamiliar} photos unfamiliar.</p>"
         )
     else:
         parts.append(_facts(found))
@@ -414,6 +431,8 @@ def _facts(found: Certificate) -> str:
         ["unfamiliar photos", f"{s.unfamiliar} ({_share(s.unfamiliar, s.gradings)})"],
         ["corrections", s.corrections],
     ]
+    if s.fruit_rejects:  # fruits all of whose photos are rejects
+        rows.insert(-2, ["rejected fruits", f"{s.fruit_rejects} of {s.n_fruits}"])
     return _table(["", ""], rows)
 
 
