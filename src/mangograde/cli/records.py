@@ -99,10 +99,11 @@ def lots_list(db: DbOpt = DEFAULT_DB, timezone_name: ZoneOpt = None) -> None:
 
 
 def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB, timezone_name: ZoneOpt = None) -> None:
-    """One lot: its grade mix, checks by reason, corrections and the models used."""
+    """One lot: its grade mix, rejects (not mangoes), checks by reason, corrections and the
+    models used."""
     from ..basics.zones import house_zone
     from ..records.store import shown_name
-    from ..workflows.lots import checks_line, fruit_mix_line, mix_line
+    from ..workflows.lots import checks_line, fruit_mix_line, mix_line, rejects_line
 
     zone = house_zone(timezone_name)
     s = _store(db).summary(lot, detail=True)
@@ -112,6 +113,7 @@ def lots_show(lot: LotArg, db: DbOpt = DEFAULT_DB, timezone_name: ZoneOpt = None
     if s.fruit_mix:
         out.print(f"Fruits by grade: {escape(fruit_mix_line(s))}")
     out.print(f"Photos by grade (after corrections): {escape(mix_line(s))}")
+    out.print(f"Not a mango (the operator's answer): {escape(rejects_line(s))}")
     out.print(f"Left to check by hand: {escape(checks_line(s))}")
     out.print(f"Corrections: {s.corrections}; unfamiliar photos: {s.unfamiliar}; fruits "
               f"graded from several photos: {s.n_fruits}")  # fmt: skip
@@ -268,7 +270,8 @@ def data_labels(
 ) -> None:
     """The photos operators corrected, ready for train: images/, labels.csv (competition
     format) and groups.csv (lot and fruit); with --format label-studio, Label Studio's
-    tasks with the grades as annotations. Photos no longer kept are listed."""
+    tasks with the grades as annotations. Photos answered "reject" (not a mango) go to
+    reject/ and rejects.csv, never under a grade. Photos no longer kept are listed."""
     from ..records import labelled
     from ..workflows.labels import claim_labels_folder, write_labels
 
@@ -290,7 +293,12 @@ def data_labels(
                   f"{escape(str(photos))}[/] (listed in missing.csv): {escape(shown)}")  # fmt: skip
     mix = ", ".join(f"{g} {n}" for g, n in written.by_grade.items())
     out.print(f"Wrote {written.photos} photos ({escape(mix)}) to {escape(str(out_dir))}")
-    out.print(f"Train on them: {escape(written.train_command())}")
+    if written.rejects:
+        out.print(f"and {written.rejects} rejects (not a mango) to "
+                  f"{escape(str(written.reject_folder))}, listed in rejects.csv: photos of what "
+                  "to reject, never under a grade")  # fmt: skip
+    if written.photos:
+        out.print(f"Train on them: {escape(written.train_command())}")
 
 
 def lots_prune(

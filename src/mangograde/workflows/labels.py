@@ -3,8 +3,11 @@
 The folder written holds ``images/`` (copies of the kept photos), ``labels.csv`` in the
 competition's format (``image_id,label``), ``groups.csv`` (``image,group``: the lot and
 fruit, so one fruit's photos stay in one fold) and, with ``label-studio``, Label Studio's
-JSON tasks with the grades as annotations and a labelling config. It is built beside the
-target and renamed into place: a folder is never half written, nor written over."""
+JSON tasks with the grades as annotations and a labelling config. The photos an operator
+said are not mangoes (:data:`~mangograde.records.REJECT`) never go under a grade: they are
+copied to ``reject/`` (a folder of photos of what to reject) and listed in ``rejects.csv``.
+It is built beside the target and renamed into place: a folder is never half written, nor
+written over."""
 
 from __future__ import annotations
 
@@ -25,9 +28,11 @@ from ..basics.errors import OutputError, SettingsError, plural
 from ..basics.outputs import claim_folder
 from ..data.photos import has_photo_suffix
 from ..graders import is_export
+from ..records import REJECT
 from ..runs.staging import MARKER
 
 FORMATS = ("competition", "label-studio")
+REJECTS = "reject"  # the folder of the photos that are not mangoes, beside images/
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -38,6 +43,11 @@ class LabelsWritten:
     grades: list[str]
     missing: list[dict[str, Any]] = field(default_factory=list)  # rows whose photo is gone
     by_grade: dict[str, int] = field(default_factory=dict)
+    rejects: int = 0  # photos copied to reject/: not mangoes
+
+    @property
+    def reject_folder(self) -> Path:
+        return self.folder / REJECTS
 
     def train_command(self) -> str:
         f = self.folder
@@ -113,8 +123,9 @@ def write_labels(
     rows: list[dict[str, Any]], photos: Path, out_dir: Path, fmt: str = "competition"
 ) -> LabelsWritten:
     """Copy the kept photos of ``rows`` (from :func:`mangograde.records.labelled`) from
-    ``photos`` (serve's ``--keep-photos``) into a new folder ``out_dir`` with their labels;
-    photos no longer kept are listed in ``missing`` (and in ``missing.csv``)."""
+    ``photos`` (serve's ``--keep-photos``) into a new folder ``out_dir`` with their labels,
+    the rejects (not mangoes) into its ``reject/``, listed in ``rejects.csv``; photos no
+    longer kept are listed in ``missing`` (and in ``missing.csv``)."""
     if fmt not in FORMATS:
         raise SettingsError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
     if not photos.is_dir():
@@ -129,6 +140,7 @@ def write_labels(
     try:
         (stage / "images").mkdir()
         written: list[tuple[str, dict[str, Any]]] = []
+        rejected: list[tuple[str, dict[str, Any]]] = []
         missing = []
         for row in rows:
             source = _kept(photos, row["sha256"])
@@ -136,9 +148,12 @@ def write_labels(
                 missing.append(row)
                 continue
             name = file_name(row, source.suffix)
-            shutil.copyfile(source, stage / "images" / name)
-            written.append((name, row))
-        if not written:
+            is_reject = row["grade"] == REJECT
+            if is_reject and not rejected:
+                (stage / REJECTS).mkdir()
+            shutil.copyfile(source, stage / (REJECTS if is_reject else "images") / name)
+            (rejected if is_reject else written).append((name, row))
+        if not written and not rejected:
             raise SettingsError(
                 f"None of the {plural(len(rows), 'corrected photo')} is still kept in "
                 f"{photos} (the size limit of --keep-photos removes the oldest): nothing to write."
@@ -152,6 +167,12 @@ def write_labels(
                     "time"],
                    [[n, r["grading_id"], r["lot"], r["fruit"] or "", r["graded"], r["grade"],
                      r["operator"], _iso(r["time"])] for n, r in written])  # fmt: skip
+        if rejected:
+            _write_csv(stage / "rejects.csv",
+                       ["image_id", "grading_id", "lot", "fruit", "model_grade", "operator",
+                        "time"],
+                       [[n, r["grading_id"], r["lot"], r["fruit"] or "", r["graded"],
+                         r["operator"], _iso(r["time"])] for n, r in rejected])  # fmt: skip
         if missing:
             _write_csv(stage / "missing.csv", ["grading_id", "photo", "sha256", "lot", "grade"],
                        [[r["grading_id"], r["photo"], r["sha256"], r["lot"], r["grade"]]
@@ -168,7 +189,7 @@ def write_labels(
         shutil.rmtree(stage, ignore_errors=True)
         raise
     counts = {g: sum(r["grade"] == g for _, r in written) for g in grades}
-    return LabelsWritten(out_dir, len(written), grades, missing, counts)
+    return LabelsWritten(out_dir, len(written), grades, missing, counts, len(rejected))
 
 
 def _iso(when: datetime) -> str:
