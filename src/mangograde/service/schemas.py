@@ -86,16 +86,22 @@ class GradeResponse(BaseModel):
 class LotTally(BaseModel):
     lot: str
     gradings: int = Field(description="Photos graded in the lot, every session of serve")
-    mix: dict[str, int] = Field(description="Photos by grade, after corrections, best first")
+    mix: dict[str, int] = Field(
+        description="Photos by grade, after corrections, best first (rejects apart)"
+    )
+    rejects: int = Field(
+        0, description="Photos the operator answered reject (not a mango): in no grade"
+    )
     checks: dict[str, int] = Field(
         description="Photos left to check by hand (not yet corrected or confirmed), by reason"
     )
     checks_left: int = Field(0, description="Photos left to check: the to-check list's length")
     corrections: int
-    fruits: int = Field(description="Fruits graded from several photos")
+    fruits: int = Field(description="Fruits graded from several photos (rejected ones too)")
     fruit_mix: dict[str, int] = Field(
         default_factory=dict, description="Fruits by grade, best first (where fruits were sent)"
     )
+    fruit_rejects: int = Field(0, description="Fruits all of whose photos are rejects")
     unfamiliar: int = Field(0, description="Photos graded unfamiliar, corrected or not")
     grades: list[str] = Field(default_factory=list, description="The runs' grades, best first")
     closed_by: str | None = Field(
@@ -139,7 +145,10 @@ class ModelInfo(BaseModel):
 
 
 class CorrectionIn(BaseModel):
-    grade: str = Field(description="The operator's grade: one of the run's grades")
+    grade: str = Field(
+        description="The operator's answer: one of the run's grades, or \"reject\" for a photo "
+        "that is not a mango (an empty cup, a leaf, a hand, another fruit)"
+    )
     operator: str | None = Field(
         None,
         description="Who corrects (1 to 200 characters); default: the name of the API key "
@@ -180,3 +189,39 @@ class ToCheck(BaseModel):
     items: list[ToCheckItem] = Field(
         description="Unfamiliar first, then least sure (lowest top probability)"
     )
+
+
+class CorrectionsOf(BaseModel):
+    grading_id: int
+    grade: str = Field(description="The model's grade")
+    standing: str = Field(description='What stands now: the latest correction (or "reject")')
+    corrections: list[CorrectionOut] = Field(description="Every correction, oldest first")
+
+
+class GradingItem(BaseModel):
+    grading_id: int
+    time: str = Field(description="When it was graded (ISO 8601, UTC)")
+    photo: str = Field(description="The uploaded file's name")
+    sha256: str
+    photo_url: str | None = Field(
+        None, description="Where the kept photo is served (absent without --keep-photos)"
+    )
+    fruit: str | None = None
+    grade: str = Field(description="The model's grade")
+    standing: str = Field(description='What stands now: the latest correction (or "reject")')
+    corrected: bool = Field(description="True: an operator corrected or confirmed it")
+    corrected_by: str | None = None
+    check: bool = Field(description="True: it was marked check by hand")
+    reason: str | None = Field(None, description="Why it was marked check")
+    familiarity: float | None = None
+    top_probability: float
+    probabilities: dict[str, float]
+
+
+class LotGradings(BaseModel):
+    lot: str
+    search: str | None = Field(None, description="The search used (photo or fruit name)")
+    total: int = Field(description="Gradings that match, on every page")
+    limit: int
+    offset: int
+    items: list[GradingItem] = Field(description="Newest first")

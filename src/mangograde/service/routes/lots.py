@@ -1,7 +1,8 @@
 """Lots and corrections: a lot's summary and report (one summary for every screen:
 :func:`mangograde.records.summary.lot_summary`), closing a lot, corrections of recorded
-gradings (appended to the records), the lot's queue of gradings to check by hand, and the
-kept photos they show."""
+gradings (appended to the records; a grade of the run, or "reject": not a mango), the lot's
+queue of gradings to check by hand, any of its gradings found by name, and the kept photos
+they show."""
 
 from __future__ import annotations
 
@@ -15,20 +16,26 @@ from fastapi.responses import Response
 
 from ...basics.errors import SettingsError
 from ...records import (
+    PAGE_LIMIT,
     LotClosed,
     LotSummary,
     NoSuchRecord,
     RecordsError,
     close_lot,
     correct,
+    find_gradings,
     to_check,
 )
+from ...records.corrections import check_search, standing
 from ..deps import KEY_NAME
 from ..schemas import (
     CorrectionIn,
     CorrectionOut,
+    CorrectionsOf,
+    GradingItem,
     LotCloseIn,
     LotEventOut,
+    LotGradings,
     LotTally,
     ToCheck,
     ToCheckItem,
@@ -75,9 +82,10 @@ def operator_of(named: str | None, key_name: str | None, what: str = "a correcti
 def tally_of(summary: LotSummary) -> LotTally:
     """What ``GET /v1/lots/{lot}`` and the page's lot line say of the lot's summary."""
     return LotTally(lot=summary.name, gradings=summary.gradings, mix=summary.mix,
-                    checks=summary.checks, checks_left=summary.checks_left,
-                    corrections=summary.corrections, fruits=summary.n_fruits,
-                    fruit_mix=summary.fruit_mix, unfamiliar=summary.unfamiliar,
+                    rejects=summary.rejects, checks=summary.checks,
+                    checks_left=summary.checks_left, corrections=summary.corrections,
+                    fruits=summary.n_fruits, fruit_mix=summary.fruit_mix,
+                    fruit_rejects=summary.fruit_rejects, unfamiliar=summary.unfamiliar,
                     grades=list(summary.grades), closed_by=summary.closed_by,
                     closed_at=None if summary.closed_at is None
                     else summary.closed_at.isoformat())  # fmt: skip
@@ -85,8 +93,9 @@ def tally_of(summary: LotSummary) -> LotTally:
 
 def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> None:
     """``GET /v1/lots/{lot}`` and its report, ``POST /v1/lots/{lot}/close``,
-    ``POST /v1/gradings/{id}/corrections``, ``GET /v1/lots/{lot}/to-check`` and
-    ``GET /v1/photos/{sha256}``, behind the API key like every ``/v1`` route."""
+    ``POST`` and ``GET /v1/gradings/{id}/corrections``, ``GET /v1/lots/{lot}/to-check``,
+    ``GET /v1/lots/{lot}/gradings`` and ``GET /v1/photos/{sha256}``, behind the API key
+    like every ``/v1`` route."""
 
     async def _summary(lot: str) -> LotSummary:
         if service.recorder is None:
@@ -163,8 +172,9 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
         ],
         body: CorrectionIn,
     ) -> CorrectionOut:
-        """Record the operator's grade for a graded photo: appended, never overwriting; the
-        latest correction stands, and an undo is a new correction."""
+        """Record the operator's grade for a graded photo, or ``"reject"``: it is not a mango
+        (counted apart from the grades). Appended, never overwriting; the latest correction
+        stands, and an undo is a new correction."""
         operator = operator_of(body.operator, getattr(request.state, "key_name", None))
         if not operator:
             raise HTTPException(422, "Say who corrects: send an operator name (the page asks "
@@ -175,6 +185,78 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
         return CorrectionOut(id=found.id, grading_id=found.grading_id, grade=found.grade,
                              previous=found.previous, operator=found.operator,
                              time=found.time.isoformat(), note=found.note)  # fmt: skip
+
+    @app.get("/v1/gradings/{grading_id}/corrections", response_model=CorrectionsOf,
+             response_model_exclude_none=True, dependencies=guarded,
+             tags=["corrections"])  # fmt: skip
+    async def corrections_of(
+        grading_id: Annotated[
+            int, Path(ge=1, le=MAX_ID, description="The grading's id (grading_id)")
+        ],
+    ) -> CorrectionsOf:
+        """A grading's corrections, oldest first, and what stands now (a grade, or
+        ``"reject"``)."""
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(None, standing, store(), [grading_id])
+        except RecordsError as exc:
+            raise HTTPException(503, str(exc)) from None
+        if grading_id not in found:
+            raise HTTPException(404, f"No grading {grading_id}.")
+        row = found[grading_id]
+        made = [CorrectionOut(id=c.id, grading_id=c.grading_id, grade=c.grade,
+                              previous=c.previous, operator=c.operator,
+                              time=c.time.isoformat(), note=c.note)
+                for c in row["corrections"]]  # fmt: skip
+        return CorrectionsOf(grading_id=grading_id, grade=row["graded"],
+                             standing=made[-1].grade if made else row["graded"],
+                             corrections=made)  # fmt: skip
+
+    def photo_url(sha256: str) -> str | None:
+        kept = service.keeper is not None and service.keeper.find(sha256) is not None
+        return f"/v1/photos/{sha256}" if kept else None
+
+    @app.get("/v1/lots/{lot}/gradings", response_model=LotGradings,
+             response_model_exclude_none=True, dependencies=guarded,
+             tags=["corrections"])  # fmt: skip
+    async def lot_gradings(
+        lot: str,
+        search: Annotated[
+            str | None,
+            Query(
+                description="Only photos (or fruits) whose name holds this, in any case; "
+                "at most 200 characters"
+            ),
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=PAGE_LIMIT, description="Gradings a page (1 to 200)")
+        ] = 50,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_ID, description="Gradings to skip (newest first)")
+        ] = 0,
+    ) -> LotGradings:
+        """Any of the lot's gradings, marked check or not, newest first, by a part of the
+        photo's (or fruit's) name: each with the grade that stands and whether an operator
+        corrected it, to find a photo and correct it. Paged: ``total`` counts them all."""
+        try:
+            search = check_search(search)
+        except SettingsError as exc:
+            raise HTTPException(422, str(exc)) from None
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(None, find_gradings, store(), lot, search,
+                                               limit, offset)  # fmt: skip
+        except NoSuchRecord as exc:
+            raise lot_gone(lot, exc) from None
+        except SettingsError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except RecordsError as exc:
+            raise HTTPException(503, str(exc)) from None
+        items = [GradingItem(**(row | {"time": row["time"].isoformat()}),
+                             photo_url=photo_url(row["sha256"]))
+                 for row in found.items]  # fmt: skip
+        return LotGradings(lot=lot, search=search, total=found.total, limit=limit,
+                           offset=offset, items=items)  # fmt: skip
 
     @app.get("/v1/lots/{lot}/to-check", response_model=ToCheck,
              response_model_exclude_none=True, dependencies=guarded,
@@ -193,13 +275,9 @@ def add_lot_routes(app: FastAPI, service: ServiceState, guarded: list[Any]) -> N
             raise lot_gone(lot, exc) from None
         except RecordsError as exc:
             raise HTTPException(503, str(exc)) from None
-        keeper = service.keeper
-        items = []
-        for row in rows:
-            kept = keeper is not None and keeper.find(row["sha256"]) is not None
-            url = f"/v1/photos/{row['sha256']}" if kept else None
-            items.append(ToCheckItem(**{k: v for k, v in row.items() if k != "time"},
-                                     photo_url=url))  # fmt: skip
+        items = [ToCheckItem(**{k: v for k, v in row.items() if k != "time"},
+                             photo_url=photo_url(row["sha256"]))
+                 for row in rows]  # fmt: skip
         return ToCheck(lot=lot, items=items)
 
     @app.get("/v1/photos/{sha256}", dependencies=guarded, tags=["corrections"],
