@@ -5,12 +5,17 @@
 // "One fruit, several photos": the photos dropped together are one mango, graded as a fruit
 // by the run's fruit rule (the `fruit` field of /v1/grade), each view shown with its own grade.
 // With records, every graded photo or fruit can be corrected (a button per grade, or the keys
-// 1, 2, 3... on the selected card): appended to the records by /v1/gradings/{id}/corrections,
-// and shown at once. "To check by hand" lists the lot's photos marked check, worst first.
+// 1, 2, 3... on the selected card; "Not a mango", key x, answers "reject": no grade at all):
+// appended to the records by /v1/gradings/{id}/corrections, and shown at once. "To check by
+// hand" lists the lot's photos marked check, worst first; "Find a photo of the lot" finds any
+// of its photos by name from the records (/v1/lots/{lot}/gradings), after a reload too.
 // "Close the lot" closes it in the operator's name (after a confirmation): the service then
 // refuses gradings and corrections in it (409, naming who closed it and when).
 const state = { grades: [], results: [], fruits: [], key: sessionStorage.getItem("mangograde-key") || "" };
 const $ = (id) => document.getElementById(id);
+const REJECT = "reject";  // the operator's answer for what is not a mango (never a grade)
+const REJECT_KEY = "x";
+const FIND_PAGE = 20;  // photos a page of "Find a photo of the lot"
 
 function headers() { return state.key ? { "X-API-Key": state.key } : {}; }
 
@@ -32,6 +37,7 @@ async function loadModel() {
   $("lot-box").hidden = !state.recording;
   $("operator-box").hidden = !state.recording;
   $("to-check-box").hidden = !state.recording;
+  $("find-box").hidden = !state.recording;
   if (state.recording) { renderLot(); }
   renderHeadline();
   renderTally();
@@ -78,6 +84,13 @@ function renderTally() {
     item.dataset.grade = grade;
     tally.append(item);
   }
+  const rejects = state.results.filter((r) => r.corrected === REJECT).length;
+  if (rejects) {
+    const item = document.createElement("li");
+    item.textContent = "not a mango: " + rejects;
+    item.dataset.grade = REJECT;
+    tally.append(item);
+  }
   const unsure = state.results.filter((r) => r.check && !r.corrected).length;
   if (unsure) {
     const item = document.createElement("li");
@@ -113,7 +126,8 @@ function markCorrected(item, grade, who) {
     line.setAttribute("aria-live", "polite");
     item.querySelector(":scope > .corrections").before(line);
   }
-  line.textContent = who ? "Corrected to " + grade + " by " + who : grade;
+  if (grade === REJECT) { line.textContent = "Not a mango" + (who ? ", said " + who : ""); }
+  else { line.textContent = who ? "Corrected to " + grade + " by " + who : grade; }
   for (const button of item.querySelectorAll(":scope > .corrections button")) {
     button.setAttribute("aria-pressed", String(button.dataset.grade === grade));
   }
@@ -151,6 +165,15 @@ function correctionButtons(item, results) {
     button.addEventListener("click", () => correctItem(item, results, grade));
     row.append(button);
   });
+  const reject = document.createElement("button");
+  reject.type = "button";
+  reject.className = "reject";
+  reject.dataset.grade = REJECT;
+  reject.textContent = "Not a mango";
+  reject.title = "Not a mango: an empty cup, a leaf, a hand, another fruit; no grade (key " + REJECT_KEY + ")";
+  reject.setAttribute("aria-pressed", "false");
+  reject.addEventListener("click", () => correctItem(item, results, REJECT));
+  row.append(reject);
   item.append(row);
   item.tabIndex = 0;
   item.correct = (grade) => correctItem(item, results, grade);
@@ -167,27 +190,68 @@ async function loadToCheck() {
   if (!response.ok) { $("to-check-status").textContent = "Lot " + lot + ": " + (body.detail || response.status); return; }
   $("to-check-status").textContent = "Lot " + lot + ": " + body.items.length + " photo" + (body.items.length === 1 ? "" : "s") + " to check.";
   for (const entry of body.items) {
-    const item = document.createElement("li");
-    item.className = "photo";
-    const img = document.createElement("img");
-    img.alt = "Photo " + entry.photo;
-    if (entry.photo_url) {
-      call(entry.photo_url).then((r) => (r.ok ? r.blob() : null)).then((blob) => {
-        if (blob) { img.src = URL.createObjectURL(blob); } else { img.hidden = true; }
-      });
-    } else { img.hidden = true; }
-    const name = document.createElement("p");
-    name.className = "name";
-    name.textContent = entry.photo + (entry.fruit ? " (fruit " + entry.fruit + ")" : "");
-    const status = document.createElement("p");
-    status.className = "status grade check";
-    status.textContent = (entry.reason === "unfamiliar" ? "Unfamiliar: " : "Unsure: ") + entry.grade + " at "
+    const status = (entry.reason === "unfamiliar" ? "Unfamiliar: " : "Unsure: ") + entry.grade + " at "
       + (100 * entry.top_probability).toFixed(0) + "%";
-    item.append(img, name, status);
-    bars(item, entry.probabilities);
-    list.append(item);
-    correctionButtons(item, [{ grading_id: entry.grading_id, grade: entry.grade }]);
+    recordCard(list, entry, status, "status grade check");
   }
+}
+
+// A card for a grading the records hold (its kept photo, when there is one), with the
+// correction buttons; entry: an item of /v1/lots/{lot}/to-check or /v1/lots/{lot}/gradings.
+function recordCard(list, entry, statusText, statusClass) {
+  const item = document.createElement("li");
+  item.className = "photo";
+  item.dataset.gradingId = entry.grading_id;
+  const img = document.createElement("img");
+  img.alt = "Photo " + entry.photo;
+  if (entry.photo_url) {
+    call(entry.photo_url).then((r) => (r.ok ? r.blob() : null)).then((blob) => {
+      if (blob) { img.src = URL.createObjectURL(blob); } else { img.hidden = true; }
+    });
+  } else { img.hidden = true; }
+  const name = document.createElement("p");
+  name.className = "name";
+  name.textContent = entry.photo + (entry.fruit ? " (fruit " + entry.fruit + ")" : "");
+  const status = document.createElement("p");
+  status.className = statusClass;
+  status.textContent = statusText;
+  item.append(img, name, status);
+  bars(item, entry.probabilities);
+  list.append(item);
+  correctionButtons(item, [{ grading_id: entry.grading_id, grade: entry.grade }]);
+  return item;
+}
+
+// -- find any photo of the lot -------------------------------------------------------------
+// From the records, so it works after a reload: newest first, FIND_PAGE at a time.
+async function findPhotos(more = false) {
+  const lot = lotName();
+  const list = $("found");
+  const status = $("find-status");
+  if (!more) { list.replaceChildren(); state.findOffset = 0; state.findSearch = $("find").value.trim(); }
+  const query = new URLSearchParams({ limit: String(FIND_PAGE), offset: String(state.findOffset || 0) });
+  if (state.findSearch) { query.set("search", state.findSearch); }
+  const response = await call("/v1/lots/" + encodeURIComponent(lot) + "/gradings?" + query);
+  const body = await response.json().catch(() => ({}));
+  $("find-more").hidden = true;
+  if (!response.ok) {
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    status.textContent = "Lot " + lot + ": " + (detail || ("error " + response.status));
+    return;
+  }
+  for (const entry of body.items) {
+    const text = entry.corrected
+      ? (entry.standing === REJECT ? "Not a mango" : "Now " + entry.standing) + " (the model said " + entry.grade + ")"
+      : "Grade " + entry.grade + (entry.check ? " (marked check: " + (entry.reason || "unsure") + ")" : "");
+    const item = recordCard(list, entry, text, entry.check && !entry.corrected ? "status grade check" : "status grade");
+    if (entry.corrected) { markCorrected(item, entry.standing, entry.corrected_by || ""); }
+  }
+  state.findOffset = body.offset + body.items.length;
+  const shown = list.children.length;
+  status.textContent = "Lot " + lot + ": " + body.total + " photo" + (body.total === 1 ? "" : "s")
+    + (state.findSearch ? " named like \u201c" + state.findSearch + "\u201d" : "")
+    + (body.total ? ", " + shown + " shown." : ".");
+  $("find-more").hidden = shown >= body.total;
 }
 
 function lotName() {
@@ -222,6 +286,7 @@ async function renderLot() {
   line.textContent = "Lot " + tally.lot + ": "
     + (fruits.length ? tally.fruits + (tally.fruits === 1 ? " fruit (" : " fruits (") + fruits.join(", ") + "), " : "")
     + tally.gradings + " photos recorded (" + parts.join(", ")
+    + (tally.rejects ? "; rejects " + tally.rejects + ", not mangoes" : "")
     + (checks ? "; left to check by hand " + checks : "") + ")"
     + (tally.closed_by ? "; closed by " + tally.closed_by + " at " + shownTime(tally.closed_at) : "");
   report.hidden = false;
@@ -485,13 +550,17 @@ function setUp() {
   $("operator").value = localStorage.getItem("mangograde-operator") || "";
   $("operator").addEventListener("change", () => localStorage.setItem("mangograde-operator", $("operator").value.trim()));
   $("to-check-load").addEventListener("click", loadToCheck);
+  $("find-form").addEventListener("submit", (e) => { e.preventDefault(); findPhotos(); });
+  $("find-more").addEventListener("click", () => findPhotos(true));
   $("lot-close").addEventListener("click", closeLot);
   document.addEventListener("keydown", (e) => {
     const target = e.target;
     if (target instanceof HTMLInputElement || e.altKey || e.ctrlKey || e.metaKey) { return; }
     const n = Number(e.key);
     const chosen = state.selected && document.contains(state.selected) ? state.selected : null;
-    if (!chosen || !chosen.correct || !Number.isInteger(n) || n < 1 || n > state.grades.length) { return; }
+    if (!chosen || !chosen.correct) { return; }
+    if (e.key.toLowerCase() === REJECT_KEY) { e.preventDefault(); chosen.correct(REJECT); return; }
+    if (!Number.isInteger(n) || n < 1 || n > state.grades.length) { return; }
     e.preventDefault();
     chosen.correct(state.grades[n - 1]);
   });
