@@ -190,6 +190,12 @@ class Forest:
             if np.any(child[split] <= local[split]) or np.any(child[split] >= size[split]):
                 raise read.fail(f"{path}.{name}", "(array)", "children forward in their tree")
         self.start = offsets[:-1].astype(np.int64)
+        # global children, and leaves as their own children: one gather per step of a walk
+        self.leaf = ~split
+        own = np.arange(n)
+        self.low = np.where(split, self.left + offsets[tree], own)
+        self.high = np.where(split, self.right + offsets[tree], own)
+        self.split_feature = np.where(split, self.feature, 0)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if self.edges is not None:
@@ -208,16 +214,15 @@ class Forest:
         """Sum over trees of each row's leaf class fractions."""
         trees = len(self.start)
         node = np.tile(self.start, len(X))  # (rows * trees) global node of each walk
-        row = np.repeat(np.arange(len(X)), trees)
-        start = node.copy()
+        base = np.repeat(np.arange(len(X), dtype=np.int64) * X.shape[1], trees)
+        flat = np.ascontiguousarray(X).ravel()
         going = np.arange(len(node))
-        while going.size:
+        while going.size:  # the walks not yet at a leaf, one level down each time
             at = node[going]
-            feature = self.feature[at]
-            inside = feature >= 0
-            going, at, feature = going[inside], at[inside], feature[inside]
-            left = X[row[going], feature] <= self.threshold[at]
-            node[going] = np.where(left, self.left[at], self.right[at]) + start[going]
+            inside = ~self.leaf[at]
+            going, at = going[inside], at[inside]
+            left = flat[base[going] + self.split_feature[at]] <= self.threshold[at]
+            node[going] = np.where(left, self.low[at], self.high[at])
         return self.proba[node].reshape(len(X), trees, -1).sum(axis=1)
 
 
@@ -235,6 +240,7 @@ class PCASVC:
         self.kernel = v(spec, path, "kernel", lambda s: s in ("rbf", "linear"), "rbf or linear")
         self.gamma = float(v(spec, path, "gamma", _positive, "a number above 0"))
         self.vectors = a(spec, path, "support_vectors", "f", 2, (None, k))
+        self.norms = (self.vectors**2).sum(1)
         self.n_support = a(spec, path, "n_support", "i", 1, (classes,))
         if self.n_support.min() < 0 or self.n_support.sum() != len(self.vectors):
             raise read.fail(f"{path}.n_support", "(array)", "support vectors per class")
@@ -256,12 +262,11 @@ class PCASVC:
             reduced /= self.scale.astype(reduced.dtype)
         reduced = reduced.astype(np.float64)
         sv = self.vectors
-        if self.kernel == "rbf":  # libsvm's squared differences, 32 photos at a time
-            squared = np.concatenate(
-                [((part[:, None, :] - sv[None]) ** 2).sum(-1)
-                 for part in np.array_split(reduced, max(1, -(-len(reduced) // 32)))]
-            )  # fmt: skip
-            kernel = np.exp(-self.gamma * squared)
+        if self.kernel == "rbf":
+            # |x - v|^2 as |x|^2 + |v|^2 - 2 x.v (one matrix product: 20x faster than the
+            # differences on svm-study's fold 0, the kernel within 2e-15 of theirs there)
+            squared = (reduced**2).sum(1)[:, None] + self.norms[None, :] - 2 * (reduced @ sv.T)
+            kernel = np.exp(-self.gamma * np.maximum(squared, 0.0))
         else:
             kernel = reduced @ sv.T
         ends = np.concatenate([[0], np.cumsum(self.n_support)])
@@ -331,9 +336,9 @@ class ScaledLogistic:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.array(X, dtype=X.dtype if X.dtype.kind == "f" else np.float64)
-        if self.mean is not None:
-            X -= self.mean
-            X /= self.scale
+        if self.mean is not None:  # scikit-learn 1.9 casts its statistics to the features'
+            X -= self.mean.astype(X.dtype)
+            X /= self.scale.astype(X.dtype)
         decision = X @ self.coef.T + self.intercept
         if len(self.coef) == 1:
             p = 1.0 / (1.0 + np.exp(-decision[:, 0]))
