@@ -228,3 +228,19 @@ def test_a_classical_grader_json_that_lies_is_refused_naming_the_field(
     done = run("predict", copy, synth / "dev", "--out", tmp_path / "p.csv")
     assert_clean_failure(done, named)
     assert "Traceback" not in done.output and not (tmp_path / "p.csv").exists()
+
+
+def test_the_numpy_polar_warp_gives_the_numba_warps_bytes():
+    """The slim install has no Numba: its polar photos must be the same bytes."""
+    from mangograde.features import polar_warp
+
+    rng = np.random.default_rng(0)
+    photos = rng.integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
+    for half in (False, True):
+        rows = 24 // 2 if half else 24
+        indices, weights = polar_warp._sampling(40, 56, 24, rows)
+        flat = photos.reshape(3, -1, 3)
+        ours, theirs = (np.empty((3, rows * 24, 3), np.uint8) for _ in range(2))
+        polar_warp._warp_numpy(flat, indices, weights, ours)
+        polar_warp._warp(flat, indices, weights, theirs)  # Numba, where it is installed
+        assert np.array_equal(ours, theirs)
