@@ -189,7 +189,15 @@ def test_members_that_do_not_match_are_refused_naming_what_differs(members, tmp_
     config = adapted / "config.yaml"
     config.write_text(config.read_text() + f"adapt:\n  parent: {colour}\n", encoding="utf-8")
     assert_clean_failure(run("ensemble", rf, adapted, "--out", tmp_path / "w"), "adapted from")
-    assert not any((tmp_path / n).exists() for n in ("one", "twice", "x", "y", "z", "w"))
+    unordered = tmp_path / "unordered"
+    shutil.copytree(colour, unordered)
+    config = unordered / "config.yaml"
+    config.write_text(config.read_text().replace("labels: ordered", "labels: unordered"),
+                      encoding="utf-8")  # fmt: skip
+    refused = run("ensemble", rf, unordered, "--out", tmp_path / "v")
+    assert_clean_failure(refused, "(unordered classes)", "(ordered grades)", "same labels")
+    names = ("one", "twice", "x", "y", "z", "w", "v")
+    assert not any((tmp_path / n).exists() for n in names)
 
 
 def test_an_ensemble_is_not_a_member_and_cannot_be_adapted(members, tmp_path):
@@ -228,3 +236,68 @@ def test_the_members_temperature_is_the_runs_calibration():
     for temperature in (0.4, 1.0, 2.5):
         np.testing.assert_array_equal(tempered(proba, temperature),
                                       apply_temperature(proba, temperature))  # fmt: skip
+
+
+def _graded(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = _rows(path)
+    return [r["label"] for r in rows], _proba(rows)
+
+
+def test_an_ensemble_exports_to_one_folder_that_grades_as_its_run(members, tmp_path):
+    import json
+
+    root, rf, colour, _ = members
+    out = tmp_path / "both"
+    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    export = tmp_path / "export"
+    done = run("export", out, "--out", export)
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((export / "grader.json").read_text(encoding="utf-8"))
+    assert manifest["engine"] == "ensemble" and manifest["folds"] == 3
+    folders = [m["folder"] for m in manifest["members"]]
+    assert all((export / f / "grader.json").is_file() for f in folders)
+    assert manifest["parity_max_abs_diff"] <= 1e-5
+    ran, exported = tmp_path / "run.csv", tmp_path / "export.csv"
+    assert run("predict", out, root / "dev", "--out", ran).exit_code == 0
+    assert run("predict", export, root / "dev", "--out", exported).exit_code == 0
+    (labels, proba), (their_labels, theirs) = _graded(ran), _graded(exported)
+    assert labels == their_labels
+    np.testing.assert_allclose(proba, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda m: m["members"][0]["weights"].__setitem__(0, 0.9), "weights summing"),
+        (lambda m: m["members"][1].update(folder="../elsewhere"), "'members'"),
+        (lambda m: m.update(temperature=float("nan")), "'temperature'"),
+        (lambda m: m.update(folds=2), "'members'"),
+        (lambda m: m["files"].clear(), "'files'"),
+    ],
+)
+def test_a_tampered_ensemble_export_is_refused_naming_the_field(members, tmp_path, edit, named):
+    import json
+
+    _, rf, colour, _ = members
+    out = tmp_path / "both"
+    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    export = tmp_path / "export"
+    assert run("export", out, "--out", export).exit_code == 0
+    path = export / "grader.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    edit(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    refused = run("predict", export, members[0] / "dev", "--out", tmp_path / "x.csv")
+    assert_clean_failure(refused, named)
+
+
+def test_a_changed_member_file_is_refused(members, tmp_path):
+    _, rf, colour, _ = members
+    out = tmp_path / "both"
+    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    export = tmp_path / "export"
+    assert run("export", out, "--out", export).exit_code == 0
+    member = sorted(export.glob("member-0-*"))[0] / "grader.json"
+    member.write_text(member.read_text(encoding="utf-8") + " ", encoding="utf-8")
+    refused = run("predict", export, members[0] / "dev", "--out", tmp_path / "x.csv")
+    assert_clean_failure(refused, "SHA-256 differs")
