@@ -343,6 +343,7 @@ def test_the_page_says_not_a_mango_and_finds_any_photo_after_a_reload(colour_run
         oldest = page.locator("#found .photo").last
         expect(oldest.locator(".name")).to_have_text(photos[0].name)
         expect(oldest.locator(".corrected")).to_have_text("Not a mango, said Ana")
+        page.screenshot(path=str(tmp_path / "rejects.png"), full_page=True)
         page.fill("#find", "a\tb")  # a control character: the service says what is wrong
         page.press("#find", "Enter")
         expect(page.locator("#find-status")).to_contain_text("control characters")
