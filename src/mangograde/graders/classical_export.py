@@ -60,8 +60,14 @@ class NumpyExportGrader(ExportedGrader):
         rule is the most likely grade) and (with ``features``) each model's features."""
         images = np.ascontiguousarray(images, dtype=np.uint8)
         probabilities, own, seen = [], [], []
+        made: dict[str, np.ndarray] = {}  # features computed once for the folds sharing them
         for member in self.members:
-            vectors = member.vectors(images)
+            key = member.features_key
+            vectors = made.get(key) if key is not None else None
+            if vectors is None:
+                vectors = member.vectors(images)
+                if key is not None:
+                    made[key] = vectors
             probabilities.append(member.proba(vectors))
             own.append(member.own(vectors) if len(self.members) == 1 else None)
             if features:
@@ -81,6 +87,16 @@ class NumpyExportGrader(ExportedGrader):
         members, own, features = self._members(images, True)
         own_features = [features[b["members"][0]] for b in self.bundles]
         return (*self._own_graded(members, own), self.familiarity.scores(own_features))
+
+    def fold_outputs(
+        self, images: np.ndarray, features: bool
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """As :meth:`ExportedGrader.fold_outputs`."""
+        if features and self.familiarity is None:
+            raise ExportError(f"{self.folder} has no familiarity model: it gives no features.")
+        members, _, seen = self._members(images, features)
+        folds = np.stack(self._folds(members)[0], axis=1)
+        return folds, [seen[b["members"][0]] for b in self.bundles] if features else None
 
     def _own_graded(self, members: np.ndarray, own: list) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`ExportedGrader._graded`; one model grades by its own rule (an SVM's

@@ -21,6 +21,7 @@ so no description can make the grader loop or read outside an array.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -419,8 +420,10 @@ class PhotoModel:
                          and all(_count(x, 0) and x < grades for x in c) and c == sorted(set(c)),
                          f"the model's grade codes, increasing, below {grades}")  # fmt: skip
         self.grades = grades
-        self.features = read_features(v(spec, path, "features", lambda f: isinstance(f, dict),
-                                        "the features"), f"{path}.features", read)  # fmt: skip
+        features = v(spec, path, "features", lambda f: isinstance(f, dict), "the features")
+        self.features = read_features(features, f"{path}.features", read)
+        # fold models with the same features (they learn nothing) share the photos' vectors
+        self.features_key: str | None = json.dumps(features, sort_keys=True)
         self.classifier = read_classifier(v(spec, path, "classifier", lambda c: isinstance(
             c, dict), "a classifier"), f"{path}.classifier", read, len(self.classes))  # fmt: skip
         self.own_grades = v(spec, path, "grades_by", lambda g: g in ("most-likely", "svc-votes"),
@@ -451,6 +454,7 @@ class StackModel:
     photos resized to its size, log of its clipped probabilities, a logistic regression."""
 
     FLOOR = 1e-4
+    features_key = None  # its members read the photos themselves
 
     def __init__(self, spec: Any, path: str, read: Reader, grades: int) -> None:
         v = read.value
