@@ -47,11 +47,28 @@ def members(tmp_path_factory):
     return root, rf, colour, work
 
 
-def test_an_ensemble_is_the_weighted_mean_of_its_members_and_grades_as_a_run(members, tmp_path):
-    root, rf, colour, _ = members
-    out = tmp_path / "both"
-    done = run("ensemble", rf, colour, "--out", out)
+@pytest.fixture(scope="module")
+def both(members):
+    """The ensemble of the two members (made once: the tests read it), and what it said."""
+    _, rf, colour, work = members
+    done = run("ensemble", rf, colour, "--out", work / "both")
     assert done.exit_code == 0, done.output
+    return work / "both", done
+
+
+@pytest.fixture(scope="module")
+def exported(both):
+    export = both[0].parent / "export"
+    done = run("export", both[0], "--out", export)
+    assert done.exit_code == 0, done.output
+    return export
+
+
+def test_an_ensemble_is_the_weighted_mean_of_its_members_and_grades_as_a_run(
+    members, both, tmp_path
+):
+    root, rf, colour, _ = members
+    out, done = both
     assert "Ensemble of 2 runs" in done.output and "rf 0.50" in done.output
     ensemble = open_run(out)
     assert ensemble.model_kind == "ensemble" and ensemble.settings["params"]["members"] == [
@@ -99,10 +116,9 @@ def test_an_ensemble_is_the_weighted_mean_of_its_members_and_grades_as_a_run(mem
     assert [r.name for r in beside] == ["both", "rf", "colour"] and not missing
 
 
-def test_an_unfamiliar_photo_is_one_some_member_finds_unfamiliar(members, tmp_path):
+def test_an_unfamiliar_photo_is_one_some_member_finds_unfamiliar(members, both):
     root, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    out = both[0]
     from mangograde.images import load_images
 
     ensemble = open_predictor(out)
@@ -125,10 +141,9 @@ def test_an_unfamiliar_photo_is_one_some_member_finds_unfamiliar(members, tmp_pa
     assert not either[~np.logical_or(*flags)].any()
 
 
-def test_explain_shows_the_ensemble_and_each_members_view(members, tmp_path):
+def test_explain_shows_the_ensemble_and_each_members_view(members, both, tmp_path):
     root, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    out = both[0]
     photo = sorted((root / "dev").iterdir())[0]
     png = tmp_path / "why.png"
     done = run("explain", out, photo, "--out", png, "--samples", "20")
@@ -140,15 +155,14 @@ def test_explain_shows_the_ensemble_and_each_members_view(members, tmp_path):
         assert max(figure.size) > 2 * min(figure.size) or figure.size[0] > 600
 
 
-def test_serve_grades_with_an_ensemble_and_flags_what_no_member_knows(members, tmp_path):
+def test_serve_grades_with_an_ensemble_and_flags_what_no_member_knows(members, both):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from mangograde.service import ServeOptions, create_app
 
     root, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    out = both[0]
     photo = sorted((root / "dev").iterdir())[0].read_bytes()
     with TestClient(create_app(ServeOptions(run=out))) as client:
         info = client.get("/v1/model").json()
@@ -200,10 +214,9 @@ def test_members_that_do_not_match_are_refused_naming_what_differs(members, tmp_
     assert not any((tmp_path / n).exists() for n in names)
 
 
-def test_an_ensemble_is_not_a_member_and_cannot_be_adapted(members, tmp_path):
+def test_an_ensemble_is_not_a_member_and_cannot_be_adapted(members, both, tmp_path):
     root, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
+    out = both[0]
     assert_clean_failure(run("ensemble", out, rf, "--out", tmp_path / "n"), "itself an ensemble")
     adapted = run("adapt", out, root / "dev", "--labels", root / "dev.csv",
                   "--out", tmp_path / "adapted")  # fmt: skip
@@ -243,15 +256,13 @@ def _graded(path: Path) -> tuple[list[str], np.ndarray]:
     return [r["label"] for r in rows], _proba(rows)
 
 
-def test_an_ensemble_exports_to_one_folder_that_grades_as_its_run(members, tmp_path):
+def test_an_ensemble_exports_to_one_folder_that_grades_as_its_run(
+    members, both, exported, tmp_path
+):
     import json
 
     root, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
-    export = tmp_path / "export"
-    done = run("export", out, "--out", export)
-    assert done.exit_code == 0, done.output
+    out, export = both[0], exported
     manifest = json.loads((export / "grader.json").read_text(encoding="utf-8"))
     assert manifest["engine"] == "ensemble" and manifest["folds"] == 3
     folders = [m["folder"] for m in manifest["members"]]
@@ -275,14 +286,14 @@ def test_an_ensemble_exports_to_one_folder_that_grades_as_its_run(members, tmp_p
         (lambda m: m["files"].clear(), "'files'"),
     ],
 )
-def test_a_tampered_ensemble_export_is_refused_naming_the_field(members, tmp_path, edit, named):
+def test_a_tampered_ensemble_export_is_refused_naming_the_field(
+    members, exported, tmp_path, edit, named
+):
     import json
 
     _, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
     export = tmp_path / "export"
-    assert run("export", out, "--out", export).exit_code == 0
+    shutil.copytree(exported, export)
     path = export / "grader.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
     edit(manifest)
@@ -291,12 +302,10 @@ def test_a_tampered_ensemble_export_is_refused_naming_the_field(members, tmp_pat
     assert_clean_failure(refused, named)
 
 
-def test_a_changed_member_file_is_refused(members, tmp_path):
+def test_a_changed_member_file_is_refused(members, exported, tmp_path):
     _, rf, colour, _ = members
-    out = tmp_path / "both"
-    assert run("ensemble", rf, colour, "--out", out).exit_code == 0
     export = tmp_path / "export"
-    assert run("export", out, "--out", export).exit_code == 0
+    shutil.copytree(exported, export)
     member = sorted(export.glob("member-0-*"))[0] / "grader.json"
     member.write_text(member.read_text(encoding="utf-8") + " ", encoding="utf-8")
     refused = run("predict", export, members[0] / "dev", "--out", tmp_path / "x.csv")

@@ -62,7 +62,14 @@ def export_command(
         annotations=check_annotations(annotations),
     )  # fmt: skip
     manifest = result.manifest
-    if manifest.get("engine") == "numpy":
+    if manifest.get("engine") == "ensemble":
+        labels = ", ".join(m["label"] for m in manifest["members"])
+        out.print(
+            f"Exported {escape(str(run_dir))} (the ensemble of {escape(labels)}, "
+            f"{manifest['folds']} fold(s)) to {escape(str(result.out))}, each member's export "
+            f"inside; it matches the run to {manifest['parity_max_abs_diff']:.1e}"
+        )
+    elif manifest.get("engine") == "numpy":
         out.print(
             f"Exported {escape(str(run_dir))} ({len(manifest['members'])} fold model(s), "
             f"{manifest['fold_rule']}) to {escape(str(result.out))} as arrays graded with "

@@ -64,7 +64,7 @@ def open_grader(path: str | Path, fold: int | None = None) -> Grader:
     return open_predictor(path, fold)
 
 
-def export_grader(path: str | Path) -> ExportedGrader:
+def export_grader(path: str | Path) -> Grader:
     """The grader of an export folder: its ``engine`` (grader.json) says which."""
     import json
 
@@ -72,5 +72,9 @@ def export_grader(path: str | Path) -> ExportedGrader:
         found = json.loads((Path(path) / GRADER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         found = None  # read_manifest says what is wrong with it
-    numpy = isinstance(found, dict) and found.get("engine") == "numpy"
-    return NumpyExportGrader(path) if numpy else ExportedGrader(path)
+    engine = found.get("engine") if isinstance(found, dict) else None
+    if engine == "ensemble":
+        from .ensemble_export import EnsembleExportGrader
+
+        return EnsembleExportGrader(path)
+    return NumpyExportGrader(path) if engine == "numpy" else ExportedGrader(path)

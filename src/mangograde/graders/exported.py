@@ -200,7 +200,9 @@ class ExportedGrader(FamiliarGrader):
         own = [features[:, columns] for columns in self._feature_slices]
         return (*self._graded(members), self.familiarity.scores(own))
 
-    def _graded(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _folds(self, found: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each bundle's probabilities (its members' mean, or their vote) and grade codes,
+        from the members' ``(N, models, grades)``."""
         members = found.astype(np.float64).transpose(1, 0, 2)
         probabilities, codes = [], []
         for bundle in self.bundles:
@@ -213,8 +215,24 @@ class ExportedGrader(FamiliarGrader):
             else:
                 probabilities.append(mean)
                 codes.append(mean.argmax(axis=1))
+        return probabilities, codes
+
+    def _graded(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, codes = self._folds(found)
         proba = self.rule.calibrated(np.mean(probabilities, axis=0))
         return proba, self.rule.grades(proba, (lambda: codes[0]) if len(codes) == 1 else None)
+
+    def fold_outputs(
+        self, images: np.ndarray, features: bool
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Each fold model's probabilities ``(N, folds, grades)``, before the run's
+        temperature, and (``features``) each fold model's features: what an exported
+        ensemble of runs grades its members with."""
+        if features and self.familiarity is None:
+            raise ExportError(f"{self.folder} has no familiarity model: it gives no features.")
+        found = self._run(images, features)
+        folds = np.stack(self._folds(found[0])[0], axis=1)
+        return folds, [found[1][:, c] for c in self._feature_slices] if features else None
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.grade(images)[0]

@@ -332,6 +332,16 @@ def export_run(
     if labels is not None and check is None:
         raise ExportError("--labels CSV names the grades of --check PHOTOS: give --check too.")
     run = open_run(run_dir)
+    if run.member_paths:  # an ensemble of runs: each member's export, and the mean
+        from .export_ensemble import export_ensemble
+
+        if int8 or check is not None:
+            raise ExportError(
+                "An ensemble exports its members as they are: drop --int8 and --check, and "
+                "check the export with mangograde evaluate."
+            )
+        manifest = export_ensemble(run, out, export_run, fold, progress)
+        return ExportResult(out, manifest, {})
     loaded = run.bundles(fold)
     if not any(is_network(b.model) for b in loaded):
         if int8:
