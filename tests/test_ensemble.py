@@ -87,6 +87,7 @@ def test_an_ensemble_is_the_weighted_mean_of_its_members_and_grades_as_a_run(
     assert (out / "fruits.csv").is_file() and (out / "calibration.json").is_file()
     metrics = ensemble.metrics
     assert set(metrics["members"]) == {"rf", "colour"} and "fruit" in metrics
+    assert len(metrics["accuracy_folds"]) == 3 and np.isfinite(metrics["accuracy_std"])
     assert metrics["familiar"]["threshold"] == 1.0
     # A fold model grades its held-out photos as predictions.csv says (before the
     # ensemble's temperature), from the members' own fold models.
@@ -274,6 +275,15 @@ def test_an_ensemble_exports_to_one_folder_that_grades_as_its_run(
     (labels, proba), (their_labels, theirs) = _graded(ran), _graded(exported)
     assert labels == their_labels
     np.testing.assert_allclose(proba, theirs, atol=1e-5)
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    photo = sorted((root / "dev").iterdir())[0].read_bytes()
+    with TestClient(create_app(ServeOptions(run=export))) as client:
+        assert "ensemble export" in client.get("/v1/model").json()["fold_rule"]
+        answer = client.post("/v1/grade", files=[("files", ("a.png", photo))]).json()
+        assert answer["results"][0]["grade"] in GRADES
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..explain import is_cnn
-from ..graders import ExportedGrader, Grader, is_export, open_grader
+from ..graders import Grader, is_export, open_grader
 from ..records import identity_of
 from .batcher import MicroBatcher
 from .drift import DriftWindow, check_window
@@ -112,11 +113,13 @@ def _run_info(options: ServeOptions) -> tuple[Grader, ModelRef, ModelInfo]:
     return predictor, model, info
 
 
-def _export_info(grader: ExportedGrader) -> tuple[Grader, ModelRef, ModelInfo]:
-    """An export folder's grader (ONNX Runtime, or numpy), and what /v1/model says of it."""
+def _export_info(grader: Any) -> tuple[Grader, ModelRef, ModelInfo]:
+    """An export folder's grader (ONNX Runtime, numpy, or an ensemble of exports), and what
+    /v1/model says of it."""
     manifest = grader.manifest
-    onnx = manifest.get("engine", "onnx") == "onnx"
-    engine = f"ONNX {manifest['precision']}" if onnx else "numpy"
+    kind = manifest.get("engine", "onnx")
+    onnx = kind == "onnx"
+    engine = {"onnx": f"ONNX {manifest.get('precision')}", "numpy": "numpy"}.get(kind, kind)
     model = ModelRef(
         run=manifest["source_run"], fold_rule=f"{manifest['fold_rule']}, {engine} export"
     )
@@ -130,7 +133,7 @@ def _export_info(grader: ExportedGrader) -> tuple[Grader, ModelRef, ModelInfo]:
         explains_with="lime",
         metrics=metrics,
         data={k: metrics[k] for k in _DATA if k in metrics},
-        versions=_versions("numpy", "pillow", "onnxruntime" if onnx else "scipy"),
+        versions=_versions("numpy", "pillow", "onnxruntime", *([] if onnx else ["scipy"])),
     )
     return grader, model, info
 
@@ -145,9 +148,7 @@ def grade_models(predictor: Grader, images: np.ndarray) -> tuple[np.ndarray, ...
 def load_state(options: ServeOptions) -> ServiceState:
     """Open the run or export (the same checks and messages as ``predict``)."""
     if is_export(options.run):
-        exported = open_grader(options.run, options.fold)
-        assert isinstance(exported, ExportedGrader)
-        predictor, model, info = _export_info(exported)
+        predictor, model, info = _export_info(open_grader(options.run, options.fold))
     else:
         predictor, model, info = _run_info(options)
     telemetry = Telemetry()
