@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from .options import OutDirOpt, OverwriteOpt, QuietOpt, notices, out, progress_flag
-from .tables import abstain_line, fruit_line
+from .tables import held_out_lines
 
 
 def ensemble_command(
@@ -58,12 +58,8 @@ def print_ensemble(result: Any) -> None:
     folds = ", ".join(f"{a:.3f}" for a in m["accuracy_folds"])
     out.print(f"Ensemble: accuracy {m['accuracy']:.3f} (folds: {folds}) on {m['n_held_out']} "
               "held-out photos")  # fmt: skip
-    if "abstain" in m:
-        out.print(abstain_line(m["abstain"]))
-    if "fruit" in m:
-        out.print(fruit_line(m["fruit"], m["grades"]))
-        if "abstain" in m["fruit"]:
-            out.print(abstain_line(m["fruit"]["abstain"], "fruits"))
+    for line in held_out_lines(m):
+        out.print(line)
     flagged = m.get("familiar", {}).get("held_out_flagged")
     if flagged is not None:
         out.print(f"Familiarity: {flagged:.1%} of held-out photos unfamiliar to some member")

@@ -116,3 +116,13 @@ def confidence_line(record: dict[str, Any]) -> str:
                 f"({round(reach['coverage'] * n)} photos; top probability at least "
                 f"{reach['threshold']:.2f}, the rest checked by hand).")  # fmt: skip
     return f"{line}; 99% accuracy is not reached at any share."
+
+
+def held_out_lines(metrics: dict[str, Any]) -> list[str]:
+    """What a run's ``abstain`` leaves to check, and its fruit level, from metrics.json."""
+    lines = [abstain_line(metrics["abstain"])] if "abstain" in metrics else []
+    if "fruit" in metrics:
+        lines.append(fruit_line(metrics["fruit"], metrics["grades"]))
+        if "abstain" in metrics["fruit"]:
+            lines.append(abstain_line(metrics["fruit"]["abstain"], "fruits"))
+    return lines

@@ -26,7 +26,7 @@ from .options import (
     recipe_options,
     warn,
 )
-from .tables import abstain_line, fruit_line
+from .tables import held_out_lines
 
 
 def _train_ensemble(
@@ -166,12 +166,8 @@ def train_command(
             f"{found['ece_before']:.3f} before, {found['ece_after']:.3f} after, on "
             f"{m['n_held_out']} held-out photos"
         )
-    if "abstain" in m:
-        out.print(abstain_line(m["abstain"]))
-    if "fruit" in m:
-        out.print(fruit_line(m["fruit"], m["grades"]))
-        if "abstain" in m["fruit"]:
-            out.print(abstain_line(m["fruit"]["abstain"], "fruits"))
+    for line in held_out_lines(m):
+        out.print(line)
     if m["n_skipped"]:
         out.print(f"[yellow]Skipped {m['n_skipped']} unreadable photos[/] (listed in skipped.csv)")
     out.print(f"Run written to {escape(str(result.out))}")
