@@ -98,7 +98,7 @@ def test_settings_precedence_preset_file_set_flags(tmp_path):
     [
         (
             {"preset_name": "svm-studdy"},
-            "Valid presets: cnn-fast, cnn-study, colour-texture, rf-study",
+            "Valid presets: best, cnn-fast, cnn-study, colour-texture, rf-study",
         ),
         ({"preset_name": "svm-study", "assignments": ["params.Cee=2"]}, "Valid here: C,"),
         ({"preset_name": "svm-study", "assignments": ["params.C=high"]}, "must be float"),

@@ -72,7 +72,7 @@ def test_unknown_model_lists_the_plugin_beside_the_built_in_families(photos, tmp
     env = {"MANGOGRADE_PLUGINS": "logreg_family", "PYTHONPATH": str(EXAMPLE.parent)}
     result = _mangograde("train", photos / "train", "--model", "nosuch", "--out", tmp_path, env=env)
     assert result.returncode == 1
-    assert "Valid models: cnn, colour, logreg, rf, stack, svm, transfer" in result.stderr
+    assert "Valid models: cnn, colour, ensemble, logreg, rf, stack, svm, transfer" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -152,15 +152,6 @@ def read_ensemble_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def fold_outputs(grader: Any, images: np.ndarray, features: bool
-                 ) -> tuple[np.ndarray, list[np.ndarray] | None]:  # fmt: skip
-    """A member export's fold models' probabilities ``(N, folds, grades)`` (before its
-    run's temperature: each fold's mean of its networks, or their vote), and with
-    ``features`` each fold model's features."""
-    found = grader.fold_outputs(images, features)
-    return found[0], (found[1] if features else None)
-
-
 class EnsembleExportGrader(FamiliarGrader):
     """Grades decoded photos with an ensemble export; the interface of RunPredictor."""
 
@@ -230,7 +221,7 @@ class EnsembleExportGrader(FamiliarGrader):
         seen: list[list[np.ndarray]] = [[] for _ in range(self.folds)]
         for grader, member in zip(self.members, self.manifest["members"], strict=True):
             view = resize_images(np.ascontiguousarray(images, dtype=np.uint8), member["size"])
-            proba, found = fold_outputs(grader, view, features)
+            proba, found = grader.fold_outputs(view, features)
             for k in range(self.folds):
                 scaled = np.asarray(proba[:, k], dtype=np.float64)
                 if member["temperatures"][k] is not None:

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -113,10 +112,10 @@ def _run_info(options: ServeOptions) -> tuple[Grader, ModelRef, ModelInfo]:
     return predictor, model, info
 
 
-def _export_info(grader: Any) -> tuple[Grader, ModelRef, ModelInfo]:
+def _export_info(grader: Grader) -> tuple[Grader, ModelRef, ModelInfo]:
     """An export folder's grader (ONNX Runtime, numpy, or an ensemble of exports), and what
     /v1/model says of it."""
-    manifest = grader.manifest
+    manifest = grader.manifest  # type: ignore[attr-defined]  (every export keeps one)
     kind = manifest.get("engine", "onnx")
     onnx = kind == "onnx"
     engine = {"onnx": f"ONNX {manifest.get('precision')}", "numpy": "numpy"}.get(kind, kind)

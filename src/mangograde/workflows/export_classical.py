@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..graders import ExportError
+from ..graders import ExportError, NumpyExportGrader
 from ..graders.schema import NUMPY_FILE
 from ..models.blend import in_columns
 
@@ -251,7 +251,9 @@ def classical_members(
     return members, arrays.found, bundles
 
 
-def parity(loaded: list[Any], grader: Any, shape: tuple[int, ...], grades: int) -> float:
+def parity(
+    loaded: list[Any], grader: NumpyExportGrader, shape: tuple[int, ...], grades: int
+) -> float:
     """Largest probability difference between the run's models and the export's on fixed
     random photos; an SVM's own grades must be the same too."""
     photos = np.random.default_rng(0).integers(0, 256, (PARITY_PHOTOS, *shape), np.uint8)
