@@ -28,7 +28,7 @@ from ..evaluation.fruits import FRUIT_RULES, FruitGrades, grade_fruits
 from ..evaluation.temperature import apply_temperature
 from ..features.arrays import resize_images
 from ..images.geometry import Resize, read_geometry
-from .exported import FORMAT, GRADER_FILE, ExportError, sha256
+from .exported import GRADER_FILE, ExportError, read_manifest
 from .schema import ManifestError
 
 ENGINE = "ensemble"
@@ -124,31 +124,13 @@ def is_ensemble_export(manifest: Any) -> bool:
 
 
 def read_ensemble_manifest(folder: Path) -> dict[str, Any]:
-    """``grader.json`` of an ensemble export, checked field by field, with every file it
-    lists checked by SHA-256."""
-    path = folder / GRADER_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ExportError(f"{path} cannot be read ({exc}).") from None
-    if not is_ensemble_export(manifest) or manifest.get("format") != FORMAT:
-        raise ExportError(f"{path} is not a mangograde ensemble export's grader.json.")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    """``grader.json`` of an ensemble export, checked as every export's is (format, version,
+    every file's SHA-256) and field by field by :func:`check_ensemble`."""
+    manifest = read_manifest(folder, check_ensemble)
+    if not is_ensemble_export(manifest):
         raise ExportError(
-            f"{folder} was exported in format {version!r}; this mangograde reads format "
-            f"{FORMAT_VERSION} and older. Upgrade mangograde on this machine."
+            f"{folder / GRADER_FILE} is not a mangograde ensemble export's grader.json."
         )
-    check_ensemble(manifest, path)
-    for name, expected in manifest["files"].items():
-        found = folder / name
-        if not found.is_file():
-            raise ExportError(f"{found} is missing: copy the whole export folder.")
-        if sha256(found) != expected:
-            raise ExportError(
-                f"{found} is not the file that was exported (its SHA-256 differs): it was "
-                "changed or damaged. Copy the export again from where it was made."
-            )
     return manifest
 
 

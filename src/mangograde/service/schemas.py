@@ -167,7 +167,9 @@ class CorrectionOut(BaseModel):
     note: str | None = None
 
 
-class ToCheckItem(BaseModel):
+class PhotoGraded(BaseModel):
+    """A recorded grading's photo, as the to-check list and the lot search show it."""
+
     grading_id: int
     photo: str = Field(description="The uploaded file's name")
     sha256: str
@@ -176,6 +178,9 @@ class ToCheckItem(BaseModel):
     )
     fruit: str | None = None
     grade: str = Field(description="The model's grade")
+
+
+class ToCheckItem(PhotoGraded):
     reason: str = Field(description="unfamiliar or unsure")
     familiarity: float | None = None
     top_probability: float
@@ -198,16 +203,8 @@ class CorrectionsOf(BaseModel):
     corrections: list[CorrectionOut] = Field(description="Every correction, oldest first")
 
 
-class GradingItem(BaseModel):
-    grading_id: int
+class GradingItem(PhotoGraded):
     time: str = Field(description="When it was graded (ISO 8601, UTC)")
-    photo: str = Field(description="The uploaded file's name")
-    sha256: str
-    photo_url: str | None = Field(
-        None, description="Where the kept photo is served (absent without --keep-photos)"
-    )
-    fruit: str | None = None
-    grade: str = Field(description="The model's grade")
     standing: str = Field(description='What stands now: the latest correction (or "reject")')
     corrected: bool = Field(description="True: an operator corrected or confirmed it")
     corrected_by: str | None = None

@@ -231,13 +231,13 @@ def _member_sizes(runs: list[Run]) -> list[int]:
     return sizes
 
 
-def _either(bundles: list[Any]) -> dict[str, np.ndarray] | None:
+def _either(bundles: list[Any]) -> EitherFamiliarity | None:
+    """The fold's familiarity: each member's own model (None: a member has none)."""
     stored = [b.familiarity for b in bundles]
     if any(a is None for a in stored):
         return None
     models = tuple(FamiliarityModel.from_arrays(a) for a in stored)  # type: ignore[arg-type]
-    widths = tuple(int(m.center.shape[0]) for m in models)
-    return EitherFamiliarity(models, widths).arrays()
+    return EitherFamiliarity(models, tuple(int(m.center.shape[0]) for m in models))
 
 
 def _assemble(runs: list[Run], stage: Path, mode: str, preset: str | None,
@@ -267,11 +267,12 @@ def _assemble(runs: list[Run], stage: Path, mode: str, preset: str | None,
         temperatures = [run.temperature(k) for run in runs]
         model = RunMean(labels, [float(w) for w in per_fold[k]], sizes, temperatures)
         model.joined([b.model for b in bundles], classes)
-        arrays = _either(bundles)
-        if arrays is None or references is None:
+        either = _either(bundles)
+        arrays = None if either is None else either.arrays()
+        if either is None or references is None:
             references = None
-        elif (reference := EitherFamiliarity.from_arrays(arrays).reference) is not None:
-            references.append(reference)
+        elif either.reference is not None:
+            references.append(either.reference)
         record = {"fold": k, "n_held_out": int(np.sum(base.folds == k)),
                   "weights": [float(w) for w in per_fold[k]], "members": labels}  # fmt: skip
         folder.save_fold_model(stage, f"fold-{k}", model, settings, grades,
