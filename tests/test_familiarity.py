@@ -288,7 +288,8 @@ def test_serve_scores_each_photo_and_says_when_the_line_drifts(synth, tmp_path):
     from .test_cli import assert_clean_failure, run
 
     colour = train_tiny(synth, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
-                        "--set", "n_estimators=20")  # fmt: skip
+                        "--set", "n_estimators=20",
+                        "--set", "familiar.not_a_fruit=false")  # fmt: skip
     own = [("files", (p.name, p.read_bytes(), "image/jpeg"))
            for p in sorted((synth / "dev").iterdir())[:4]]  # fmt: skip
     noise = [("files", (f"n{i}.png", _png(a), "image/png")) for i, a in enumerate(_noise(4, 48))]
@@ -326,7 +327,7 @@ def _odd_folder(root: Path, n: int = 3) -> Path:
     return root
 
 
-def test_predict_leaves_unfamiliar_photos_to_check_apart_from_unsure_ones(synth, tmp_path):
+def test_predict_leaves_what_is_not_a_mango_to_check_apart_from_unsure_photos(synth, tmp_path):
     from .service_helpers import train_tiny
     from .test_cli import run
     from .test_cli_models import read_csv
@@ -341,7 +342,7 @@ def test_predict_leaves_unfamiliar_photos_to_check_apart_from_unsure_ones(synth,
     assert list(next(iter(rows.values())))[-2:] == ["familiarity", "reason"]
     for i in range(3):
         assert rows[f"noise_{i}.png"]["label"] == "check"
-        assert rows[f"noise_{i}.png"]["reason"] == "unfamiliar"
+        assert rows[f"noise_{i}.png"]["reason"] == "not-a-fruit"  # noise is no mango at all
     own = [rows[p.name] for p in dev]
     assert all(r["reason"] in ("", "unsure") for r in own)  # the run's own kind of photo
     assert any(r["reason"] == "unsure" for r in own)  # abstain 0.99 leaves some unsure
@@ -353,7 +354,10 @@ def test_predict_leaves_unfamiliar_photos_to_check_apart_from_unsure_ones(synth,
     off = run("predict", colour, *dev, odd, "--familiar", "off", "--out", tmp_path / "q.csv")
     assert off.exit_code == 0, off.output
     rows = read_csv(tmp_path / "q.csv")
-    assert "familiarity" not in rows[0] and all(r["label"] != "check" for r in rows)
+    assert "familiarity" not in rows[0]
+    # the mangoes graded however far; what is not a mango still never graded
+    assert all((r["label"] == "check") == r["image_id"].startswith("noise") for r in rows)
+    assert {r["reason"] for r in rows} == {"", "not-a-fruit"}
     assert "Unfamiliar" not in off.output and "held-out photos" not in off.output
     # the competition's format holds grades only, and says that some were to check
     sub = run("predict", colour, odd, "--format", "submission", "--out", tmp_path / "s.csv")
@@ -369,7 +373,8 @@ def test_a_fruit_with_an_unfamiliar_photo_is_checked_for_it(synth, tmp_path):
     from .test_cli_models import read_csv
 
     colour = train_tiny(synth, tmp_path / "colour", "--preset", "colour-texture", "--cv", "3",
-                        "--set", "n_estimators=20")  # fmt: skip
+                        "--set", "n_estimators=20",
+                        "--set", "familiar.not_a_fruit=false")  # fmt: skip
     photos = tmp_path / "fruits"
     for fruit, names in (("good", sorted(os.listdir(synth / "dev"))[:2]), ("odd", None)):
         (photos / fruit).mkdir(parents=True)

@@ -34,6 +34,7 @@ from .tables import (
     familiar_line,
     fruit_line,
     metrics_table,
+    not_a_fruit_line,
 )
 
 
@@ -122,6 +123,8 @@ def evaluate_command(
         saved.append(reliability_diagram(record, diagram, run.label))
     if "abstain" in record:
         out.print(abstain_line(record["abstain"]))
+    if record.get("not_a_fruit", {}).get("n_not_a_fruit"):
+        out.print(not_a_fruit_line(record["not_a_fruit"]))
     if "familiar" in record:
         out.print(familiar_line(record["familiar"]))
     if "fruit" in record:

@@ -32,7 +32,7 @@ from .options import (
     out,
     progress_flag,
 )
-from .tables import familiar_line
+from .tables import familiar_line, not_a_fruit_line
 
 
 def predict_command(
@@ -107,7 +107,7 @@ def predict_command(
     from ..data import PhotoChoice
     from ..graders import fruit_grade_labels, open_grader
     from ..images import ImageCache, set_max_pixels
-    from ..workflows.predict import familiar_record, predict
+    from ..workflows.predict import familiar_record, not_a_fruit_record, predict
 
     if csv_format not in ("probabilities", "submission"):
         raise typer.BadParameter(
@@ -149,6 +149,9 @@ def predict_command(
     if csv_format == "submission" and "check 0" not in shares and checks:
         out.print("The submission format holds grades only: the photos to check by hand are "
                   "graded there too; --format probabilities says which and why.")  # fmt: skip
+    foreign = not_a_fruit_record(predictor, graded)
+    if foreign is not None and foreign["n_not_a_fruit"]:
+        out.print(not_a_fruit_line(foreign))
     familiar_found = familiar_record(predictor, graded)
     if familiar_found is not None:
         out.print(familiar_line(familiar_found))

@@ -82,6 +82,15 @@ def familiar_line(found: dict[str, Any]) -> str:
     return line + (f"; accuracy {', '.join(shown)}" if shown else "")
 
 
+def not_a_fruit_line(found: dict[str, Any]) -> str:
+    """What the run's not-a-fruit check says of a batch of photos, in one line."""
+    line = (f"Not a mango (nothing like the run's training photos; never graded): "
+            f"{found['n_not_a_fruit']} photos ({found['share_not_a_fruit']:.0%})")  # fmt: skip
+    if found["accuracy_others"] is not None:
+        line += f"; accuracy {found['accuracy_others']:.3f} on the others"
+    return line
+
+
 def fruit_line(found: dict[str, Any], grades: list[str]) -> str:
     """The fruit level in one line, from a :func:`~mangograde.evaluation.headline` record."""
     value, low, high = (found["accuracy"][k] for k in ("value", "low", "high"))

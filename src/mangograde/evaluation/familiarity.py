@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..basics.errors import SettingsError
+
+if TYPE_CHECKING:
+    from .not_a_fruit import NotAFruit
 
 MAX_COMPONENTS = 64
 METHOD = "mahalanobis-ledoit-wolf-residual"  # named in metrics.json and grader.json
@@ -341,10 +345,23 @@ NO_FAMILIARITY = (
 
 class FamiliarGrader:
     """What every grader does with its :class:`Familiarity` (None: it has none, or it was
-    turned off with ``--familiar off``)."""
+    turned off with ``--familiar off``) and its not-a-fruit check (None: it has none)."""
 
     familiarity: Familiarity | None
     notices: list[str]
+    not_a_fruit: NotAFruit | None = None
+
+    def _set_not_a_fruit(self, check: NotAFruit | None) -> None:
+        from .not_a_fruit import NO_CHECK
+
+        self.not_a_fruit = check
+        if check is None:
+            self.notices = [*self.notices, NO_CHECK]
+
+    def foreign(self, images: np.ndarray) -> np.ndarray | None:
+        """Which decoded photos are nothing like a mango of the training photos (None
+        without the check); never graded, whatever ``--familiar`` says."""
+        return None if self.not_a_fruit is None else self.not_a_fruit.flags(images)
 
     def _set_familiarity(self, familiarity: Familiarity | None) -> None:
         self.familiarity = familiarity

@@ -124,20 +124,26 @@ def fruit_folds(folds: np.ndarray, fruits: Fruits) -> np.ndarray:
 class FruitGrades:
     """Fruits graded from their photos: fruit ``i`` is ``fruits.names[i]``. It is left to
     check by hand when its top probability is below the grader's abstain setting
-    (``unsure``) or when any of its photos is unfamiliar to the grader (``unfamiliar``)."""
+    (``unsure``), when any of its photos is unfamiliar to the grader (``unfamiliar``), or
+    when any is not a mango at all (``not-a-fruit``)."""
 
     fruits: Fruits
     proba: np.ndarray
     predicted: np.ndarray
     unsure: np.ndarray
     unfamiliar: np.ndarray | None = None
+    not_a_fruit: np.ndarray | None = None
 
     @property
     def check(self) -> np.ndarray:
-        return self.unsure if self.unfamiliar is None else self.unsure | self.unfamiliar
+        found = self.unsure if self.unfamiliar is None else self.unsure | self.unfamiliar
+        return found if self.not_a_fruit is None else found | self.not_a_fruit
 
     def reason(self, i: int) -> str:
-        """Why fruit ``i`` is to check by hand ("" when it is not): unfamiliar before unsure."""
+        """Why fruit ``i`` is to check by hand ("" when it is not): not-a-fruit, then
+        unfamiliar, then unsure."""
+        if self.not_a_fruit is not None and self.not_a_fruit[i]:
+            return "not-a-fruit"
         if self.unfamiliar is not None and self.unfamiliar[i]:
             return "unfamiliar"
         return "unsure" if self.unsure[i] else ""
@@ -150,21 +156,34 @@ class _Grader(Protocol):
 
     def unfamiliar(self, scores: Any) -> np.ndarray | None: ...
 
+    def foreign(self, images: np.ndarray) -> np.ndarray | None: ...
+
+
+def _any_photo(fruits: Fruits, flags: np.ndarray | None) -> np.ndarray | None:
+    if flags is None:
+        return None
+    found = np.zeros(len(fruits), dtype=bool)
+    np.logical_or.at(found, fruits.of, np.asarray(flags, dtype=bool))
+    return found
+
 
 def fruit_grades(
-    rule: Any, proba: np.ndarray, fruits: Fruits, unfamiliar: np.ndarray | None = None
+    rule: Any,
+    proba: np.ndarray,
+    fruits: Fruits,
+    unfamiliar: np.ndarray | None = None,
+    not_a_fruit: np.ndarray | None = None,
 ) -> FruitGrades:
     """Photos' graded probabilities -> their fruits' grades, by the grader's
-    :class:`~mangograde.evaluation.decisions.GradingRule`; ``unfamiliar``: which photos
-    the grader found unfamiliar (a fruit is, when any of its photos is)."""
+    :class:`~mangograde.evaluation.decisions.GradingRule`; ``unfamiliar`` and
+    ``not_a_fruit``: which photos the grader flagged so (a fruit is, when any of its
+    photos is)."""
     from .confidence import to_check
 
     fruit_proba, codes = rule.grade_fruits(proba, fruits)
-    flagged = None
-    if unfamiliar is not None:
-        flagged = np.zeros(len(fruits), dtype=bool)
-        np.logical_or.at(flagged, fruits.of, np.asarray(unfamiliar, dtype=bool))
-    return FruitGrades(fruits, fruit_proba, codes, to_check(fruit_proba, rule.abstain), flagged)
+    unsure = to_check(fruit_proba, rule.abstain)
+    return FruitGrades(fruits, fruit_proba, codes, unsure, _any_photo(fruits, unfamiliar),
+                       _any_photo(fruits, not_a_fruit))  # fmt: skip
 
 
 def grade_fruits(
@@ -176,4 +195,6 @@ def grade_fruits(
         raise SettingsError(f"{len(fruit_ids)} fruit ids for {len(images)} photos: give one each.")
     proba, codes, scores = grader.grade_and_score(images)
     fruits = Fruits.from_ids(fruit_ids)
-    return fruit_grades(grader.rule, proba, fruits, grader.unfamiliar(scores)), proba, codes
+    found = fruit_grades(grader.rule, proba, fruits, grader.unfamiliar(scores),
+                         grader.foreign(images))  # fmt: skip
+    return found, proba, codes

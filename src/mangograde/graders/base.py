@@ -63,6 +63,10 @@ class Grader(Protocol):
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray: ...
 
+    def foreign(self, images: np.ndarray) -> np.ndarray | None:
+        """Which decoded photos are not a mango to grade (None without the check)."""
+        ...
+
     def unfamiliar(self, scores: np.ndarray | None) -> np.ndarray | None:
         """Which photos of these scores are unlike the training photos."""
         ...

@@ -23,15 +23,17 @@ BATCH = 128  # photos through the models at once
 
 def score_photos(
     grader: Grader, images: np.ndarray, progress: bool | None = None, embed: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[np.ndarray] | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[np.ndarray] | None, np.ndarray | None]:
     """The models' pass: probabilities, grade codes, familiarity scores ``(n_models, n)``
-    (None without familiarity) and, with ``embed``, each fold model's features of the
-    photos (None when the grader gives none), in batches behind a progress bar."""
+    (None without familiarity), with ``embed`` each fold model's features of the photos
+    (None when the grader gives none), and which photos are not a mango (None without
+    the check), in batches behind a progress bar."""
     proba = np.zeros((len(images), len(grader.grades)))
     codes = np.zeros(len(images), dtype=int)
     embedder = getattr(grader, "grade_and_embed", None) if embed else None
     scores: list[Any] = []
     parts: list[Any] = []
+    foreign: list[Any] = []
     with Bar(len(images), "Grading photos", progress, every=1000) as bar:
         for start in range(0, len(images), BATCH):
             chunk = slice(start, start + BATCH)
@@ -48,11 +50,14 @@ def score_photos(
                 found = None if familiarity is None else familiarity.scores(features)
             scores.append(found)
             parts.append(features)
+            foreign.append(grader.foreign(images[chunk]))
             bar.advance(len(images[chunk]))
     known = bool(scores) and all(s is not None for s in scores)
     embedded = bool(parts) and all(p is not None for p in parts)
     features = [np.concatenate(f) for f in zip(*parts, strict=True)] if embedded else None
-    return proba, codes, np.concatenate(scores, axis=1) if known else None, features
+    checked = bool(foreign) and all(f is not None for f in foreign)
+    return (proba, codes, np.concatenate(scores, axis=1) if known else None, features,
+            np.concatenate(foreign) if checked else None)  # fmt: skip
 
 
 def graded_from(
@@ -63,10 +68,12 @@ def graded_from(
     scores: np.ndarray | None,
     fruits: Sequence[str | None] | None = None,
     abstain: float | None = None,
+    not_a_fruit: np.ndarray | None = None,
 ) -> Graded:
     """The models' output for ``image_ids`` as a :class:`Graded`: checks with reasons,
     familiarity flags, the batch's drift and (with ``fruits``, one id per photo) the fruit
-    grades, all by the grader's rule (``abstain``: the command's own threshold)."""
+    grades, all by the grader's rule (``abstain``: the command's own threshold;
+    ``not_a_fruit``: the grader's :meth:`foreign` flags of the photos)."""
     if fruits is not None and len(fruits) != len(image_ids):
         raise SettingsError(f"{len(fruits)} fruit ids for {len(image_ids)} photos: give one each.")
     rule = grader.rule if abstain is None else replace(grader.rule, abstain=abstain)
@@ -82,11 +89,13 @@ def graded_from(
         fruit_ids=fruit_ids,
         scores=scores,
         unfamiliar=unfamiliar,
+        not_a_fruit=None if not_a_fruit is None else np.asarray(not_a_fruit, dtype=bool),
         drift_p=grader.drift(scores),
     )
     if fruit_ids is not None:
         found = Fruits.from_ids(fruit_ids, graded.image_ids)
-        graded.fruit_grades = fruit_grades(rule, graded.proba, found, unfamiliar)
+        graded.fruit_grades = fruit_grades(rule, graded.proba, found, unfamiliar,
+                                           graded.not_a_fruit)  # fmt: skip
     return graded
 
 
@@ -117,7 +126,7 @@ def grade_batch(
     ids = [f"photo-{i + 1}" for i in range(len(images))] if image_ids is None else image_ids
     if len(ids) != len(images):
         raise SettingsError(f"{len(ids)} photo names for {len(images)} photos: give one each.")
-    proba, predicted, scores, features = score_photos(grader, images, progress, embed)
-    graded = graded_from(grader, ids, proba, predicted, scores, fruits, abstain)
+    proba, predicted, scores, features, foreign = score_photos(grader, images, progress, embed)
+    graded = graded_from(grader, ids, proba, predicted, scores, fruits, abstain, foreign)
     graded.features = features
     return graded

@@ -18,6 +18,7 @@ import numpy as np
 from ..evaluation.familiarity import Familiarity
 from .classical_models import Reader, read_member
 from .exported import GRADER_FILE, ExportedGrader, ExportError, read_manifest
+from .not_a_fruit_export import read_not_a_fruit
 from .schema import NUMPY_FILE, ManifestError, engine_of
 
 
@@ -38,6 +39,7 @@ class NumpyExportGrader(ExportedGrader):
         self.members = [read_member(m, f"members[{i}]", read, grades)
                         for i, m in enumerate(self.manifest["members"])]  # fmt: skip
         self._set_familiarity(self._read_familiarity())
+        self._set_not_a_fruit(read_not_a_fruit(self.folder, self.manifest))
 
     def _read_familiarity(self) -> Familiarity | None:
         found = self.manifest.get("familiarity")

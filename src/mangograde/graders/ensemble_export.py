@@ -164,6 +164,8 @@ class EnsembleExportGrader(FamiliarGrader):
                 )
         self.bundles = [{"members": [k], "voting": "mean"} for k in range(self.folds)]
         self._set_familiarity(self._read_familiarity())
+        # the members learnt the same photos: the first one's check knows the same mangoes
+        self._set_not_a_fruit(next((m.not_a_fruit for m in self.members if m.not_a_fruit), None))
 
     @property
     def folds(self) -> int:

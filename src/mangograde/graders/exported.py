@@ -23,6 +23,7 @@ from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import FamiliarGrader, Familiarity
 from ..evaluation.fruits import FruitGrades, grade_fruits
 from ..images.geometry import read_geometry
+from .not_a_fruit_export import read_not_a_fruit
 from .schema import MODEL_FILE, check_graph, check_manifest, engine_of
 
 GRADER_FILE = "grader.json"
@@ -94,6 +95,7 @@ class ExportedGrader(FamiliarGrader):
             )
         self._open_session(threads)
         self._set_familiarity(self._read_familiarity())
+        self._set_not_a_fruit(read_not_a_fruit(self.folder, self.manifest))
 
     def _setup(self) -> None:
         """What every export's grader.json says: grades, geometry, bundles and the rule."""

@@ -12,6 +12,7 @@ import numpy as np
 from ..evaluation.confidence import to_check
 from ..evaluation.decisions import GradingRule
 from ..evaluation.fruits import FruitGrades, Fruits, fruit_grades
+from ..evaluation.not_a_fruit import REASON
 from ..images.decode import BadImage
 
 CHECK = "check"  # the label of a photo or fruit left to grade by hand
@@ -23,13 +24,20 @@ def shares(grades: Sequence[str], proba: np.ndarray) -> dict[str, float]:
 
 
 def photo_reasons(
-    proba: np.ndarray, abstain: float | None, unfamiliar: np.ndarray | None
+    proba: np.ndarray,
+    abstain: float | None,
+    unfamiliar: np.ndarray | None,
+    not_a_fruit: np.ndarray | None = None,
 ) -> list[str]:
-    """Why each photo is to check by hand: ``unfamiliar`` (unlike the training photos),
-    else ``unsure`` (its top probability below ``abstain``), else ""."""
+    """Why each photo is to check by hand: ``not-a-fruit`` (nothing like a mango of the
+    training photos), else ``unfamiliar`` (unlike them), else ``unsure`` (its top
+    probability below ``abstain``), else ""."""
     unsure = to_check(proba, abstain)
-    odd = np.zeros(len(unsure), bool) if unfamiliar is None else np.asarray(unfamiliar, bool)
-    return ["unfamiliar" if o else "unsure" if u else "" for o, u in zip(odd, unsure, strict=True)]
+    none = np.zeros(len(unsure), bool)
+    odd = none if unfamiliar is None else np.asarray(unfamiliar, bool)
+    foreign = none if not_a_fruit is None else np.asarray(not_a_fruit, bool)
+    return [REASON if f else "unfamiliar" if o else "unsure" if u else ""
+            for f, o, u in zip(foreign, odd, unsure, strict=True)]  # fmt: skip
 
 
 @dataclass
@@ -50,6 +58,7 @@ class Graded:
     fruit_ids: list[str] | None = None  # which fruit each photo shows ("": its own)
     scores: np.ndarray | None = None  # (n_models, n) familiarity scores, with familiarity
     unfamiliar: np.ndarray | None = None  # which photos the grader finds unfamiliar
+    not_a_fruit: np.ndarray | None = None  # which photos are nothing like a mango
     drift_p: float | None = None  # the batch against the run's held-out photos
     fruit_grades: FruitGrades | None = None  # with fruit ids: each fruit's grade
     features: list[np.ndarray] | None = None  # grade_batch(embed=True): each fold model's
@@ -61,7 +70,8 @@ class Graded:
     @property
     def has_checks(self) -> bool:
         """Whether any photo could be left to check (an abstain setting or familiarity)."""
-        return self.rule.abstain is not None or self.unfamiliar is not None
+        flags = (self.unfamiliar, self.not_a_fruit)
+        return self.rule.abstain is not None or any(f is not None for f in flags)
 
     @property
     def familiarity(self) -> np.ndarray | None:
@@ -71,7 +81,7 @@ class Graded:
     @property
     def reasons(self) -> list[str]:
         """Why each photo is to check by hand ("" where it is not)."""
-        return photo_reasons(self.proba, self.rule.abstain, self.unfamiliar)
+        return photo_reasons(self.proba, self.rule.abstain, self.unfamiliar, self.not_a_fruit)
 
     @property
     def labels(self) -> list[str]:
@@ -90,7 +100,7 @@ class Graded:
         if self.fruit_grades is not None:
             return self.fruit_grades
         fruits = Fruits.each_photo(self.image_ids)
-        return fruit_grades(self.rule, self.proba, fruits, self.unfamiliar)
+        return fruit_grades(self.rule, self.proba, fruits, self.unfamiliar, self.not_a_fruit)
 
     def fruit_labels(self, fruits: FruitGrades | None = None) -> list[str]:
         """Each photo's label taken from its fruit's grade (``check`` where the fruit is)."""

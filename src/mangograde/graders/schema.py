@@ -17,6 +17,7 @@ from ..basics.errors import MangogradeError
 from ..data.dataset import grade_names_problem
 from ..evaluation.decisions import DECISIONS
 from ..evaluation.fruits import FRUIT_RULES
+from ..evaluation.not_a_fruit import METHOD
 from ..images.geometry import read_geometry
 
 MODEL_FILE = "model.onnx"
@@ -151,6 +152,24 @@ def check_manifest(manifest: dict[str, Any], where: Path) -> None:
         raise ManifestError(
             f"{where}: field 'familiarity' must name a file the export lists and each "
             "network's feature width. Export the run again."
+        )
+    check_not_a_fruit(manifest, where)
+
+
+def check_not_a_fruit(manifest: dict[str, Any], where: Path) -> None:
+    """The optional ``not_a_fruit`` field: its graph and arrays, files the export lists."""
+    check = manifest.get("not_a_fruit")
+    listed = manifest.get("files") or {}
+    if check is not None and not (
+        isinstance(check, dict)
+        and set(check) == {"graph", "file", "method"}
+        and check["graph"] in listed
+        and check["file"] in listed
+        and check["method"] == METHOD
+    ):
+        raise ManifestError(
+            f"{where}: field 'not_a_fruit' is {_shown(check)}; expected its graph and arrays, "
+            f"files the export lists, made as {METHOD!r}. Export the run again."
         )
 
 

@@ -224,7 +224,9 @@ ADDED_SETTINGS: dict[str, Any] = {
     "calibration": "none",
     "abstain": None,
     "fruit": {"rule": "mean"},  # how a fruit's photos become one grade
-    "familiar": {"quantile": 0.99},  # share of photos like the training ones not flagged
+    # quantile: the share of photos like the training ones not flagged; not_a_fruit: a
+    # check in a general image space for what is not a mango at all
+    "familiar": {"quantile": 0.99, "not_a_fruit": True},
 }
 
 _FAMILIES: dict[str, ModelFamily] = {}

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..basics.errors import SettingsError
 from ..evaluation.familiarity import METHOD, FamiliarityModel, check_quantile, threshold_for
 
 
@@ -17,6 +18,18 @@ def familiar_quantile(settings: dict[str, Any]) -> float:
     section = settings.get("familiar")
     quantile = section.get("quantile", 0.99) if isinstance(section, dict) else 0.99
     return check_quantile(quantile)
+
+
+def wants_not_a_fruit(settings: dict[str, Any]) -> bool:
+    """``familiar.not_a_fruit`` (default true): whether the run gets a not-a-fruit check."""
+    section = settings.get("familiar")
+    wanted = section.get("not_a_fruit", True) if isinstance(section, dict) else True
+    if not isinstance(wanted, bool):
+        raise SettingsError(
+            f"familiar.not_a_fruit must be true or false (false: no not-a-fruit check), "
+            f"got {wanted!r}."
+        )
+    return wanted
 
 
 def fit_familiarity(

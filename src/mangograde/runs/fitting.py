@@ -25,7 +25,7 @@ from ..images.loader import LoadedImages
 from ..images.similar import BURST_SECONDS, bursts, identical_photos, near_duplicates, taken_at
 from ..models.registry import FoldData, ModelFamily, Settings, get_model
 from ..models.validation import check_params
-from .familiar import familiar_quantile
+from .familiar import familiar_quantile, wants_not_a_fruit
 from .fold_notes import fold_notes
 from .parallel import engine
 
@@ -74,6 +74,7 @@ def family_of(settings: Settings) -> tuple[ModelFamily, Any]:
     check_abstain(settings.get("abstain"))
     check_fruit_rule(fruit_rule(settings))
     familiar_quantile(settings)
+    wants_not_a_fruit(settings)
     model = family.build(settings)
     check_params(model)
     family.check(settings)

@@ -14,6 +14,7 @@ import numpy as np
 from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import FamiliarGrader, Familiarity, familiarity_from_arrays
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
+from ..evaluation.not_a_fruit import NotAFruit, NotAFruitModel, split_arrays
 from ..models.blend import model_probabilities, model_probabilities_and_features
 from ..models.bundle import Bundle
 from .folder import Run, geometry_from_record, open_run
@@ -41,12 +42,13 @@ class RunPredictor(FamiliarGrader):
             fruit_rule(settings),
             fruit_temperature,
         )
-        stored = [b.familiarity for b in bundles]
+        stored, checks = zip(*(split_arrays(b.familiarity) for b in bundles), strict=True)
         self._set_familiarity(
             Familiarity(tuple(familiarity_from_arrays(a) for a in stored))
             if all(a is not None for a in stored)
             else None
         )
+        self._set_not_a_fruit(_not_a_fruit(checks[0]))
 
     @property
     def family(self) -> str:
@@ -106,6 +108,18 @@ class RunPredictor(FamiliarGrader):
         a fruit of its own): each fruit's grades, then each photo's probabilities and
         grade codes."""
         return grade_fruits(self, images, fruit_ids)
+
+
+def _not_a_fruit(arrays: dict[str, np.ndarray] | None) -> NotAFruit | None:
+    """The run's not-a-fruit check (kept with each fold's familiarity arrays), graded with
+    the installed Lite0 weights; None when the run has none or they are not installed."""
+    if arrays is None:
+        return None
+    model = NotAFruitModel.from_arrays(arrays, "The run's familiarity.npz")
+    from ..models.general_features import general_embedder
+
+    found = general_embedder(model.weights_sha256)
+    return None if found is None else NotAFruit(model, found[0])
 
 
 def member_views(predictor: RunPredictor) -> list[tuple[str, RunPredictor]]:

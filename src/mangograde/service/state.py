@@ -138,10 +138,13 @@ def _export_info(grader: Grader) -> tuple[Grader, ModelRef, ModelInfo]:
 
 
 def grade_models(predictor: Grader, images: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The batcher's work: probabilities, grade codes and (with familiarity) each photo's
-    fold-model scores; :func:`mangograde.graders.graded_from` makes the grades of them."""
+    """The batcher's work, one row a photo: probabilities, grade codes, the fold models'
+    familiarity scores (no columns without familiarity) and whether it is not a mango
+    (NaN without the check); :func:`mangograde.graders.graded_from` grades them."""
     proba, codes, scores = predictor.grade_and_score(images)
-    return (proba, codes) if scores is None else (proba, codes, scores.T)
+    foreign = predictor.foreign(images)
+    return (proba, codes, np.zeros((len(images), 0)) if scores is None else scores.T,
+            np.full(len(images), np.nan) if foreign is None else foreign.astype(float))  # fmt: skip
 
 
 def load_state(options: ServeOptions) -> ServiceState:

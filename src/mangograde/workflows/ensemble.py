@@ -31,6 +31,7 @@ from ..evaluation.confidence import abstained, calibration
 from ..evaluation.decisions import decide
 from ..evaluation.familiarity import EitherFamiliarity, FamiliarityModel
 from ..evaluation.fruits import Fruits, combine, fruit_labels, fruit_rule
+from ..evaluation.not_a_fruit import split_arrays
 from ..evaluation.temperature import cross_fit
 from ..graders import is_export
 from ..images.geometry import Resize
@@ -233,7 +234,7 @@ def _member_sizes(runs: list[Run]) -> list[int]:
 
 def _either(bundles: list[Any]) -> EitherFamiliarity | None:
     """The fold's familiarity: each member's own model (None: a member has none)."""
-    stored = [b.familiarity for b in bundles]
+    stored = [split_arrays(b.familiarity)[0] for b in bundles]
     if any(a is None for a in stored):
         return None
     models = tuple(FamiliarityModel.from_arrays(a) for a in stored)  # type: ignore[arg-type]
@@ -268,7 +269,7 @@ def _assemble(runs: list[Run], stage: Path, mode: str, preset: str | None,
         model = RunMean(labels, [float(w) for w in per_fold[k]], sizes, temperatures)
         model.joined([b.model for b in bundles], classes)
         either = _either(bundles)
-        arrays = None if either is None else either.arrays()
+        arrays = {**({} if either is None else either.arrays()), **_not_a_fruit(bundles)}
         if either is None or references is None:
             references = None
         elif either.reference is not None:
@@ -276,7 +277,7 @@ def _assemble(runs: list[Run], stage: Path, mode: str, preset: str | None,
         record = {"fold": k, "n_held_out": int(np.sum(base.folds == k)),
                   "weights": [float(w) for w in per_fold[k]], "members": labels}  # fmt: skip
         folder.save_fold_model(stage, f"fold-{k}", model, settings, grades,
-                               Resize(max(sizes)), record, arrays)  # fmt: skip
+                               Resize(max(sizes)), record, arrays or None)  # fmt: skip
     metrics = _write_results(stage, settings, base, proba, runs, labels)
     metrics["weights"] = {
         "rule": mode,
@@ -293,6 +294,16 @@ def _assemble(runs: list[Run], stage: Path, mode: str, preset: str | None,
     folder.write_json(stage, "timing.json", timing)
     notices = [n for run in runs for n in run.metrics.get("warnings", [])]
     return EnsembleResult(stage, metrics, labels, [float(w) for w in overall], notices)
+
+
+def _not_a_fruit(bundles: list[Any]) -> dict[str, np.ndarray]:
+    """The first member's not-a-fruit check that there is (the members were trained on
+    the same photos, so each one's check knows the same mangoes)."""
+    for bundle in bundles:
+        check = split_arrays(bundle.familiarity)[1]
+        if check is not None:
+            return check
+    return {}
 
 
 def _labels(runs: list[Run]) -> list[str]:

@@ -15,7 +15,7 @@ from ..evaluation import FruitLevel, evaluate, headline
 from ..evaluation.fruits import fruit_labels
 from ..graders import Graded, Grader, grade_batch
 from ..images import ImageCache
-from .predict import decode_photos, familiar_record
+from .predict import decode_photos, familiar_record, not_a_fruit_record
 
 
 def match_grades(
@@ -101,6 +101,9 @@ def evaluate_dataset(
     familiar = familiar_record(predictor, graded)
     if familiar is not None:
         record["familiar"] = familiar
+    foreign = not_a_fruit_record(predictor, graded)
+    if foreign is not None:
+        record["not_a_fruit"] = foreign
     return record, graded
 
 

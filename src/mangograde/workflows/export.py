@@ -26,6 +26,7 @@ from .. import __version__
 from ..basics.outputs import claim_folder
 from ..basics.progress import Bar
 from ..evaluation.fruits import fruit_rule
+from ..evaluation.not_a_fruit import split_arrays
 from ..graders import GRADER_FILE, ExportError, export_grader, sha256
 from ..graders.exported import FORMAT, ONNX_FORMAT_VERSION
 from ..graders.schema import MODEL_FILE, NUMPY_FILE
@@ -35,6 +36,8 @@ from ..models.registry import model_names
 from ..runs import open_run
 from ..runs.folder import Run
 from .export_classical import is_network, write_arrays
+from .export_not_a_fruit import FILES as CHECK_FILES
+from .export_not_a_fruit import write_not_a_fruit
 
 FAMILIARITY_FILE = "familiarity.npz"
 PARITY_PHOTOS = 32
@@ -385,6 +388,7 @@ def export_run(
             bar.advance(1, "familiarity statistics")
             manifest = _manifest(run, fold, bundles, members, geometry, opset, drift)
             manifest["familiarity"] = _familiarity(graph, loaded, stage)
+            manifest["not_a_fruit"] = write_not_a_fruit(loaded, stage)
             _write_manifest(stage, manifest)
             bar.advance(1, "grading the --check photos" if labelled is not None else "done")
             if labelled is not None:
@@ -524,7 +528,7 @@ def _familiarity(graph: Any, loaded: list[Any], stage: Path) -> dict[str, Any] |
     """Each bundle's familiarity model as plain arrays in ``familiarity.npz`` (read by
     :class:`~mangograde.graders.ExportedGrader` with the graph's features), and what
     grader.json says of it; None when the run has none or the graph gives no features."""
-    arrays = [b.familiarity for b in loaded]
+    arrays = [split_arrays(b.familiarity)[0] for b in loaded]
     if not graph.features or any(a is None for a in arrays):
         return None
     from ..evaluation.familiarity import METHOD, Familiarity, FamiliarityModel
@@ -541,7 +545,7 @@ def _familiarity(graph: Any, loaded: list[Any], stage: Path) -> dict[str, Any] |
 
 
 def _write_manifest(stage: Path, manifest: dict[str, Any]) -> None:
-    names = (MODEL_FILE, NUMPY_FILE, FAMILIARITY_FILE)
+    names = (MODEL_FILE, NUMPY_FILE, FAMILIARITY_FILE, *CHECK_FILES)
     manifest["files"] = {name: sha256(stage / name) for name in names
                          if (stage / name).is_file()}  # fmt: skip
     (stage / GRADER_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

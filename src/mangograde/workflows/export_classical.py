@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.not_a_fruit import split_arrays
 from ..graders import ExportError, NumpyExportGrader
 from ..graders.schema import NUMPY_FILE
 from ..models.blend import in_columns
+from .export_not_a_fruit import write_not_a_fruit
 
 PARITY_PHOTOS = 24
 PARITY_TOLERANCE = 1e-6
@@ -279,7 +281,7 @@ def _familiarity(loaded: list[Any], stage: Path) -> dict[str, Any] | None:
     from ..evaluation.familiarity import METHOD, Familiarity, FamiliarityModel
     from ..models.bundle import FAMILIARITY_FILE
 
-    arrays = [b.familiarity for b in loaded]
+    arrays = [split_arrays(b.familiarity)[0] for b in loaded]
     if any(a is None for a in arrays) or any(hasattr(b.model, "members_") for b in loaded):
         return None
     models = tuple(FamiliarityModel.from_arrays(a) for a in arrays)
@@ -320,6 +322,7 @@ def write_arrays(
         "bundles": bundles,
         "precision": "run",
         "familiarity": _familiarity(loaded, stage),
+        "not_a_fruit": write_not_a_fruit(loaded, stage),
         "versions": versions(members),
     }
     write_manifest(stage, manifest)

@@ -126,6 +126,25 @@ def familiar_record(predictor: Grader, graded: Graded) -> dict[str, Any] | None:
     }
 
 
+def not_a_fruit_record(predictor: Grader, graded: Graded) -> dict[str, Any] | None:
+    """How many of the graded photos are nothing like a mango of the run's training photos
+    (never graded), and the accuracy on the others; None for a grader without the check."""
+    flagged = graded.not_a_fruit
+    if flagged is None or predictor.not_a_fruit is None:
+        return None
+    rest = ~flagged
+    truth = graded.truth
+    accuracy = None
+    if truth is not None and rest.any():
+        accuracy = float(np.mean(graded.predicted[rest] == truth[rest]))
+    return {
+        "threshold": predictor.not_a_fruit.model.threshold,
+        "n_not_a_fruit": int(flagged.sum()),
+        "share_not_a_fruit": float(flagged.mean()) if len(flagged) else 0.0,
+        "accuracy_others": accuracy,
+    }
+
+
 def write_submission(
     path: str | Path, graded: Graded, probabilities: bool = True, fruit_grade: bool = False
 ) -> Path:

@@ -22,13 +22,14 @@ from ..evaluation import FruitLevel, evaluate, fruit_level, headline, one_grade_
 from ..evaluation.confidence import abstained, calibration
 from ..evaluation.decisions import decide
 from ..evaluation.fruits import Fruits, fruit_rule
+from ..evaluation.not_a_fruit import NO_CHECK, NotAFruitModel
 from ..evaluation.temperature import cross_fit
 from ..images import ImageCache
 from ..models import ddp
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_names
 from ..runs import folder, staging
-from ..runs.familiar import familiar_quantile, fit_familiarity
+from ..runs.familiar import familiar_quantile, fit_familiarity, wants_not_a_fruit
 from ..runs.fitting import (
     FoldResult,
     Job,
@@ -242,13 +243,15 @@ def _write(
     they say of their held-out photos (calibration, metrics, fruits), then the timing."""
     photos = fitted.photos
     familiar, familiar_record = _familiarity(family, fitted, settings)
-    graded = _save_folds(family, settings, out, fitted, familiar)
+    check, check_record = _not_a_fruit(fitted, settings)
+    graded = _save_folds(family, settings, out, fitted, familiar, check)
     calibrated = None
     if settings.get("calibration", "none") == "temperature":
         calibrated = _calibrate(photos, graded.results, fitted.splits, settings,
                                 graded.proba, graded.predicted, graded.fold)  # fmt: skip
     metrics = _metrics(photos, fitted.splits, graded.results)
     metrics["familiar"] = familiar_record
+    metrics["not_a_fruit"] = check_record
     if photos.dataset.groups is not None:
         metrics["fruit"] = _write_fruits(out, photos, graded, settings, calibrated)
     if calibrated is not None:
@@ -273,9 +276,10 @@ def _save_folds(
     out: Path,
     fitted: _Fitted,
     familiar: list[Any],
+    check: NotAFruitModel | None,
 ) -> _Graded:
-    """Save each fold's model (with its familiarity model, when there is one) and gather
-    what it gave its held-out photos."""
+    """Save each fold's model (with its familiarity model and the run's not-a-fruit
+    check, when there are) and gather what it gave its held-out photos."""
     photos = fitted.photos
     geometry = family.geometry(settings)
     grades = photos.dataset.grades
@@ -291,7 +295,8 @@ def _save_folds(
         graded.predicted[test] = result.predicted
         graded.results.append(result)
         record = {"fold": number, "n_train": int(len(split[0])), "n_held_out": int(len(test))}
-        arrays = familiar[i].arrays() if familiar else None
+        arrays = {**(familiar[i].arrays() if familiar else {}),
+                  **(check.arrays() if check else {})} or None  # fmt: skip
         folder.save_fold_model(out, name, model, settings, grades, geometry, record, arrays)
     return graded
 
@@ -374,6 +379,27 @@ def _familiarity(
             return [], {"method": None, "note": note}
         features.append(pair)
     return fit_familiarity(features, familiar_quantile(settings))
+
+
+def _not_a_fruit(
+    fitted: _Fitted, settings: Settings
+) -> tuple[NotAFruitModel | None, dict[str, Any]]:
+    """The run's not-a-fruit check, fit on the training photos in the general space, its
+    threshold set on the folds' held-out photos; and metrics.json's record of it."""
+    from ..models.general_features import general_embedder
+
+    if not wants_not_a_fruit(settings):
+        return None, {"method": None, "note": "no not-a-fruit check: familiar.not_a_fruit=false"}
+    found = general_embedder()
+    if found is None:
+        return None, {"method": None, "note": NO_CHECK}
+    started = time.perf_counter()
+    embed, digest = found
+    try:
+        check = NotAFruitModel.fit(embed(fitted.photos.images), fitted.splits, digest)
+    except SettingsError as exc:
+        return None, {"method": None, "note": str(exc)}
+    return check, {**check.record(), "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _calibrate(

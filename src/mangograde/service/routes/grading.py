@@ -47,6 +47,7 @@ class _Scored:
     code: int
     scores: np.ndarray | None  # one familiarity score a fold model
     upload: Upload
+    foreign: float = float("nan")  # 1: not a mango, 0: a mango, NaN: no check
 
 
 def image_id(upload: UploadFile, number: int) -> str:
@@ -91,7 +92,7 @@ async def _score_one(
     except PhotoError as exc:
         service.telemetry.rejected.inc()
         return PhotoResult(image_id=name, error=exc.reason, status=exc.status)
-    proba, code, *scores = await service.batcher.grade(photo)
+    proba, code, scores, foreign = await service.batcher.grade(photo)
     upload = Upload.of_bytes(data, round(1000 * (time.perf_counter() - started), 3))
     if service.keeper is not None:
         loop = asyncio.get_running_loop()
@@ -99,7 +100,7 @@ async def _score_one(
             await loop.run_in_executor(service.decoder, service.keeper.keep, upload.sha256, data)
         except KeepingFailed as exc:  # a full disk: nothing is graded unkept
             raise HTTPException(503, str(exc)) from None
-    return _Scored(proba, int(code), scores[0] if scores else None, upload)
+    return _Scored(proba, int(code), scores if len(scores) else None, upload, foreign)
 
 
 def _graded(
@@ -111,7 +112,9 @@ def _graded(
     codes = np.array([s.code for s in scored], dtype=int)
     known = scored and all(s.scores is not None for s in scored)
     scores = np.stack([s.scores for s in scored], axis=1) if known else None
-    return graded_from(grader, names, proba, codes, scores, fruits)
+    checked = scored and not any(np.isnan(s.foreign) for s in scored)
+    foreign = np.array([s.foreign for s in scored]) > 0.5 if checked else None
+    return graded_from(grader, names, proba, codes, scores, fruits, not_a_fruit=foreign)
 
 
 def _photo_results(service: ServiceState, graded: Graded) -> list[PhotoResult]:
