@@ -124,7 +124,8 @@ def _latest() -> Any:
 
 
 def to_check(store: Store, lot: str, include_corrected: bool = False) -> list[dict[str, Any]]:
-    """The lot's gradings marked check by hand, unfamiliar first, then least sure first
+    """The lot's gradings marked check by hand, not-a-fruit then unfamiliar first, then
+    least sure first
     (the lowest top probability); without ``include_corrected``, only those nobody has
     corrected or confirmed yet."""
     from sqlalchemy import select
@@ -156,7 +157,8 @@ def to_check(store: Store, lot: str, include_corrected: bool = False) -> list[di
          "corrected_grade": corrected, "corrected_by": operator}
         for i, t, photo, sha, fruit, grade, reason, familiarity, p, corrected, operator in rows
     ]  # fmt: skip
-    found.sort(key=lambda r: (r["reason"] != "unfamiliar", r["top_probability"], r["grading_id"]))
+    first = {"not-a-fruit": 0, "unfamiliar": 1}
+    found.sort(key=lambda r: (first.get(r["reason"], 2), r["top_probability"], r["grading_id"]))
     return found
 
 

@@ -23,8 +23,9 @@ class PhotoResult(BaseModel):
     )
     reason: str | None = Field(
         None,
-        description="Why to check it: unfamiliar (unlike the run's training photos) or "
-        "unsure (top probability below the run's abstain setting)",
+        description="Why to check it: not-a-fruit (nothing like a mango of the run's "
+        "training photos: never graded), unfamiliar (unlike them) or unsure (top "
+        "probability below the run's abstain setting)",
     )
     familiarity: float | None = Field(
         None,
@@ -54,7 +55,8 @@ class FruitResult(BaseModel):
         "abstain setting nor a familiarity model",
     )
     reason: str | None = Field(
-        None, description="Why to check it: unfamiliar (any of its photos is) or unsure"
+        None,
+        description="Why to check it: not-a-fruit or unfamiliar (any of its photos is) or unsure",
     )
 
 
@@ -181,7 +183,7 @@ class PhotoGraded(BaseModel):
 
 
 class ToCheckItem(PhotoGraded):
-    reason: str = Field(description="unfamiliar or unsure")
+    reason: str = Field(description="not-a-fruit, unfamiliar or unsure")
     familiarity: float | None = None
     top_probability: float
     probabilities: dict[str, float]

@@ -14,6 +14,7 @@ from ..basics.errors import DatasetError, SettingsError
 from ..data import PhotoChoice, find_photos
 from ..data.fruit_ids import fruits_from_csv, fruits_from_folders
 from ..evaluation.fruits import FruitGrades
+from ..evaluation.not_a_fruit import REASON as NOT_A_FRUIT
 from ..graders import CHECK, Graded, Grader, fruit_grade_labels, grade_batch
 from ..images import ImageCache, load_images
 from ..images.decode import BadImage
@@ -194,8 +195,8 @@ def _score(value: float) -> str:
 
 
 def write_fruits(path: str | Path, fruits: FruitGrades, grades: Sequence[str]) -> Path:
-    """One row a fruit: its id, its photo count, its grade, one probability per grade,
-    whether to check it by hand and why."""
+    """One row a fruit: its id, its photo count, its grade (none for a fruit with a photo
+    that is not a mango), one probability per grade, whether to check it by hand and why."""
     path = Path(path)
     counts = fruits.fruits.counts
     with atomic_open(path, newline="") as handle:
@@ -206,8 +207,9 @@ def write_fruits(path: str | Path, fruits: FruitGrades, grades: Sequence[str]) -
         for i, name in enumerate(fruits.fruits.names):
             shares = [f"{p:.6f}" for p in fruits.proba[i]]
             check = "yes" if fruits.check[i] else "no"
-            writer.writerow([name, int(counts[i]), grades[fruits.predicted[i]], *shares, check,
-                             fruits.reason(i)])  # fmt: skip
+            why = fruits.reason(i)
+            grade = "" if why == NOT_A_FRUIT else grades[fruits.predicted[i]]
+            writer.writerow([name, int(counts[i]), grade, *shares, check, why])
     return path
 
 

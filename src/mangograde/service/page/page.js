@@ -190,7 +190,8 @@ async function loadToCheck() {
   if (!response.ok) { $("to-check-status").textContent = "Lot " + lot + ": " + (body.detail || response.status); return; }
   $("to-check-status").textContent = "Lot " + lot + ": " + body.items.length + " photo" + (body.items.length === 1 ? "" : "s") + " to check.";
   for (const entry of body.items) {
-    const status = (entry.reason === "unfamiliar" ? "Unfamiliar: " : "Unsure: ") + entry.grade + " at "
+    const status = entry.reason === "not-a-fruit" ? NOT_A_FRUIT
+      : (entry.reason === "unfamiliar" ? "Unfamiliar: " : "Unsure: ") + entry.grade + " at "
       + (100 * entry.top_probability).toFixed(0) + "%";
     recordCard(list, entry, status, "status grade check");
   }
@@ -355,7 +356,10 @@ function bars(item, probabilities) {
   }
 }
 
+const NOT_A_FRUIT = "Not a mango? Nothing like the run's training photos: check by hand";
+
 function gradeText(result, what) {
+  if (result.reason === "not-a-fruit") { return NOT_A_FRUIT; }  // never a grade, not even a guess
   return result.check
     ? "Check by hand (" + result.grade + " at " + (100 * result.probabilities[result.grade]).toFixed(0) + "%)"
     : what + result.grade;
@@ -390,13 +394,13 @@ function showResult(item, result) {
     note.textContent = "Unlike the run's training photos";
     item.append(note);
   }
-  bars(item, result.probabilities);
+  if (result.reason !== "not-a-fruit") { bars(item, result.probabilities); }
   const why = document.createElement("button");
   why.type = "button";
   why.className = "why";
   why.textContent = "Why " + result.grade + "?";
   why.addEventListener("click", () => explainPhoto(item.file, result));
-  item.append(why);
+  if (result.reason !== "not-a-fruit") { item.append(why); }
   correctionButtons(item, [result]);
 }
 

@@ -1,0 +1,157 @@
+"""Never grade what is not a mango (issue 37, point 1): the not-a-fruit check a run makes
+at train time, answered ``check`` with its own reason by ``predict``, ``evaluate``, the
+service, fruits and the export (torch-free), and refused when tampered with."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mangograde.evaluation.not_a_fruit import METHOD, REASON
+
+from .test_cli import assert_clean_failure, run
+from .test_cli_models import read_csv
+
+
+def _not_mangoes(folder):
+    """Random noise and an empty grey tray: nothing like the synthetic mangoes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, size=(48, 48, 3), dtype=np.uint8)
+    tray = (150 + rng.normal(0, 6, size=(48, 48, 3))).clip(0, 255).astype(np.uint8)
+    Image.fromarray(noise).save(folder / "noise.png")
+    Image.fromarray(tray).save(folder / "tray.png")
+    return folder
+
+
+def test_a_run_leaves_what_is_not_a_mango_to_check_for_its_own_reason(colour_run, tmp_path):
+    root, colour = colour_run
+    record = json.loads((colour / "metrics.json").read_text())["not_a_fruit"]
+    assert record["method"] == METHOD and record["threshold"] > record["held_out_max"] > 0
+    odd = _not_mangoes(tmp_path / "odd")
+    dev = sorted((root / "dev").iterdir())[:6]
+    result = run("predict", colour, *dev, odd, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    rows = {r["image_id"]: r for r in read_csv(tmp_path / "p.csv")}
+    for name in ("noise.png", "tray.png"):
+        assert (rows[name]["label"], rows[name]["reason"]) == ("check", REASON)
+    assert all(rows[p.name]["reason"] != REASON for p in dev)  # the run's own kind of photo
+    assert "Not a mango (nothing like the run's training photos; never graded): 2 photos" in (
+        result.output
+    )
+    # --familiar off grades unfamiliar mangoes; what is not a mango stays ungraded
+    off = run("predict", colour, odd, "--familiar", "off", "--out", tmp_path / "q.csv")
+    assert off.exit_code == 0, off.output
+    assert {r["reason"] for r in read_csv(tmp_path / "q.csv")} == {REASON}
+    # a fruit with a photo that is not a mango is not graded either
+    fruits = tmp_path / "fruits"
+    (fruits / "f1").mkdir(parents=True)
+    shutil.copy(dev[0], fruits / "f1" / dev[0].name)
+    shutil.copy(odd / "tray.png", fruits / "f1" / "tray.png")
+    got = run("predict", colour, fruits, "--fruit-folders", "--out", tmp_path / "f.csv")
+    assert got.exit_code == 0, got.output
+    fruit = read_csv(tmp_path / "fruits.csv")[0]
+    assert (fruit["grade"], fruit["check"], fruit["reason"]) == ("", "yes", REASON), fruit
+
+
+def test_the_export_keeps_the_check_and_refuses_it_tampered(colour_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mangograde.graders import ExportError, open_grader
+    from mangograde.graders.schema import ManifestError
+    from mangograde.images import load_images
+
+    root, colour = colour_run
+    export = tmp_path / "export"
+    made = run("export", colour, "--out", export)
+    assert made.exit_code == 0, made.output
+    manifest = json.loads((export / "grader.json").read_text())
+    assert manifest["not_a_fruit"]["method"] == METHOD
+    odd = _not_mangoes(tmp_path / "odd")
+    paths = [*sorted((root / "dev").iterdir())[:4], odd / "noise.png", odd / "tray.png"]
+    ours, theirs = open_grader(colour), open_grader(export)
+    images = load_images(paths, ours.geometry).arrays
+    np.testing.assert_allclose(
+        theirs.not_a_fruit.scores(images), ours.not_a_fruit.scores(images), rtol=1e-4
+    )
+    assert list(theirs.foreign(images)) == [False] * 4 + [True, True]
+    # its fields and files checked like the rest of the export
+    lying = tmp_path / "lying"
+    shutil.copytree(export, lying)
+    manifest["not_a_fruit"]["graph"] = "../elsewhere.onnx"
+    (lying / "grader.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="field 'not_a_fruit'"):
+        open_grader(lying)
+    changed = tmp_path / "changed"
+    shutil.copytree(export, changed)
+    with np.load(changed / "not_a_fruit.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    arrays["not_a_fruit/threshold"] = np.array(1e9)  # grade everything
+    np.savez(changed / "not_a_fruit.npz", **arrays)
+    with pytest.raises(ExportError, match="not_a_fruit.npz is not the file that was exported"):
+        open_grader(changed)
+
+
+def test_the_service_answers_not_a_fruit_and_never_a_grade_on_the_page(colour_run, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mangograde.service import ServeOptions, create_app
+
+    root, colour = colour_run
+    odd = _not_mangoes(tmp_path / "odd")
+    own = sorted((root / "dev").iterdir())[0]
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in (own, odd / "tray.png")]
+    with TestClient(create_app(ServeOptions(run=colour))) as client:
+        body = client.post("/v1/grade", files=files, data={"fruit": "f1"}).json()
+    results = {r["image_id"]: r for r in body["results"]}
+    assert results["tray.png"]["check"] and results["tray.png"]["reason"] == REASON
+    assert results[own.name].get("reason") != REASON
+    assert body["fruits"][0]["check"] and body["fruits"][0]["reason"] == REASON
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from .service_helpers import live_server
+    from .test_service_page import CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium)")
+    with live_server(create_app(ServeOptions(run=colour))) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#pick", [str(odd / "tray.png")])
+        card = page.locator("#photos .photo")
+        sync_api.expect(card.locator(".status")).to_contain_text("Not a mango?", timeout=20000)
+        status = card.locator(".status").inner_text()
+        assert not any(g in status for g in json.loads((colour / "metrics.json").read_text())
+                       .get("grades", []))  # fmt: skip
+        assert card.locator("meter").count() == 0 and card.locator("button.why").count() == 0
+        browser.close()
+
+
+def test_the_check_can_be_left_out_and_a_bad_setting_is_named(synth_small, tmp_path):
+    from mangograde.graders import open_grader
+    from mangograde.images import load_images
+
+    from .service_helpers import train_tiny
+
+    bad = run("train", synth_small / "train", "--labels", synth_small / "train.csv",
+              "--model", "colour", "--set", "familiar.not_a_fruit=maybe",
+              "--out", tmp_path / "bad")  # fmt: skip
+    assert_clean_failure(bad, "not_a_fruit must be bool", "'maybe'")
+    off = train_tiny(synth_small, tmp_path / "off", "--model", "colour", "--cv", "2",
+                     "--set", "familiar.not_a_fruit=false")  # fmt: skip
+    grader = open_grader(off)
+    assert grader.not_a_fruit is None and any("no not-a-fruit check" in n for n in grader.notices)
+    images = load_images([_not_mangoes(tmp_path / "odd") / "noise.png"], grader.geometry).arrays
+    assert grader.foreign(images) is None
+
+
+@pytest.fixture(scope="module")
+def synth_small(tmp_path_factory):
+    from mangograde.data.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("not-a-fruit") / "s", n=18, size=40, seed=5)
