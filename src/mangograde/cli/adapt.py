@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -110,10 +110,21 @@ def adapt_command(
         typer.Option(
             "--cv",
             min=2,
-            help="Measure on the few photos: adapt on K-1 parts, grade "
-            "the other, beside the parent and a run trained from scratch.",
+            help="Measure on K parts of the new photos: adapt on K-1 parts, grade "
+            "the other, beside the parent and a run trained from scratch (with labels for "
+            "20 photos or more, --keep best measures on 5 parts without it).",
         ),
     ] = None,  # fmt: skip
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep",
+            help="best: with labels for 20 photos or more, measure by parts (--cv K, "
+            "else 5) the adapted run against the family's recipe trained from scratch on "
+            "the same photos and write the better (a tie keeps the adapted run); adapted "
+            "or scratch: write that one.",
+        ),
+    ] = "best",  # fmt: skip
     grades: Annotated[
         str | None,
         typer.Option(
@@ -198,7 +209,7 @@ def adapt_command(
     new = NewPhotos(dataset, loaded.arrays, codes, group_ids)
     started = time.perf_counter()
     result = adapt_run(run_dir, new, out_dir, sets.get("adapt", {}), cv, fold, cache,
-                       progress, overwrite)  # fmt: skip
+                       progress, overwrite, keep)  # fmt: skip
     took = time.perf_counter() - started
     notices(result.notices)
     if result.comparison:
@@ -208,10 +219,33 @@ def adapt_command(
         arms = (("parent", f"parent {parent.name} (unadapted)"), ("adapted", "adapted"),
                 ("scratch", "trained from scratch"))  # fmt: skip
         for name, label in arms:
-            table.add_row(escape(label), f"{c[name]['accuracy']:.3f}", f"{c[name]['mae']:.3f}")
+            kept = " (kept)" if name == result.kept and result.said else ""
+            table.add_row(escape(label + kept), f"{c[name]['accuracy']:.3f}",
+                          f"{c[name]['mae']:.3f}")  # fmt: skip
         out.print(table)
-    out.print(f"Adapted run written to {escape(str(out_dir))} (parent {escape(parent.name)}, "
+    for line in (result.said, _familiar_line((result.comparison or {}).get("familiar"))):
+        if line:
+            out.print(escape(line))
+    what = "Adapted run" if result.kept == "adapted" else "Run trained from scratch"
+    out.print(f"{what} written to {escape(str(out_dir))} (parent {escape(parent.name)}, "
               f"{plural(len(new.images), 'photo')}) in {_duration(took)}")  # fmt: skip
+
+
+def _familiar_line(record: dict[str, Any] | None) -> str | None:
+    """How many held-out new photos the familiarity adapted on the other parts flags,
+    beside the parent."""
+    if not record:
+        return None
+    found = record.get("adapted_held_out_new_flagged")
+    parent = record.get("parent_flags_new_photos")
+    own = record.get("parent_own_held_out_flagged")
+    if found is None:
+        return None
+    said = f"Familiarity adapted: {found:.1%} of the held-out new photos flagged unfamiliar"
+    if parent is not None:
+        said += f" (the parent flags {parent:.1%} of them"
+        said += f", and {own:.1%} of its own held-out photos)" if own is not None else ")"
+    return said + "."
 
 
 def _duration(seconds: float) -> str:
