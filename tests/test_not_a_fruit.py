@@ -155,3 +155,62 @@ def synth_small(tmp_path_factory):
     from mangograde.data.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("not-a-fruit") / "s", n=18, size=40, seed=5)
+
+
+def test_reject_photos_teach_the_check_what_else_to_answer_not_a_fruit():
+    from mangograde.evaluation.not_a_fruit import NotAFruitModel
+
+    rng = np.random.default_rng(0)
+    mangoes = rng.normal(0, 1, size=(60, 8)) + 10 * np.eye(8)[0]
+    near = 10 * np.eye(8)[0] + 6 * np.eye(8)[1]  # within the threshold's margin
+    rejects = rng.normal(0, 1, size=(12, 8)) + near
+    folds = [(np.flatnonzero(np.arange(60) % 3 != k), np.flatnonzero(np.arange(60) % 3 == k))
+             for k in range(3)]  # fmt: skip
+    plain = NotAFruitModel.fit(mangoes, folds, "sha")
+    taught = NotAFruitModel.fit(mangoes, folds, "sha", rejects=rejects)
+    new_rejects = rng.normal(0, 1, size=(10, 8)) + near
+    new_mangoes = rng.normal(0, 1, size=(10, 8)) + 10 * np.eye(8)[0]
+    assert taught.flags(new_rejects).all() and not taught.flags(new_mangoes).any()
+    assert not plain.flags(new_rejects).any()  # the distance alone let them through
+    record = taught.record()["reject_photos"]
+    assert record["n"] == 12 and record["held_out_caught"] == 1.0
+    assert record["mangoes_taken_for_rejects"] == 0.0
+    back = NotAFruitModel.from_arrays(taught.arrays(), "here")
+    assert (back.flags(new_rejects) == taught.flags(new_rejects)).all()
+
+
+def test_train_with_reject_photos_and_its_bad_input(synth_small, tmp_path):
+    from mangograde.graders import open_grader
+    from mangograde.images import load_images
+
+    trays = tmp_path / "trays"
+    trays.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        tray = (140 + 4 * i + rng.normal(0, 6, size=(40, 40, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(tray).save(trays / f"tray_{i}.png")
+    data = [synth_small / "train", "--labels", synth_small / "train.csv", "--model", "colour",
+            "--cv", "2"]  # fmt: skip
+    made = run("train", *data, "--reject-photos", trays, "--out", tmp_path / "run")
+    assert made.exit_code == 0, made.output
+    assert "Reject photos: 5; each held out from the others, 100% answered not-a-fruit" in (
+        made.output
+    )
+    grader = open_grader(tmp_path / "run")
+    assert grader.not_a_fruit.model.rejects.shape == (5, 40)
+    other = (145 + rng.normal(0, 6, size=(40, 40, 3))).clip(0, 255).astype(np.uint8)
+    Image.fromarray(other).save(tmp_path / "another_tray.png")
+    images = load_images([tmp_path / "another_tray.png"], grader.geometry).arrays
+    assert list(grader.foreign(images)) == [True]
+    # one clear error each, nothing written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    first = sorted((synth_small / "train").iterdir())[0]
+    shutil.copy(first, twice / "renamed.jpg")
+    for folder, said in ((tmp_path / "nowhere", "no such folder"), (empty, "holds no photo"),
+                         (twice, "also training photos")):  # fmt: skip
+        out = tmp_path / f"bad-{folder.name}"
+        assert_clean_failure(run("train", *data, "--reject-photos", folder, "--out", out), said)
+        assert not out.exists()

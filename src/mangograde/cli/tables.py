@@ -134,4 +134,12 @@ def held_out_lines(metrics: dict[str, Any]) -> list[str]:
         lines.append(fruit_line(metrics["fruit"], metrics["grades"]))
         if "abstain" in metrics["fruit"]:
             lines.append(abstain_line(metrics["fruit"]["abstain"], "fruits"))
+    rejects = (metrics.get("not_a_fruit") or {}).get("reject_photos")
+    if rejects:
+        caught, taken = rejects["held_out_caught"], rejects["mangoes_taken_for_rejects"]
+        lines.append(
+            f"Reject photos: {rejects['n']}; each held out from the others, "
+            + ("none to hold out" if caught != caught else f"{caught:.0%} answered not-a-fruit")
+            + f"; held-out training photos taken for one: {taken:.1%}"
+        )
     return lines

@@ -37,6 +37,7 @@ def _train_ensemble(
     overwrite: bool,
     opts: DataOptions,
     parallel: ParallelOptions,
+    rejects: Path | None = None,
 ) -> None:
     """``--preset best`` and other ensembles: each member trained on the same folds, then
     their ensemble."""
@@ -47,7 +48,8 @@ def _train_ensemble(
         out.print(f"[bold]Member {number} of {total}: {escape(name)}[/]")
 
     result = train_ensemble(settings, dataset, out_dir, data_record=record, overwrite=overwrite,
-                            on_member=starting, **opts.loading, **vars(parallel))  # fmt: skip
+                            on_member=starting, rejects=rejects, **opts.loading,
+                            **vars(parallel))  # fmt: skip
     print_ensemble(result)
 
 
@@ -86,6 +88,15 @@ def train_command(
             "$MLFLOW_TRACKING_URI is set; store: that URI, else sqlite:///mlflow.db).",
         ),
     ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--reject-photos",
+            help="A folder of photos of what the line must never grade (empty cups, trays, "
+            "leaves): such photos are answered check, reason not-a-fruit, never a grade. "
+            "Never a training photo; the run reports how many held-out ones it catches.",
+        ),
+    ] = None,
     only_fold: Annotated[
         int | None,
         typer.Option(
@@ -118,7 +129,7 @@ def train_command(
         settings = recipe.settings(extra, blend={"folds": folds})
     dataset, record = opts.open(data, auto_groups=True)
     if get_model(settings["model"]).members is not None:
-        _train_ensemble(settings, dataset, out_dir, record, overwrite, opts, parallel)
+        _train_ensemble(settings, dataset, out_dir, record, overwrite, opts, parallel, rejects)
         return
     result = train_run(
         settings,
@@ -127,6 +138,7 @@ def train_command(
         overwrite=overwrite,
         data_record=record,
         resume=resume,
+        rejects=rejects,
         **opts.loading,
         **vars(parallel),
     )

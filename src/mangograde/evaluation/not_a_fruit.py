@@ -38,6 +38,11 @@ class NotAFruitModel:
 
     model: FamiliarityModel  # fit on every training photo, its threshold set
     weights_sha256: str  # of the Lite0 weights the features were made with
+    # with --reject-photos: their features and the training photos', l2-normalised; a
+    # photo nearer a reject photo than any training photo is not a fruit either
+    rejects: np.ndarray | None = None
+    mangoes: np.ndarray | None = None
+    reject_record: dict[str, float | int] | None = None
 
     @classmethod
     def fit(
@@ -46,9 +51,12 @@ class NotAFruitModel:
         folds: Sequence[tuple[np.ndarray, np.ndarray]],
         weights_sha256: str,
         margin: float = MARGIN,
+        rejects: np.ndarray | None = None,
     ) -> NotAFruitModel:
         """Fit on ``features`` of every training photo; the threshold from ``folds``
-        (train, held-out indices): ``margin`` times the highest held-out score."""
+        (train, held-out indices): ``margin`` times the highest held-out score.
+        ``rejects``: features of photos of what to reject (empty cups, trays), answered
+        not-a-fruit when nearer one of them than any training photo."""
         held = [FamiliarityModel.fit(features[train]).score(features[test])
                 for train, test in folds if len(test) and len(train) >= 3]  # fmt: skip
         scores = np.concatenate(held) if held else np.zeros(0)
@@ -59,8 +67,12 @@ class NotAFruitModel:
             )
         whole = FamiliarityModel.fit(features)
         threshold = float(margin * scores.max())
-        return cls(FamiliarityModel(whole.center, whole.components, whole.precision, threshold,
-                                    scores, whole.residual_precision), weights_sha256)  # fmt: skip
+        model = FamiliarityModel(whole.center, whole.components, whole.precision, threshold,
+                                 scores, whole.residual_precision)  # fmt: skip
+        if rejects is None or len(rejects) == 0:
+            return cls(model, weights_sha256)
+        mangoes, others = _unit(features), _unit(rejects)
+        return cls(model, weights_sha256, others, mangoes, _reject_record(mangoes, others, folds))
 
     @property
     def threshold(self) -> float:
@@ -68,6 +80,14 @@ class NotAFruitModel:
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         return self.model.score(features)
+
+    def flags(self, features: np.ndarray) -> np.ndarray:
+        """Which photos of these general features are not a mango to grade."""
+        found = ~(self.scores(features) <= self.threshold)
+        if self.rejects is None or self.mangoes is None:
+            return found
+        x = _unit(features)
+        return found | (_nearest(x, self.rejects) < _nearest(x, self.mangoes))
 
     def record(self) -> dict[str, object]:
         """metrics.json's entry."""
@@ -78,11 +98,14 @@ class NotAFruitModel:
             "threshold": self.threshold,
             "n_held_out": 0 if held is None else int(len(held)),
             "held_out_max": None if held is None else float(held.max()),
+            **({"reject_photos": self.reject_record} if self.reject_record else {}),
         }
 
     def arrays(self, prefix: str = PREFIX) -> dict[str, np.ndarray]:
         """Plain arrays to store (no pickle); :meth:`from_arrays` reads them back."""
         own = {"weights_sha256": np.array(self.weights_sha256), "method": np.array(METHOD)}
+        if self.rejects is not None and self.mangoes is not None:
+            own |= {"rejects": self.rejects, "mangoes": self.mangoes}
         return {**self.model.arrays(prefix), **{prefix + k: v for k, v in own.items()}}
 
     @classmethod
@@ -98,7 +121,44 @@ class NotAFruitModel:
         model = FamiliarityModel.from_arrays(arrays, prefix)
         if model.threshold is None or not model.threshold > 0:
             raise SettingsError(f"{where}: the not-a-fruit check has no threshold.")
-        return cls(model, str(arrays.get(f"{prefix}weights_sha256", "")))
+        rejects, mangoes = arrays.get(f"{prefix}rejects"), arrays.get(f"{prefix}mangoes")
+        if (rejects is None) != (mangoes is None) or (
+            rejects is not None and (rejects.ndim != 2 or mangoes.shape[1:] != rejects.shape[1:])  # type: ignore[union-attr]
+        ):
+            raise SettingsError(f"{where}: the not-a-fruit check's reject photos are damaged.")
+        sha = str(arrays.get(f"{prefix}weights_sha256", ""))
+        return cls(model, sha, rejects, mangoes)
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+def _nearest(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each row of ``x``'s cosine distance to its nearest row of ``reference``."""
+    return 1.0 - (x @ reference.T).max(axis=1)
+
+
+def _reject_record(
+    mangoes: np.ndarray, rejects: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, float | int]:
+    """How the reject photos do on photos held out: each reject photo against the other
+    rejects (caught: nearer one of them than any training photo), each training photo of a
+    fold against the other folds' photos (taken for a reject)."""
+    caught = [
+        _nearest(rejects[i : i + 1], np.delete(rejects, i, axis=0))[0]
+        < _nearest(rejects[i : i + 1], mangoes)[0]
+        for i in range(len(rejects))
+    ] if len(rejects) > 1 else []  # fmt: skip
+    taken = [_nearest(mangoes[test], rejects) < _nearest(mangoes[test], mangoes[train])
+             for train, test in folds if len(test) and len(train)]  # fmt: skip
+    wrongly = np.concatenate(taken) if taken else np.zeros(0, dtype=bool)
+    return {
+        "n": int(len(rejects)),
+        "held_out_caught": float(np.mean(caught)) if caught else float("nan"),
+        "mangoes_taken_for_rejects": float(wrongly.mean()) if len(wrongly) else 0.0,
+    }
 
 
 def split_arrays(
@@ -127,8 +187,11 @@ class NotAFruit:
         return self.model.scores(self.embed(images))
 
     def flags(self, images: np.ndarray) -> np.ndarray:
-        """Which decoded photos are nothing like the training photos (never graded)."""
-        return ~(self.scores(images) <= self.model.threshold)
+        """Which decoded photos are nothing like the training photos, or like the reject
+        photos it was given (never graded)."""
+        if len(images) == 0:
+            return np.zeros(0, dtype=bool)
+        return self.model.flags(self.embed(images))
 
 
 NO_CHECK = (

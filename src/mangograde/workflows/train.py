@@ -18,13 +18,14 @@ from ..basics.errors import SettingsError
 from ..basics.outputs import claim_folder
 from ..basics.progress import progress_mode
 from ..data import Dataset
+from ..data.reject_photos import reject_photos
 from ..evaluation import FruitLevel, evaluate, fruit_level, headline, one_grade_warnings
 from ..evaluation.confidence import abstained, calibration
 from ..evaluation.decisions import decide
 from ..evaluation.fruits import Fruits, fruit_rule
 from ..evaluation.not_a_fruit import NO_CHECK, NotAFruitModel
 from ..evaluation.temperature import cross_fit
-from ..images import ImageCache
+from ..images import ImageCache, load_images
 from ..models import ddp
 from ..models.bundle import library_versions
 from ..models.registry import FoldData, ModelFamily, Settings, get_model, model_names
@@ -76,6 +77,7 @@ def train_run(
     resume: bool = False,
     backend: str | None = None,
     scheduler: str | None = None,
+    rejects: str | Path | None = None,
 ) -> RunResult:
     """Train ``settings`` on ``dataset`` and write the run folder ``out``.
 
@@ -85,11 +87,16 @@ def train_run(
     run wrote); ``resume`` continues a killed CNN run from its last checkpoints.
     ``backend`` (loky, threading, dask or ray; default: in this process, one fold after
     another) fits the folds in parallel, on the cluster at ``scheduler`` when given.
+    ``rejects``: a folder of photos of what to reject, taught to the not-a-fruit check.
     Under ``torchrun`` (2+ processes) a CNN trains with DistributedDataParallel: every
     process fits every fold, process 0 alone writes the run and its checkpoints.
     """
     out = claim_folder(Path(out), inputs=[dataset.root])
     check_backend(backend, scheduler)
+    reject_paths = None if rejects is None else reject_photos(rejects, dataset.paths)
+    if reject_paths and not wants_not_a_fruit(settings):
+        raise SettingsError("--reject-photos teaches the not-a-fruit check: drop "
+                            "familiar.not_a_fruit=false, or the option.")  # fmt: skip
     calibration = resolve_calibration(settings, dataset)
     if ddp.launched():
         _check_distributed(settings, backend)
@@ -107,7 +114,7 @@ def train_run(
             try:
                 fitted = _fit_all(family, unfitted, settings, dataset, stage, cache, skip_bad,
                                   progress, resume, backend, scheduler)  # fmt: skip
-                result = _write(family, settings, stage, fitted, resume)
+                result = _write(family, settings, stage, fitted, resume, reject_paths, cache)
                 staging.publish(stage, out, uuid.uuid4().hex)
             except KeyboardInterrupt:
                 staging.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
@@ -237,13 +244,20 @@ class _Graded:
 
 
 def _write(
-    family: ModelFamily, settings: Settings, out: Path, fitted: _Fitted, resume: bool
+    family: ModelFamily,
+    settings: Settings,
+    out: Path,
+    fitted: _Fitted,
+    resume: bool,
+    rejects: list[Path] | None = None,
+    cache: ImageCache | None = None,
 ) -> RunResult:
     """Write the fitted folds into ``out`` (the staging folder): their models, then what
     they say of their held-out photos (calibration, metrics, fruits), then the timing."""
     photos = fitted.photos
     familiar, familiar_record = _familiarity(family, fitted, settings)
-    check, check_record = _not_a_fruit(fitted, settings)
+    geometry = family.geometry(settings)
+    check, check_record = _not_a_fruit(fitted, settings, rejects, geometry, cache)
     graded = _save_folds(family, settings, out, fitted, familiar, check)
     calibrated = None
     if settings.get("calibration", "none") == "temperature":
@@ -382,10 +396,15 @@ def _familiarity(
 
 
 def _not_a_fruit(
-    fitted: _Fitted, settings: Settings
+    fitted: _Fitted,
+    settings: Settings,
+    rejects: list[Path] | None = None,
+    geometry: Any = None,
+    cache: ImageCache | None = None,
 ) -> tuple[NotAFruitModel | None, dict[str, Any]]:
-    """The run's not-a-fruit check, fit on the training photos in the general space, its
-    threshold set on the folds' held-out photos; and metrics.json's record of it."""
+    """The run's not-a-fruit check, fit on the training photos in the general space (and
+    the ``rejects`` photos, decoded at the run's ``geometry``), its threshold set on the
+    folds' held-out photos; and metrics.json's record of it."""
     from ..models.general_features import general_embedder
 
     if not wants_not_a_fruit(settings):
@@ -396,7 +415,11 @@ def _not_a_fruit(
     started = time.perf_counter()
     embed, digest = found
     try:
-        check = NotAFruitModel.fit(embed(fitted.photos.images), fitted.splits, digest)
+        others = None
+        if rejects:
+            others = embed(load_images(rejects, geometry, cache, progress=False).arrays)
+        check = NotAFruitModel.fit(embed(fitted.photos.images), fitted.splits, digest,
+                                   rejects=others)  # fmt: skip
     except SettingsError as exc:
         return None, {"method": None, "note": str(exc)}
     return check, {**check.record(), "seconds": round(time.perf_counter() - started, 3)}
