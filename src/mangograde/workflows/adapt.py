@@ -43,7 +43,15 @@ from ..runs.familiar import familiar_quantile, fit_familiarity
 from ..runs.familiar_adapted import adapted_familiarity, new_photo_flags
 from ..runs.folder import Run, open_run
 from ..runs.lock import RunLock
-from .adapt_pool import Adapter, NewPhotos, Pool, PoolFeatures, adapter, parent_photos
+from .adapt_pool import (
+    Adapter,
+    NewPhotos,
+    Pool,
+    PoolFeatures,
+    adapter,
+    one_blas_thread,
+    parent_photos,
+)
 
 __all__ = ["AdaptResult", "NewPhotos", "adapt_run", "adapt_settings", "check_grades"]
 _parent_photos = parent_photos  # benchmarks/bench_adapt.py's name for it
@@ -208,31 +216,33 @@ def adapt_run(
                        "adapted run learns from the new photos alone and keeps no "
                        "familiarity model.")  # fmt: skip
     folds = [int(b.manifest.get("fold", i)) for i, b in enumerate(bundles)]
-    pool = Pool.of(family, parent.settings, old, new)
-    quantile = familiar_quantile(parent.settings)
-    familiar = None if old is None else PoolFeatures(family, pool, quantile)
-    adapt = adapter(family, parent, pool, settings, progress)
-    groups = None if new.groups is None else list(new.groups)
-    parts = None if n_parts is None else kfold(new.codes, n_parts, groups, 0)  # type: ignore[arg-type]
-    measured = None
-    if parts is not None:
-        measured = _measure(parent, family, [b.model for b in bundles], folds, pool, parts, adapt,
-                            familiar, progress)  # fmt: skip
-    comparison = None if measured is None else measured.comparison
-    kept, line = choose_run(keep, comparison, 0 if new.codes is None else len(new.codes))
-    if kept == "scratch":
-        assert measured is not None and parts is not None
-        written = _scratch(family, pool, measured, parts, quantile)
-    else:
-        steps = track(zip(bundles, folds, strict=True), len(bundles), "Adapting the fold models",
-                      progress)  # fmt: skip
-        everything = np.arange(len(new.images))
-        adapted = [adapt(b.model, n, everything) for b, n in steps]
-        tests = [t for _, t in parts] if parts is not None else _familiar_parts(new)
-        written = _adapted(bundles, folds, adapted, familiar, tests, measured, parent, fold)
-    if written.familiar is None and old is not None:
-        notices.append("This family gives no features: the run has no familiarity model.")
-    record = _familiar_record(written.record, family, bundles, pool, parent, measured)
+    with one_blas_thread(family):  # the many small fits: see adapt_pool
+        pool = Pool.of(family, parent.settings, old, new)
+        quantile = familiar_quantile(parent.settings)
+        familiar = None if old is None else PoolFeatures(family, pool, quantile)
+        adapt = adapter(family, parent, pool, settings, progress)
+        groups = None if new.groups is None else list(new.groups)
+        parts = None if n_parts is None else kfold(new.codes, n_parts, groups, 0)  # type: ignore[arg-type]
+        measured = None
+        if parts is not None:
+            models = [b.model for b in bundles]
+            measured = _measure(parent, family, models, folds, pool, parts, adapt, familiar,
+                                progress)  # fmt: skip
+        comparison = None if measured is None else measured.comparison
+        kept, line = choose_run(keep, comparison, 0 if new.codes is None else len(new.codes))
+        if kept == "scratch":
+            assert measured is not None and parts is not None
+            written = _scratch(family, pool, measured, parts, quantile)
+        else:
+            steps = track(zip(bundles, folds, strict=True), len(bundles),
+                          "Adapting the fold models", progress)  # fmt: skip
+            everything = np.arange(len(new.images))
+            adapted = [adapt(b.model, n, everything) for b, n in steps]
+            tests = [t for _, t in parts] if parts is not None else _familiar_parts(new)
+            written = _adapted(bundles, folds, adapted, familiar, tests, measured, parent, fold)
+        if written.familiar is None and old is not None:
+            notices.append("This family gives no features: the run has no familiarity model.")
+        record = _familiar_record(written.record, family, bundles, pool, parent, measured)
     with RunLock(out):
         stage = staging.prepare_stage(out, overwrite, False)
         try:

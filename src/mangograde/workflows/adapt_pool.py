@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,20 @@ class Pool:
 
 
 Adapter = Callable[[Any, int, np.ndarray], Any]  # (fold model, fold number, new rows)
+
+
+def one_blas_thread(family: ModelFamily) -> AbstractContextManager[Any]:
+    """One BLAS thread while a classical family is refit: its many small fits (a logistic
+    regression on about 1,000 x 328 features, a 600 x 600 eigen-decomposition) gain
+    nothing from a second, and OpenBLAS's threads spin waiting for each other while
+    anything else runs on the machine: one logistic fit of adapt's took 0.15 s on one
+    thread against 7.4 s on two beside another job (benchmarks/RESULTS.md). Networks keep
+    their threads."""
+    if family.adapt_fold is not _REFIT:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def adapter(
