@@ -67,7 +67,8 @@ def test_every_family_exports_and_predict_grades_as_with_its_run(
     manifest = json.loads((exports[family] / "grader.json").read_text())
     assert manifest["engine"] == "numpy" and manifest["format_version"] == 2
     assert manifest["source"]["family"] == family and len(manifest["bundles"]) == 2
-    assert set(manifest["files"]) == {"model.npz", "familiarity.npz"}
+    assert set(manifest["files"]) == {"model.npz", "familiarity.npz", "not_a_fruit.onnx",
+                                      "not_a_fruit.npz"}  # fmt: skip
     assert manifest["parity_max_abs_diff"] < 1e-9
     assert manifest["familiarity"]["member_features"][0] > 0
     for source, name in ((runs[family], "run.csv"), (exports[family], "export.csv")):

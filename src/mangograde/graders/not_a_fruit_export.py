@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..basics.errors import MangogradeError, first_line
+from ..basics.errors import MangogradeError
 from ..evaluation.not_a_fruit import NotAFruit, NotAFruitModel
-from ..features.general import SIZE, shrunk
+from ..features.general import onnx_embedder
 
 GRAPH_FILE = "not_a_fruit.onnx"
 ARRAYS_FILE = "not_a_fruit.npz"
@@ -33,26 +33,8 @@ def read_not_a_fruit(folder: Path, manifest: dict[str, Any]) -> NotAFruit | None
             f"{folder / found['file']}: the not-a-fruit check cannot be read ({exc})."
         ) from None
     model = NotAFruitModel.from_arrays(arrays, str(folder / found["file"]))
-    import onnxruntime
-
     try:
-        session = onnxruntime.InferenceSession(
-            str(folder / found["graph"]), providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # ONNX Runtime's own error classes
-        raise NotAFruitExportError(
-            f"{folder / found['graph']} cannot be loaded by ONNX Runtime ({first_line(exc)})."
-        ) from None
-    shape = session.get_inputs()[0].shape
-    if list(shape[1:]) != [3, SIZE, SIZE] or session.get_outputs()[0].name != "features":
-        raise NotAFruitExportError(
-            f"{folder / found['graph']} takes {shape}, not the not-a-fruit check's photos "
-            f"(3 x {SIZE} x {SIZE}): export the run again."
-        )
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        parts = [session.run(["features"], {"photos": shrunk(images[i : i + 256])})[0]
-                 for i in range(0, len(images), 256)]  # fmt: skip
-        return np.concatenate(parts).astype(np.float64)
-
+        embed = onnx_embedder(str(folder / found["graph"]), str(folder / found["graph"]))
+    except MangogradeError as exc:
+        raise NotAFruitExportError(f"{exc} Export the run again.") from None
     return NotAFruit(model, embed)

@@ -20,10 +20,9 @@ def write_not_a_fruit(loaded: list[Any], stage: Path) -> dict[str, Any] | None:
     arrays = split_arrays(loaded[0].familiarity)[1]
     if arrays is None:
         return None
-    from ..models.general_features import export_onnx, general_embedder
+    from ..models.general_features import export_graph
 
     model = NotAFruitModel.from_arrays(arrays, "The run's familiarity.npz")
-    general_embedder(model.weights_sha256)  # refuses weights other than the run's
-    export_onnx(stage / GRAPH_FILE)
+    export_graph(stage / GRAPH_FILE, model.weights_sha256)  # refuses other weights
     np.savez(stage / ARRAYS_FILE, **arrays)
     return {"graph": GRAPH_FILE, "file": ARRAYS_FILE, "method": METHOD}
