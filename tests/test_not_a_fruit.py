@@ -13,6 +13,7 @@ from PIL import Image
 
 from mangograde.evaluation.not_a_fruit import METHOD, REASON
 
+from .test_adapt_keep import orchard  # noqa: F401 - the fixture
 from .test_cli import assert_clean_failure, run
 from .test_cli_models import read_csv
 
@@ -214,3 +215,39 @@ def test_train_with_reject_photos_and_its_bad_input(synth_small, tmp_path):
         out = tmp_path / f"bad-{folder.name}"
         assert_clean_failure(run("train", *data, "--reject-photos", folder, "--out", out), said)
         assert not out.exists()
+
+
+def test_adapt_keeps_the_check_counts_the_new_orchard_and_takes_reject_photos(
+    orchard,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    from mangograde.graders import open_grader
+    from mangograde.images import load_images
+
+    parent, new, labels, groups = orchard
+    trays = tmp_path / "trays"
+    trays.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(4):
+        tray = (130 + 5 * i + rng.normal(0, 6, size=(48, 48, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(tray).save(trays / f"tray_{i}.png")
+    out = tmp_path / "adapted"
+    done = run("adapt", parent, new, "--labels", labels, "--groups", groups,
+               "--reject-photos", trays, "--out", out)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    record = json.loads((out / "metrics.json").read_text())["not_a_fruit"]
+    assert record["method"] == METHOD and record["n_new_photos"] == 36
+    assert record["held_out_new_flagged"] <= 0.05  # the new orchard is a mango like any other
+    assert "Not-a-fruit check adapted:" in done.output and "4 reject photos" in done.output
+    grader = open_grader(out)
+    assert grader.not_a_fruit.model.rejects.shape == (4, 40)
+    odd = _not_mangoes(tmp_path / "odd")
+    images = load_images([odd / "noise.png", odd / "tray.png"], grader.geometry).arrays
+    assert list(grader.foreign(images)) == [True, True]  # what is not a mango stays so
+    # one clear error each
+    assert_clean_failure(run("adapt", parent, new, "--unlabelled", "--reject-photos", trays,
+                             "--out", tmp_path / "u"), "--unlabelled")  # fmt: skip
+    assert_clean_failure(run("adapt", parent, new, "--labels", labels, "--reject-photos",
+                             tmp_path / "none", "--out", tmp_path / "n"),
+                         "no such folder")  # fmt: skip
+    assert not (tmp_path / "u").exists() and not (tmp_path / "n").exists()

@@ -149,6 +149,14 @@ def adapt_command(
             "adapt.weight (classical families), e.g. --set adapt.epochs=20.",
         ),
     ] = None,  # fmt: skip
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--reject-photos",
+            help="A folder of photos of what this line must never grade (empty cups, "
+            "trays), taught to the not-a-fruit check beside the parent's own.",
+        ),
+    ] = None,  # fmt: skip
     fold: FoldOpt = None,
     cache_dir: CacheDirOpt = None,
     quiet: QuietOpt = False,
@@ -173,6 +181,11 @@ def adapt_command(
                             "Adapt the run it was exported from, then export that.")  # fmt: skip
     if unlabelled and labels is not None:
         raise SettingsError("Give --labels CSV for the new photos, or --unlabelled, not both.")
+    if unlabelled and rejects is not None:
+        raise SettingsError(
+            "--reject-photos teaches the not-a-fruit check, which --unlabelled leaves as it "
+            "is (it re-estimates BatchNorm statistics alone): give --labels, or drop it."
+        )
     parent = open_run(run_dir)
     claim_folder(out_dir, "--out", _inputs(photos, parent), runs=[run_dir])  # before any work
     sets = parse_assignments(assignments or [])
@@ -207,9 +220,16 @@ def adapt_command(
     codes = None if unlabelled else np.asarray(dataset.labels)
     group_ids = None if dataset.groups is None else np.asarray(dataset.groups)
     new = NewPhotos(dataset, loaded.arrays, codes, group_ids)
+    reject_images = None
+    if rejects is not None:
+        from ..data.reject_photos import reject_photos
+
+        found_rejects = reject_photos(rejects, list(dataset.paths))
+        reject_images = load_images(found_rejects, parent.geometry(), cache, False, None,
+                                    progress).arrays  # fmt: skip
     started = time.perf_counter()
     result = adapt_run(run_dir, new, out_dir, sets.get("adapt", {}), cv, fold, cache,
-                       progress, overwrite, keep)  # fmt: skip
+                       progress, overwrite, keep, reject_images)  # fmt: skip
     took = time.perf_counter() - started
     notices(result.notices)
     if result.comparison:
@@ -223,12 +243,27 @@ def adapt_command(
             table.add_row(escape(label + kept), f"{c[name]['accuracy']:.3f}",
                           f"{c[name]['mae']:.3f}")  # fmt: skip
         out.print(table)
-    for line in (result.said, _familiar_line((result.comparison or {}).get("familiar"))):
+    lines = (result.said, _familiar_line((result.comparison or {}).get("familiar")),
+             _check_line(result.not_a_fruit))  # fmt: skip
+    for line in lines:
         if line:
             out.print(escape(line))
     what = "Adapted run" if result.kept == "adapted" else "Run trained from scratch"
     out.print(f"{what} written to {escape(str(out_dir))} (parent {escape(parent.name)}, "
               f"{plural(len(new.images), 'photo')}) in {_duration(took)}")  # fmt: skip
+
+
+def _check_line(record: dict[str, Any] | None) -> str | None:
+    """The adapted not-a-fruit check: held-out new photos it takes for not a mango."""
+    if not record or record.get("method") is None:
+        return None
+    said = (f"Not-a-fruit check adapted: {record['held_out_new_flagged']:.1%} of the "
+            f"held-out new photos taken for not a mango (the parent's check takes "
+            f"{record['parent_flags_new_photos']:.1%} of them)")  # fmt: skip
+    rejects = record.get("reject_photos")
+    if rejects:
+        said += f"; {rejects['n']} reject photos"
+    return said + "."
 
 
 def _familiar_line(record: dict[str, Any] | None) -> str | None:

@@ -130,6 +130,27 @@ class NotAFruitModel:
         return cls(model, sha, rejects, mangoes)
 
 
+def fit_by_parts(
+    features: np.ndarray, parts: np.ndarray, weights_sha256: str, rejects: np.ndarray | None = None
+) -> NotAFruitModel:
+    """:meth:`NotAFruitModel.fit` with its threshold from ``parts`` (one label a photo)."""
+    folds = [(np.flatnonzero(parts != k), np.flatnonzero(parts == k)) for k in np.unique(parts)]
+    return NotAFruitModel.fit(features, folds, weights_sha256, rejects=rejects)
+
+
+def held_out_flags(
+    features: np.ndarray, parts: np.ndarray, weights_sha256: str, rejects: np.ndarray | None = None
+) -> np.ndarray:
+    """Which photos a check fit without their part flags (its threshold from the other
+    parts): how often photos like the training ones are taken for not-a-fruit."""
+    flags = np.zeros(len(features), dtype=bool)
+    for k in np.unique(parts):
+        inside = parts != k
+        check = fit_by_parts(features[inside], parts[inside], weights_sha256, rejects)
+        flags[~inside] = check.flags(features[~inside])
+    return flags
+
+
 def _unit(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)

@@ -34,6 +34,13 @@ from ..basics.outputs import claim_folder
 from ..basics.progress import track
 from ..data.splits import kfold
 from ..evaluation.familiarity import Familiarity, FamiliarityModel, familiarity_from_arrays
+from ..evaluation.not_a_fruit import (
+    NO_CHECK,
+    NotAFruitModel,
+    fit_by_parts,
+    held_out_flags,
+    split_arrays,
+)
 from ..evaluation.temperature import apply_temperature, fit_temperature
 from ..images import ImageCache
 from ..models.bundle import Bundle
@@ -75,6 +82,7 @@ class AdaptResult:
     kept: str = "adapted"
     said: str | None = None
     familiar: dict[str, Any] | None = None
+    not_a_fruit: dict[str, Any] | None = None  # the adapted check's record
 
 
 def adapt_settings(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +182,7 @@ def adapt_run(
     progress: bool | None = None,
     overwrite: bool = False,
     keep: str = "best",
+    rejects: np.ndarray | None = None,
 ) -> AdaptResult:
     """Adapt the run in ``parent_dir`` to ``new`` and write the kept run in ``out``.
 
@@ -195,6 +204,9 @@ def adapt_run(
         Which run to write: ``best`` measures the adapted run against the family's recipe
         trained from scratch on the new photos' parts (labels for ``MEASURED_FROM``
         photos or more) and keeps the better; ties keep the adapted run.
+    rejects : np.ndarray, optional
+        Decoded photos of what to reject, taught to the not-a-fruit check with the
+        parent's.
 
     Returns
     -------
@@ -243,16 +255,22 @@ def adapt_run(
         if written.familiar is None and old is not None:
             notices.append("This family gives no features: the run has no familiarity model.")
         record = _familiar_record(written.record, family, bundles, pool, parent, measured)
+        parts_of_new = [t for _, t in parts] if parts is not None else _familiar_parts(new)
+        check, check_record = _adapted_check(bundles, pool, parts_of_new, rejects)
+        if check_record.get("method") is not None and measured is not None:
+            measured.comparison["not_a_fruit"] = {
+                k: check_record[k] for k in ("held_out_new_flagged", "parent_flags_new_photos")
+            }
     with RunLock(out):
         stage = staging.prepare_stage(out, overwrite, False)
         try:
             _write(stage, parent, written, settings, new, comparison, record, geometry,
-                   {"rule": keep, "kept": kept})  # fmt: skip
+                   {"rule": keep, "kept": kept}, (check, check_record))  # fmt: skip
             staging.publish(stage, out, uuid.uuid4().hex)
         except BaseException:
             staging.discard_stage(stage, keep_checkpoints=False)
             raise
-    return AdaptResult(out, comparison, notices, kept, line, record)
+    return AdaptResult(out, comparison, notices, kept, line, record, check_record)
 
 
 @dataclass
@@ -444,7 +462,7 @@ def _familiar_record(
     parent's flags of the new photos and of its own held-out photos."""
     own = parent.metrics.get("familiar")
     found: dict[str, Any] = {"parent_own_held_out_flagged": (own or {}).get("held_out_flagged")}
-    arrays = [b.familiarity for b in bundles]
+    arrays = [split_arrays(b.familiarity)[0] for b in bundles]
     rows = pool.n_old + np.arange(len(pool.images) - pool.n_old)
     embedded = [family.embed_fold(b.model, pool.fold(rows, rows[:1])) for b in bundles]
     if all(a is not None for a in arrays) and all(e is not None for e in embedded):
@@ -457,6 +475,56 @@ def _familiar_record(
     return None if record is None else {**record, **found}
 
 
+def _adapted_check(
+    bundles: list[Bundle],
+    pool: Pool,
+    parts_of_new: list[np.ndarray],
+    reject_images: np.ndarray | None = None,
+) -> tuple[NotAFruitModel | None, dict[str, Any]]:
+    """The adapted run's not-a-fruit check: the parent's, fit again on the parent's photos
+    and the new ones (so the new orchard is a mango like any other), its reject photos
+    kept; and how many held-out new photos a check fit without their part flags, beside
+    how many the parent's own check flags."""
+    stored = split_arrays(bundles[0].familiarity)[1]
+    if stored is None and reject_images is not None:
+        raise SettingsError(
+            "--reject-photos teaches the parent's not-a-fruit check, and this run has none "
+            "(trained before it existed, or with familiar.not_a_fruit=false): train it again."
+        )
+    if stored is None:
+        return None, {"method": None, "note": "the parent run has no not-a-fruit check"}
+    from ..models.general_features import general_embedder
+
+    before = NotAFruitModel.from_arrays(stored, "The parent run's familiarity.npz")
+    found = general_embedder(before.weights_sha256)
+    if found is None:
+        return None, {"method": None, "note": NO_CHECK}
+    embed, digest = found
+    features = embed(pool.images)
+    rejects = before.rejects
+    if reject_images is not None and len(reject_images):
+        more = embed(reject_images)
+        rejects = more if rejects is None else np.concatenate([rejects, more])
+    n_new = len(pool.images) - pool.n_old
+    parts = np.full(len(pool.images), -1, dtype=np.int64)
+    if pool.held is not None and pool.n_old:
+        parts[: pool.n_old] = pool.held.folds[: pool.n_old]
+    for k, test in enumerate(parts_of_new):
+        parts[pool.n_old + np.asarray(test)] = 1000 + k  # apart from the parent's folds
+    check = fit_by_parts(features, parts, digest, rejects)
+    new_parts = parts[pool.n_old :]
+    flagged = held_out_flags(features, parts, digest, rejects)[pool.n_old :]
+    record = {
+        **check.record(),
+        "n_new_photos": int(n_new),
+        "held_out_new_flagged": float(flagged.mean()) if n_new else 0.0,
+        "parent_flags_new_photos": float(before.flags(features[pool.n_old :]).mean())
+        if n_new else 0.0,
+        "new_parts": int(len(np.unique(new_parts))),
+    }  # fmt: skip
+    return check, record
+
+
 def _write(
     stage: Path,
     parent: Run,
@@ -467,6 +535,7 @@ def _write(
     familiar_record: dict[str, Any] | None,
     geometry: Any,
     keep: dict[str, str],
+    check: tuple[NotAFruitModel | None, dict[str, Any]] = (None, {}),
 ) -> None:
     run_settings = copy.deepcopy(parent.settings)
     if written.split is not None:
@@ -484,11 +553,13 @@ def _write(
     trained = {k: v for k, v in run_settings.items() if k not in folder.RECORDED}
     for i, (number, model) in enumerate(zip(written.folds, written.models, strict=True)):
         record = written.records[i] | {"adapted_on": int(len(new.images))}
-        arrays = None if written.familiar is None else written.familiar[i].arrays()
+        arrays = {**({} if written.familiar is None else written.familiar[i].arrays()),
+                  **({} if check[0] is None else check[0].arrays())} or None  # fmt: skip
         name = folder.fold_name(number, run_settings) or "fold-0"
         folder.save_fold_model(stage, name, model, trained, parent.grades, geometry, record,
                                arrays)  # fmt: skip
-    metrics: dict[str, Any] = {"adapt": comparison or {}, "familiar": familiar_record}
+    metrics: dict[str, Any] = {"adapt": comparison or {}, "familiar": familiar_record,
+                               "not_a_fruit": check[1]}  # fmt: skip
     calibration = parent.path / folder.CALIBRATION
     if written.held is not None:
         proba, part_of = written.held
