@@ -25,8 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
-
-from mangograde.evaluation.not_a_fruit import NotAFruitModel  # noqa: E402
+from mangograde.evaluation.not_a_fruit import fit_by_parts, held_out_flags  # noqa: E402
 from mangograde.images import load_images  # noqa: E402
 from mangograde.models.general_features import general_embedder  # noqa: E402
 from mangograde.runs import open_run  # noqa: E402
@@ -36,11 +35,6 @@ PHOTOS = {".jpg", ".jpeg", ".png"}
 
 def _photos(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTOS)
-
-
-def _folds(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    rows = np.arange(len(labels))
-    return [(rows[labels != k], rows[labels == k]) for k in np.unique(labels)]
 
 
 def measure(run_dir: Path, data: Path, foreign: Path, other: Path | None) -> dict:
@@ -54,15 +48,9 @@ def measure(run_dir: Path, data: Path, foreign: Path, other: Path | None) -> dic
     started = time.perf_counter()
     features = embed(images)
     per_photo_ms = 1000 * (time.perf_counter() - started) / len(images)
-    folds = held.folds
-    flagged = np.zeros(len(images), dtype=bool)
-    for k in np.unique(folds):
-        inside = np.flatnonzero(folds != k)
-        inner = [(inside[a], inside[b]) for a, b in _folds(folds[inside])]
-        inner = [(np.searchsorted(inside, a), np.searchsorted(inside, b)) for a, b in inner]
-        check = NotAFruitModel.fit(features[inside], inner, digest)
-        flagged[folds == k] = check.scores(features[folds == k]) > check.threshold
-    whole = NotAFruitModel.fit(features, _folds(folds), digest)
+    folds = np.asarray(held.folds)
+    flagged = held_out_flags(features, folds, digest)
+    whole = fit_by_parts(features, folds, digest)
     found = {"run": run_dir.name, "geometry": geometry.key, "ms_per_photo": per_photo_ms,
              "own_flagged": float(flagged.mean()), "own_n": int(len(flagged)),
              "threshold": whole.threshold,
