@@ -135,6 +135,7 @@ def test_family_reproduces_its_golden_run(family, golden_data, tmp_path, monkeyp
     # Added after the golden files were written: the fruit level and the familiarity model
     # (their own tests pin them).
     assert metrics.pop("familiar")["quantile"] == 0.99
+    assert metrics.pop("not_a_fruit")["threshold"] > 0  # added later too (issue 37)
     fruit = metrics.pop("fruit")
     assert fruit["n"] == len({r["group"] for r in found_rows}) and fruit["rule"] == "mean"
     warnings = metrics.pop("warnings", [])

@@ -29,6 +29,16 @@ def _not_mangoes(folder):
     return folder
 
 
+def _trays(folder, n: int, side: int):
+    """``n`` photos of an empty grey tray, each a shade lighter."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(n)
+    for i in range(n):
+        tray = 130 + 5 * i + rng.normal(0, 6, size=(side, side, 3))
+        Image.fromarray(tray.clip(0, 255).astype(np.uint8)).save(folder / f"tray_{i}.png")
+    return folder
+
+
 def test_a_run_leaves_what_is_not_a_mango_to_check_for_its_own_reason(colour_run, tmp_path):
     root, colour = colour_run
     record = json.loads((colour / "metrics.json").read_text())["not_a_fruit"]
@@ -184,12 +194,8 @@ def test_train_with_reject_photos_and_its_bad_input(synth_small, tmp_path):
     from mangograde.graders import open_grader
     from mangograde.images import load_images
 
-    trays = tmp_path / "trays"
-    trays.mkdir()
+    trays = _trays(tmp_path / "trays", 5, 40)
     rng = np.random.default_rng(3)
-    for i in range(5):
-        tray = (140 + 4 * i + rng.normal(0, 6, size=(40, 40, 3))).clip(0, 255).astype(np.uint8)
-        Image.fromarray(tray).save(trays / f"tray_{i}.png")
     data = [synth_small / "train", "--labels", synth_small / "train.csv", "--model", "colour",
             "--cv", "2"]  # fmt: skip
     made = run("train", *data, "--reject-photos", trays, "--out", tmp_path / "run")
@@ -225,12 +231,7 @@ def test_adapt_keeps_the_check_counts_the_new_orchard_and_takes_reject_photos(
     from mangograde.images import load_images
 
     parent, new, labels, groups = orchard
-    trays = tmp_path / "trays"
-    trays.mkdir()
-    rng = np.random.default_rng(4)
-    for i in range(4):
-        tray = (130 + 5 * i + rng.normal(0, 6, size=(48, 48, 3))).clip(0, 255).astype(np.uint8)
-        Image.fromarray(tray).save(trays / f"tray_{i}.png")
+    trays = _trays(tmp_path / "trays", 4, 48)
     out = tmp_path / "adapted"
     done = run("adapt", parent, new, "--labels", labels, "--groups", groups,
                "--reject-photos", trays, "--out", out)  # fmt: skip

@@ -301,7 +301,7 @@ def test_corrections_on_the_page_become_the_next_runs_labels(page, tmp_path):
         queue = page.locator("#to-check .photo")
         sync_api.expect(queue).to_have_count(1)
         sync_api.expect(queue.locator(".name")).to_have_text("noise.png")
-        sync_api.expect(queue.locator(".status")).to_contain_text("Unfamiliar")
+        sync_api.expect(queue.locator(".status")).to_contain_text("Not a mango?")
         page.wait_for_function("document.querySelector('#to-check img').naturalWidth > 0")
         queue.locator(".corrections button[data-grade='C']").click()
         sync_api.expect(queue.locator(".corrected")).to_have_text("Corrected to C by Ana")
