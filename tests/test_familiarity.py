@@ -12,12 +12,12 @@ import pytest
 from mangograde.basics.errors import SettingsError
 from mangograde.evaluation.familiarity import (
     METHOD,
-    NO_FAMILIARITY,
     FamiliarityModel,
     auroc,
     drift_pvalue,
     threshold_for,
 )
+from mangograde.evaluation.grader_checks import NO_FAMILIARITY
 
 
 def _features(n: int, d: int = 20, shift: float = 0.0, seed: int = 0) -> np.ndarray:

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..basics.errors import SettingsError
-
-if TYPE_CHECKING:
-    from .not_a_fruit import NotAFruit
 
 MAX_COMPONENTS = 64
 METHOD = "mahalanobis-ledoit-wolf-residual"  # named in metrics.json and grader.json
@@ -334,53 +330,3 @@ class Familiarity:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], n_models: int) -> Familiarity:
         return cls(tuple(familiarity_from_arrays(arrays, f"{i}/") for i in range(n_models)))
-
-
-NO_FAMILIARITY = (
-    "This run has no familiarity model (it was trained before mangograde kept one, or its "
-    "family gives no features): its photos are graded without the unfamiliar flag. Train it "
-    "again to have photos unlike its training photos left to check by hand."
-)
-
-
-class FamiliarGrader:
-    """What every grader does with its :class:`Familiarity` (None: it has none, or it was
-    turned off with ``--familiar off``) and its not-a-fruit check (None: it has none)."""
-
-    familiarity: Familiarity | None
-    notices: list[str]
-    not_a_fruit: NotAFruit | None = None
-
-    def _set_not_a_fruit(self, check: NotAFruit | None) -> None:
-        from .not_a_fruit import NO_CHECK
-
-        self.not_a_fruit = check
-        if check is None:
-            self.notices = [*self.notices, NO_CHECK]
-
-    def foreign(self, images: np.ndarray) -> np.ndarray | None:
-        """Which decoded photos are nothing like a mango of the training photos (None
-        without the check); never graded, whatever ``--familiar`` says."""
-        return None if self.not_a_fruit is None else self.not_a_fruit.flags(images)
-
-    def _set_familiarity(self, familiarity: Familiarity | None) -> None:
-        self.familiarity = familiarity
-        found = NO_FAMILIARITY if familiarity is None else familiarity.notice()
-        self.notices = [*self.notices, *([found] if found else [])]
-
-    def without_familiarity(self) -> None:
-        """Grade without the unfamiliar flag (``--familiar off``), saying nothing of it."""
-        said = NO_FAMILIARITY if self.familiarity is None else self.familiarity.notice()
-        self.notices = [n for n in self.notices if n != said]
-        self.familiarity = None
-
-    def unfamiliar(self, scores: np.ndarray | None) -> np.ndarray | None:
-        """Which photos of these ``(n_models, n_photos)`` scores are unfamiliar."""
-        if self.familiarity is None or scores is None:
-            return None
-        return self.familiarity.flags(scores)
-
-    def drift(self, scores: np.ndarray | None) -> float | None:
-        if self.familiarity is None or scores is None:
-            return None
-        return self.familiarity.drift(scores)

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.decisions import DECISIONS, GradingRule
-from ..evaluation.familiarity import FamiliarGrader, Familiarity
+from ..evaluation.familiarity import Familiarity
 from ..evaluation.fruits import FRUIT_RULES, FruitGrades, grade_fruits
+from ..evaluation.grader_checks import FamiliarGrader
 from ..evaluation.temperature import apply_temperature
 from ..features.arrays import resize_images
 from ..images.geometry import Resize, read_geometry

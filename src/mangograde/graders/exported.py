@@ -20,8 +20,9 @@ import numpy as np
 
 from ..basics.errors import MangogradeError, first_line
 from ..evaluation.decisions import GradingRule
-from ..evaluation.familiarity import FamiliarGrader, Familiarity
+from ..evaluation.familiarity import Familiarity
 from ..evaluation.fruits import FruitGrades, grade_fruits
+from ..evaluation.grader_checks import FamiliarGrader
 from ..images.geometry import read_geometry
 from .not_a_fruit_export import read_not_a_fruit
 from .schema import MODEL_FILE, check_graph, check_manifest, engine_of

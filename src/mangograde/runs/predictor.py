@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.decisions import GradingRule
-from ..evaluation.familiarity import FamiliarGrader, Familiarity, familiarity_from_arrays
+from ..evaluation.familiarity import Familiarity, familiarity_from_arrays
 from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
+from ..evaluation.grader_checks import FamiliarGrader
 from ..evaluation.not_a_fruit import NotAFruit, NotAFruitModel, split_arrays
 from ..models.blend import model_probabilities, model_probabilities_and_features
 from ..models.bundle import Bundle
