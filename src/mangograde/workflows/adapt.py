@@ -35,6 +35,7 @@ from ..basics.progress import track
 from ..data.splits import kfold
 from ..evaluation.familiarity import Familiarity, FamiliarityModel, familiarity_from_arrays
 from ..evaluation.not_a_fruit import (
+    ADAPTED_MARGIN,
     NO_CHECK,
     NotAFruitModel,
     fit_by_parts,
@@ -511,9 +512,9 @@ def _adapted_check(
         parts[: pool.n_old] = pool.held.folds[: pool.n_old]
     for k, test in enumerate(parts_of_new):
         parts[pool.n_old + np.asarray(test)] = 1000 + k  # apart from the parent's folds
-    check = fit_by_parts(features, parts, digest, rejects)
+    check = fit_by_parts(features, parts, digest, rejects, ADAPTED_MARGIN)
     new_parts = parts[pool.n_old :]
-    flagged = held_out_flags(features, parts, digest, rejects)[pool.n_old :]
+    flagged = held_out_flags(features, parts, digest, rejects, ADAPTED_MARGIN)[pool.n_old :]
     record = {
         **check.record(),
         "n_new_photos": int(n_new),
