@@ -3,9 +3,12 @@ check (a run's predictor and each kind of export share it)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .familiarity import Familiarity
+from .fruits import FruitGrades, grade_fruits
 from .not_a_fruit import NO_CHECK, NotAFruit
 
 NO_FAMILIARITY = (
@@ -54,3 +57,20 @@ class FamiliarGrader:
         if self.familiarity is None or scores is None:
             return None
         return self.familiarity.drift(scores)
+
+    def grade(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.grade(images)[0]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.grade(images)[1]
+
+    def grade_fruits(
+        self, images: np.ndarray, fruit_ids: Sequence[str | None]
+    ) -> tuple[FruitGrades, np.ndarray, np.ndarray]:
+        """Grade decoded photos as fruits (``fruit_ids[i]``: photo i's fruit; None or empty,
+        a fruit of its own): each fruit's grades, then each photo's probabilities and
+        grade codes."""
+        return grade_fruits(self, images, fruit_ids)  # type: ignore[arg-type]

@@ -98,9 +98,7 @@ class NotAFruitModel:
         held = self.model.reference
         return {
             "method": METHOD,
-            "margin": float(self.model.threshold / self.model.reference.max())  # type: ignore[operator, union-attr]
-            if self.model.reference is not None and len(self.model.reference)
-            else MARGIN,
+            "margin": None if held is None else round(self.threshold / float(held.max()), 3),
             "threshold": self.threshold,
             "n_held_out": 0 if held is None else int(len(held)),
             "held_out_max": None if held is None else float(held.max()),

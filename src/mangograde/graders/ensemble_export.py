@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from ..evaluation.decisions import DECISIONS, GradingRule
 from ..evaluation.familiarity import Familiarity
-from ..evaluation.fruits import FRUIT_RULES, FruitGrades, grade_fruits
+from ..evaluation.fruits import FRUIT_RULES
 from ..evaluation.grader_checks import FamiliarGrader
 from ..evaluation.temperature import apply_temperature
 from ..features.arrays import resize_images
@@ -233,14 +232,3 @@ class EnsembleExportGrader(FamiliarGrader):
         folds, features = self._outputs(images, True)
         assert features is not None
         return (*self._graded(folds), self.familiarity.scores(features))
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return self.grade(images)[0]
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return self.grade(images)[1]
-
-    def grade_fruits(
-        self, images: np.ndarray, fruit_ids: Sequence[str | None]
-    ) -> tuple[FruitGrades, np.ndarray, np.ndarray]:
-        return grade_fruits(self, images, fruit_ids)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import numpy as np
 from ..basics.errors import MangogradeError, first_line
 from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import Familiarity
-from ..evaluation.fruits import FruitGrades, grade_fruits
 from ..evaluation.grader_checks import FamiliarGrader
 from ..images.geometry import read_geometry
 from .not_a_fruit_export import read_not_a_fruit
@@ -239,15 +238,3 @@ class ExportedGrader(FamiliarGrader):
         found = self._run(images, features)
         folds = np.stack(self._folds(found[0])[0], axis=1)
         return folds, [found[1][:, c] for c in self._feature_slices] if features else None
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return self.grade(images)[0]
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return self.grade(images)[1]
-
-    def grade_fruits(
-        self, images: np.ndarray, fruit_ids: Sequence[str | None]
-    ) -> tuple[FruitGrades, np.ndarray, np.ndarray]:
-        """As :meth:`mangograde.runs.RunPredictor.grade_fruits`."""
-        return grade_fruits(self, images, fruit_ids)

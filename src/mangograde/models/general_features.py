@@ -110,12 +110,15 @@ def general_embedder(expected_sha256: str | None = None) -> tuple[Embed, str] | 
     found = general_graph(expected_sha256)
     if found is None:
         return None
-    return _embedder(found[1], found[0]), found[1]
+    return _embedder(found[1]), found[1]
 
 
 @lru_cache(maxsize=2)
-def _embedder(digest: str, graph: bytes) -> Embed:
-    return onnx_embedder(graph, str(digest))
+def _embedder(digest: str) -> Embed:
+    """One ONNX Runtime session a process for these weights (the graph is cached too)."""
+    path = weights_file()
+    assert path is not None  # general_graph found it
+    return onnx_embedder(_graph(str(path), digest), f"the not-a-fruit graph {digest[:16]}")
 
 
 def export_graph(path: Path, expected_sha256: str | None = None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 
 from ..evaluation.decisions import GradingRule
 from ..evaluation.familiarity import Familiarity, familiarity_from_arrays
-from ..evaluation.fruits import FruitGrades, fruit_rule, grade_fruits
+from ..evaluation.fruits import fruit_rule
 from ..evaluation.grader_checks import FamiliarGrader
 from ..evaluation.not_a_fruit import NotAFruit, NotAFruitModel, split_arrays
 from ..models.blend import model_probabilities, model_probabilities_and_features
@@ -98,17 +97,6 @@ class RunPredictor(FamiliarGrader):
         model = self.models[0]
         own_rule = len(self.bundles) == 1 and not getattr(model, "predicts_most_likely", False)
         return proba, self.rule.grades(proba, (lambda: model.predict(images)) if own_rule else None)
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return self.grade(images)[1]
-
-    def grade_fruits(
-        self, images: np.ndarray, fruit_ids: Sequence[str | None]
-    ) -> tuple[FruitGrades, np.ndarray, np.ndarray]:
-        """Grade decoded photos as fruits (``fruit_ids[i]``: photo i's fruit; None or empty,
-        a fruit of its own): each fruit's grades, then each photo's probabilities and
-        grade codes."""
-        return grade_fruits(self, images, fruit_ids)
 
 
 def _not_a_fruit(arrays: dict[str, np.ndarray] | None) -> NotAFruit | None:
