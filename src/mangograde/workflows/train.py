@@ -97,6 +97,10 @@ def train_run(
     if reject_paths and not wants_not_a_fruit(settings):
         raise SettingsError("--reject-photos teaches the not-a-fruit check: drop "
                             "familiar.not_a_fruit=false, or the option.")  # fmt: skip
+    reject_images = None  # decoded before any training: a bad photo stops it at once
+    if reject_paths:
+        geometry = get_model(settings["model"]).geometry(settings)
+        reject_images = load_images(reject_paths, geometry, cache, progress=False).arrays
     calibration = resolve_calibration(settings, dataset)
     if ddp.launched():
         _check_distributed(settings, backend)
@@ -114,7 +118,7 @@ def train_run(
             try:
                 fitted = _fit_all(family, unfitted, settings, dataset, stage, cache, skip_bad,
                                   progress, resume, backend, scheduler)  # fmt: skip
-                result = _write(family, settings, stage, fitted, resume, reject_paths, cache)
+                result = _write(family, settings, stage, fitted, resume, reject_images)
                 staging.publish(stage, out, uuid.uuid4().hex)
             except KeyboardInterrupt:
                 staging.discard_stage(stage, keep_checkpoints=True)  # --resume continues it
@@ -249,15 +253,13 @@ def _write(
     out: Path,
     fitted: _Fitted,
     resume: bool,
-    rejects: list[Path] | None = None,
-    cache: ImageCache | None = None,
+    rejects: np.ndarray | None = None,
 ) -> RunResult:
     """Write the fitted folds into ``out`` (the staging folder): their models, then what
     they say of their held-out photos (calibration, metrics, fruits), then the timing."""
     photos = fitted.photos
     familiar, familiar_record = _familiarity(family, fitted, settings)
-    geometry = family.geometry(settings)
-    check, check_record = _not_a_fruit(fitted, settings, rejects, geometry, cache)
+    check, check_record = _not_a_fruit(fitted, settings, rejects)
     graded = _save_folds(family, settings, out, fitted, familiar, check)
     calibrated = None
     if settings.get("calibration", "none") == "temperature":
@@ -398,13 +400,11 @@ def _familiarity(
 def _not_a_fruit(
     fitted: _Fitted,
     settings: Settings,
-    rejects: list[Path] | None = None,
-    geometry: Any = None,
-    cache: ImageCache | None = None,
+    rejects: np.ndarray | None = None,
 ) -> tuple[NotAFruitModel | None, dict[str, Any]]:
     """The run's not-a-fruit check, fit on the training photos in the general space (and
-    the ``rejects`` photos, decoded at the run's ``geometry``), its threshold set on the
-    folds' held-out photos; and metrics.json's record of it."""
+    the ``rejects`` photos, decoded as they are), its threshold set on the folds' held-out
+    photos; and metrics.json's record of it."""
     from ..models.general_features import general_embedder
 
     if not wants_not_a_fruit(settings):
@@ -415,9 +415,7 @@ def _not_a_fruit(
     started = time.perf_counter()
     embed, digest = found
     try:
-        others = None
-        if rejects:
-            others = embed(load_images(rejects, geometry, cache, progress=False).arrays)
+        others = None if rejects is None else embed(rejects)
         check = NotAFruitModel.fit(embed(fitted.photos.images), fitted.splits, digest,
                                    rejects=others)  # fmt: skip
     except SettingsError as exc:
