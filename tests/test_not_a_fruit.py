@@ -242,6 +242,7 @@ def test_adapt_keeps_the_check_counts_the_new_orchard_and_takes_reject_photos(
     assert "Not-a-fruit check adapted:" in done.output and "4 reject photos" in done.output
     grader = open_grader(out)
     assert grader.not_a_fruit.model.rejects.shape == (4, 40)
+    assert len(grader.not_a_fruit.model.lines) == 1 == len(record["lines"])  # the new line
     odd = _not_mangoes(tmp_path / "odd")
     images = load_images([odd / "noise.png", odd / "tray.png"], grader.geometry).arrays
     assert list(grader.foreign(images)) == [True, True]  # what is not a mango stays so
@@ -252,3 +253,36 @@ def test_adapt_keeps_the_check_counts_the_new_orchard_and_takes_reject_photos(
                              tmp_path / "none", "--out", tmp_path / "n"),
                          "no such folder")  # fmt: skip
     assert not (tmp_path / "u").exists() and not (tmp_path / "n").exists()
+
+
+def test_a_new_line_is_a_model_of_its_own_so_what_lies_between_the_lines_stays_flagged():
+    """Two lines' photos in one model spread past either line: a photo between them (a
+    lemon between two orchards' mangoes) is taken in. Each line its own model keeps it out,
+    and both lines' photos stay mangoes; the lines survive the stored arrays."""
+    from mangograde.evaluation.not_a_fruit import NotAFruitModel, fit_by_parts
+
+    rng = np.random.default_rng(3)
+    d, n = 8, 120
+
+    def photos(count, spread):  # one line: photos spread along one axis of its own
+        return (
+            np.eye(d)[0] + rng.normal(0, 0.01, (count, d)) + rng.normal(0, 0.1, (count, 1)) * spread
+        )
+
+    one, two = photos(n, np.eye(d)[2]), photos(n, np.eye(d)[3])
+    between = photos(20, 0) + 0.15 * (np.eye(d)[2] + np.eye(d)[3])  # off both lines' axes
+    parts = np.arange(n) % 5
+    parent = fit_by_parts(one, parts, "sha")
+    assert parent.flags(between).all()
+    pooled = fit_by_parts(np.concatenate([one, two]), np.concatenate([parts, parts + 5]), "sha",
+                          margin=1.0)  # fmt: skip
+    assert not pooled.flags(between).any()  # one model of both lines takes them in
+    adapted = parent.with_line(two, parts)
+    assert adapted.flags(between).all()
+    assert adapted.flags(one).mean() <= 0.02 and adapted.flags(two).mean() <= 0.02
+    again = NotAFruitModel.from_arrays(adapted.arrays(), "stored")
+    assert len(again.lines) == 1 and adapted.record()["lines"][0]["margin"] == 1.0
+    assert np.allclose(again.scores(between), adapted.scores(between))
+    damaged = adapted.arrays() | {"not_a_fruit/line1/threshold": np.array(-1.0)}
+    with pytest.raises(Exception, match="line1 is damaged"):
+        NotAFruitModel.from_arrays(damaged, "stored")

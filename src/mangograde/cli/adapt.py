@@ -257,9 +257,13 @@ def _check_line(record: dict[str, Any] | None) -> str | None:
     """The adapted not-a-fruit check: held-out new photos it takes for not a mango."""
     if not record or record.get("method") is None:
         return None
-    said = (f"Not-a-fruit check adapted: {record['held_out_new_flagged']:.1%} of the "
-            f"held-out new photos taken for not a mango (the parent's check takes "
-            f"{record['parent_flags_new_photos']:.1%} of them)")  # fmt: skip
+    parent = f"the parent's check takes {record['parent_flags_new_photos']:.1%} of them"
+    held = record.get("held_out_new_flagged")
+    if held is None:
+        said = f"Not-a-fruit check kept as the parent's: {record.get('note')} ({parent})"
+    else:
+        said = (f"Not-a-fruit check adapted: {held:.1%} of the held-out new photos taken "
+                f"for not a mango ({parent})")  # fmt: skip
     rejects = record.get("reject_photos")
     if rejects:
         said += f"; {rejects['n']} reject photos"

@@ -38,8 +38,6 @@ from ..evaluation.not_a_fruit import (
     ADAPTED_MARGIN,
     NO_CHECK,
     NotAFruitModel,
-    fit_by_parts,
-    held_out_flags,
     split_arrays,
 )
 from ..evaluation.temperature import apply_temperature, fit_temperature
@@ -482,10 +480,10 @@ def _adapted_check(
     parts_of_new: list[np.ndarray],
     reject_images: np.ndarray | None = None,
 ) -> tuple[NotAFruitModel | None, dict[str, Any]]:
-    """The adapted run's not-a-fruit check: the parent's, fit again on the parent's photos
-    and the new ones (so the new orchard is a mango like any other), its reject photos
-    kept; and how many held-out new photos a check fit without their part flags, beside
-    how many the parent's own check flags."""
+    """The adapted run's not-a-fruit check: the parent's, with the new photos as a line of
+    their own (so the new orchard is a mango like any other) and its reject photos kept;
+    and how many held-out new photos a check made without their part flags, beside how
+    many the parent's own check flags."""
     stored = split_arrays(bundles[0].familiarity)[1]
     if stored is None and reject_images is not None:
         raise SettingsError(
@@ -500,30 +498,41 @@ def _adapted_check(
     found = general_embedder(before.weights_sha256)
     if found is None:
         return None, {"method": None, "note": NO_CHECK}
-    embed, digest = found
+    embed, _ = found
     features = embed(pool.images)
-    rejects = before.rejects
-    if reject_images is not None and len(reject_images):
-        more = embed(reject_images)
-        rejects = more if rejects is None else np.concatenate([rejects, more])
-    n_new = len(pool.images) - pool.n_old
-    parts = np.full(len(pool.images), -1, dtype=np.int64)
-    if pool.held is not None and pool.n_old:
-        parts[: pool.n_old] = pool.held.folds[: pool.n_old]
+    old, new = features[: pool.n_old], features[pool.n_old :]
+    parts = np.full(len(new), -1, dtype=np.int64)
     for k, test in enumerate(parts_of_new):
-        parts[pool.n_old + np.asarray(test)] = 1000 + k  # apart from the parent's folds
-    check = fit_by_parts(features, parts, digest, rejects, ADAPTED_MARGIN)
-    new_parts = parts[pool.n_old :]
-    flagged = held_out_flags(features, parts, digest, rejects, ADAPTED_MARGIN)[pool.n_old :]
-    record = {
-        **check.record(),
-        "n_new_photos": int(n_new),
-        "held_out_new_flagged": float(flagged.mean()) if n_new else 0.0,
-        "parent_flags_new_photos": float(before.flags(features[pool.n_old :]).mean())
-        if n_new else 0.0,
-        "new_parts": int(len(np.unique(new_parts))),
-    }  # fmt: skip
-    return check, record
+        parts[np.asarray(test)] = k
+    more = None if reject_images is None or not len(reject_images) else embed(reject_images)
+
+    def made(inside: np.ndarray, line: bool = True) -> NotAFruitModel:
+        check = before.with_line(new[inside], parts[inside], ADAPTED_MARGIN) if line else before
+        rejects = before.rejects if more is None else (
+            more if before.rejects is None else np.concatenate([before.rejects, more]))  # fmt: skip
+        if rejects is None:
+            return check
+        mangoes = np.concatenate([before.mangoes if before.mangoes is not None else old,
+                                  new[inside]])  # fmt: skip
+        labels = np.concatenate([np.full(len(mangoes) - inside.sum(), -1), parts[inside]])
+        return check.with_rejects(mangoes, rejects, labels)
+
+    record: dict[str, Any] = {
+        "n_new_photos": int(len(new)),
+        "parent_flags_new_photos": float(before.flags(new).mean()),
+    }
+    labelled = np.unique(parts[parts >= 0])
+    if len(labelled) < 2:
+        note = "too few new photos for a line of their own: the parent's check is kept"
+        kept = made(parts >= 0, line=False)
+        return kept, {**kept.record(), **record, "held_out_new_flagged": None, "note": note}
+    check = made(parts >= 0)
+    # each part scored by a check made without it (its threshold from the other parts)
+    flagged = [made((parts >= 0) & (parts != k)).flags(new[parts == k])
+               for k in labelled if len(labelled) >= 3]  # fmt: skip
+    held = float(np.concatenate(flagged).mean()) if flagged else None
+    record |= {"held_out_new_flagged": held, "new_parts": int(len(labelled))}
+    return check, {**check.record(), **record}
 
 
 def _write(
