@@ -170,6 +170,34 @@ def test_the_same_records_hash_alike_on_sqlite_and_postgresql(db_url, tmp_path):
     assert lot_records(here, "bin 7").digest == mine.digest  # read again: the same
 
 
+def test_each_rows_digest_is_of_the_documented_canonical_text(db_url):
+    """Row digests as the digest module documents them (JSON, keys sorted at every level,
+    no spaces, times as UTC ISO 8601), recomputed here from the rows alone: the fast
+    encoding the records use must give the very same text, on both databases."""
+    import json
+
+    store, ids = _lot(db_url)
+    records.close_lot(store, "bin 7", "carmen")
+    found = lot_records(store, "bin 7")
+
+    def text(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=lambda t: t.replace(tzinfo=t.tzinfo or timezone.utc)
+                          .astimezone(timezone.utc).isoformat())  # fmt: skip
+
+    def sha(value):
+        return hashlib.sha256(text(value).encode("utf-8")).hexdigest()
+
+    fruits = {f["id"]: f for f in found.fruits}
+    for grading in found.gradings:
+        whole = {"grading": grading, "fruit": fruits.get(grading["fruit_grading_id"]),
+                 "corrections": [c for c in found.corrections
+                                 if c["grading_id"] == grading["id"]]}  # fmt: skip
+        assert found.rows[f"grading {grading['id']}"] == sha(whole)
+    assert found.rows["lot"] == sha(found.lot) and found.rows["lot events"] == sha(found.events)
+    assert list(found.gradings[0]["probabilities"]) != list(_p("Class_I"))  # given out of order
+
+
 # -- lots verify ----------------------------------------------------------------------------
 
 

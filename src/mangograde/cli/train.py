@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..basics.errors import SettingsError
-from ..models.registry import get_model
 from .options import (
     DataArg,
     DataOptions,
@@ -128,6 +127,8 @@ def train_command(
             )
         settings = recipe.settings(extra, blend={"folds": folds})
     dataset, record = opts.open(data, auto_groups=True)
+    from ..models.registry import get_model
+
     if get_model(settings["model"]).members is not None:
         _train_ensemble(settings, dataset, out_dir, record, overwrite, opts, parallel, rejects)
         return

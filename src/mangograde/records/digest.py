@@ -68,6 +68,12 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
                             allow_nan=True, default=_plain)  # fmt: skip
 
 
+# For rows whose keys are already in order at every level (as :func:`_read` makes them):
+# sorting each row's keys again was most of the time a digest took.
+_IN_ORDER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True,
+                             check_circular=False, default=_plain)  # fmt: skip
+
+
 def canonical(row: Any) -> bytes:
     """``row`` as the bytes its digest is taken of (times as UTC ISO 8601)."""
     return _ENCODER.encode(row).encode("utf-8")
@@ -134,11 +140,24 @@ def _time(value: Any) -> Any:
     return _time_from_text(value) if isinstance(value, str) else value  # SQLite keeps text
 
 
-_DECODER = json.JSONDecoder()
+def _in_order(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return dict(sorted(pairs))
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_in_order)
 
 
 def _json(value: Any) -> Any:
-    return _DECODER.decode(value) if isinstance(value, str) else value
+    return _DECODER.decode(value) if isinstance(value, str) else _ordered(value)
+
+
+def _ordered(value: Any) -> Any:
+    """A JSON value (as a driver decoded it) with every object's keys in order."""
+    if isinstance(value, dict):
+        return {k: _ordered(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_ordered(v) for v in value]
+    return value
 
 
 def _columns(query: Query, dialect: str) -> dict[str, list[tuple[str, Make | None]]]:
@@ -158,8 +177,10 @@ def _columns(query: Query, dialect: str) -> dict[str, list[tuple[str, Make | Non
 
 def _read(query: Query, table: str, key: Any,
           columns: dict[str, list[tuple[str, Make | None]]]) -> list[dict[str, Any]]:  # fmt: skip
-    """The table's rows of the lot, every column but ``lot_id`` (which only says the lot)."""
-    kept = [(c, make) for c, make in columns[table] if c != "lot_id" or table == "lots"]
+    """The table's rows of the lot, every column but ``lot_id`` (which only says the lot),
+    keys in order at every level (as the canonical text has them)."""
+    kept = sorted(((c, make) for c, make in columns[table] if c != "lot_id" or table == "lots"),
+                  key=lambda column: column[0])  # fmt: skip
     names = [c for c, _ in kept]
     made = [(at, make) for at, (_, make) in enumerate(kept) if make is not None]
     found = query(_SQL[table].format(", ".join(f'"{table}"."{c}"' for c in names)), {"key": key})
@@ -259,8 +280,9 @@ def row_digests(records: LotRecords) -> dict[str, str]:
     by_grading: dict[int, list[dict[str, Any]]] = {}
     for correction in records.corrections:
         by_grading.setdefault(correction["grading_id"], []).append(correction)
-    fruits = {f["id"]: _ENCODER.encode(f) for f in records.fruits}
-    no_corrections = _ENCODER.encode([])
+    encode = _IN_ORDER.encode
+    fruits = {f["id"]: encode(f) for f in records.fruits}
+    no_corrections = encode([])
     used: set[int] = set()
     rows: dict[str, str] = {}
     for grading in records.gradings:
@@ -271,9 +293,9 @@ def row_digests(records: LotRecords) -> dict[str, str]:
         # The text of {"corrections": ..., "fruit": ..., "grading": ...} as canonical()
         # writes it (keys sorted, no spaces), each fruit encoded once for all its photos.
         whole = (
-            f'{{"corrections":{_ENCODER.encode(corrections) if corrections else no_corrections}'
+            f'{{"corrections":{encode(corrections) if corrections else no_corrections}'
             f',"fruit":{fruits.get(fruit_id, "null") if fruit_id is not None else "null"}'
-            f',"grading":{_ENCODER.encode(grading)}}}'
+            f',"grading":{encode(grading)}}}'
         )
         rows[f"grading {grading['id']}"] = hashlib.sha256(whole.encode("utf-8")).hexdigest()
     rows[LOT] = _sha(records.lot)
