@@ -388,6 +388,19 @@ def test_a_sqlite_file_is_verified_without_sqlalchemy_and_hashes_as_through_the_
     assert said == [expected, "False"]
 
 
+def test_the_command_line_starts_without_the_photo_and_model_libraries():
+    """Every command pays the command line's imports: lots verify's second is mostly that.
+    numpy, Pillow, SQLAlchemy and torch load in the commands that use them, not before."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mangograde.cli; print(sorted(m for m in ('numpy', 'PIL', "
+            "'sqlalchemy', 'torch', 'scipy') if m in sys.modules))")  # fmt: skip
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    assert said == "[]"
+
+
 def test_verify_of_a_database_not_as_expected_says_what_the_store_says(tmp_path):
     import sqlite3
 
