@@ -376,3 +376,46 @@ def test_data_corrections_reports_a_closed_lot_per_photo(db_url, tmp_path):
     assert "Refused task 1" in done.output and "closed by dora" in done.output
     assert "Appended 0 corrections" in done.output and "1 refused" in done.output
     assert len(history(store, ids[0])) == 1
+
+
+def test_not_a_mango_goes_to_label_studio_and_back(db_url, tmp_path):
+    """Label Studio offers "not a mango" (exported as reject); `data corrections` keeps it
+    as the operator's answer, and the next `data labels` puts the photo under reject/."""
+    from mangograde.records import REJECT, history, open_store
+
+    kept, ids = _records(db_url, tmp_path)
+    tasks = _studio(db_url, kept, tmp_path)
+    config = (tmp_path / "labels" / "label_config.xml").read_text(encoding="utf-8")
+    assert f'<Choice value="not a mango" alias="{REJECT}"/>' in config
+    tasks[0]["annotations"][0]["result"][0]["value"]["choices"] = [REJECT]  # the alias
+    export = write_export(tmp_path / "export.json", tasks, "JSON")
+    done = run("data", "corrections", export, "--db", db_url)
+    assert done.exit_code == 0, done.output
+    assert "Appended 1 correction" in done.output
+    assert history(open_store(db_url), ids[0])[-1].grade == REJECT
+    again = run("data", "labels", db_url, "--photos", kept, "--out", tmp_path / "next")
+    assert again.exit_code == 0, again.output
+    assert "1 rejects (not a mango)" in " ".join(again.output.split())
+    assert len(list((tmp_path / "next" / "reject").iterdir())) == 1
+    with (tmp_path / "next" / "rejects.csv").open(encoding="utf-8") as handle:
+        assert [r["grading_id"] for r in csv.DictReader(handle)] == [str(ids[0])]
+
+
+@pytest.mark.parametrize("fmt", ["JSON", "CSV"])
+def test_labels_leave_out_the_photos_answered_not_a_mango_and_name_them(
+    photo_folder, tmp_path, fmt
+):
+    tasks = _tasks()
+    tasks[1]["annotations"][0]["result"][0]["value"]["choices"] = ["reject"]  # a2
+    ds = load_dataset(photo_folder, labels=write_export(tmp_path / f"e.{EXT[fmt]}", tasks, fmt))
+    assert ds.image_ids == ("a1.jpg", "b1.jpg", "b2.jpg", "c1.jpg")
+    assert ds.grades == ("A", "B", "C")
+    said = " ".join(ds.notices)
+    assert "answered 'reject' (not a mango)" in said and "task 2 (a2.jpg)" in said
+    assert "--reject-photos" in said
+    for task in tasks:
+        for annotation in task["annotations"]:
+            if annotation["result"]:
+                annotation["result"][0]["value"]["choices"] = ["reject"]
+    with pytest.raises(DatasetError, match="no grade to learn from"):
+        load_dataset(photo_folder, labels=write_export(tmp_path / f"all.{EXT[fmt]}", tasks, fmt))

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..basics.errors import DatasetError, listing, plural
 from .csvfile import header, read_rows, read_text
-from .grade_names import DEFAULT_GRADES, known_order
+from .grade_names import DEFAULT_GRADES, REJECT, known_order
 from .photos import Found
 from .problems import Problems
 
@@ -356,6 +356,17 @@ def from_export(
 
     export = read_export(path)
     chosen, notices = choose(export, annotations)
+    rejects = [c for c in chosen if c.grade.strip().lower() == REJECT]
+    if rejects:
+        chosen = [c for c in chosen if c.grade.strip().lower() != REJECT]
+        where = listing([c.task.where for c in rejects])
+        notices.append(f"{plural(len(rejects), 'task')} of {path.name} answered {REJECT!r} (not "
+                       f"a mango), left out of the grades: {where}. Give such photos to "
+                       "train as --reject-photos DIR.")  # fmt: skip
+        if not chosen:
+            raise DatasetError(f"Every annotated task of {path} answered {REJECT!r} (not a "
+                               "mango): there is no grade to learn from. Give them as "
+                               "--reject-photos DIR, and labels of graded photos.")  # fmt: skip
     if grades is None and not unordered:
         grades = known_order({c.grade for c in chosen}) or DEFAULT_GRADES
     entries: list[tuple[int | str, str, str]] = [(c.task.id, c.task.name, c.grade) for c in chosen]

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..basics.errors import MangogradeError, SettingsError
+from ..data.grade_names import REJECT
 
 NAME_LIMIT = 200  # characters of a lot or fruit name
 NOTE_LIMIT = 10_000  # characters of a correction's note
-# The operator's answer for a photo of something that is not a mango (an empty cup, a leaf,
-# a hand, another fruit): kept as a correction's grade besides the run's grades, never
-# counted as a grade (the lot summary counts it apart, ``data labels`` writes it apart).
-REJECT = "reject"
+# REJECT, the operator's "not a mango": kept as a correction's grade besides the run's
+# grades, never counted as a grade (the lot summary counts it apart, ``data labels``
+# writes it apart).
+__all__ = ["REJECT"]
 
 
 class RecordsError(MangogradeError):

@@ -19,7 +19,7 @@ from typing import Any
 from ..basics.errors import DatasetError, MangogradeError, listing, plural
 from ..data.label_studio import Chosen, choose, read_export
 from ..data.problems import Problems
-from ..records import Correction, LotClosed, Store, check_name, correct
+from ..records import REJECT, Correction, LotClosed, Store, check_name, correct
 from ..records.corrections import standing
 from ..records.names import NAME_LIMIT
 from .labels import file_name
@@ -74,8 +74,9 @@ def append_corrections(store: Store, export: Path, annotations: str = "latest") 
         row = matched.get(i)
         if row is None:
             result.unknown.append(c)
-        elif c.grade not in row["grades"]:
-            wrong_grade.append(f"{c.task.where}: {c.grade!r} (grades {', '.join(row['grades'])})")
+        elif c.grade not in row["grades"] and c.grade != REJECT:
+            wrong_grade.append(f"{c.task.where}: {c.grade!r} (grades {', '.join(row['grades'])}, "
+                               f"or {REJECT!r} for not a mango)")  # fmt: skip
         else:
             try:
                 check_name(c.annotators[:NAME_LIMIT], "operator")

@@ -88,7 +88,10 @@ def _label_studio(rows: list[tuple[str, dict[str, Any]]], folder: str) -> list[d
 
 
 def _label_config(grades: list[str]) -> str:
-    choices = "\n".join(f'    <Choice value="{g}"/>' for g in grades)
+    """One choice a grade, and "not a mango", exported as ``reject`` (``data corrections``
+    keeps it as the operator's answer; ``--labels`` leaves such photos out)."""
+    choices = "\n".join([*(f'    <Choice value="{g}"/>' for g in grades),
+                         f'    <Choice value="not a mango" alias="{REJECT}"/>'])  # fmt: skip
     return (f'<View>\n  <Image name="image" value="$image"/>\n  <Choices name="grade" '
             f'toName="image" choice="single">\n{choices}\n  </Choices>\n</View>\n')  # fmt: skip
 
