@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..basics.errors import MangogradeError, SettingsError
-from ..data.grade_names import REJECT
+from ..data.grade_names import REJECT as REJECT  # the records' name for it too
 
 NAME_LIMIT = 200  # characters of a lot or fruit name
 NOTE_LIMIT = 10_000  # characters of a correction's note
 # REJECT, the operator's "not a mango": kept as a correction's grade besides the run's
 # grades, never counted as a grade (the lot summary counts it apart, ``data labels``
 # writes it apart).
-__all__ = ["REJECT"]
 
 
 class RecordsError(MangogradeError):
