@@ -390,15 +390,19 @@ def test_a_sqlite_file_is_verified_without_sqlalchemy_and_hashes_as_through_the_
 
 def test_the_command_line_starts_without_the_photo_and_model_libraries():
     """Every command pays the command line's imports: lots verify's second is mostly that.
-    numpy, Pillow, SQLAlchemy and torch load in the commands that use them, not before."""
+    numpy, Pillow, SQLAlchemy and torch load in the commands that use them, not before;
+    the lots commands never load the photo and model libraries."""
     import subprocess
     import sys
 
-    code = ("import sys, mangograde.cli; print(sorted(m for m in ('numpy', 'PIL', "
-            "'sqlalchemy', 'torch', 'scipy') if m in sys.modules))")  # fmt: skip
-    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
-    assert said == "[]"
+    heavy = "('numpy', 'PIL', 'scipy', 'torch')"
+    for modules, more in (("mangograde.cli", ", 'sqlalchemy'"),
+                          ("mangograde.records, mangograde.workflows.lots", "")):  # fmt: skip
+        code = (f"import sys, {modules}; "
+                f"print(sorted(m for m in {heavy[:-1]}{more}) if m in sys.modules))")  # fmt: skip
+        said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+        assert said == "[]", (modules, said)
 
 
 def test_verify_of_a_database_not_as_expected_says_what_the_store_says(tmp_path):

@@ -10,10 +10,6 @@ from collections.abc import Sequence
 from ..basics.errors import DatasetError
 
 DEFAULT_GRADES = ("A", "B", "C")
-# The answer for a photo of something that is not a mango (an empty cup, a leaf, a hand,
-# another fruit): never a grade; the records keep it as a correction's grade, Label
-# Studio's choice "not a mango" exports it, and labels that give it leave the photo out.
-REJECT = "reject"
 # Grade orders recognised without --grades (best first).
 KNOWN_GRADE_ORDERS = (
     ("A", "B", "C"),

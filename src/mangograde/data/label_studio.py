@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..basics.answers import REJECT
 from ..basics.errors import DatasetError, listing, plural
 from .csvfile import header, read_rows, read_text
-from .grade_names import DEFAULT_GRADES, REJECT, known_order
+from .grade_names import DEFAULT_GRADES, known_order
 from .photos import Found
 from .problems import Problems
 

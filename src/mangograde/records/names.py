@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ..basics.answers import REJECT as REJECT  # the records' name for it too
 from ..basics.errors import MangogradeError, SettingsError
-from ..data.grade_names import REJECT as REJECT  # the records' name for it too
 
 NAME_LIMIT = 200  # characters of a lot or fruit name
 NOTE_LIMIT = 10_000  # characters of a correction's note
