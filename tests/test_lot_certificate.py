@@ -160,6 +160,10 @@ def test_the_certificate_csv_carries_a_digest_a_row_and_the_lot_digest_last(db_u
     assert rows[-1][0] == "lot SHA-256" and rows[-1][-1] == _digest_said(done.output)
     assert rows[-1][-1] == recorded.digest
     assert grading_rows(recorded) == store.gradings("bin 7")  # the columns as before
+    for lot, out in (("nope", tmp_path / "nope.csv"), ("nope", tmp_path / "nope.html")):
+        assert_clean_failure(run("lots", "report", lot, "--db", db_url, "--out", out),
+                             "No lot named 'nope'")  # fmt: skip
+        assert not out.exists()
 
 
 def test_the_same_records_hash_alike_on_sqlite_and_postgresql(db_url, tmp_path):

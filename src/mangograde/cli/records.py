@@ -184,7 +184,7 @@ def lots_report(
 
     zone = house_zone(timezone_name)
     claim_file(out_file, "--out", [photos] if photos else [], [], overwrite)
-    written, digest = write_lot_report(_store(db), lot, out_file, zone, photos)
+    written, digest = write_lot_report(db, lot, out_file, zone, photos)
     out.print(f"Wrote {escape(str(written))} (times in {escape(zone.name)})")
     out.print(f"SHA-256 of the lot's records: {digest}")
 

@@ -32,9 +32,9 @@ from ..records.digest import (
     check_digest,
     differences,
     lot_digest,
-    lot_records,
     read_lot,
 )
+from ..records.store import open_existing
 
 THUMBNAILS = 50  # small pictures inlined in a certificate, at most
 THUMB_PX = 96
@@ -144,7 +144,7 @@ def certificate(
             f"--photos {photos} is not a folder: give the folder serve keeps "
             "the photos in (its --keep-photos), or leave --photos out."
         )
-    records = lot_records(store, name)
+    records = read_lot(store.url, name, store)
     found = Certificate(store.summary(name, detail=True), records, zone or house_zone(None))
     found.closed = closing_of(store, name)
     found.to_check = to_check(store, name)
@@ -184,24 +184,25 @@ def thumbnail(folder: Path, sha256: str) -> str | None:
 
 
 def write_lot_report(
-    store: Store,
+    db: str,
     name: str,
     path: Path,
     zone: HouseZone | None = None,
     photos: Path | None = None,
 ) -> tuple[Path, str]:
-    """``path``: ``.html`` (the certificate) or ``.csv`` (every grading with its row
-    digest, the lot's digest in the last row); the file written and the lot's digest."""
+    """Lot ``name`` of the records at URL ``db`` to ``path``: ``.html`` (the certificate)
+    or ``.csv`` (every grading with its row digest, the lot's digest in the last row); the
+    file written and the lot's digest."""
     suffix = path.suffix.lower()
     if suffix not in (".html", ".csv"):
         raise SettingsError(f"--out {path}: give a .html or a .csv file (a PDF is not "
                             "written: print the HTML page to PDF from a browser).")  # fmt: skip
     zone = zone or house_zone(None)
     if suffix == ".csv":
-        records = lot_records(store, name)
+        records = read_lot(db, name)  # the rows alone: a plain SQLite file without SQLAlchemy
         _write_csv(grading_rows(records), records, zone, path)
         return path, records.digest
-    found = certificate(store, name, zone, photos)
+    found = certificate(open_existing(db), name, zone, photos)
     with atomic_open(path) as handle:
         handle.write(lot_html(found.summary, zone, found))
     return path, found.digest
