@@ -20,6 +20,10 @@ from .test_cli import run
 
 TINY_CNN = ["--model", "cnn", "--cv", "2", "--set", "features.size=32", "--set", "epochs=2",
             "--set", "width=8", "--set", "threads=1", "--set", "batch_size=8"]  # fmt: skip
+# cnn-fast grades the mean of 4 flips (tta): its ONNX graph holds each network 4 times and
+# takes ~2.5x as long to export. Tests of something else that export a CNN run (a head, a
+# crop, a rule) train without flips; test_export exports flips and checks them.
+NO_FLIPS = ["--set", "tta=false"]
 
 
 def train_tiny(root: Path, out: Path, *recipe: str) -> Path:

@@ -100,13 +100,13 @@ def test_the_runs_abstain_setting_is_followed_by_train_predict_evaluate_export_a
     from mangograde.data.synth import synthesize
     from mangograde.service import ServeOptions, create_app
 
-    from .service_helpers import TINY_CNN
+    from .service_helpers import NO_FLIPS, TINY_CNN
     from .test_cli_models import read_csv
 
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
     # top probabilities 0.34 to 0.59, as trained (uncalibrated: a temperature fit on 36
     # photos would flatten them all below the threshold)
-    spread = ["--set", "epochs=8", "--set", "lr=0.01", "--set", "calibration=none"]
+    spread = ["--set", "epochs=8", "--set", "lr=0.01", "--set", "calibration=none", *NO_FLIPS]
     out = train_tiny(root, tmp_path / "cnn", *TINY_CNN, *spread, "--set", "abstain=0.45")
     held = read_csv(out / "predictions.csv")
     unsure = [top < 0.45 for top in _tops(held)]

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from mangograde.basics.errors import SettingsError
 from mangograde.images.geometry import FruitCrop, fruit_box, read_geometry
 
-from .service_helpers import TINY_CNN, train_tiny
+from .service_helpers import NO_FLIPS, TINY_CNN, train_tiny
 from .test_cli import run
 from .test_cli_models import read_csv
 
@@ -55,7 +55,7 @@ def test_a_fruit_crop_run_trains_grades_and_exports_with_its_geometry(tmp_path):
     from mangograde.data.synth import synthesize
 
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
-    out = train_tiny(root, tmp_path / "run", *TINY_CNN, "--set", "crop=fruit")
+    out = train_tiny(root, tmp_path / "run", *TINY_CNN, *NO_FLIPS, "--set", "crop=fruit")
     manifest = json.loads(next((out / "model").rglob("bundle.json")).read_text())
     assert manifest["preprocessing"]["geometry"] == {"kind": "fruit-crop", "size": 37,
                                                       "fill": 0.85}  # fmt: skip

@@ -18,7 +18,7 @@ from mangograde.evaluation.temperature import apply_temperature, fit_temperature
 from mangograde.images import load_images
 from mangograde.runs import open_predictor, open_run
 
-from .service_helpers import TINY_CNN, train_tiny
+from .service_helpers import NO_FLIPS, TINY_CNN, train_tiny
 from .test_cli import assert_clean_failure, run
 from .test_cli_models import read_csv
 
@@ -263,7 +263,7 @@ def test_evaluate_with_groups_scores_the_fruits_too(synth, colour_run, tmp_path)
 @pytest.fixture(scope="module")
 def calibrated_cnn(synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cnn"
-    return train_tiny(synth, out, *TINY_CNN, "--set", "calibration=temperature",
+    return train_tiny(synth, out, *TINY_CNN, *NO_FLIPS, "--set", "calibration=temperature",
                       "--set", "fruit.rule=log-mean", "--set", "abstain=0.6")  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import pytest
 from mangograde.graders import Graded, Grader, grade_batch, open_grader
 from mangograde.images import load_images
 
-from .service_helpers import TINY_CNN, train_tiny
+from .service_helpers import NO_FLIPS, TINY_CNN, train_tiny
 from .test_cli import run
 
 # fruits of 3, 2 and 1 photos, and one photo of no fruit (a fruit of its own)
@@ -28,8 +28,9 @@ def synth(tmp_path_factory):
 def run_and_export(synth, tmp_path_factory):
     pytest.importorskip("onnxruntime")
     out = tmp_path_factory.mktemp("runs")
-    trained = train_tiny(synth, out / "cnn", *TINY_CNN, "--set", "calibration=temperature",
-                         "--set", "fruit.rule=log-mean", "--set", "abstain=0.55")  # fmt: skip
+    trained = train_tiny(synth, out / "cnn", *TINY_CNN, *NO_FLIPS, "--set",
+                         "calibration=temperature", "--set", "fruit.rule=log-mean", "--set",
+                         "abstain=0.55")  # fmt: skip
     export = out / "export"
     result = run("export", trained, "--out", export)
     assert result.exit_code == 0, result.output

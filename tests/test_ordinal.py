@@ -11,7 +11,7 @@ import torch
 from mangograde.basics.errors import SettingsError
 from mangograde.models.cnn import CumulativeLink, build_network, with_head
 
-from .service_helpers import train_tiny
+from .service_helpers import NO_FLIPS, train_tiny
 from .test_cli import run
 from .test_cli_models import read_csv
 
@@ -55,7 +55,7 @@ def test_a_cumulative_cnn_trains_grades_explains_and_exports(tmp_path):
     root = synthesize(tmp_path / "s", n=36, size=48, seed=2)
     out = train_tiny(root, tmp_path / "run", "--model", "cnn", "--cv", "2", "--set",
                      "features.size=32", "--set", "epochs=2", "--set", "width=8",
-                     "--set", "head=cumulative")  # fmt: skip
+                     "--set", "head=cumulative", *NO_FLIPS)  # fmt: skip
     rows = read_csv(out / "predictions.csv")
     proba = np.array([[float(r[f"p_{g}"]) for g in "ABC"] for r in rows])
     np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
