@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -37,11 +38,26 @@ def cnn_run(synth, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(cnn_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("exports") / "fp32"
-    result = run("export", cnn_run, "--format", "onnx", "--out", out)
+def export_checked(synth, cnn_run, tmp_path_factory):
+    """The run's export, checked on the training photos in grade folders, and what it said.
+    One export serves the tests of the graph and of --check's grade folders: each export
+    of the flipping CNN takes ~15 s, and --check only grades the written graph."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("exports")
+    folders = base / "graded"
+    for row in read_csv(synth / "train.csv"):
+        (folders / row["label"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(synth / "train" / row["image_id"], folders / row["label"])
+    out = base / "fp32"
+    result = run("export", cnn_run, "--format", "onnx", "--check", folders, "--out", out)
     assert result.exit_code == 0, result.output
-    return out
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def exported(export_checked):
+    return export_checked[0]
 
 
 def probabilities(csv):
@@ -125,16 +141,9 @@ def test_evaluate_measures_an_export_as_it_measures_its_run(synth, cnn_run, expo
     )  # fmt: skip
 
 
-def test_check_takes_grade_folders(synth, cnn_run, tmp_path):
-    import shutil
-
-    folders = tmp_path / "graded"
-    for row in read_csv(synth / "train.csv"):
-        (folders / row["label"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(synth / "train" / row["image_id"], folders / row["label"])
-    result = run("export", cnn_run, "--check", folders, "--out", tmp_path / "e")
-    assert result.exit_code == 0, result.output
-    assert "Accuracy on" in result.output and "fp32:" in result.output
+def test_check_takes_grade_folders(synth, cnn_run, export_checked, tmp_path):
+    output = export_checked[1]  # exported with --check grade folders
+    assert "Accuracy on" in output and "fp32:" in output
     unlabelled = run("export", cnn_run, "--check", synth / "dev", "--out", tmp_path / "u")
     assert_clean_failure(unlabelled, "holds no grades")
 
@@ -194,9 +203,11 @@ def test_a_slim_install_grades_an_export_without_torch(synth, cnn_run, exported,
         assert done.exit_code == 0, done.output
         classical.append(tmp_path / f"{family}-export")
     env_dir = tmp_path / "slim"
-    venv.create(env_dir, with_pip=True)
+    venv.create(env_dir, with_pip=False)  # this pip installs into it: no ensurepip
     python = env_dir / "bin" / "python"
-    install = subprocess.run([python, "-m", "pip", "install", "-q", *SLIM],
+    # --no-compile: Python compiles what predict imports, not all of scipy up front
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
+                              "--no-compile", *SLIM],
                              capture_output=True, text=True, timeout=600)  # fmt: skip
     if install.returncode != 0:
         pytest.skip(f"pip could not install the slim packages here: {install.stderr[-300:]}")
