@@ -202,12 +202,16 @@ def test_a_slim_install_grades_an_export_without_torch(synth, cnn_run, exported,
         done = run("export", trained, "--out", tmp_path / f"{family}-export")
         assert done.exit_code == 0, done.output
         classical.append(tmp_path / f"{family}-export")
+    from importlib.metadata import version
+
     env_dir = tmp_path / "slim"
-    venv.create(env_dir, with_pip=False)  # this pip installs into it: no ensurepip
+    # pip 22.3+ installs into another environment (--python): no ensurepip there
+    ours = tuple(int(p) for p in version("pip").split(".")[:2] if p.isdigit()) >= (22, 3)
+    venv.create(env_dir, with_pip=not ours)
     python = env_dir / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", python] if ours else [python, "-m", "pip"]
     # --no-compile: Python compiles what predict imports, not all of scipy up front
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
-                              "--no-compile", *SLIM],
+    install = subprocess.run([*pip, "install", "-q", "--no-compile", *SLIM],
                              capture_output=True, text=True, timeout=600)  # fmt: skip
     if install.returncode != 0:
         pytest.skip(f"pip could not install the slim packages here: {install.stderr[-300:]}")
