@@ -45,6 +45,34 @@ def test_help_reads_well(command):
     assert "Usage" in result.output and len(result.output.splitlines()) > 5
 
 
+def test_the_console_command_makes_only_the_group_or_command_asked():
+    """`mangograde lots verify` starts without making train's or serve's options; the
+    whole command line answers --help, --version and a misspelt command."""
+    import sys
+
+    from typer.main import get_command
+
+    from mangograde.cli import _only
+
+    assert set(get_command(_only("lots")).commands) == {"lots"}
+    assert set(get_command(_only("predict")).commands) == {"predict"}
+    assert {"lots", "train", "predict", "data"} <= set(get_command(app).commands)
+
+    def said(*args):
+        done = subprocess.run([sys.executable, "-m", "mangograde", *args], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        return done.returncode, done.stdout + done.stderr
+
+    code, text = said("lots", "--help")
+    assert code == 0 and "verify" in text and "report" in text
+    code, text = said("--debug", "db", "--help")
+    assert code == 0 and "upgrade" in text
+    code, text = said("--help")
+    assert code == 0 and all(name in text for name in ("lots", "train", "ensemble", "data"))
+    code, text = said("lost")
+    assert code == 2 and "No such command 'lost'" in text
+
+
 def test_inspect_reports_grades_groups_and_sizes(synth_root):
     result = run(
         "data", "inspect", synth_root / "train", "--labels", synth_root / "train.csv",
