@@ -151,6 +151,7 @@ def test_the_certificate_csv_carries_a_digest_a_row_and_the_lot_digest_last(db_u
     rows = _csv(table)
     head = rows[0]
     assert head[:3] == ["id", "time (UTC)", "time (Europe/Madrid)"] and head[-1] == "row_sha256"
+    assert [h for h in head if h.startswith("p_")] == [f"p_{g}" for g in GRADES]  # best first
     gradings = [r for r in rows[1:] if r[0].isdigit()]
     assert [int(r[0]) for r in gradings] == ids
     assert gradings[0][1:3] == ["2026-12-07 09:00:00", "2026-12-07 10:00:00"]
@@ -199,7 +200,7 @@ def test_each_rows_digest_is_of_the_documented_canonical_text(db_url):
                                  if c["grading_id"] == grading["id"]]}  # fmt: skip
         assert found.rows[f"grading {grading['id']}"] == sha(whole)
     assert found.rows["lot"] == sha(found.lot) and found.rows["lot events"] == sha(found.events)
-    assert list(found.gradings[0]["probabilities"]) != list(_p("Class_I"))  # given out of order
+    assert list(found.gradings[0]["probabilities"]) == list(_p("Class_I"))  # as stored
 
 
 # -- lots verify ----------------------------------------------------------------------------

@@ -68,7 +68,7 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
                             allow_nan=True, default=_plain)  # fmt: skip
 
 
-# For rows whose keys are already in order at every level (as :func:`_read` makes them):
+# For rows whose keys are already in order at every level (see :func:`_in_order`):
 # sorting each row's keys again was most of the time a digest took.
 _IN_ORDER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True,
                              check_circular=False, default=_plain)  # fmt: skip
@@ -140,16 +140,14 @@ def _time(value: Any) -> Any:
     return _time_from_text(value) if isinstance(value, str) else value  # SQLite keeps text
 
 
-def _in_order(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    return dict(sorted(pairs))
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_in_order)
+_DECODER = json.JSONDecoder()
 
 
 def _json(value: Any) -> Any:
+    """A JSON cell's value, its keys in their stored order (a grading's probabilities keep
+    its run's grades best first: the certificate's columns follow them)."""
     if not isinstance(value, str):
-        return _ordered(value)
+        return value
     try:  # the C scanner alone: decode()'s wrappers were a third of reading a lot
         found, end = _DECODER.scan_once(value, 0)
     except StopIteration:
@@ -158,7 +156,7 @@ def _json(value: Any) -> Any:
 
 
 def _ordered(value: Any) -> Any:
-    """A JSON value (as a driver decoded it) with every object's keys in order."""
+    """A JSON value with every object's keys in order."""
     if isinstance(value, dict):
         return {k: _ordered(v) for k, v in sorted(value.items())}
     if isinstance(value, list):
@@ -184,7 +182,8 @@ def _columns(query: Query, dialect: str) -> dict[str, list[tuple[str, Make | Non
 def _read(query: Query, table: str, key: Any,
           columns: dict[str, list[tuple[str, Make | None]]]) -> list[dict[str, Any]]:  # fmt: skip
     """The table's rows of the lot, every column but ``lot_id`` (which only says the lot),
-    keys in order at every level (as the canonical text has them)."""
+    the columns in order (as the canonical text has them; a JSON cell's own keys are put
+    in order when the row is encoded)."""
     kept = sorted(((c, make) for c, make in columns[table] if c != "lot_id" or table == "lots"),
                   key=lambda column: column[0])  # fmt: skip
     names = [c for c, _ in kept]
@@ -281,13 +280,19 @@ def _sha(row: Any) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
+def _in_order(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as :func:`_read` gives it (its columns in order) with its JSON cells' keys
+    in order too: ready to encode as it is."""
+    return {k: _ordered(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+
+
 def row_digests(records: LotRecords) -> dict[str, str]:
     """Key -> SHA-256 of each row of the lot (see the module's docstring)."""
     by_grading: dict[int, list[dict[str, Any]]] = {}
     for correction in records.corrections:
         by_grading.setdefault(correction["grading_id"], []).append(correction)
     encode = _IN_ORDER.encode
-    fruits = {f["id"]: encode(f) for f in records.fruits}
+    fruits = {f["id"]: encode(_in_order(f)) for f in records.fruits}
     no_corrections = encode([])
     used: set[int] = set()
     rows: dict[str, str] = {}
@@ -296,12 +301,13 @@ def row_digests(records: LotRecords) -> dict[str, str]:
         if fruit_id is not None:
             used.add(fruit_id)
         corrections = by_grading.get(grading["id"])
+        made = encode([_in_order(c) for c in corrections]) if corrections else no_corrections
         # The text of {"corrections": ..., "fruit": ..., "grading": ...} as canonical()
         # writes it (keys sorted, no spaces), each fruit encoded once for all its photos.
         whole = (
-            f'{{"corrections":{encode(corrections) if corrections else no_corrections}'
+            f'{{"corrections":{made}'
             f',"fruit":{fruits.get(fruit_id, "null") if fruit_id is not None else "null"}'
-            f',"grading":{encode(grading)}}}'
+            f',"grading":{encode(_in_order(grading))}}}'
         )
         rows[f"grading {grading['id']}"] = hashlib.sha256(whole.encode("utf-8")).hexdigest()
     rows[LOT] = _sha(records.lot)
