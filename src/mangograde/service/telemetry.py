@@ -97,11 +97,13 @@ def log_detail(event: str, detail: str) -> None:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Request lines to stderr as they are (already JSON)."""
+    """Request lines to stderr as they are (already JSON); where a handler is there
+    already (one of the embedding application's), to it, at ``level`` unless it set one."""
+    if LOG.level == logging.NOTSET:
+        LOG.setLevel(level)
     if LOG.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     LOG.addHandler(handler)
-    LOG.setLevel(level)
     LOG.propagate = False
