@@ -1,7 +1,7 @@
 """Issue 23: `serve` grading whole fruits (loopback only), and where a request's time goes.
 
     python benchmarks/bench_serve_fruits.py GRADER [--fruits 200] [--per-fruit 10]
-        [--clients 16] [--uploads 1000] [--workers 1]
+        [--clients 16] [--uploads 1000] [--workers 1] [--grading-threads 1] [--fruits-only]
 
 GRADER: a run or an export folder (RESULTS.md: the ONNX export of a cnn-fast run). The
 aicup-sample photos stand in for a line's camera. In turn, against one fresh server:
@@ -142,6 +142,13 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--steps-only", action="store_true", help="Only the per-step costs.")
     parser.add_argument("--fold", type=int, help="With --steps-only: one fold of a run.")
+    parser.add_argument("--workers", type=int, default=1, help="serve's --workers.")
+    parser.add_argument("--grading-threads", type=int, default=1, help="serve's --grading-threads.")
+    parser.add_argument(
+        "--fruits-only",
+        action="store_true",
+        help="Only the fruits' load (no photo-a-request rounds, no steps).",
+    )
     args = parser.parse_args()
     files = sorted((data_dir("aicup-sample") / "sample_image").glob("*.jpg"))
     photos = [(f.name, f.read_bytes()) for f in files]
@@ -150,17 +157,27 @@ def main() -> None:
     if args.steps_only:
         print("\n".join(_steps(args.grader, photos, args.per_fruit, args.fold)))
         return
-    server, url = _start(args.grader, 32)
+    server, url = _start(
+        args.grader,
+        32,
+        "--no-record",
+        "--workers",
+        str(args.workers),
+        "--grading-threads",
+        str(args.grading_threads),
+    )
+    print(f"serve --workers {args.workers} --grading-threads {args.grading_threads}")
     try:
         rates: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(2):
+        for _ in range(0 if args.fruits_only else 2):
             for fruit in (False, True):
                 rate, errors = asyncio.run(_photos(url, photos, args.uploads, args.clients, fruit))
                 rates[fruit].append(rate)
                 print(f"photos, one a request, fruit field {'on' if fruit else 'off'}: "
                       f"{rate:.1f} photos/s, {errors} errors")  # fmt: skip
-        ratio = statistics.median(a / b for a, b in zip(rates[True], rates[False], strict=True))
-        print(f"with the fruit field / without: {ratio:.3f}")
+        if rates[True]:
+            ratio = statistics.median(a / b for a, b in zip(rates[True], rates[False], strict=True))
+            print(f"with the fruit field / without: {ratio:.3f}")
         rate, latencies, errors = asyncio.run(
             _fruits(url, photos, args.fruits, args.per_fruit, args.clients)
         )
@@ -171,7 +188,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
-    print("\n".join(_steps(args.grader, photos, args.per_fruit)))
+    if not args.fruits_only:
+        print("\n".join(_steps(args.grader, photos, args.per_fruit)))
 
 
 if __name__ == "__main__":

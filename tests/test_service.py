@@ -241,6 +241,65 @@ def test_concurrent_photos_share_one_forward_pass():
     assert asyncio.run(main(2)) == [0, 1, 0, 1, 0] and calls == [2, 2, 1]
 
 
+def test_lanes_grade_batches_at_once_and_run_has_the_model_alone():
+    """Two lanes grade two batches at the same time (each in its own thread); a call
+    through run() (an explanation) never overlaps a batch; the answers are the same."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    busy, most, log, inside = [0], [0], [], []
+
+    def work(kind):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+            log.append((kind, busy[0], list(inside)))
+            inside.append(kind)
+        time.sleep(0.15)
+        with lock:
+            busy[0] -= 1
+            inside.remove(kind)
+
+    def grade(images):
+        work("grade")
+        return np.full((len(images), 3), 1 / 3), images[:, 0, 0, 0].astype(int) % 3
+
+    async def main(lanes: int) -> list[int]:
+        batcher = MicroBatcher(grade, max_batch=2, wait_s=0.01, lanes=lanes)
+        await batcher.start()
+        photos = [np.full((4, 4, 3), i, dtype=np.uint8) for i in range(6)]
+        graded = asyncio.gather(*(batcher.grade(p) for p in photos))
+        await asyncio.sleep(0.05)
+        alone = batcher.run(work, "run")
+        answers, _ = await asyncio.gather(graded, alone)
+        await batcher.stop()
+        return [int(code) for _, code in answers]
+
+    for lanes, overlap in ((1, 1), (2, 2)):
+        most[0] = 0
+        log.clear()
+        assert asyncio.run(main(lanes)) == [0, 1, 2, 0, 1, 2]
+        assert most[0] == overlap
+        assert ("run", 1, []) in log  # alone, and no batch began while it worked
+        assert all("run" not in others for _, _, others in log)
+    with pytest.raises(ValueError, match="lanes must be 1 or more"):
+        MicroBatcher(grade, lanes=0)
+
+
+def test_serve_with_two_grading_threads_answers_as_with_one(cnn_run):
+    photos = [("files", (f"p{i}.jpg", jpeg(seed=i))) for i in range(4)]
+    answers = []
+    for threads in (1, 2):
+        with TestClient(create_app(ServeOptions(run=cnn_run, grading_threads=threads))) as client:
+            done = client.post("/v1/grade", files=photos)
+            assert done.status_code == 200
+            answers.append([(r["grade"], r["probabilities"]) for r in done.json()["results"]])
+    assert answers[0] == answers[1]
+    refused = run("serve", cnn_run, "--grading-threads", "0")
+    assert refused.exit_code == 2 and "'--grading-threads'" in refused.output
+
+
 def test_serve_refuses_a_bad_run_or_key_file_like_predict(tmp_path, cnn_run):
     missing = tmp_path / "nothing"
     served = run("serve", missing)

@@ -44,6 +44,7 @@ class ServeOptions:
     cors_origins: list[str] = field(default_factory=list)
     lime_samples: int = 150  # keeps one LIME explanation under 5 s on 2 cores
     decode_threads: int = 4
+    grading_threads: int = 1  # batches graded at once (2 on a 2-core box: about 1.35x)
     batch_wait_s: float = 0.004
     drift_window: int = 50
     familiar: bool = True  # False: --familiar off
@@ -163,6 +164,7 @@ def load_state(options: ServeOptions) -> ServiceState:
         options.batch_wait_s,
         telemetry.batch.observe,
         options.yield_to_requests,
+        lanes=options.grading_threads,
     )
     lower = background_priority if options.yield_to_requests else None
     decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode",
