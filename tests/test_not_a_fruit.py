@@ -246,6 +246,11 @@ def test_adapt_keeps_the_check_counts_the_new_orchard_and_takes_reject_photos(
     odd = _not_mangoes(tmp_path / "odd")
     images = load_images([odd / "noise.png", odd / "tray.png"], grader.geometry).arrays
     assert list(grader.foreign(images)) == [True, True]  # what is not a mango stays so
+    exported = run("export", out, "--out", tmp_path / "adapted-export")
+    assert exported.exit_code == 0, exported.output
+    shipped = open_grader(tmp_path / "adapted-export")  # the line goes to the line box too
+    assert len(shipped.not_a_fruit.model.lines) == 1
+    assert list(shipped.foreign(images)) == [True, True]
     # one clear error each
     assert_clean_failure(run("adapt", parent, new, "--unlabelled", "--reject-photos", trays,
                              "--out", tmp_path / "u"), "--unlabelled")  # fmt: skip
