@@ -203,6 +203,31 @@ def test_each_rows_digest_is_of_the_documented_canonical_text(db_url):
     assert list(found.gradings[0]["probabilities"]) == list(_p("Class_I"))  # as stored
 
 
+def test_the_certificate_states_what_the_database_says(db_url):
+    """The certificate's summary, to-check list and close are made from the rows it hashes;
+    they must be what the database's own summary, to-check list and close say."""
+    from mangograde.records import REJECT, to_check
+    from mangograde.records.certified import closing_in, summary_of, to_check_in
+    from mangograde.records.closing import closing_of, reopen_lot
+
+    store, ids = _lot(db_url)
+    correct(store, ids[2], REJECT, "ana")  # c.jpg: fruit f2's one photo, so f2 is a reject
+
+    def same() -> None:
+        rows = lot_records(store, "bin 7")
+        assert summary_of(rows) == store.summary("bin 7", detail=True)
+        assert to_check_in(rows) == to_check(store, "bin 7")
+        assert closing_in(rows) == closing_of(store, "bin 7")
+
+    same()
+    summary = store.summary("bin 7", detail=True)
+    assert summary.rejects == 1 and summary.fruit_rejects == 1 and summary.checks_left == 1
+    records.close_lot(store, "bin 7", "carmen")
+    same()
+    reopen_lot(store, "bin 7", "dora", "one more crate")
+    same()
+
+
 # -- lots verify ----------------------------------------------------------------------------
 
 

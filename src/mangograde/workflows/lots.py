@@ -21,8 +21,8 @@ from ..basics.atomic import atomic_open
 from ..basics.csvcells import read_cell, text_row
 from ..basics.errors import SettingsError
 from ..basics.zones import HouseZone, house_zone
-from ..records import REJECT, LotSummary, Store, to_check
-from ..records.closing import closing_of
+from ..records import REJECT, LotSummary
+from ..records.certified import closing_in, summary_of, to_check_in
 from ..records.digest import (
     EVENTS,
     LOOSE_FRUITS,
@@ -34,7 +34,6 @@ from ..records.digest import (
     lot_digest,
     read_lot,
 )
-from ..records.store import open_existing
 
 THUMBNAILS = 50  # small pictures inlined in a certificate, at most
 THUMB_PX = 96
@@ -135,19 +134,21 @@ class Certificate:
 
 
 def certificate(
-    store: Store, name: str, zone: HouseZone | None = None, photos: Path | None = None
+    db: str, name: str, zone: HouseZone | None = None, photos: Path | None = None
 ) -> Certificate:
-    """Lot ``name``'s certificate; ``photos``: where the photos are kept (named by their
-    SHA-256, as ``serve --keep-photos`` keeps them), for small pictures of those to check."""
+    """Lot ``name``'s certificate from the records at URL ``db``, its summary, to-check list
+    and close made from the very rows it hashes (:mod:`mangograde.records.certified`);
+    ``photos``: where the photos are kept (named by their SHA-256, as ``serve
+    --keep-photos`` keeps them), for small pictures of those to check."""
     if photos is not None and not photos.is_dir():
         raise SettingsError(
             f"--photos {photos} is not a folder: give the folder serve keeps "
             "the photos in (its --keep-photos), or leave --photos out."
         )
-    records = read_lot(store.url, name, store)
-    found = Certificate(store.summary(name, detail=True), records, zone or house_zone(None))
-    found.closed = closing_of(store, name)
-    found.to_check = to_check(store, name)
+    records = read_lot(db, name)
+    found = Certificate(summary_of(records), records, zone or house_zone(None))
+    found.closed = closing_in(records)
+    found.to_check = to_check_in(records)
     found.photos = photos
     if photos is not None:
         found.pictures = _pictures(photos, found.to_check)
@@ -215,7 +216,7 @@ def write_lot_report(
         records = read_lot(db, name)  # the rows alone: a plain SQLite file without SQLAlchemy
         _write_csv(grading_rows(records), records, zone, path)
         return path, records.digest
-    found = certificate(open_existing(db), name, zone, photos)
+    found = certificate(db, name, zone, photos)
     with atomic_open(path) as handle:
         handle.write(lot_html(found.summary, zone, found))
     return path, found.digest
