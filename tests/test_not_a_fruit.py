@@ -291,3 +291,28 @@ def test_a_new_line_is_a_model_of_its_own_so_what_lies_between_the_lines_stays_f
     damaged = adapted.arrays() | {"not_a_fruit/line1/threshold": np.array(-1.0)}
     with pytest.raises(Exception, match="line1 is damaged"):
         NotAFruitModel.from_arrays(damaged, "stored")
+
+
+def test_adapt_keeps_the_parents_check_when_the_new_photos_are_one_fruit(
+    orchard,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    """A line's own model needs two parts of its photos to set its threshold: photos of
+    one fruit keep the parent's check, and adapt says so."""
+    from mangograde.graders import open_grader
+
+    parent, new, labels, groups = orchard
+    rows = groups.read_text().splitlines()
+    one = tmp_path / "one_fruit.csv"
+    one.write_text(rows[0] + "\n" + "".join(f"{r.split(',')[0]},f1\n" for r in rows[1:]))
+    out = tmp_path / "adapted"
+    done = run("adapt", parent, new, "--labels", labels, "--groups", one, "--keep", "adapted",
+               "--out", out)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split())
+    assert (
+        "Not-a-fruit check kept as the parent's: the new photos make fewer than two parts" in said
+    )
+    record = json.loads((out / "metrics.json").read_text())["not_a_fruit"]
+    assert record["held_out_new_flagged"] is None and "lines" not in record
+    assert open_grader(out).not_a_fruit.model.lines == ()

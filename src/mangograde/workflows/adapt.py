@@ -523,7 +523,7 @@ def _adapted_check(
     }
     labelled = np.unique(parts[parts >= 0])
     if len(labelled) < 2:
-        note = "too few new photos for a line of their own: the parent's check is kept"
+        note = "the new photos make fewer than two parts (one fruit, or too few photos)"
         kept = made(parts >= 0, line=False)
         return kept, {**kept.record(), **record, "held_out_new_flagged": None, "note": note}
     check = made(parts >= 0)
