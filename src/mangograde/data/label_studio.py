@@ -357,9 +357,10 @@ def from_export(
 
     export = read_export(path)
     chosen, notices = choose(export, annotations)
-    rejects = [c for c in chosen if c.grade.strip().lower() == REJECT]
-    if rejects:
-        chosen = [c for c in chosen if c.grade.strip().lower() != REJECT]
+    rejected = [c.grade.strip().lower() == REJECT for c in chosen]
+    if any(rejected):
+        rejects = [c for c, no in zip(chosen, rejected, strict=True) if no]
+        chosen = [c for c, no in zip(chosen, rejected, strict=True) if not no]
         where = listing([c.task.where for c in rejects])
         notices.append(f"{plural(len(rejects), 'task')} of {path.name} answered {REJECT!r} (not "
                        f"a mango), left out of the grades: {where}. Give such photos to "

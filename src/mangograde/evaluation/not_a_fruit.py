@@ -109,10 +109,9 @@ class NotAFruitModel:
                      ) -> NotAFruitModel:  # fmt: skip
         """This check with reject photos' features against every line's ``mangoes``
         (``parts``: a label a mango photo, for the record's held-out figures)."""
-        folds = [(np.flatnonzero(parts != k), np.flatnonzero(parts == k)) for k in np.unique(parts)]
         ours, theirs = _unit(mangoes), _unit(rejects)
         return replace(self, rejects=theirs, mangoes=ours,
-                       reject_record=_reject_record(ours, theirs, folds))  # fmt: skip
+                       reject_record=_reject_record(ours, theirs, _folds(parts)))  # fmt: skip
 
     def flags(self, features: np.ndarray) -> np.ndarray:
         """Which photos of these general features are not a mango to grade."""
@@ -186,8 +185,12 @@ def fit_by_parts(
     margin: float = MARGIN,
 ) -> NotAFruitModel:
     """:meth:`NotAFruitModel.fit` with its threshold from ``parts`` (one label a photo)."""
-    folds = [(np.flatnonzero(parts != k), np.flatnonzero(parts == k)) for k in np.unique(parts)]
-    return NotAFruitModel.fit(features, folds, weights_sha256, margin, rejects)
+    return NotAFruitModel.fit(features, _folds(parts), weights_sha256, margin, rejects)
+
+
+def _folds(parts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(the other parts' photos, the part's photos) a part, from one label a photo."""
+    return [(np.flatnonzero(parts != k), np.flatnonzero(parts == k)) for k in np.unique(parts)]
 
 
 def held_out_flags(

@@ -30,14 +30,15 @@ def summary_of(records: LotRecords) -> LotSummary:
     grades: dict[str, None] = {}
     seen_runs: set[str] = set()
     mix: dict[str, int] = {}
-    final_of: dict[int, str] = {}
+    photos: dict[int, list[str]] = {}  # fruit grading id -> its photos' standing answers
     for g in records.gradings:  # by id
         if g["run"] not in seen_runs:  # a run's first grading keeps its grades' order
             seen_runs.add(g["run"])
             grades.update(dict.fromkeys(g["probabilities"] or {}))
         corrected = latest.get(g["id"])
         final = corrected["grade"] if corrected else g["grade"]
-        final_of[g["id"]] = final
+        if g["fruit_grading_id"] is not None:
+            photos.setdefault(g["fruit_grading_id"], []).append(final)
         if final == REJECT:
             found.rejects += 1
         else:
@@ -54,10 +55,6 @@ def summary_of(records: LotRecords) -> LotSummary:
     found.mix = best_first(mix, found.grades)
     found.checks = dict(sorted(found.checks.items()))
     found.corrections = len(records.corrections)
-    photos: dict[int, list[str]] = {}
-    for g in records.gradings:
-        if g["fruit_grading_id"] is not None:
-            photos.setdefault(g["fruit_grading_id"], []).append(final_of[g["id"]])
     fruit_mix: dict[str, int] = {}
     for f in records.fruits:  # by id
         own = photos.get(f["id"], [])

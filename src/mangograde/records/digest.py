@@ -266,14 +266,14 @@ def _read_sqlite_file(path: Path, name: str) -> LotRecords | None:
         return None
 
 
-def read_lot(url: str, name: str, store: Store | None = None) -> LotRecords:
+def read_lot(url: str, name: str) -> LotRecords:
     """Lot ``name``'s records in the database at ``url``, never written to: a plain SQLite
     file of the newest schema is read by the standard library alone (no SQLAlchemy to
     import: a certificate is checked in well under a second); anything else, or anything
-    unexpected, through ``store`` (opened when not given), which says what is wrong."""
+    unexpected, through the store, which says what is wrong."""
     path = _sqlite_file(url)
     found = _read_sqlite_file(path, name) if path is not None else None
-    return found if found is not None else lot_records(store or open_existing(url), name)
+    return found if found is not None else lot_records(open_existing(url), name)
 
 
 def _sha(row: Any) -> str:

@@ -4,7 +4,7 @@ Requests put decoded photos on a queue; one task collects up to ``max_batch`` of
 what arrives within ``wait_s`` of the first, and grades them in a worker thread, so the
 event loop keeps accepting uploads meanwhile. With ``lanes`` above 1, that many batches are
 graded at once, each in its own thread (the grading math leaves Python's lock while it
-works: on a 2-core box two lanes grade nearly twice the photos of one).
+works: on a 2-core box two lanes grade about a third more photos than one).
 """
 
 from __future__ import annotations

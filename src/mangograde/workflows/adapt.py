@@ -499,23 +499,23 @@ def _adapted_check(
     if found is None:
         return None, {"method": None, "note": NO_CHECK}
     embed, _ = found
-    features = embed(pool.images)
-    old, new = features[: pool.n_old], features[pool.n_old :]
+    new = embed(pool.images[pool.n_old :])
     parts = np.full(len(new), -1, dtype=np.int64)
     for k, test in enumerate(parts_of_new):
         parts[np.asarray(test)] = k
-    more = None if reject_images is None or not len(reject_images) else embed(reject_images)
+    rejects, known = before.rejects, before.mangoes
+    if reject_images is not None and len(reject_images):
+        more = embed(reject_images)
+        rejects = more if rejects is None else np.concatenate([rejects, more])
+        if known is None:  # the parent's own photos, against which the rejects are told
+            known = embed(pool.images[: pool.n_old])
 
     def made(inside: np.ndarray, line: bool = True) -> NotAFruitModel:
         check = before.with_line(new[inside], parts[inside], ADAPTED_MARGIN) if line else before
-        rejects = before.rejects if more is None else (
-            more if before.rejects is None else np.concatenate([before.rejects, more]))  # fmt: skip
-        if rejects is None:
+        if rejects is None or known is None:
             return check
-        mangoes = np.concatenate([before.mangoes if before.mangoes is not None else old,
-                                  new[inside]])  # fmt: skip
-        labels = np.concatenate([np.full(len(mangoes) - inside.sum(), -1), parts[inside]])
-        return check.with_rejects(mangoes, rejects, labels)
+        labels = np.concatenate([np.full(len(known), -1), parts[inside]])
+        return check.with_rejects(np.concatenate([known, new[inside]]), rejects, labels)
 
     record: dict[str, Any] = {
         "n_new_photos": int(len(new)),
@@ -527,10 +527,10 @@ def _adapted_check(
         kept = made(parts >= 0, line=False)
         return kept, {**kept.record(), **record, "held_out_new_flagged": None, "note": note}
     check = made(parts >= 0)
-    # each part scored by a check made without it (its threshold from the other parts)
-    flagged = [made((parts >= 0) & (parts != k)).flags(new[parts == k])
-               for k in labelled if len(labelled) >= 3]  # fmt: skip
-    held = float(np.concatenate(flagged).mean()) if flagged else None
+    held = None
+    if len(labelled) >= 3:  # each part scored by a check made without it (2 parts left)
+        flagged = [made((parts >= 0) & (parts != k)).flags(new[parts == k]) for k in labelled]
+        held = float(np.concatenate(flagged).mean())
     record |= {"held_out_new_flagged": held, "new_parts": int(len(labelled))}
     return check, {**check.record(), **record}
 

@@ -101,7 +101,7 @@ class Certificate:
 
     @property
     def last(self) -> Any:
-        return max((g["time"] for g in self.records.gradings), default=None)
+        return self.summary.last
 
     @property
     def rejects(self) -> int:
